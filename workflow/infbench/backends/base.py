@@ -1,0 +1,91 @@
+"""The interface every runtime backend implements.
+
+A backend knows how to load one artifact for one cell and run a batch through it. It does not
+time anything (that is `infbench.measure`) and does not write results (that is `infbench.bench`).
+Heavy imports (torch, onnxruntime, tensorrt) happen inside the methods, never at module import,
+so that the workflow can plan cells without them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend or the device cannot run here (not installed, no GPU); the message says why."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement of the grid."""
+
+    model: str
+    backend: str
+    precision: str
+    device: str
+    image_size: int
+    batch_size: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.backend}/{self.precision}/{self.device}/{self.image_size}x{self.batch_size}"
+
+
+class Backend:
+    """Runs one artifact on one device in one precision.
+
+    Life cycle, as `infbench.bench` drives it: `check_available()`, `load()`, then for each batch
+    `prepare()` (host array → backend input; not timed unless in end-to-end mode), `run()`,
+    `synchronize()`, and `to_numpy()` on the output.
+    """
+
+    def __init__(self, cell: Cell, artifact: Path, threads: int):
+        self.cell = cell
+        self.artifact = Path(artifact)
+        self.threads = threads
+
+    # -- availability -------------------------------------------------------------------------
+    def check_available(self) -> None:
+        """Raise BackendUnavailable with the reason when this backend cannot run the cell here."""
+
+    # -- artifact -----------------------------------------------------------------------------
+    def load(self) -> None:
+        raise NotImplementedError
+
+    # -- running ------------------------------------------------------------------------------
+    def prepare(self, batch: np.ndarray) -> Any:
+        """Turn a float32 NCHW host array into what `run` takes, on the backend's device."""
+        raise NotImplementedError
+
+    def run(self, inputs: Any) -> Any:
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Block until the work queued by `run` is done (no-op for synchronous backends)."""
+
+    def to_numpy(self, outputs: Any) -> np.ndarray:
+        """Copy the logits back to the host as float32 (outside the timed region)."""
+        raise NotImplementedError
+
+    # -- probes -------------------------------------------------------------------------------
+    def uses_cuda(self) -> bool:
+        return self.cell.device == "cuda"
+
+    def device_memory_peak_mb(self) -> float | None:
+        """Peak device memory this backend's allocator saw, or None where it cannot tell."""
+        return None
+
+    def reset_device_memory_peak(self) -> None:
+        pass
+
+
+def check_artifact(path: Path, rule: str) -> None:
+    """Fail with a message naming the file and the rule that rebuilds it."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"artifact {path} is missing; rebuild it with the rule '{rule}'")
+    if Path(path).stat().st_size == 0:
+        raise ValueError(f"artifact {path} is empty (truncated?); delete it and rerun the rule '{rule}'")

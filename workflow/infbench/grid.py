@@ -1,0 +1,89 @@
+"""Config → cells; the combinations dropped at expansion with their reasons; invalidation hashes.
+
+The Snakefile plans with these functions, and so do the report and the tests: one place decides
+which cells exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from infbench.backends.base import Cell
+from infbench.backends.registry import BACKENDS, spec
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Dropped:
+    backend: str
+    precision: str
+    device: str
+    reason: str
+
+
+def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:
+    """Every cell of the grid, and the backend/precision/device combinations it cannot have."""
+    grid = config["grid"]
+    model = config["model"]["name"]
+    cells: list[Cell] = []
+    dropped: list[Dropped] = []
+    for backend, precisions in grid["backends"].items():
+        for precision, device in itertools.product(precisions, grid["devices"]):
+            reason = spec(backend).unsupported_reason(device, precision)
+            if reason:
+                dropped.append(Dropped(backend, precision, device, reason))
+                continue
+            for size, batch in itertools.product(grid["image_sizes"], grid["batch_sizes"]):
+                cells.append(Cell(model, backend, precision, device, int(size), int(batch)))
+    return cells, dropped
+
+
+def result_path(cell: Cell) -> str:
+    return f"results/bench/{cell.key}.json"
+
+
+def cell_from_wildcards(wc) -> Cell:
+    return Cell(wc.model, wc.backend, wc.precision, wc.device, int(wc.size), int(wc.batch))
+
+
+def code_hash(*relative_paths: str) -> str:
+    """Hash of package source files/folders (relative to the package), for a rule's `params`.
+
+    A changed module then reruns exactly the rules whose params name it.
+    """
+    digest = hashlib.sha256()
+    for rel in relative_paths:
+        path = PACKAGE_ROOT / rel
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for f in files:
+            digest.update(str(f.relative_to(PACKAGE_ROOT)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def package_versions(*names: str) -> str:
+    """Installed versions of distributions ('name==version' or 'name absent'), for `params`."""
+    parts = []
+    for name in names:
+        try:
+            parts.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name} absent")
+    return ",".join(parts)
+
+
+# Modules every benchmark cell runs through, whatever its backend.
+BENCH_CORE = ("bench.py", "measure", "backends/base.py", "data.py")
+
+
+def backend_code_hash(backend: str) -> str:
+    return code_hash(*BENCH_CORE, f"backends/{BACKENDS[backend].module}.py")
+
+
+def backend_versions(backend: str) -> str:
+    return package_versions(*BACKENDS[backend].packages)
