@@ -43,10 +43,12 @@ class Backend:
     `synchronize()`, and `to_numpy()` on the output.
     """
 
-    def __init__(self, cell: Cell, artifact: Path, threads: int):
+    def __init__(self, cell: Cell, artifact: Path, threads: int, artifact_rule: str = "", options: dict | None = None):
         self.cell = cell
         self.artifact = Path(artifact)
+        self.artifact_rule = artifact_rule  # the rule that rebuilds the artifact, for error messages
         self.threads = threads
+        self.options = options or {}  # backend settings from the config (e.g. CUDA graphs, end-to-end)
 
     # -- availability -------------------------------------------------------------------------
     def check_available(self) -> None:

@@ -1,0 +1,136 @@
+"""Datasets → one `.npz` of uint8 images (N, H, W, 3) and int64 labels per split.
+
+`digits`: scikit-learn's bundled handwritten digits (8×8 grey), upscaled to 32×32 RGB: real images
+that work offline. `cifar10`: the standard python archive `cifar-10-python.tar.gz`, md5-checked.
+Both get a fixed, seeded split into train / calibration / test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+
+# Normalisation every backend's input gets (ImageNet statistics; fine for both datasets).
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def load_digits_images(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    grey = (digits.images / 16.0 * 255.0).astype(np.float32)  # (N, 8, 8), 0..255
+    import torch
+    import torch.nn.functional as F
+
+    up = F.interpolate(torch.from_numpy(grey)[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    up = up.clamp(0, 255).round().to(torch.uint8)[:, 0].numpy()
+    rgb = np.repeat(up[..., None], 3, axis=-1)
+    return rgb, digits.target.astype(np.int64)
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_cifar10(data_dir: Path, expected_md5: str = CIFAR10_MD5) -> Path:
+    """The archive in `data_dir`, downloaded there first if missing and the network allows."""
+    data_dir = Path(data_dir)
+    archive = data_dir / CIFAR10_ARCHIVE
+    if not archive.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".part")
+        try:
+            urllib.request.urlretrieve(CIFAR10_URL, partial)
+            partial.rename(archive)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise FileNotFoundError(
+                f"CIFAR-10 archive not found at {archive} and the download from {CIFAR10_URL} failed "
+                f"({exc}). Download '{CIFAR10_ARCHIVE}' on a machine with network access and put it "
+                f"at {archive} (or set data_dir in the config to the folder that holds it)."
+            ) from exc
+    actual = md5sum(archive)
+    if actual != expected_md5:
+        raise ValueError(
+            f"{archive} has md5 {actual}, expected {expected_md5}: the file is corrupt or truncated. "
+            f"Delete it and download '{CIFAR10_ARCHIVE}' again."
+        )
+    return archive
+
+
+def read_cifar10(archive: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All 60,000 images (train batches then test batch) as uint8 NHWC, and their labels."""
+    images, labels = [], []
+    names = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + ["cifar-10-batches-py/test_batch"]
+    with tarfile.open(archive, "r:gz") as tar:
+        for name in names:
+            member = tar.extractfile(name)
+            if member is None:
+                raise ValueError(f"{archive} has no member {name}: not a CIFAR-10 python archive")
+            batch = pickle.load(member, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def split(images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: int) -> dict[str, np.ndarray]:
+    """Fixed seeded split: the first `test` of a permutation are test, the next `calib` calibration."""
+    if calib + test >= len(images):
+        raise ValueError(f"calibration ({calib}) + test ({test}) leave no training images of {len(images)}")
+    order = np.random.default_rng(seed).permutation(len(images))
+    parts = {"test": order[:test], "calib": order[test : test + calib], "train": order[test + calib :]}
+    out = {}
+    for name, idx in parts.items():
+        out[f"{name}_x"], out[f"{name}_y"] = images[idx], labels[idx]
+    return out
+
+
+def prepare(dataset: str, data_dir: Path, out: Path, calib: int, test: int, seed: int, cifar_md5: str = CIFAR10_MD5):
+    if dataset == "digits":
+        images, labels = load_digits_images()
+    elif dataset == "cifar10":
+        images, labels = read_cifar10(fetch_cifar10(Path(data_dir), cifar_md5))
+    else:
+        raise ValueError(f"unknown dataset '{dataset}' (choose digits or cifar10)")
+    arrays = split(images, labels, calib, test, seed)
+    from infbench.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return {k: v.shape for k, v in arrays.items()}
+
+
+def load_split(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            return data[f"{name}_x"], data[f"{name}_y"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"dataset file {path} is missing; rebuild it with the rule 'prepare_data'") from None
+    except (ValueError, OSError, KeyError) as exc:
+        raise ValueError(f"dataset file {path} is corrupt ({exc}); delete it and rerun the rule 'prepare_data'") from exc
+
+
+def to_input(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 NHWC images → normalised float32 NCHW at `size`×`size` (bilinear), the model's input."""
+    x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    if x.shape[-1] != size:
+        import torch
+        import torch.nn.functional as F
+
+        x = F.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", align_corners=False).numpy()
+    return np.ascontiguousarray((x - MEAN[:, None, None]) / STD[:, None, None], dtype=np.float32)

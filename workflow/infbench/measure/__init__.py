@@ -1,0 +1,1 @@
+"""What is measured: timing statistics, memory, and the machine's fingerprint."""

@@ -1,0 +1,68 @@
+"""Train ResNet-18 on the prepared dataset: seeded, a progress line per epoch, atomic outputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from infbench import data, model as model_lib
+from infbench.io import atomic_path, write_json
+
+
+def evaluate(net, images: np.ndarray, labels: np.ndarray, size: int, batch: int = 256) -> float:
+    import torch
+
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(data.to_input(images[i : i + batch], size))
+            correct += int((net(x).argmax(1).numpy() == labels[i : i + batch]).sum())
+    return correct / len(images)
+
+
+def train(dataset: Path, checkpoint: Path, metrics: Path, arch: str, stem: str, epochs: int, batch_size: int,
+          lr: float, weight_decay: float, seed: int, threads: int, image_size: int) -> dict:
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    train_x, train_y = data.load_split(dataset, "train")
+    test_x, test_y = data.load_split(dataset, "test")
+    net = model_lib.build(arch, 10, stem)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+    steps = epochs * ((len(train_x) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
+    x_all = torch.from_numpy(data.to_input(train_x, image_size))
+    y_all = torch.from_numpy(train_y)
+    gen = torch.Generator().manual_seed(seed)
+    history = []
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(x_all), generator=gen)
+        correct = 0
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            logits = net(x_all[idx])
+            loss = torch.nn.functional.cross_entropy(logits, y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            correct += int((logits.argmax(1) == y_all[idx]).sum())
+        net.eval()
+        test_acc = evaluate(net, test_x, test_y, image_size)
+        row = {"epoch": epoch, "loss": loss.item(), "train_accuracy": correct / len(x_all),
+               "test_accuracy": test_acc, "seconds": round(time.perf_counter() - start, 2)}
+        history.append(row)
+        print(f"epoch {epoch}/{epochs}: loss {row['loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
+              f"test acc {test_acc:.4f} ({row['seconds']} s)", flush=True)
+    with atomic_path(checkpoint) as tmp:
+        torch.save({"arch": arch, "stem": stem, "num_classes": 10, "image_size": image_size,
+                    "state_dict": net.state_dict()}, tmp)
+    result = {"test_accuracy": history[-1]["test_accuracy"], "epochs": history,
+              "train_images": len(train_x), "test_images": len(test_x)}
+    write_json(metrics, result)
+    return result

@@ -1,0 +1,27 @@
+rule bench_cell:
+    input:
+        artifact=cell_artifact,
+        checkpoint=CHECKPOINT,
+        dataset=DATASET,
+    output:
+        "results/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.json",
+    params:
+        bench=config["bench"],
+        # A backend's code or installed version changing reruns that backend's cells only.
+        code=lambda wc: grid.backend_code_hash(wc.backend),
+        versions=lambda wc: grid.backend_versions(wc.backend),
+    log:
+        "results/logs/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.log",
+    threads: cell_threads
+    resources:
+        gpu=cell_gpus,
+        mem_mb=8000,
+        runtime=lambda wc: int(config["bench"]["timeout_s"] / 60) + 5,
+    shell:
+        "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
+        " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
+        " --artifact {input.artifact:q} --checkpoint {input.checkpoint:q} --dataset {input.dataset:q}"
+        " --out {output:q} --threads {threads} --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
+        " --tolerance {params.bench[tolerance]} --time-budget {params.bench[time_budget_s]}"
+        " --warmup-budget {params.bench[warmup_budget_s]} --agreement-images {params.bench[agreement_images]}"
+        " > {log} 2>&1"

@@ -1,0 +1,37 @@
+import json
+
+from infbench import grid
+from infbench.backends.registry import BACKENDS
+from infbench.config import check_config
+
+check_config(config, workflow.basedir)
+
+CELLS, DROPPED = grid.expand(config)
+MODEL = config["model"]["name"]
+DATASET = f"results/data/{config['dataset']}.npz"
+CHECKPOINT = f"results/models/{MODEL}/checkpoint.pt"
+TRAIN_METRICS = f"results/models/{MODEL}/train_metrics.json"
+ONNX_FP32 = f"results/models/{MODEL}/onnx/fp32.onnx"
+
+
+wildcard_constraints:
+    model="[A-Za-z0-9_]+",
+    backend="|".join(BACKENDS),
+    precision="[a-z0-9_]+",
+    device="cpu|cuda",
+    size=r"\d+",
+    batch=r"\d+",
+
+
+def cell_artifact(wildcards):
+    cell = grid.cell_from_wildcards(wildcards)
+    return BACKENDS[cell.backend].artifact(cell).path
+
+
+def cell_threads(wildcards):
+    # A CPU cell takes every core so that no two CPU cells run (and disturb each other) at once.
+    return workflow.cores if wildcards.device == "cpu" else 1
+
+
+def cell_gpus(wildcards):
+    return 1 if wildcards.device == "cuda" else 0

@@ -1,0 +1,20 @@
+rule export_onnx:
+    input:
+        checkpoint=CHECKPOINT,
+        dataset=DATASET,
+    output:
+        ONNX_FP32,
+    params:
+        export=config["export"],
+        image_size=config["train"]["image_size"],
+        code=grid.code_hash("export.py", "model.py"),
+    log:
+        f"results/logs/export/{MODEL}_fp32.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "infbench export-onnx --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --out {output:q}"
+        " --image-size {params.image_size} --opset {params.export[opset]}"
+        " --parity-images {params.export[parity_images]} --atol {params.export[atol]} > {log} 2>&1"

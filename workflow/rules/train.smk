@@ -1,0 +1,21 @@
+rule train:
+    input:
+        DATASET,
+    output:
+        checkpoint=CHECKPOINT,
+        metrics=TRAIN_METRICS,
+    params:
+        hp=config["train"],
+        stem=config["model"]["stem"],
+        code=grid.code_hash("train.py", "model.py", "data.py"),
+    log:
+        f"results/logs/train/{MODEL}.log",
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "infbench train --dataset {input:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
+        " --arch {MODEL} --stem {params.stem} --epochs {params.hp[epochs]} --batch-size {params.hp[batch_size]}"
+        " --lr {params.hp[lr]} --weight-decay {params.hp[weight_decay]} --seed {params.hp[seed]}"
+        " --image-size {params.hp[image_size]} --threads {threads} > {log} 2>&1"
