@@ -1,0 +1,92 @@
+"""Shared fixtures: a copy of the workflow in a temporary folder with a tiny config.
+
+Training once per session is enough: `trained_workflow` runs the workflow up to the ONNX export a
+single time, and `workflow_copy` hands each test its own copy of that folder (results and
+Snakemake's metadata included, times preserved), so tests never share state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = {
+    "dataset": "digits",
+    "split": {"calibration": 64, "test": 128, "seed": 0},
+    "train": {"epochs": 1, "batch_size": 64, "image_size": 32},
+    "export": {"parity_images": 16},
+    "grid": {
+        "image_sizes": [32],
+        "batch_sizes": [4],
+        "devices": ["cpu"],
+        "backends": {"torch": ["fp32"], "onnxruntime": ["fp32"]},
+    },
+    "bench": {"time_budget_s": 0.5, "warmup_budget_s": 0.3, "timeout_s": 120, "agreement_images": 8},
+}
+
+
+def copy_workflow(dest: Path, config: dict | None = None) -> Path:
+    """Snakefile, workflow/ and config/ in `dest`, with `config` as config/config.yaml."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
+    for folder in ("workflow", "config"):
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    if config is not None:
+        write_config(dest, config)
+    return dest
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the real Snakemake CLI in `workdir`; output captured for assertions."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    # The copy's own package comes first, so edits to its modules act as a user's edits would.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(workdir / "workflow")}
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
+    """Job counts per rule of a dry run ('Job stats' table); empty when nothing is to be done."""
+    out = snakemake(workdir, "-n", *targets).stdout
+    counts, in_table = {}, False
+    for line in out.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            parts = line.split()
+            if not parts or parts[0] == "total":
+                break
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="session")
+def trained_workflow(tmp_path_factory) -> Path:
+    """A workflow folder with the tiny config, run up to the fp32 ONNX export (once per session)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("trained"), TINY_CONFIG)
+    snakemake(workdir, "results/models/resnet18/onnx/fp32.onnx")
+    return workdir
+
+
+@pytest.fixture
+def workflow_copy(trained_workflow, tmp_path) -> Path:
+    """This test's own copy of the trained workflow folder."""
+    dest = tmp_path / "wf"
+    shutil.copytree(trained_workflow, dest, symlinks=True)
+    return dest
