@@ -1,7 +1,7 @@
 """infbench: which way of running an image classifier is fastest here, and what it costs.
 
-    snakemake --cores 1 report        # the whole study on config/config.yaml
-    snakemake -n report               # list the jobs without running them
+snakemake --cores 1 report        # the whole study on config/config.yaml
+snakemake -n report               # list the jobs without running them
 """
 
 from snakemake.utils import min_version, validate

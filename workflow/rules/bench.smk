@@ -5,18 +5,20 @@ rule bench_cell:
         dataset=DATASET,
     output:
         "results/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.json",
-    params:
-        bench=config["bench"],
-        # A backend's code or installed version changing reruns that backend's cells only.
-        code=lambda wc: grid.backend_code_hash(wc.backend),
-        versions=lambda wc: grid.backend_versions(wc.backend),
     log:
         "results/logs/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.log",
+    conda:
+        cell_env
     threads: cell_threads
     resources:
         gpu=cell_gpus,
         mem_mb=8000,
         runtime=lambda wc: int(config["bench"]["timeout_s"] / 60) + 5,
+    params:
+        bench=config["bench"],
+        # A backend's code or installed version changing reruns that backend's cells only.
+        code=lambda wc: grid.backend_code_hash(wc.backend),
+        versions=lambda wc: grid.backend_versions(wc.backend),
     shell:
         "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
         " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"

@@ -23,6 +23,16 @@ wildcard_constraints:
     batch=r"\d+",
 
 
+CORE_ENV = "../../envs/core.yaml"
+
+
+def cell_env(wildcards):
+    """Conda environment (for --sdm conda) of a cell: GPU cells need onnxruntime-gpu, TensorRT ones TensorRT."""
+    if "tensorrt" in wildcards.backend or "trt" in wildcards.backend:
+        return "../../envs/tensorrt.yaml"
+    return "../../envs/gpu.yaml" if wildcards.device == "cuda" else CORE_ENV
+
+
 def cell_artifact(wildcards):
     cell = grid.cell_from_wildcards(wildcards)
     return BACKENDS[cell.backend].artifact(cell).path
@@ -35,3 +45,11 @@ def cell_threads(wildcards):
 
 def cell_gpus(wildcards):
     return 1 if wildcards.device == "cuda" else 0
+
+
+def report_meta():
+    dropped = [vars(d) for d in DROPPED]
+    return json.dumps(
+        {"dataset": config["dataset"], "model": MODEL, "dropped": dropped},
+        sort_keys=True,
+    )

@@ -1,18 +1,21 @@
 rule prepare_data:
     output:
         DATASET,
-    params:
-        data_dir=config["data_dir"],
-        split=config["split"],
-        md5=config.get("cifar10_md5", "c58f30108f718f92721af3b95e74349a"),
-        code=grid.code_hash("data.py"),
     log:
         "results/logs/prepare_data.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        dataset=config["dataset"],
+        data_dir=config["data_dir"],
+        split=config["split"],
+        md5=config.get("cifar10_md5", "c58f30108f718f92721af3b95e74349a"),
+        code=grid.code_hash("data.py"),
     shell:
-        "infbench prepare-data --dataset {config[dataset]} --data-dir {params.data_dir:q} --out {output:q}"
+        "infbench prepare-data --dataset {params.dataset} --data-dir {params.data_dir:q} --out {output:q}"
         " --calib {params.split[calibration]} --test {params.split[test]} --seed {params.split[seed]}"
         " --cifar-md5 {params.md5} > {log} 2>&1"

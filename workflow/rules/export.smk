@@ -4,16 +4,18 @@ rule export_onnx:
         dataset=DATASET,
     output:
         ONNX_FP32,
-    params:
-        export=config["export"],
-        image_size=config["train"]["image_size"],
-        code=grid.code_hash("export.py", "model.py"),
     log:
         f"results/logs/export/{MODEL}_fp32.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        export=config["export"],
+        image_size=config["train"]["image_size"],
+        code=grid.code_hash("export.py", "model.py"),
     shell:
         "infbench export-onnx --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --out {output:q}"
         " --image-size {params.image_size} --opset {params.export[opset]}"

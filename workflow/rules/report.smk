@@ -1,31 +1,29 @@
-def report_meta():
-    dropped = [vars(d) for d in DROPPED]
-    return json.dumps(
-        {"dataset": config["dataset"], "model": MODEL, "dropped": dropped},
-        sort_keys=True,
-    )
-
-
 rule aggregate:
     input:
         cells=[grid.result_path(c) for c in CELLS],
         metrics=TRAIN_METRICS,
     output:
         parquet="results/report/summary.parquet",
-        csv=report("results/report/summary.csv", caption="../report/summary.rst", category="Summary"),
+        csv=report(
+            "results/report/summary.csv",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
         meta="results/report/meta.json",
+    log:
+        "results/logs/aggregate.log",
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         meta=report_meta(),
         compare=" ".join(
             f"--compare {c['label']}={c['path']}" for c in config["report"]["compare"]
         ),
         code=grid.code_hash("report/aggregate.py"),
-    log:
-        "results/logs/aggregate.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     shell:
         "infbench aggregate --results {input.cells:q} --train-metrics {input.metrics:q} --meta {params.meta:q}"
         " {params.compare} --out-dir results/report > {log} 2>&1"
@@ -36,15 +34,21 @@ rule report:
         summary=rules.aggregate.output.parquet,
         meta=rules.aggregate.output.meta,
     output:
-        html=report("results/report/index.html", caption="../report/index.rst", category="Report"),
+        html=report(
+            "results/report/index.html",
+            caption="../report/index.rst",
+            category="Report",
+        ),
         md="results/report/summary.md",
-    params:
-        code=grid.code_hash("report"),
     log:
         "results/logs/report.log",
+    conda:
+        CORE_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=grid.code_hash("report"),
     shell:
         "infbench report --summary {input.summary:q} --meta {input.meta:q} --out-dir results/report > {log} 2>&1"

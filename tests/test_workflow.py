@@ -1,0 +1,55 @@
+"""The whole workflow on a tiny config, through real Snakemake runs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+
+import polars as pl
+
+from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
+
+REQUIRED_COLUMNS = [
+    "model", "backend", "precision", "device", "image_size", "batch_size", "status", "error", "iterations",
+    "latency_ms_median", "latency_ms_p90", "latency_ms_p99", "throughput_img_s", "time_per_image_ms",
+    "speedup_vs_baseline",
+]
+
+
+def test_dry_run_lists_jobs_and_runs_none(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf", TINY_CONFIG)
+    jobs = planned_jobs(workdir, "report")
+    assert jobs["bench_cell"] == 2 and jobs["train"] == 1 and jobs["report"] == 1
+    assert not (workdir / "results").exists()
+
+
+def test_report_end_to_end_then_nothing_to_do(workflow_copy):
+    snakemake(workflow_copy, "report")
+    report = workflow_copy / "results" / "report"
+    for name in ("index.html", "summary.md", "summary.csv", "summary.parquet"):
+        assert (report / name).stat().st_size > 0, name
+    df = pl.read_parquet(report / "summary.parquet")
+    assert set(REQUIRED_COLUMNS) <= set(df.columns)
+    assert df.height == 2 and df["status"].to_list() == ["ok", "ok"], df.select("backend", "status", "error")
+    assert (df["throughput_img_s"] > 0).all() and (df["iterations"] > 0).all()
+    baseline = df.filter(pl.col("backend") == "torch")
+    assert baseline["speedup_vs_baseline"].to_list() == [1.0]
+    # Each cell checked that it computes the same thing as the fp32 reference, on real images.
+    assert (df["top1_agreement"] >= 0.99).all()
+
+    again = snakemake(workflow_copy, "report")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_cell_reruns_by_hand_from_its_log(workflow_copy):
+    snakemake(workflow_copy, "results/bench/resnet18/onnxruntime/fp32/cpu/32x4.json")
+    log = workflow_copy / "results/logs/bench/resnet18/onnxruntime/fp32/cpu/32x4.log"
+    first = log.read_text().splitlines()[0]
+    assert first.startswith("command: infbench bench ")
+    argv = shlex.split(first.removeprefix("command: "))
+    out = workflow_copy / "by_hand.json"
+    argv[argv.index("--out") + 1] = str(out)
+    subprocess.run(argv, cwd=workflow_copy, check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["status"] == "ok" and result["cell"]["batch_size"] == 4
