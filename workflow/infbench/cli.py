@@ -42,7 +42,7 @@ def _bench(a):
     cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.batch)
     args = {
         "artifact": str(a.artifact), "checkpoint": str(a.checkpoint), "dataset": str(a.dataset),
-        "threads": a.threads, "mode": a.mode, "agreement_images": a.agreement_images,
+        "threads": a.threads or os.cpu_count(), "mode": a.mode, "agreement_images": a.agreement_images,
         "options": dict(kv.split("=", 1) for kv in a.option),
         "timing": {"tolerance": a.tolerance, "time_budget_s": a.time_budget, "warmup_budget_s": a.warmup_budget},
     }
@@ -129,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference for the agreement check")
     s.add_argument("--dataset", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--threads", type=int, default=os.cpu_count())
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
     s.add_argument("--timeout", type=float, default=600)
     s.add_argument("--mode", default="device", choices=["device", "end_to_end"])
     s.add_argument("--tolerance", type=float, default=0.02)

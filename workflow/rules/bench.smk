@@ -23,7 +23,7 @@ rule bench_cell:
         "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
         " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
         " --artifact {input.artifact:q} --checkpoint {input.checkpoint:q} --dataset {input.dataset:q}"
-        " --out {output:q} --threads {threads} --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
+        " --out {output:q} --threads {params.bench[cpu_threads]} --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
         " --tolerance {params.bench[tolerance]} --time-budget {params.bench[time_budget_s]}"
         " --warmup-budget {params.bench[warmup_budget_s]} --agreement-images {params.bench[agreement_images]}"
         " > {log} 2>&1"
