@@ -7,6 +7,7 @@ Snakemake's metadata included, times preserved), so tests never share state.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -37,7 +38,7 @@ def copy_workflow(dest: Path, config: dict | None = None) -> Path:
     """Snakefile, workflow/ and config/ in `dest`, with `config` as config/config.yaml."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
-    for folder in ("workflow", "config"):
+    for folder in ("workflow", "config", "envs"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     if config is not None:
         write_config(dest, config)
@@ -89,4 +90,44 @@ def workflow_copy(trained_workflow, tmp_path) -> Path:
     """This test's own copy of the trained workflow folder."""
     dest = tmp_path / "wf"
     shutil.copytree(trained_workflow, dest, symlinks=True)
+    return dest
+
+
+def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
+    """`snakemake()` in the background, in its own process group (output in workdir/snakemake.out)."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(workdir / "workflow")}
+    out = open(workdir / "snakemake.out", "w")  # noqa: SIM115  (closed with the process)
+    return subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def measuring_processes(workdir: Path) -> dict[int, dict]:
+    """pid → cell of every live cell-measuring child (`python -m infbench.bench ARGS OUT`) run in `workdir`."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().decode().split("\0")
+            if "infbench.bench" not in argv or Path(os.readlink(proc / "cwd")) != workdir.resolve():
+                continue
+            args = json.loads(Path(argv[argv.index("infbench.bench") + 1]).read_text())
+            found[int(proc.name)] = args["cell"]
+        except (OSError, ValueError, IndexError, KeyError):
+            continue
+    return found
+
+
+@pytest.fixture(scope="session")
+def reported_workflow(trained_workflow, tmp_path_factory) -> Path:
+    """The trained workflow folder run through `report` once (tiny grid, every cell ok)."""
+    dest = tmp_path_factory.mktemp("reported") / "wf"
+    shutil.copytree(trained_workflow, dest, symlinks=True)
+    snakemake(dest, "report")
+    return dest
+
+
+@pytest.fixture
+def reported_copy(reported_workflow, tmp_path) -> Path:
+    """This test's own copy of the reported workflow folder (results and Snakemake metadata)."""
+    dest = tmp_path / "wf"
+    shutil.copytree(reported_workflow, dest, symlinks=True)
     return dest

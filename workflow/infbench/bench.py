@@ -8,6 +8,7 @@ the work and writes its result to a file the parent names.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -27,16 +28,31 @@ from infbench.backends.base import BackendUnavailable, Cell
 from infbench.backends.registry import spec
 from infbench.io import write_json
 from infbench.measure import environment
+from infbench.measure import flops as flop_count
+from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mb
+from infbench.measure.nvml import Nvml, Sampler, summarize
+from infbench.measure.nvml import empty as nvml_empty
 from infbench.measure.timing import CudaClock, HostClock, TimingPolicy, measure
 
 SCHEMA_VERSION = 1
-OOM_MARKERS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "failed to allocate memory", "bad_alloc")
+OOM_MARKERS = (
+    "out of memory",
+    "outofmemory",
+    "cudaerrormemoryallocation",
+    "failed to allocate memory",
+    "bad_alloc",
+    "can't allocate memory",  # PyTorch's CPU allocator (DefaultCPUAllocator)
+    "cannot allocate memory",  # ENOMEM (strerror), e.g. from mmap or a C library
+    "unable to allocate",  # NumPy's MemoryError text, when re-raised as another type
+)
 
 
 def status_of(exc: BaseException) -> str:
     if isinstance(exc, BackendUnavailable):
         return "unavailable"
     if isinstance(exc, MemoryError) or any(m in str(exc).lower() for m in OOM_MARKERS):
+        return "oom"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
         return "oom"
     return "error"
 
@@ -73,7 +89,13 @@ def measure_cell(args: dict) -> dict:
         cell, Path(args["artifact"]), args["threads"], backend_spec.artifact(cell).rule, args.get("options") or {}
     )
     backend.check_available()
+    # GPU counters and the device-memory baseline, taken once the CUDA context is up (its few
+    # hundred MiB are the process's, not the backend's) and before the backend creates its session.
+    nvml, nvml_note = _open_nvml(cell)
+    device_memory = DeviceMemory(nvml, nvml_note)
+    device_memory.baseline()
     backend.load()
+    device_memory.mark("after_load")
 
     test_x, _ = data.load_split(Path(args["dataset"]), "test")
     n_agree = max(cell.batch_size, args["agreement_images"])
@@ -96,16 +118,63 @@ def measure_cell(args: dict) -> dict:
         def step():
             backend.run(inputs)
 
+    device_memory.mark("after_inputs")
     clock = CudaClock() if cell.device == "cuda" else HostClock()
     backend.reset_device_memory_peak()
-    latency = measure(step, clock, TimingPolicy(**args["timing"]))
-    backend.synchronize()
+    sampler = Sampler(nvml).start() if nvml is not None else None
+    try:
+        latency = measure(step, clock, TimingPolicy(**args["timing"]))
+        backend.synchronize()
+    finally:
+        if sampler is not None:
+            sampler.stop()
+    device_memory.mark("after_run")
     stats = latency.stats()
     result["timing"] = stats
     result["throughput_img_s"] = cell.batch_size / (stats["median_ms"] / 1000)
     result["time_per_image_ms"] = stats["median_ms"] / cell.batch_size
-    result["memory"] = {"device_peak_mb": backend.device_memory_peak_mb()}
+    if cell.device == "cuda":
+        sampled_peak = sampler.peak_used_bytes() if sampler is not None else None
+        result["memory"] = device_memory.section(backend.device_memory_peak_mb(), sampled_peak)
+    else:
+        result["memory"] = cpu_section()
+    if sampler is not None:
+        # The measurement phase is the last sum(samples) seconds of the sampling (after warm-up).
+        window_s = sum(latency.samples_ms) / 1000
+        result["nvml"] = summarize(sampler, window_s, len(latency.samples_ms) * cell.batch_size)
+        nvml.close()
+    else:
+        result["nvml"] = nvml_empty(nvml_note)
     return result
+
+
+def _open_nvml(cell: Cell) -> tuple[Nvml | None, str | None]:
+    """An NVML session on the cell's GPU (CUDA context up first), or (None, why not)."""
+    if cell.device != "cuda":
+        return None, "CPU cell: no GPU counters sampled"
+    try:
+        import torch
+
+        torch.cuda.init()
+        torch.cuda.synchronize()  # creates the primary context, which ONNX Runtime and TensorRT share
+    except Exception as exc:  # no torch or no GPU: the backend's own check said so already
+        return None, f"NVML not used: CUDA could not be initialised ({exc})"
+    return Nvml.open(torch.cuda.current_device())
+
+
+def _read_optional(path) -> dict | None:
+    if not path or not Path(path).exists():
+        return None
+    return json.loads(Path(path).read_text())
+
+
+def _artifact_mb(path) -> float | None:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size / 2**20
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
+    return None
 
 
 def _child_main(args_path: str, out_path: str) -> None:
@@ -139,7 +208,7 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="infbench-cell-") as tmp:
         args_path, out_path, err_path = Path(tmp, "args.json"), Path(tmp, "result.json"), Path(tmp, "stderr.txt")
-        args_path.write_text(json.dumps({**args, "cell": asdict(cell)}))
+        args_path.write_text(json.dumps({**args, "cell": asdict(cell), "parent_pid": os.getpid()}))
         cmd = [sys.executable, "-m", "infbench.bench", str(args_path), str(out_path)]
         with open(err_path, "w") as err:
             proc = subprocess.Popen(cmd, stderr=err, start_new_session=True)
@@ -168,11 +237,42 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
         else:
             result.update(status="error", error=f"the measuring process exited with code {code}: {' | '.join(tail)}")
     # Peak resident memory of the child (the only process this one waited for), from the kernel.
-    result.setdefault("memory", {})["host_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    memory = result.setdefault("memory", {})
+    memory["host_peak_mb"] = host_peak_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    memory["artifact_mb"] = _artifact_mb(args["artifact"])
+    # FLOPs per image (counted once per model and size) and utilisation against the device's probe.
+    result["flops"] = flop_count.cell_metrics(
+        _read_optional(args.get("flops")),
+        _read_optional(args.get("probe")),
+        cell.precision,
+        cell.batch_size,
+        result.get("throughput_img_s") if result["status"] == "ok" else None,
+    )
     result["wall_s"] = round(time.time() - started, 3)
     write_json(out, result)
     return result
 
 
+def _die_with_parent(args_path: str) -> None:
+    """Linux: the kernel kills this measuring process when its parent (`run_cell`) dies.
+
+    The child runs in its own session (so that a timeout kills its whole group), which also takes
+    it out of reach of a kill of Snakemake's process group: without this, a `kill -9` of a run
+    would leave it measuring on, orphaned, and disturb the timings of the resumed run.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = json.loads(Path(args_path).read_text()).get("parent_pid")
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 if __name__ == "__main__":
+    _die_with_parent(sys.argv[1])
     _child_main(sys.argv[1], sys.argv[2])

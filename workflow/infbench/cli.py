@@ -43,6 +43,7 @@ def _bench(a):
     args = {
         "artifact": str(a.artifact), "checkpoint": str(a.checkpoint), "dataset": str(a.dataset),
         "threads": a.threads or os.cpu_count(), "mode": a.mode, "agreement_images": a.agreement_images,
+        "flops": str(a.flops) if a.flops else None, "probe": str(a.probe) if a.probe else None,
         "options": dict(kv.split("=", 1) for kv in a.option),
         "timing": {"tolerance": a.tolerance, "time_budget_s": a.time_budget, "warmup_budget_s": a.warmup_budget},
     }
@@ -57,12 +58,90 @@ def _bench(a):
     print(line)
 
 
+def _compile_aoti(a):
+    from infbench.compile import build_aoti
+
+    build_aoti(a.checkpoint, a.out, a.device, a.precision, a.size, a.batch, a.max_autotune, a.threads)
+
+
+def _compile_torch_tensorrt(a):
+    from infbench.compile import build_torch_tensorrt
+
+    build_torch_tensorrt(a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images,
+                         a.workspace_gb)
+
+
+def _flops(a):
+    from infbench.measure import flops
+
+    info = flops.write(a.checkpoint, a.size, a.out)
+    print(f"{info['model']} at {a.size}x{a.size}: {info['gflops_per_image']:.4f} GFLOP per image, "
+          f"{info['param_elements']} parameters, {info['activation_elements_per_image']:.0f} activation elements moved")
+
+
+def _probe(a):
+    from infbench.measure import probe
+
+    kwargs = {"budget_s": a.budget, "matmul_n": a.matmul_n or None, "copy_mb": a.copy_mb or None}
+    result = probe.write(a.device, a.threads or os.cpu_count(), a.out, **kwargs)
+    if result["status"] != "ok":
+        print(f"probe {a.device}: {result['status']}: {result['error']}")
+        return
+    peaks = ", ".join(f"{p} {v:.3f}" if v else f"{p} n/a" for p, v in result["peak_tflops"].items())
+    bandwidth = result["bandwidth_gb_s"]
+    print(f"probe {a.device}: peak TFLOP/s {peaks}; copy bandwidth "
+          + (f"{bandwidth:.1f} GB/s" if bandwidth else "n/a") + f" ({result['wall_s']} s)")
+
+
+def _quantize_int8(a):
+    from infbench import quantize
+
+    if a.mode == "dynamic":
+        quantize.quantize_dynamic(a.onnx, a.out, a.per_channel)
+    elif a.dataset is None:
+        raise ValueError("quantize-int8 --mode static needs --dataset (its calibration split)")
+    else:
+        quantize.quantize_static(a.onnx, a.out, a.dataset, a.image_size, a.method, a.samples, a.per_channel,
+                                 a.activation_type)
+
+
+def _convert_fp16(a):
+    from infbench import quantize
+
+    quantize.convert_fp16(a.onnx, a.out)
+
+
+def _accuracy(a):
+    from infbench import accuracy
+
+    r = accuracy.write(
+        a.out, model=a.model, backend=a.backend, precision=a.precision, device=a.device, artifact=a.artifact,
+        checkpoint=a.checkpoint, dataset=a.dataset, image_size=a.image_size, batch=a.batch,
+        threads=a.threads or os.cpu_count(), tolerance_points=a.tolerance_points,
+        options=dict(kv.split("=", 1) for kv in a.option),
+    )
+    line = f"{r['backend']} {r['precision']} {r['device']} ({r['variant']}): {r['status']}"
+    if r["status"] == "ok":
+        flag = "OVER TOLERANCE" if r["over_tolerance"] else "within tolerance"
+        line += (f", top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "
+                 f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of "
+                 f"{r['tolerance_points']}), agreement {r['top1_agreement']:.4f}, max |Δ logits| "
+                 f"{r['max_abs_logit_diff']:.3g}, {r['model_size_mb']:.2f} MiB")
+    else:
+        line += f": {r['error']}"
+    print(line)
+
+
 def _aggregate(a):
     from infbench.io import read_json
     from infbench.report.aggregate import aggregate
 
     meta = json.loads(a.meta)
     meta["model_accuracy"] = read_json(a.train_metrics)["test_accuracy"]
+    if a.probes:
+        from infbench.measure.probe import peaks_rows
+
+        meta["peaks"] = peaks_rows([read_json(p) for p in a.probes])
     compare = [dict(zip(("label", "path"), c.split("=", 1))) for c in a.compare]
     accuracy = [read_json(p) for p in a.accuracy]
     df = aggregate(a.results, a.out_dir, meta, compare, accuracy)
@@ -137,11 +216,85 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup-budget", type=float, default=5)
     s.add_argument("--agreement-images", type=int, default=32)
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
+    s.add_argument("--flops", type=Path, default=None, help="FLOP count of the model at this size (infbench flops)")
+    s.add_argument("--probe", type=Path, default=None, help="hardware probe of the device (infbench probe)")
     s.set_defaults(func=_bench)
+
+    s = sub.add_parser("flops", help="checkpoint → FLOPs and bytes moved per image at one image size")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_flops)
+
+    s = sub.add_parser("probe", help="measure a device's peak matmul FLOP/s per precision and copy bandwidth")
+    s.add_argument("--device", required=True, choices=["cpu", "cuda"])
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
+    s.add_argument("--budget", type=float, default=1.5, help="seconds per measurement (per precision, and the copy)")
+    s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
+    s.add_argument("--copy-mb", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
+    s.set_defaults(func=_probe)
+
+    s = sub.add_parser("compile-aoti", help="checkpoint → AOTInductor package (.pt2) for one device/precision/shape")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--device", required=True, choices=["cpu", "cuda"])
+    s.add_argument("--precision", required=True, choices=["fp32", "tf32", "fp16", "bf16"])
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--max-autotune", action="store_true", help="Inductor max_autotune while compiling")
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads while exporting; 0 = default")
+    s.set_defaults(func=_compile_aoti)
+
+    s = sub.add_parser("compile-torch-tensorrt",
+                       help="checkpoint → Torch-TensorRT ExportedProgram (.ep) for one precision/shape")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--dataset", type=Path, default=None, help="calibration images for int8")
+    s.add_argument("--calib-images", type=int, default=128)
+    s.add_argument("--workspace-gb", type=float, default=4.0)
+    s.set_defaults(func=_compile_torch_tensorrt)
+
+    s = sub.add_parser("quantize-int8", help="fp32 ONNX → INT8 ONNX (static QDQ calibrated, or dynamic)")
+    s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--mode", default="static", choices=["static", "dynamic"])
+    s.add_argument("--dataset", type=Path, default=None, help="calibration split (static)")
+    s.add_argument("--image-size", type=int, default=32, help="calibration resolution (static)")
+    s.add_argument("--method", default="MinMax", choices=["MinMax", "Entropy", "Percentile"])
+    s.add_argument("--samples", type=int, default=200, help="calibration images (static)")
+    s.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"])
+    s.set_defaults(func=_quantize_int8)
+
+    s = sub.add_parser("convert-fp16", help="fp32 ONNX → fp16 ONNX (float32 inputs and outputs) for GPU EPs")
+    s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_convert_fp16)
+
+    s = sub.add_parser("accuracy", help="one variant's top-1 on the test split vs the fp32 reference → JSON")
+    s.add_argument("--model", default="resnet18")
+    s.add_argument("--backend", required=True)
+    s.add_argument("--precision", required=True)
+    s.add_argument("--device", required=True)
+    s.add_argument("--artifact", type=Path, required=True)
+    s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference")
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--image-size", type=int, required=True, help="the training resolution")
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
+    s.add_argument("--tolerance-points", type=float, default=1.0, help="allowed top-1 drop in points")
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_accuracy)
 
     s = sub.add_parser("aggregate", help="result JSONs → summary.parquet/csv + meta.json")
     s.add_argument("--results", type=Path, nargs="*", default=[])
     s.add_argument("--accuracy", type=Path, nargs="*", default=[])
+    s.add_argument("--probes", type=Path, nargs="*", default=[], help="hardware probe JSONs → meta.json 'peaks'")
     s.add_argument("--train-metrics", type=Path, required=True)
     s.add_argument("--meta", default="{}", help="JSON object merged into meta.json")
     s.add_argument("--compare", action="append", default=[], metavar="LABEL=FOLDER")

@@ -1,28 +1,194 @@
-"""Checks of the config beyond its JSON schema (config/schema.yaml), run at parse time.
+"""Checks of the config at parse time, before any job runs.
 
-Each failure names the key, what is wrong and what is allowed, before any job runs.
+Two steps, both called from the Snakefile / common.smk:
+
+* `check_schema`: the JSON schema (config/schema.yaml), with one short line per problem that
+  names the key path (`grid.backends.torch[0]`), what is wrong and what is allowed (the allowed
+  keys or values, the limit, the key's description). Snakemake's own `validate` prints the whole
+  schema and the whole config instead, which buries the one line that matters.
+* `check_config`: what a schema cannot say: a `data_dir` that does not exist for cifar10, a split
+  that leaves no training images, a timeout shorter than the time budgets, a grid whose every
+  combination is unsupported, a compared results folder that does not exist.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
+
+import yaml
+
+# Images in each dataset (the split must leave some for training).
+DATASET_IMAGES = {"digits": 1797, "cifar10": 60000}
 
 
 class ConfigError(ValueError):
     pass
 
 
-def check_config(config: dict, workdir: str | Path = ".") -> None:
-    from infbench import grid
+def _key(path) -> str:
+    """`grid.backends.torch[0]` from a jsonschema error path."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the config's top level"
 
+
+def _resolve(schema: dict, node: dict) -> dict:
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        target = schema
+        for part in ref.removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _schema_at(schema: dict, path) -> dict:
+    """The (resolved) schema of the value at `path` in the config."""
+    node = _resolve(schema, schema)
+    for part in path:
+        if isinstance(part, int):
+            node = _resolve(schema, node.get("items", {}))
+        else:
+            node = _resolve(schema, node.get("properties", {}).get(part, {}))
+    return node
+
+
+def _listing(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _type_name(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+EXPECTED = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping of keys to values",
+}
+
+
+def _message(error, schema: dict) -> str:
+    """One line: the key path, what is wrong, what is allowed."""
+    path = list(error.absolute_path)
+    key = _key(path)
+    here = _schema_at(schema, path)
+    # The description of the key itself (for a list item, the description of the list).
+    described = here.get("description") or _schema_at(schema, [p for p in path if not isinstance(p, int)]).get(
+        "description"
+    )
+    about = f" ({described})" if described else ""
+    value, kind = error.instance, error.validator
+    if kind == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unknown = [k for k in value if k not in allowed]
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(str(k), allowed, n=1)
+            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        what = "unknown backend" if path[-2:] == ["grid", "backends"] else "unknown key"
+        return f"{key}: {what}{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; allowed: {_listing(allowed)}"
+    if kind == "type":
+        wanted = error.validator_value
+        wanted = [wanted] if isinstance(wanted, str) else wanted
+        got = "no value is given (null)" if value is None else f"{value!r} is {_type_name(value)}"
+        return f"{key}: {got}, expected {' or '.join(EXPECTED.get(w, w) for w in wanted)}{about}"
+    if kind == "enum":
+        return f"{key}: {value!r} is not allowed; allowed: {_listing(error.validator_value)}{about}"
+    if kind == "minItems":
+        return f"{key}: the list is empty; give at least {error.validator_value} value{about}"
+    if kind == "minProperties":
+        allowed = list(error.schema.get("properties", {}))
+        return f"{key}: empty; name at least one of: {_listing(allowed)}{about}"
+    if kind == "uniqueItems":
+        dupes = sorted({repr(v) for v in value if value.count(v) > 1})
+        return f"{key}: {_listing(dupes)} listed more than once; each value may appear once{about}"
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        rel = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[kind]
+        return f"{key}: {value!r} is out of range; it must be {rel} {error.validator_value}{about}"
+    if kind == "required":
+        return f"{key}: {error.message}{about}"
+    return f"{key}: {error.message}{about}"
+
+
+def check_schema(config: dict, schema_path: str | Path) -> None:
+    """Validate against the JSON schema; raise ConfigError listing every problem, one per line."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+    errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = [_message(e, schema) for e in errors]
+        where = f"{Path(schema_path).parent.name}/{Path(schema_path).name}"
+        raise ConfigError(
+            f"the config has {len(lines)} problem{'s' if len(lines) > 1 else ''} "
+            f"(keys, types and defaults: {where}):\n  " + "\n  ".join(lines)
+        )
+
+
+def check_config(config: dict, workdir: str | Path = ".") -> None:
+    """Checks beyond the schema, on the config with its defaults filled in."""
+    from infbench import grid
+    from infbench.backends.registry import BACKENDS
+
+    problems = []
     if config["dataset"] == "cifar10":
         data_dir = Path(workdir, config["data_dir"])
         if not data_dir.is_dir():
-            raise ConfigError(
-                f"data_dir: '{config['data_dir']}' does not exist; create it and put cifar-10-python.tar.gz "
-                "there (or let infbench download it there when the network allows)"
+            problems.append(
+                f"data_dir: '{config['data_dir']}' does not exist (dataset is cifar10); create it and put "
+                "cifar-10-python.tar.gz there (or let infbench download it there when the network allows), "
+                "or set data_dir to the folder that holds the archive"
             )
-    cells, dropped = grid.expand(config)
-    if not cells:
-        reasons = "; ".join(d.reason for d in dropped)
-        raise ConfigError(f"grid: no cell is left after dropping unsupported combinations ({reasons})")
+    split = config["split"]
+    total = DATASET_IMAGES.get(config["dataset"])
+    if total is not None and split["calibration"] + split["test"] >= total:
+        problems.append(
+            f"split: calibration ({split['calibration']}) + test ({split['test']}) leave no training images of "
+            f"the {total} of {config['dataset']}; their sum must be below {total}"
+        )
+    bench = config["bench"]
+    budgets = bench["warmup_budget_s"] + bench["time_budget_s"]
+    if bench["timeout_s"] <= budgets:
+        problems.append(
+            f"bench.timeout_s: {bench['timeout_s']} s would stop every cell before it finishes measuring; it must "
+            f"exceed warmup_budget_s + time_budget_s = {budgets:g} s"
+        )
+    unknown = [b for b in config["grid"]["backends"] if b not in BACKENDS]
+    if unknown:  # the schema lists the backends too; this catches a schema out of step with the registry
+        problems.append(f"grid.backends: unknown backend(s) {_listing(unknown)}; known: {_listing(BACKENDS)}")
+    for i, other in enumerate(config.get("report", {}).get("compare", [])):
+        if not Path(workdir, other["path"]).is_dir():
+            problems.append(
+                f"report.compare[{i}].path: folder '{other['path']}' (label '{other['label']}') does not exist"
+            )
+    if not unknown:
+        cells, dropped = grid.expand(config)
+        if not cells:
+            reasons = "; ".join(d.reason for d in dropped)
+            problems.append(
+                "grid: every backend/precision/device combination is unsupported, no cell is left "
+                f"({reasons}); change grid.backends or grid.devices"
+            )
+    if problems:
+        raise ConfigError(
+            f"the config has {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n  " + "\n  ".join(problems)
+        )

@@ -116,13 +116,21 @@ def prepare(dataset: str, data_dir: Path, out: Path, calib: int, test: int, seed
 
 
 def load_split(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images and labels; a missing or damaged file is named with the rule that rebuilds it."""
     try:
         with np.load(path) as data:
-            return data[f"{name}_x"], data[f"{name}_y"]
+            arrays = {key: data[key] for key in data.files if key.startswith(f"{name}_")}
+            splits = sorted({key.rsplit("_", 1)[0] for key in data.files})
     except FileNotFoundError:
         raise FileNotFoundError(f"dataset file {path} is missing; rebuild it with the rule 'prepare_data'") from None
-    except (ValueError, OSError, KeyError) as exc:
-        raise ValueError(f"dataset file {path} is corrupt ({exc}); delete it and rerun the rule 'prepare_data'") from exc
+    except Exception as exc:  # a truncated .npz raises BadZipFile, EOFError, zlib.error, ValueError…
+        raise ValueError(
+            f"dataset file {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
+            "delete it and rerun the rule 'prepare_data'"
+        ) from exc
+    if f"{name}_x" not in arrays or f"{name}_y" not in arrays:
+        raise ValueError(f"dataset file {path} has no split '{name}' (has: {', '.join(splits)})")
+    return arrays[f"{name}_x"], arrays[f"{name}_y"]
 
 
 def to_input(images: np.ndarray, size: int) -> np.ndarray:

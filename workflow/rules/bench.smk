@@ -3,6 +3,8 @@ rule bench_cell:
         artifact=cell_artifact,
         checkpoint=CHECKPOINT,
         dataset=DATASET,
+        flops="results/flops/{model}/{size}.json",
+        probe="results/probe/{device}.json",
     output:
         "results/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.json",
     log:
@@ -16,6 +18,7 @@ rule bench_cell:
         runtime=lambda wc: int(config["bench"]["timeout_s"] / 60) + 5,
     params:
         bench=config["bench"],
+        options=cell_options,
         # A backend's code or installed version changing reruns that backend's cells only.
         code=lambda wc: grid.backend_code_hash(wc.backend),
         versions=lambda wc: grid.backend_versions(wc.backend),
@@ -23,7 +26,7 @@ rule bench_cell:
         "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
         " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
         " --artifact {input.artifact:q} --checkpoint {input.checkpoint:q} --dataset {input.dataset:q}"
-        " --out {output:q} --threads {params.bench[cpu_threads]} --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
+        " --out {output:q} --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]} --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
         " --tolerance {params.bench[tolerance]} --time-budget {params.bench[time_budget_s]}"
-        " --warmup-budget {params.bench[warmup_budget_s]} --agreement-images {params.bench[agreement_images]}"
+        " --warmup-budget {params.bench[warmup_budget_s]} --agreement-images {params.bench[agreement_images]} {params.options}"
         " > {log} 2>&1"

@@ -1,10 +1,23 @@
 import json
+import sys
 
-from infbench import grid
+from infbench import grid, locks
 from infbench.backends.registry import BACKENDS
 from infbench.config import check_config
 
 check_config(config, workflow.basedir)
+
+# A run killed with SIGKILL leaves Snakemake's lock behind: clear it when that run is gone, so that
+# `snakemake report` resumes without `--unlock` (infbench/locks.py says when a lock is left alone).
+if workflow.is_main_process:
+    for note in locks.clear_stale():
+        print(note, file=sys.stderr)
+
+
+onstart:
+    if workflow.is_main_process:
+        locks.record_owner(getattr(workflow.persistence, "_lockfile", {}).values())
+
 
 CELLS, DROPPED = grid.expand(config)
 MODEL = config["model"]["name"]
@@ -43,6 +56,15 @@ def cell_threads(wildcards):
     return workflow.cores if wildcards.device == "cpu" else 1
 
 
+def cell_options(wildcards):
+    """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments."""
+    options = config.get("backend_options", {}).get(wildcards.backend, {})
+    return " ".join(
+        f"--option {k}={str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in sorted(options.items())
+    )
+
+
 def cell_gpus(wildcards):
     return 1 if wildcards.device == "cuda" else 0
 
@@ -50,6 +72,11 @@ def cell_gpus(wildcards):
 def report_meta():
     dropped = [vars(d) for d in DROPPED]
     return json.dumps(
-        {"dataset": config["dataset"], "model": MODEL, "dropped": dropped},
+        {
+            "dataset": config["dataset"],
+            "model": MODEL,
+            "dropped": dropped,
+            "memory_cap_mb": config["report"]["memory_cap_mb"],
+        },
         sort_keys=True,
     )

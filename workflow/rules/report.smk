@@ -2,6 +2,8 @@ rule aggregate:
     input:
         cells=[grid.result_path(c) for c in CELLS],
         metrics=TRAIN_METRICS,
+        accuracy=ACCURACY,
+        probes=expand("results/probe/{device}.json", device=PROBED_DEVICES),
     output:
         parquet="results/report/summary.parquet",
         csv=report(
@@ -19,13 +21,15 @@ rule aggregate:
         mem_mb=2000,
         runtime=10,
     params:
-        meta=report_meta(),
+        meta=report_meta_with_accuracy(),
         compare=" ".join(
             f"--compare {c['label']}={c['path']}" for c in config["report"]["compare"]
         ),
         code=grid.code_hash("report/aggregate.py"),
     shell:
         "infbench aggregate --results {input.cells:q} --train-metrics {input.metrics:q} --meta {params.meta:q}"
+        " --probes {input.probes:q}"
+        " --accuracy {input.accuracy:q}"
         " {params.compare} --out-dir results/report > {log} 2>&1"
 
 
@@ -40,6 +44,12 @@ rule report:
             category="Report",
         ),
         md="results/report/summary.md",
+        plots=report(
+            directory("results/report/plots"),
+            patterns=["{name}.svg"],
+            caption="../report/plots.rst",
+            category="Plots",
+        ),
     log:
         "results/logs/report.log",
     conda:

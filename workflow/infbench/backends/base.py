@@ -78,7 +78,11 @@ class Backend:
         return self.cell.device == "cuda"
 
     def device_memory_peak_mb(self) -> float | None:
-        """Peak device memory this backend's allocator saw, or None where it cannot tell."""
+        """Peak device memory this backend's allocator saw, or None where it cannot tell.
+
+        On CUDA, None makes the cell fall back to NVML's device-level used-memory delta around
+        session creation and the timed run (`infbench.measure.memory`); a figure from here wins.
+        """
         return None
 
     def reset_device_memory_peak(self) -> None:

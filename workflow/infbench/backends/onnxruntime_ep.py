@@ -1,14 +1,33 @@
-"""ONNX Runtime: the CPU execution provider (fp32 and the quantised INT8 variants)."""
+"""ONNX Runtime: the CPU execution provider (fp32 and the quantised INT8 variants), the CUDA
+execution provider with IO binding (fp32 and the fp16 model), and the TensorRT execution provider.
+
+On CUDA, inputs and outputs stay on the device: `prepare` copies the batch to a device OrtValue
+and binds it together with a preallocated device output; `run` is `run_with_iobinding`, so no
+host copy happens inside the timed region (only in end-to-end mode, where `prepare` and
+`to_numpy` are timed too). ORT runs on PyTorch's current CUDA stream (`user_compute_stream`), so
+the CUDA events of the measurement bracket exactly its work. A session that silently fell back to
+the CPU provider is refused as `unavailable`.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from infbench.backends.base import Backend, BackendUnavailable, check_artifact
 
+# TensorRT engines built by the TensorRT EP are cached here, per precision (see OnnxRuntimeTensorRT).
+TRT_CACHE_ROOT = Path("results/cache/ort_trt")
+
 
 class OnnxRuntime(Backend):
-    provider = "CPUExecutionProvider"
+    def provider_for(self) -> str:
+        return "CUDAExecutionProvider" if self.cell.device == "cuda" else "CPUExecutionProvider"
+
+    @property
+    def provider(self) -> str:
+        return self.provider_for()
 
     def check_available(self) -> None:
         try:
@@ -19,6 +38,13 @@ class OnnxRuntime(Backend):
             raise BackendUnavailable(
                 f"{self.provider} is not in this onnxruntime build (has: {', '.join(ort.get_available_providers())})"
             )
+        if self.cell.device == "cuda":
+            try:
+                import torch
+            except ImportError as exc:
+                raise BackendUnavailable(f"PyTorch (for the CUDA stream and events) is not installed ({exc})") from exc
+            if not torch.cuda.is_available():
+                raise BackendUnavailable("no CUDA device visible (torch.cuda.is_available() is False)")
 
     def session_options(self):
         import onnxruntime as ort
@@ -29,24 +55,143 @@ class OnnxRuntime(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return opts
 
+    def cuda_stream_options(self) -> dict:
+        import torch
+
+        torch.cuda.init()
+        stream = torch.cuda.current_stream().cuda_stream
+        if not stream:  # PyTorch's legacy default stream: ORT keeps its own and Run waits for it
+            return {"device_id": "0"}
+        return {"device_id": "0", "has_user_compute_stream": "1", "user_compute_stream": str(stream)}
+
+    def providers(self) -> list:
+        if self.cell.device == "cuda":
+            return [(self.provider, self.cuda_stream_options())]
+        return [self.provider]
+
     def load(self) -> None:
         import onnxruntime as ort
 
         check_artifact(self.artifact, self.artifact_rule)
+        if self.cell.device == "cuda" and hasattr(ort, "preload_dlls"):
+            import torch  # noqa: F401  (loads the CUDA/cuDNN libraries of the nvidia-* wheels first)
+
+            try:
+                ort.preload_dlls()
+            except Exception:  # best effort: the libraries may come from the system instead
+                pass
         try:
-            self.session = ort.InferenceSession(str(self.artifact), self.session_options(), providers=[self.provider])
+            self.session = ort.InferenceSession(str(self.artifact), self.session_options(), providers=self.providers())
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
+            if self.cell.device == "cuda" and "onnx" not in str(exc).lower():
+                raise BackendUnavailable(f"{self.provider} could not start ({exc})") from exc
             raise ValueError(
                 f"cannot load {self.artifact} ({exc}); it may be truncated or corrupt: delete it and rerun "
                 f"the rule '{self.artifact_rule}'"
             ) from exc
+        active = self.session.get_providers()
+        if not active or active[0] != self.provider:
+            raise BackendUnavailable(
+                f"{self.provider} did not load (the session runs on {', '.join(active)}; see the log for the reason)"
+            )
         self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.num_classes = None
+        if self.cell.device == "cuda":
+            dims = self.session.get_outputs()[0].shape
+            self.num_classes = dims[-1] if isinstance(dims[-1], int) else None
+            self._output_buffer = None
+
+    # -- CPU: plain numpy in, numpy out ------------------------------------------------------
+    # -- CUDA: device OrtValues bound to an IOBinding ------------------------------------------
+    def _device_output(self, batch: int):
+        import onnxruntime as ort
+
+        if self._output_buffer is None or self._output_buffer.shape()[0] != batch:
+            if self.num_classes is None:  # unknown output width: let ORT allocate on the device
+                return None
+            self._output_buffer = ort.OrtValue.ortvalue_from_shape_and_type(
+                [batch, self.num_classes], np.float32, "cuda", 0
+            )
+        return self._output_buffer
 
     def prepare(self, batch: np.ndarray):
-        return np.ascontiguousarray(batch, dtype=np.float32)
+        host = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.cell.device != "cuda":
+            return host
+        import onnxruntime as ort
+
+        device_in = ort.OrtValue.ortvalue_from_numpy(host, "cuda", 0)
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, device_in)
+        out = self._device_output(len(host))
+        if out is None:
+            binding.bind_output(self.output_name, "cuda", 0)
+        else:
+            binding.bind_ortvalue_output(self.output_name, out)
+        binding._infbench_input = device_in  # keep the device input alive as long as the binding
+        return binding
 
     def run(self, inputs):
-        return self.session.run(None, {self.input_name: inputs})[0]
+        if self.cell.device != "cuda":
+            return self.session.run(None, {self.input_name: inputs})[0]
+        self.session.run_with_iobinding(inputs)
+        return inputs.get_outputs()[0]
+
+    def synchronize(self) -> None:
+        if self.cell.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
 
     def to_numpy(self, outputs) -> np.ndarray:
+        if hasattr(outputs, "numpy"):  # an OrtValue on the device: copy to the host
+            return np.asarray(outputs.numpy(), dtype=np.float32)
         return np.asarray(outputs, dtype=np.float32)
+
+
+class OnnxRuntimeTensorRT(OnnxRuntime):
+    """The TensorRT execution provider; engines cached under results/cache/ort_trt/<precision>/.
+
+    fp32 and fp16 read the fp32 ONNX model (fp16 lets TensorRT pick half-precision kernels,
+    `trt_fp16_enable`); int8 reads the calibrated QDQ model (`trt_int8_enable`, explicit
+    quantization). The optimization profile is pinned to the cell's shape.
+    """
+
+    def provider_for(self) -> str:
+        return "TensorrtExecutionProvider"
+
+    def check_available(self) -> None:
+        if self.cell.device != "cuda":
+            raise BackendUnavailable("the TensorRT execution provider runs on CUDA only")
+        try:
+            import tensorrt  # noqa: F401  (the EP loads libnvinfer from here or the system)
+        except Exception as exc:
+            raise BackendUnavailable(f"TensorRT cannot be imported ({type(exc).__name__}: {exc})") from exc
+        super().check_available()
+
+    def trt_options(self, input_name: str) -> dict:
+        c = self.cell
+        cache = TRT_CACHE_ROOT / c.model / c.precision
+        cache.mkdir(parents=True, exist_ok=True)
+        shape = f"{input_name}:{c.batch_size}x3x{c.image_size}x{c.image_size}"
+        return {
+            "device_id": "0",
+            "trt_engine_cache_enable": "True",
+            "trt_engine_cache_path": str(cache.resolve()),
+            "trt_timing_cache_enable": "True",
+            "trt_fp16_enable": str(c.precision == "fp16"),
+            "trt_int8_enable": str(c.precision == "int8"),
+            "trt_profile_min_shapes": shape,
+            "trt_profile_opt_shapes": shape,
+            "trt_profile_max_shapes": shape,
+        }
+
+    def providers(self) -> list:
+        import onnx
+
+        input_name = onnx.load(str(self.artifact), load_external_data=False).graph.input[0].name
+        stream = self.cuda_stream_options()
+        trt = {**self.trt_options(input_name), **stream}
+        # Nodes TensorRT cannot take fall back to the CUDA EP (reported in the log, not hidden).
+        return [(self.provider, trt), ("CUDAExecutionProvider", stream)]

@@ -18,7 +18,12 @@ ONNX_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_static", "int8_dyn
 
 
 # The rule that writes each ONNX variant, named in "missing or corrupt artifact" messages.
-ONNX_RULE = {"fp32": "export_onnx", "fp16": "convert_fp16", "int8_static": "quantize_int8", "int8_dynamic": "quantize_int8"}
+ONNX_RULE = {
+    "fp32": "export_onnx",
+    "fp16": "convert_fp16",
+    "int8_static": "quantize_int8",
+    "int8_dynamic": "quantize_int8",
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,28 @@ def checkpoint_artifact(cell: Cell) -> Artifact:
 
 def onnx_artifact(cell: Cell) -> Artifact:
     variant = ONNX_VARIANT[cell.precision]
+    return Artifact(f"results/models/{cell.model}/onnx/{variant}.onnx", ONNX_RULE[variant])
+
+
+def aoti_artifact(cell: Cell) -> Artifact:
+    """An AOTInductor package per device, precision and shape (rule compile_aoti)."""
+    return Artifact(
+        f"results/models/{cell.model}/aoti/{cell.device}/{cell.precision}/{cell.image_size}x{cell.batch_size}.pt2",
+        "compile_aoti",
+    )
+
+
+def torch_tensorrt_artifact(cell: Cell) -> Artifact:
+    """A Torch-TensorRT ExportedProgram per precision and shape profile (rule compile_torch_tensorrt)."""
+    return Artifact(
+        f"results/models/{cell.model}/torch_tensorrt/{cell.precision}/{cell.image_size}x{cell.batch_size}.ep",
+        "compile_torch_tensorrt",
+    )
+
+
+def onnx_trt_artifact(cell: Cell) -> Artifact:
+    """The TensorRT EP reads the fp32 model for fp32 and fp16 (TensorRT lowers it), QDQ for int8."""
+    variant = "int8_static" if cell.precision == "int8" else "fp32"
     return Artifact(f"results/models/{cell.model}/onnx/{variant}.onnx", ONNX_RULE[variant])
 
 
@@ -76,6 +103,59 @@ BACKENDS: dict[str, BackendSpec] = {
             support={"cpu": ("fp32", "int8", "int8_dynamic"), "cuda": ("fp32", "fp16")},
             packages=("onnxruntime", "onnxruntime-gpu"),
             artifact=onnx_artifact,
+        ),
+        BackendSpec(
+            name="torchscript",
+            module="torchscript",
+            cls="TorchScript",
+            support={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "fp16", "bf16")},
+            packages=("torch", "torchvision"),
+        ),
+        BackendSpec(
+            name="torch_compile",
+            module="torch_compile",
+            cls="TorchCompile",
+            support={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "fp16", "bf16")},
+            packages=("torch", "torchvision", "triton"),
+        ),
+        BackendSpec(
+            name="torch_compile_max_autotune",
+            module="torch_compile",
+            cls="TorchCompileMaxAutotune",
+            support={"cuda": ("fp32", "tf32", "fp16", "bf16")},
+            packages=("torch", "torchvision", "triton"),
+        ),
+        BackendSpec(
+            name="torch_compile_reduce_overhead",
+            module="torch_compile",
+            cls="TorchCompileReduceOverhead",
+            # reduce-overhead is CUDA graphs: nothing to reduce on the CPU
+            support={"cuda": ("fp32", "tf32", "fp16", "bf16")},
+            packages=("torch", "torchvision", "triton"),
+        ),
+        BackendSpec(
+            name="aotinductor",
+            module="aotinductor",
+            cls="AOTInductor",
+            support={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
+            packages=("torch", "torchvision", "triton"),
+            artifact=aoti_artifact,
+        ),
+        BackendSpec(
+            name="onnxruntime_trt",
+            module="onnxruntime_ep",
+            cls="OnnxRuntimeTensorRT",
+            support={"cuda": ("fp32", "fp16", "int8")},
+            packages=("onnxruntime-gpu", "tensorrt"),
+            artifact=onnx_trt_artifact,
+        ),
+        BackendSpec(
+            name="torch_tensorrt",
+            module="torch_tensorrt_backend",
+            cls="TorchTensorRT",
+            support={"cuda": ("fp32", "fp16", "int8")},
+            packages=("torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"),
+            artifact=torch_tensorrt_artifact,
         ),
     ]
 }

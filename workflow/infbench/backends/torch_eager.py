@@ -1,4 +1,13 @@
-"""PyTorch eager: the baseline every speedup is measured against (fp32 on the same device)."""
+"""PyTorch eager: the baseline every speedup is measured against (fp32 on the same device).
+
+Options (config `backend_options.torch`, passed as `--option KEY=VALUE`):
+  channels_last=true         NHWC memory format for the weights and the inputs (tensor cores like it)
+  cuda_graphs=true           capture the forward pass in a CUDA graph and replay it (CUDA only) ...
+  cuda_graphs_max_batch=N    ... for batches up to N (default 16), where launch overhead dominates
+
+The helpers here (`flag`, `setup_precision`, `load_module`, `to_input`) are shared by the other
+PyTorch-based backends (torchscript, torch_compile, aotinductor).
+"""
 
 from __future__ import annotations
 
@@ -7,33 +16,103 @@ import numpy as np
 from infbench.backends.base import Backend, BackendUnavailable
 
 DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+TRUE = ("1", "true", "yes", "on")
+
+
+def flag(options: dict, key: str, default: bool = False) -> bool:
+    """A boolean backend option (options arrive as strings from the command line)."""
+    value = options.get(key, default)
+    return value if isinstance(value, bool) else str(value).strip().lower() in TRUE
+
+
+def check_torch_device(device: str) -> None:
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailable(f"PyTorch is not installed ({exc})") from exc
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("no CUDA device visible to PyTorch (torch.cuda.is_available() is False)")
+
+
+def setup_precision(precision: str, threads: int):
+    """Thread count and TF32 switches for `precision`; returns the torch dtype of weights and inputs."""
+    import torch
+
+    torch.set_num_threads(threads)
+    # tf32 is fp32 storage with TF32 tensor-core math; every other precision keeps full fp32 math.
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.benchmark = True  # fixed shapes per cell: let cuDNN pick its fastest kernels
+    return getattr(torch, DTYPES[precision])
+
+
+def load_module(checkpoint, device: str, dtype, channels_last: bool = False):
+    """The trained model, in eval mode, on `device` in `dtype` (NHWC weights if `channels_last`)."""
+    import torch
+
+    from infbench.model import load_checkpoint
+
+    model = load_checkpoint(checkpoint).to(torch.device(device), dtype)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def to_input(batch: np.ndarray, device: str, dtype, channels_last: bool = False):
+    """Host float32 NCHW array → tensor on `device` in `dtype` (NHWC strides if `channels_last`)."""
+    import torch
+
+    tensor = torch.from_numpy(batch).to(torch.device(device), dtype)
+    return tensor.contiguous(memory_format=torch.channels_last) if channels_last else tensor
 
 
 class TorchEager(Backend):
     def check_available(self) -> None:
-        import torch
-
-        if self.cell.device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("no CUDA device visible to PyTorch (torch.cuda.is_available() is False)")
+        check_torch_device(self.cell.device)
 
     def load(self) -> None:
         import torch
 
-        from infbench.model import load_checkpoint
-
-        torch.set_num_threads(self.threads)
-        # tf32 is fp32 storage with TF32 tensor-core math; every other precision keeps full fp32 math.
-        torch.backends.cuda.matmul.allow_tf32 = self.cell.precision == "tf32"
-        torch.backends.cudnn.allow_tf32 = self.cell.precision == "tf32"
         self.torch = torch
-        self.dtype = getattr(torch, DTYPES[self.cell.precision])
+        self.dtype = setup_precision(self.cell.precision, self.threads)
         self.device = torch.device(self.cell.device)
-        self.model = load_checkpoint(self.artifact).to(self.device, self.dtype)
+        self.channels_last = flag(self.options, "channels_last")
+        self.model = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
+        self.graph = None
+        max_batch = int(self.options.get("cuda_graphs_max_batch", 16))
+        if flag(self.options, "cuda_graphs") and self.cell.device == "cuda" and self.cell.batch_size <= max_batch:
+            self._capture()
+
+    def _capture(self) -> None:
+        """Record one forward pass into a CUDA graph over a static input buffer."""
+        torch = self.torch
+        c = self.cell
+        shape = (c.batch_size, 3, c.image_size, c.image_size)
+        self.static_in = to_input(np.zeros(shape, np.float32), c.device, self.dtype, self.channels_last)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):  # warm-up outside the graph: cuDNN autotuning, workspace allocation
+                self.model(self.static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.static_out = self.model(self.static_in)
+        torch.cuda.synchronize()
 
     def prepare(self, batch: np.ndarray):
-        return self.torch.from_numpy(batch).to(self.device, self.dtype)
+        tensor = to_input(batch, self.cell.device, self.dtype, self.channels_last)
+        if self.graph is not None:  # the graph reads its own buffer: fill it (device → device)
+            self.static_in.copy_(tensor)
+            return self.static_in
+        return tensor
 
     def run(self, inputs):
+        if self.graph is not None:
+            if inputs is not self.static_in:
+                self.static_in.copy_(inputs)
+            self.graph.replay()
+            return self.static_out
         with self.torch.inference_mode():
             return self.model(inputs)
 

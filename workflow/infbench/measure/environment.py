@@ -40,25 +40,54 @@ def fingerprint(threads: int, device: str) -> dict:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": threads,
+        # Other work on the machine disturbs CPU timings: the 1/5/15-minute load averages at the start.
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "versions": versions(),
         "gpu": None,
         "driver": None,
         "cuda": None,
     }
     if device == "cuda":
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                env["gpu"] = torch.cuda.get_device_name()
-                env["cuda"] = torch.version.cuda
-        except ImportError:
-            pass
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            env["driver"] = pynvml.nvmlSystemGetDriverVersion()
-        except Exception:  # no NVML here: the driver stays unknown
-            pass
+        env.update(gpu_fingerprint())
     return env
+
+
+def gpu_fingerprint() -> dict:
+    """GPU name, memory, driver and CUDA versions, read through NVML where it can be.
+
+    NVML first: it creates no CUDA context in this (parent) process, which would hold device
+    memory while the cell's own process measures. PyTorch names the GPU only where NVML cannot.
+    """
+    out = {"gpu": None, "gpu_memory_mb": None, "driver": None, "cuda_driver": None, "cuda": None, "cudnn": None}
+    try:
+        import torch
+
+        out["cuda"] = torch.version.cuda  # the CUDA runtime PyTorch was built with
+        if torch.backends.cudnn.is_available():
+            out["cudnn"] = torch.backends.cudnn.version()
+    except ImportError:
+        torch = None
+    from infbench.measure.nvml import Nvml
+
+    session, _ = Nvml.open(use_torch=False)
+    if session is not None:
+        pynvml = session.pynvml
+        try:
+            out["gpu"] = session.name()
+            total = session.total_bytes()
+            out["gpu_memory_mb"] = None if total is None else total / 2**20
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            out["driver"] = driver.decode() if isinstance(driver, bytes) else driver
+            version = pynvml.nvmlSystemGetCudaDriverVersion()  # e.g. 12040 → "12.4"
+            out["cuda_driver"] = f"{version // 1000}.{version % 1000 // 10}"
+        except Exception:  # a field this driver does not report stays unknown
+            pass
+        finally:
+            session.close()
+    if out["gpu"] is None and torch is not None:
+        try:
+            if torch.cuda.is_available():
+                out["gpu"] = torch.cuda.get_device_name()
+        except Exception:
+            pass
+    return out

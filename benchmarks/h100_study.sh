@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Driver for the lent H100 (see the device tool's README): one step per call, back to back.
+#   setup   after the last wheel chunk: unpack the carried site-packages (snakemake, polars,
+#           altair, vl-convert, onnxruntime-gpu) into /tmp/site; a shim for the `infbench` command
+#   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, max-autotune fp16 b256, ORT CUDA fp32 b1)
+#   study [SECONDS]  the study grid through snakemake (resumes where the last call stopped)
+#   e2e     one cell in end_to_end mode beside its device-mode twin
+# Everything small worth keeping is copied under $OUT.
+set -uo pipefail
+step=${1:?step}; shift || true
+export PYTHONPATH=/tmp/site:$PWD/workflow PATH=/tmp/bin:$PATH PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+CONF=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
+
+pack() {  # the small results, one archive
+  tar czf "$OUT/results.tgz" --exclude='results/models' --exclude='results/cache' --exclude='results/data' \
+    results 2>/dev/null || true
+}
+
+case $step in
+setup)
+  cd /tmp/device-wheels && cat site.tar.xz.part.* | xz -d -T0 | tar x -C /tmp && cd - >/dev/null
+  mkdir -p /tmp/bin
+  printf '#!/bin/sh\nexec python3 -m infbench.cli "$@"\n' > /tmp/bin/infbench; chmod +x /tmp/bin/infbench
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.csv"
+  python3 - <<'PY'
+import sys, torch, onnxruntime as ort, snakemake, polars
+print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_name(), "ort", ort.__version__,
+      ort.get_available_providers(), "snakemake", snakemake.__version__, "polars", polars.__version__)
+PY
+  ;;
+fidelity)
+  python3 benchmarks/harness_fidelity.py --out "$OUT/fidelity.json" "$@" 2>&1 | tee "$OUT/fidelity.log"
+  ;;
+study)
+  secs=${1:-540}
+  timeout -k 30 "$secs" python3 -m snakemake --cores 16 --resources gpu=1 --scheduler greedy --rerun-incomplete --keep-going \
+    report "${CONF[@]}" 2>&1 | tee -a "$OUT/study.log" | grep -E "^\[|rule |Finished|Error|error|steps \(" | tail -60
+  ls results/bench/resnet18/*/*/cuda/ 2>/dev/null | head -80
+  pack
+  ;;
+e2e)
+  for mode in end_to_end device; do
+    infbench bench --backend torch --precision fp16 --device cuda --size 224 --batch 16 --mode $mode \
+      --artifact results/models/resnet18/checkpoint.pt --checkpoint results/models/resnet18/checkpoint.pt \
+      --dataset results/data/digits.npz --out results/e2e/torch_fp16_224x16_$mode.json --time-budget 3 2>&1 | tail -2
+  done
+  pack
+  ;;
+esac

@@ -1,0 +1,191 @@
+"""Every config error fails at parse time (`snakemake -n`), with the key and what is allowed.
+
+Each case is a real dry run of the workflow on a bad config. The dry runs of all cases start
+together (a module fixture) and each case then checks its own message, so the ~30 cases cost
+a few seconds each on two cores instead of one after the other.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, TINY_CONFIG, copy_workflow, snakemake
+
+from infbench.backends.registry import ALL_PRECISIONS, BACKENDS
+
+
+def _unsupported_on_cpu() -> tuple[str, str]:
+    """A backend/precision pair the registry cannot run on the CPU (stays true as backends grow)."""
+    for precision in ALL_PRECISIONS:
+        if precision not in BACKENDS["torch"].support.get("cpu", ()):
+            return "torch", precision
+    raise AssertionError("torch runs every precision on the CPU: pick another dropped combination")
+
+
+DROPPED_BACKEND, DROPPED_PRECISION = _unsupported_on_cpu()
+
+
+def set_key(cfg: dict, dotted: str, value) -> dict:
+    *parents, last = dotted.split(".")
+    node = cfg
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return cfg
+
+
+# name → (changes as {dotted key: value}, substrings the message must contain)
+CASES: dict[str, tuple[dict, list[str]]] = {
+    "unknown top-level key": (
+        {"epochs": 3},
+        ["the config's top level: unknown key 'epochs'", "allowed: dataset, data_dir", "grid", "bench"],
+    ),
+    "unknown nested key (a typo)": (
+        {"bench.time_budget": 1},
+        ["bench: unknown key 'time_budget' (did you mean 'time_budget_s'?)", "allowed: mode, tolerance"],
+    ),
+    "unknown key in split": ({"split.valid": 10}, ["split: unknown key 'valid'", "allowed: calibration, test, seed"]),
+    "unknown backend": (
+        {"grid.backends": {"tvm": ["fp32"]}},
+        ["grid.backends: unknown backend 'tvm'", "allowed: torch, onnxruntime"],
+    ),
+    "unknown precision": (
+        {"grid.backends": {"torch": ["fp8"]}},
+        ["grid.backends.torch[0]: 'fp8' is not allowed; allowed: fp32", "bf16", "int8"],
+    ),
+    "unknown device": ({"grid.devices": ["tpu"]}, ["grid.devices[0]: 'tpu' is not allowed; allowed: cpu, cuda"]),
+    "unknown dataset": ({"dataset": "imagenet"}, ["dataset: 'imagenet' is not allowed; allowed: digits, cifar10"]),
+    "unknown model": ({"model.name": "vgg16"}, ["model.name: 'vgg16' is not allowed; allowed: resnet18"]),
+    "string for an integer": (
+        {"train.epochs": "many"},
+        ["train.epochs: 'many' is a string, expected an integer (Training epochs.)"],
+    ),
+    "scalar for a list": ({"grid.devices": "cpu"}, ["grid.devices: 'cpu' is a string, expected a list"]),
+    "boolean for a number": (
+        {"bench.time_budget_s": True},
+        ["bench.time_budget_s: True is a boolean, expected a number"],
+    ),
+    "list for a mapping": ({"grid": [32, 64]}, ["grid: [32, 64] is a list, expected a mapping"]),
+    "null section": ({"train": None}, ["train: no value is given (null), expected a mapping"]),
+    "empty image sizes": ({"grid.image_sizes": []}, ["grid.image_sizes: the list is empty; give at least 1 value"]),
+    "empty batch sizes": ({"grid.batch_sizes": []}, ["grid.batch_sizes: the list is empty"]),
+    "empty backends map": (
+        {"grid.backends": {}},
+        ["grid.backends: empty; name at least one of: torch, onnxruntime"],
+    ),
+    "empty precision list": ({"grid.backends": {"torch": []}}, ["grid.backends.torch: the list is empty"]),
+    "batch size 0": ({"grid.batch_sizes": [0, 4]}, ["grid.batch_sizes[0]: 0 is out of range; it must be >= 1"]),
+    "negative image size": ({"grid.image_sizes": [-32]}, ["grid.image_sizes[0]: -32 is out of range; it must be >= 8"]),
+    "duplicate batch sizes": ({"grid.batch_sizes": [4, 4]}, ["grid.batch_sizes: 4 listed more than once"]),
+    "zero learning rate": ({"train.lr": 0}, ["train.lr: 0 is out of range; it must be > 0"]),
+    "tolerance above 1": ({"bench.tolerance": 5}, ["bench.tolerance: 5 is out of range; it must be <= 1"]),
+    "cifar10 without its data_dir": (
+        {"dataset": "cifar10", "data_dir": "no/such/folder"},
+        ["data_dir: 'no/such/folder' does not exist (dataset is cifar10)", "cifar-10-python.tar.gz"],
+    ),
+    "every combination dropped": (
+        {"grid.backends": {DROPPED_BACKEND: [DROPPED_PRECISION]}, "grid.devices": ["cpu"]},
+        ["grid: every backend/precision/device combination is unsupported", f"has no {DROPPED_PRECISION}"],
+    ),
+    "timeout shorter than the budgets": (
+        {"bench.timeout_s": 0.5},
+        ["bench.timeout_s: 0.5 s would stop every cell", "warmup_budget_s + time_budget_s = 0.8 s"],
+    ),
+    "split leaves nothing to train on": (
+        {"split.test": 1700, "split.calibration": 200},
+        ["split: calibration (200) + test (1700) leave no training images of the 1797 of digits"],
+    ),
+    "compared folder missing": (
+        {"report": {"compare": [{"label": "laptop", "path": "elsewhere/results/bench"}]}},
+        ["report.compare[0].path: folder 'elsewhere/results/bench' (label 'laptop') does not exist"],
+    ),
+    "several problems at once": (
+        {"grid.batch_sizes": [0], "train.epochs": "x", "colour": "red"},
+        ["3 problems", "grid.batch_sizes[0]", "train.epochs", "unknown key 'colour'"],
+    ),
+}
+
+
+def bad_config(changes: dict) -> dict:
+    cfg = copy.deepcopy(TINY_CONFIG)
+    for dotted, value in changes.items():
+        set_key(cfg, dotted, value)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
+    """(exit code, output) of `snakemake -n` for every case, run a few at a time."""
+
+    def run(item):
+        i, (name, (changes, _)) = item
+        workdir = copy_workflow(tmp_path_factory.mktemp(f"bad{i}"), bad_config(changes))
+        proc = snakemake(workdir, "-n", check=False, timeout=120)
+        return name, (proc.returncode, proc.stdout + proc.stderr)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(pool.map(run, enumerate(CASES.items())))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_config_fails_at_parse_time_naming_key_and_allowed(name, dry_runs):
+    code, output = dry_runs[name]
+    assert code != 0, f"{name}: the dry run passed:\n{output[-2000:]}"
+    for expected in CASES[name][1]:
+        assert expected in output, f"{name}: {expected!r} not in:\n{output[-3000:]}"
+    # The message is the point, not a dump of the schema and the whole config.
+    assert "On instance" not in output and len(output) < 4000, output
+    assert "Job stats" not in output, "jobs were planned despite the bad config"
+
+
+def test_the_good_config_still_plans(tmp_path):
+    workdir = copy_workflow(tmp_path / "wf", TINY_CONFIG)
+    proc = snakemake(workdir, "-n", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _keys(node: dict, schema: dict, path: str = ""):
+    """(key path, resolved schema) of every configurable key of the schema."""
+    for name, sub in node.get("properties", {}).items():
+        resolved = sub
+        if "$ref" in sub:
+            target = schema
+            for part in sub["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            resolved = {**target, **{k: v for k, v in sub.items() if k != "$ref"}}
+        key = f"{path}.{name}" if path else name
+        yield key, resolved, name in node.get("required", [])
+        if resolved.get("type") == "object":
+            yield from _keys(resolved, schema, key)
+        if resolved.get("type") == "array" and resolved.get("items", {}).get("type") == "object":
+            yield from _keys(resolved["items"], schema, f"{key}[]")
+
+
+def test_every_schema_key_has_a_description_and_a_default():
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    missing = []
+    for key, sub, required in _keys(schema, schema):
+        if not sub.get("description"):
+            missing.append(f"{key}: no description")
+        if "default" not in sub and not required and not key.startswith("grid.backends."):
+            missing.append(f"{key}: no default")
+    assert not missing, "\n".join(missing)
+
+
+def test_schema_backends_match_the_registry():
+    """Adding a backend = one registry entry + one schema entry: the two lists agree."""
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    in_schema = set(schema["properties"]["grid"]["properties"]["backends"]["properties"])
+    assert in_schema == set(BACKENDS), in_schema ^ set(BACKENDS)
+
+
+def test_messages_come_from_the_package_without_snakemake():
+    """check_schema is plain Python: the same messages for a config checked outside a run."""
+    from infbench.config import ConfigError, check_schema
+
+    with pytest.raises(ConfigError, match=r"grid\.batch_sizes\[0\]: 0 is out of range"):
+        check_schema(bad_config({"grid.batch_sizes": [0]}), Path(REPO, "config", "schema.yaml"))

@@ -1,0 +1,157 @@
+"""Memory and GPU counters: never negative, null (with the reason) where they cannot be measured."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from conftest import TINY_CONFIG, snakemake, write_config
+
+from infbench.measure import memory, nvml
+
+MB = 2**20
+
+
+def test_clamp_never_negative():
+    assert memory.clamp_delta_mb(100 * MB, 612 * MB) == (512.0, None)
+    assert memory.clamp_delta_mb(100 * MB, 100 * MB) == (0.0, None)  # a real zero is a zero
+    value, why = memory.clamp_delta_mb(612 * MB, 100 * MB)  # another process freed memory
+    assert value is None and "fell" in why
+    assert memory.clamp_delta_mb(None, 100 * MB)[0] is None
+    assert memory.clamp_delta_mb(100 * MB, None)[0] is None
+    assert memory.nonnegative_mb(-3.0) is None and memory.nonnegative_mb(None) is None
+    assert memory.nonnegative_mb(0) == 0.0
+    assert memory.host_peak_mb(0) is None and memory.host_peak_mb(-1) is None
+    assert memory.host_peak_mb(2048) == 2.0
+
+
+class FakeNvml:
+    """used_bytes() returns the next of `readings` (an NVML stand-in for the clamp logic)."""
+
+    def __init__(self, readings, processes=1):
+        self.readings = list(readings)
+        self.processes = processes
+
+    def used_bytes(self):
+        return self.readings.pop(0)
+
+    def process_count(self):
+        return self.processes
+
+
+def test_device_memory_delta_around_session_and_run():
+    tracker = memory.DeviceMemory(FakeNvml([1000 * MB, 1300 * MB, 1310 * MB, 1305 * MB]))
+    tracker.baseline()
+    for label in ("after_load", "after_inputs", "after_run"):
+        tracker.mark(label)
+    section = tracker.section(allocator_peak_mb=None, sampled_peak=1400 * MB)
+    assert section["device_peak_mb"] == 400.0 and section["device_method"] == "nvml device used delta"
+    assert section["device_note"] is None
+    # A torch backend: the allocator's peak is the figure; the NVML delta is kept beside it.
+    tracker = memory.DeviceMemory(FakeNvml([1000 * MB, 1200 * MB]))
+    tracker.baseline()
+    tracker.mark("after_run")
+    section = tracker.section(allocator_peak_mb=150.0)
+    assert section["device_peak_mb"] == 150.0 and section["device_method"] == "torch.cuda.max_memory_allocated"
+    assert section["device_used_delta_mb"] == 200.0
+
+
+def test_device_memory_falling_below_baseline_is_null_not_negative():
+    tracker = memory.DeviceMemory(FakeNvml([5000 * MB, 3000 * MB, 3100 * MB], processes=2))
+    tracker.baseline()
+    tracker.mark("after_load")
+    tracker.mark("after_run")
+    section = tracker.section(allocator_peak_mb=None, sampled_peak=3200 * MB)
+    assert section["device_peak_mb"] is None and section["device_used_delta_mb"] is None
+    assert "another process freed memory" in section["device_note"]
+    assert "2 processes" in section["device_note"]
+
+
+def test_without_nvml_device_memory_is_null_with_the_reason():
+    session, why = nvml.Nvml.open()
+    if session is not None:
+        session.close()
+        pytest.skip("NVML works on this machine")
+    assert why.startswith("NVML unavailable")
+    section = memory.DeviceMemory(None, why).section(allocator_peak_mb=None)
+    assert section["device_peak_mb"] is None and section["device_note"] == why
+    empty = nvml.empty(why)
+    assert all(empty[k] is None for k in ("gpu_util_pct", "power_w", "energy_mj_per_image", "images_per_joule"))
+    assert empty["note"] == why
+
+
+class FakeSampler:
+    def __init__(self, samples, started, stopped, name="Fake GPU"):
+        self.samples, self.started, self.stopped = samples, started, stopped
+        self.interval_s = 0.1
+        self.throttle_mask = 0x4 | 0x1000_0000  # sw power cap (+ an unknown bit, ignored)
+        self.temperature_c = 60
+        self.nvml = type("N", (), {"name": lambda self: name})()
+
+
+def _samples(energy=True):
+    # 0..2 s at 0.1 s: warm-up until 1 s at 100 W, then the measurement at 300 W, 90% busy.
+    out = []
+    for i in range(21):
+        t = i * 0.1
+        power = 100.0 if t < 1.0 else 300.0
+        joules = 100 * min(t, 1.0) + 300 * max(0.0, t - 1.0)
+        out.append(
+            {
+                "t": t,
+                "gpu_util": 90 if t >= 1.0 else 20,
+                "mem_util": 30,
+                "sm_clock": 1980,
+                "power_w": power,
+                "energy_mj": round(joules * 1000) if energy else None,
+                "used": 1,
+            }
+        )
+    return out
+
+
+def test_nvml_summary_uses_the_measurement_window_and_the_energy_counter():
+    summary = nvml.summarize(FakeSampler(_samples(), 0.0, 2.0), window_s=1.0, images=600)
+    assert summary["window_s"] == pytest.approx(1.0)
+    assert summary["energy_source"] == "nvmlDeviceGetTotalEnergyConsumption"
+    assert summary["energy_j"] == pytest.approx(300.0, rel=1e-3)  # 300 W for 1 s
+    assert summary["energy_mj_per_image"] == pytest.approx(500.0, rel=1e-3)
+    assert summary["images_per_joule"] == pytest.approx(2.0, rel=1e-3)
+    assert summary["gpu_util_pct"] == pytest.approx(90.0) and summary["power_w"] == pytest.approx(300.0)
+    assert summary["throttle_reasons"] == ["sw_power_cap"] and summary["gpu"] == "Fake GPU"
+
+
+def test_nvml_summary_integrates_power_without_an_energy_counter():
+    summary = nvml.summarize(FakeSampler(_samples(energy=False), 0.0, 2.0), window_s=1.0, images=600)
+    assert summary["energy_source"] == "power samples integrated over time"
+    assert summary["energy_j"] == pytest.approx(300.0, rel=0.02)
+    assert summary["energy_mj_per_image"] > 0
+
+
+def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
+    """Two real CPU cells through Snakemake: host memory measured, device figures null, FLOPs and utilisation."""
+    write_config(workflow_copy, {**TINY_CONFIG, "probe": {"budget_s": 0.3, "matmul_n": 512, "copy_mb": 32}})
+    snakemake(workflow_copy, "results/report/summary.parquet")
+    results = sorted((workflow_copy / "results" / "bench").rglob("*.json"))
+    assert len(results) == 2
+    probe = json.loads((workflow_copy / "results/probe/cpu.json").read_text())
+    assert probe["status"] == "ok" and probe["peak_tflops"]["fp32"] > 0
+    for path in results:
+        r = json.loads(path.read_text())
+        assert r["status"] == "ok", r["error"]
+        assert r["memory"]["host_peak_mb"] > 0
+        assert r["memory"]["device_peak_mb"] is None and r["memory"]["device_note"]
+        assert r["memory"]["artifact_mb"] > 0
+        assert all(r["nvml"][k] is None for k in ("gpu_util_pct", "power_w", "energy_mj_per_image"))
+        assert r["nvml"]["note"]
+        f = r["flops"]
+        assert f["gflops_per_image"] > 0 and f["arithmetic_intensity"] > 0
+        assert f["achieved_tflops"] == pytest.approx(f["gflops_per_image"] * r["throughput_img_s"] / 1000)
+        assert f["utilization_pct"] == pytest.approx(100 * f["achieved_tflops"] / probe["peak_tflops"]["fp32"])
+    df = pl.read_parquet(workflow_copy / "results/report/summary.parquet")
+    for column in ("gflops_per_image", "achieved_tflops", "utilization_pct", "host_memory_peak_mb"):
+        assert df[column].null_count() == 0 and (df[column] > 0).all(), column
+    assert df["device_memory_peak_mb"].null_count() == df.height
+    meta = json.loads((workflow_copy / "results/report/meta.json").read_text())
+    assert {row["precision"] for row in meta["peaks"]} == {"fp32", "bf16", "int8"}

@@ -1,0 +1,270 @@
+"""Findings on hand-made summary tables whose answers are known."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from infbench.report.charts import pareto_front
+from infbench.report.findings import findings, saturation, size_scaling
+
+
+def cell(backend="torch", precision="fp32", device="cpu", size=32, batch=1, tput=100.0, status="ok", **extra):
+    """One summary row; latency follows from throughput unless given."""
+    row = {
+        "model": "resnet18",
+        "backend": backend,
+        "precision": precision,
+        "device": device,
+        "image_size": size,
+        "batch_size": batch,
+        "machine": "box",
+        "status": status,
+        "error": None if status == "ok" else f"{status}: made up",
+        "throughput_img_s": tput if status == "ok" else None,
+        "latency_ms_median": 1000.0 * batch / tput if status == "ok" and tput else None,
+        "time_per_image_ms": 1000.0 / tput if status == "ok" and tput else None,
+    }
+    row.update(extra)
+    return row
+
+
+def table(*rows) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), infer_schema_length=None)
+
+
+def by_key(found, key):
+    return [f for f in found if f.key == key]
+
+
+def one(found, key):
+    [f] = by_key(found, key)
+    return f
+
+
+def test_fastest_configuration_and_failed_cells_ignored():
+    df = table(
+        cell("torch", "fp32", batch=8, tput=400.0),
+        cell("onnxruntime", "fp32", batch=8, tput=1000.0, speedup_vs_baseline=2.5),
+        cell("onnxruntime", "fp32", batch=1, tput=300.0),
+        cell("tensorrt", "fp16", batch=8, status="error"),
+    )
+    found = findings(df, {})
+    best = one(found, "max_throughput")
+    assert best.determined
+    assert (best.data["row"]["backend"], best.data["row"]["batch_size"]) == ("onnxruntime", 8)
+    assert "1,000 img/s" in best.text and "2.50×" in best.text
+    cells = one(found, "cells")
+    assert cells.data == {"total": 4, "not_ok": {"error": 1}}
+    assert "1 of 4 cells did not run ok" in cells.text
+
+
+def test_lowest_batch1_latency_uses_median_of_batch1_cells_only():
+    df = table(
+        cell("torch", size=32, batch=1, latency_ms_median=5.0, latency_ms_p99=9.0),
+        cell("onnxruntime", size=32, batch=1, latency_ms_median=3.0, latency_ms_p99=4.0),
+        cell("onnxruntime", size=64, batch=1, latency_ms_median=11.0),
+        cell("torch", size=64, batch=1, latency_ms_median=10.0),
+        cell("torch", size=32, batch=4, latency_ms_median=1.0),  # not batch 1: ignored
+    )
+    f = one(findings(df, {}), "min_latency_batch1")
+    assert f.data["row"]["backend"] == "onnxruntime" and f.data["row"]["latency_ms_median"] == 3.0
+    assert {s: r["backend"] for s, r in f.data["per_size"].items()} == {32: "onnxruntime", 64: "torch"}
+    assert "3.00 ms" in f.text and "p99 4.00 ms" in f.text
+
+
+def test_best_within_tolerance_excludes_over_tolerance_variant():
+    df = table(
+        cell("onnxruntime", "int8-dynamic", batch=8, tput=900.0, accuracy_drop=40.0, over_tolerance=True),
+        cell("onnxruntime", "int8", batch=8, tput=700.0, accuracy_drop=0.4, over_tolerance=False),
+        cell("torch", "fp32", batch=8, tput=300.0, accuracy_drop=0.0, over_tolerance=False),
+    )
+    f = one(findings(df, {"tolerance_points": 1.0}), "best_within_tolerance")
+    assert f.data["row"]["precision"] == "int8"
+    assert "700 img/s" in f.text and "1-point" in f.text
+    assert "int8-dynamic" in f.text and "breaks the tolerance" in f.text  # the faster one is named
+
+
+def test_tolerance_derived_from_drop_when_flag_is_null():
+    df = table(
+        cell("onnxruntime", "int8", tput=900.0, accuracy_drop=2.5),
+        cell("onnxruntime", "fp32", tput=500.0, accuracy_drop=0.0),
+    )
+    f = one(findings(df, {"tolerance_points": 1.0}), "best_within_tolerance")
+    assert f.data["row"]["precision"] == "fp32"
+    over = one(findings(df, {"tolerance_points": 1.0}), "over_tolerance")
+    assert [v["precision"] for v in over.data["over"]] == ["int8"]
+
+
+def test_over_tolerance_variants_from_meta_accuracy():
+    meta = {
+        "tolerance_points": 1.0,
+        "accuracy": [
+            {
+                "variant": "fp32",
+                "backend": "torch",
+                "precision": "fp32",
+                "device": "cpu",
+                "accuracy_top1": 0.98,
+                "accuracy_drop": 0.0,
+                "over_tolerance": False,
+            },
+            {
+                "variant": "int8-dynamic",
+                "backend": "onnxruntime",
+                "precision": "int8-dynamic",
+                "device": "cpu",
+                "accuracy_top1": 0.55,
+                "accuracy_drop": 43.0,
+                "over_tolerance": True,
+            },
+        ],
+    }
+    f = one(findings(table(cell()), meta), "over_tolerance")
+    assert f.determined and [v["precision"] for v in f.data["over"]] == ["int8-dynamic"]
+    assert "43.0 points" in f.text and "55.00%" in f.text
+    meta["accuracy"] = meta["accuracy"][:1]
+    f = one(findings(table(cell()), meta), "over_tolerance")
+    assert f.data["over"] == [] and "within the 1-point" in f.text
+
+
+def test_memory_cap_prefers_device_memory_and_excludes_cells_over_the_cap():
+    df = table(
+        # GPU cell: device peak 300 MB counts (its host RSS of 900 MB does not)
+        cell("torch", "fp16", "cuda", batch=32, tput=5000.0, device_memory_peak_mb=300.0, host_memory_peak_mb=900.0),
+        cell("torch", "fp32", "cuda", batch=64, tput=8000.0, device_memory_peak_mb=700.0, host_memory_peak_mb=900.0),
+        cell("torch", "fp32", "cuda", batch=1, tput=100.0, device_memory_peak_mb=None, host_memory_peak_mb=None),
+    )
+    f = one(findings(df, {"memory_cap_mb": 500.0}), "best_within_memory_cap")
+    assert f.data["row"]["precision"] == "fp16" and f.data["row"]["_mem_kind"] == "device"
+    assert "500 MB" in f.text and "300 MB" in f.text and "1 cells without a memory figure" in f.text
+    f = one(findings(df, {"memory_cap_mb": 100.0}), "best_within_memory_cap")
+    assert f.data["row"] is None and "No ok cell fits" in f.text
+    f = one(findings(df, {}), "best_within_memory_cap")  # no cap: the smallest footprint is named
+    assert f.data["cap_mb"] is None and f.data["row"]["device_memory_peak_mb"] == 300.0
+
+
+def test_memory_cap_uses_host_memory_on_cpu():
+    df = table(
+        cell("torch", batch=1, tput=100.0, host_memory_peak_mb=350.0),
+        cell("torch", batch=64, tput=400.0, host_memory_peak_mb=1200.0),
+    )
+    f = one(findings(df, {"memory_cap_mb": 512}), "best_within_memory_cap")
+    assert f.data["row"]["batch_size"] == 1 and "host memory peak of 350 MB" in f.text
+
+
+def test_saturation_batch_is_first_within_ten_percent_of_max():
+    rising = [(1, 100.0), (2, 200.0), (4, 400.0)]
+    flat = [(1, 100.0), (2, 180.0), (4, 300.0), (8, 380.0), (16, 400.0)]
+    df = table(
+        *(cell("torch", batch=b, tput=t) for b, t in flat),
+        *(cell("onnxruntime", batch=b, tput=t) for b, t in rising),
+        cell("onnxruntime", size=64, batch=1, tput=50.0),  # one batch only: no saturation for this size
+    )
+    rows = {r["backend"]: r for r in saturation(df)}
+    assert rows["torch"]["saturation_batch"] == 8 and rows["torch"]["saturated"]
+    assert rows["torch"]["max_batch"] == 16 and rows["torch"]["max_throughput"] == 400.0
+    assert rows["onnxruntime"]["saturated"] is False and rows["onnxruntime"]["largest_batch"] == 4
+    texts = {f.data["groups"][0]["backend"]: f.text for f in by_key(findings(df, {}), "saturation")}
+    assert "32 px: batch 8 (380 img/s; max 400 img/s at batch 16)" in texts["torch"]
+    assert "32 px: not reached, still rising at batch 4" in texts["onnxruntime"]
+
+
+def test_size_scaling_against_flop_ratio_and_pixel_fallback():
+    df = table(
+        cell("torch", size=32, batch=8, tput=1000.0, gflops_per_image=1.0),  # 1 ms per image
+        cell("torch", size=64, batch=8, tput=1000.0 / 3, gflops_per_image=4.0),  # 3 ms per image for 4× the FLOPs
+        cell("torch", size=64, batch=1, tput=50.0, gflops_per_image=4.0),  # only one size at batch 1: not used
+        cell("onnxruntime", size=32, batch=8, tput=1000.0),  # no FLOP counts: pixel ratio
+        cell("onnxruntime", size=64, batch=8, tput=200.0),
+    )
+    rows = {r["backend"]: r for r in size_scaling(df)}
+    t = rows["torch"]
+    assert (t["from_size"], t["to_size"], t["batch_size"], t["flop_source"]) == (32, 64, 8, "flops")
+    assert t["time_ratio"] == pytest.approx(3.0) and t["flop_ratio"] == pytest.approx(4.0)
+    assert t["efficiency"] == pytest.approx(4 / 3)
+    o = rows["onnxruntime"]
+    assert (
+        o["flop_source"] == "pixels" and o["flop_ratio"] == pytest.approx(4.0) and o["time_ratio"] == pytest.approx(5)
+    )
+    texts = {f.data["rows"][0]["backend"]: f.text for f in by_key(findings(df, {}), "size_scaling")}
+    assert "3.00× the time per image for 4.00× the FLOPs" in texts["torch"]
+    assert "more slowly than the FLOPs" in texts["torch"]
+    assert "faster than the pixel count" in texts["onnxruntime"] and "FLOP counts missing" in texts["onnxruntime"]
+
+
+def test_best_utilization():
+    df = table(
+        cell("torch", batch=1, utilization_pct=12.0, achieved_tflops=0.024),
+        cell("onnxruntime", batch=8, utilization_pct=31.5, achieved_tflops=0.063),
+        cell("onnxruntime", batch=16, utilization_pct=None),
+    )
+    f = one(findings(df, {}), "best_utilization")
+    assert f.data["row"]["batch_size"] == 8 and "31.5%" in f.text and "0.063 TFLOP/s" in f.text
+
+
+def test_nulls_say_what_could_not_be_determined():
+    # only the cell keys, a status and nothing measured: every finding says what is missing
+    df = table(
+        {
+            "model": "m",
+            "backend": "torch",
+            "precision": "fp32",
+            "device": "cpu",
+            "image_size": 32,
+            "batch_size": 1,
+            "status": "ok",
+            "throughput_img_s": None,
+        },
+        {
+            "model": "m",
+            "backend": "torch",
+            "precision": "fp32",
+            "device": "cpu",
+            "image_size": 64,
+            "batch_size": 4,
+            "status": "ok",
+            "throughput_img_s": None,
+        },
+    )
+    found = findings(df, {"tolerance_points": 1.0, "memory_cap_mb": 100})
+    undetermined = {f.key for f in found if not f.determined}
+    assert undetermined == {
+        "max_throughput",
+        "min_latency_batch1",
+        "best_within_tolerance",
+        "best_within_memory_cap",
+        "saturation",
+        "size_scaling",
+        "best_utilization",
+        "over_tolerance",
+    }
+    for f in found:
+        if not f.determined:
+            assert "could not be determined" in f.text or "could not" in f.text, f.text
+
+
+def test_no_ok_cells_and_empty_summary():
+    found = findings(table(cell(status="oom"), cell(status="timeout", batch=2)), {})
+    assert one(found, "cells").data["not_ok"] == {"oom": 1, "timeout": 1}
+    assert not one(found, "max_throughput").determined
+    empty = findings(pl.DataFrame(), {})
+    assert not one(empty, "cells").determined
+
+
+def test_several_machines_are_reported_apart():
+    a = cell("torch", tput=100.0)
+    b = {**cell("torch", tput=900.0), "machine": "gpu-box"}
+    found = by_key(findings(table(a, b), {}), "max_throughput")
+    assert sorted(f.data["row"]["machine"] for f in found) == ["box", "gpu-box"]
+    assert any(f.text.startswith("[gpu-box, cpu]") for f in found)
+
+
+def test_pareto_front():
+    points = [
+        {"t": 100.0, "a": 98.0},  # slow but most accurate: on the front
+        {"t": 300.0, "a": 97.9},  # on the front
+        {"t": 250.0, "a": 97.0},  # dominated by the 300/97.9 point
+        {"t": 900.0, "a": 55.0},  # fastest: on the front
+    ]
+    assert pareto_front(points, "t", "a") == {0, 1, 3}

@@ -1,0 +1,126 @@
+"""Cluster submission: the tiny config through `snakemake --profile profiles/slurm report` on a real SLURM.
+
+A single-node SLURM (Debian's slurm-wlm and munge) is started on this machine by
+tests/slurm/cluster.py; its node has one GPU gres backed by /dev/null, so a `cuda` cell's job is
+scheduled with a GPU (and reports `unavailable` on machines without one, which is fine here).
+Skips, saying why, when not root or when the packages are missing; CI installs them and runs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, TINY_CONFIG, copy_workflow
+
+sys.path.insert(0, str(Path(__file__).parent / "slurm"))
+import cluster as slurm  # noqa: E402
+
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+CPU_RULES = ("prepare_data", "train", "export_onnx", "aggregate", "report")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    reason = slurm.unavailable_reason()
+    if reason:
+        pytest.skip(f"no local SLURM cluster: {reason}")
+    cluster = slurm.Cluster(slurm.default_base())
+    was_running = cluster.running()
+    cluster.start()
+    yield cluster
+    if not was_running:
+        cluster.stop()
+
+
+def slurm_config() -> dict:
+    """The tiny test config with one CPU and one CUDA cell (torch eager fp32)."""
+    config = copy.deepcopy(TINY_CONFIG)
+    config["grid"]["devices"] = ["cpu", "cuda"]
+    config["grid"]["backends"] = {"torch": ["fp32"]}
+    return config
+
+
+def node_cpus(cluster: slurm.Cluster) -> int:
+    out = cluster._client("scontrol", "show", "node", cluster.host).stdout
+    match = re.search(r"CPUTot=(\d+)", out)
+    return int(match.group(1)) if match else 1
+
+
+def rule_dir(slurm_logs: Path, log: Path) -> str:
+    """`rule_train`, `group_cells_bench_cell`, …: the first folder under slurm_logs of a job's log."""
+    try:
+        return log.relative_to(slurm_logs).parts[0]
+    except ValueError:
+        return log.parent.name
+
+
+def test_report_through_slurm(slurm_cluster, tmp_path):
+    workdir = copy_workflow(tmp_path / "wf", slurm_config())
+    for folder in ("profiles", "envs"):
+        if not (workdir / folder).exists():
+            shutil.copytree(REPO / folder, workdir / folder)
+
+    # Jobs run `snakemake` and `infbench` inside SLURM with the submitting environment
+    # (sbatch --export=ALL): this interpreter's bin folder must come first on PATH there.
+    env = slurm_cluster.env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    env["PYTHONPATH"] = str(workdir / "workflow")
+    env["PYTHONUNBUFFERED"] = "1"
+    cmd = [
+        sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "report",
+        # This test cluster keeps no accounting (no sacct); finished jobs stay in squeue (MinJobAge).
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "2",
+        # One job's cores (the profile's `cores`): no more than this one node has.
+        "--cores", str(node_cpus(slurm_cluster)),
+    ]
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1500)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"snakemake --profile profiles/slurm failed ({proc.returncode}):\n{log[-8000:]}"
+
+    # Every job went through SLURM: job ids in Snakemake's log, and SLURM's own log of each job.
+    submitted = {int(job_id): Path(path) for job_id, path in SUBMITTED.findall(log)}
+    assert submitted, f"no SLURM job ids in the log:\n{log[-4000:]}"
+    slurm_logs = workdir / ".snakemake" / "slurm_logs"
+    # SLURM logs live in .snakemake/slurm_logs/<rule_NAME | group_GROUP_RULES>/[wildcards/…]<jobid>.log
+    kind_of = {job_id: rule_dir(slurm_logs, path) for job_id, path in submitted.items()}
+    kinds = set(kind_of.values())
+    for rule in ("prepare_data", "train", "aggregate", "report"):
+        assert f"rule_{rule}" in kinds, (rule, kinds)
+    assert any("bench_cell" in kind for kind in kinds), kinds
+    assert all((workdir / p if not p.is_absolute() else p).exists() for p in submitted.values()), submitted
+    assert slurm_logs.is_dir()
+
+    # What SLURM was asked for and gave: a GPU for the job holding the CUDA cell, none for CPU stages.
+    gpu_jobs = []
+    for job_id, path in submitted.items():
+        info = slurm_cluster.job_info(job_id)
+        kind = kind_of[job_id]
+        assert "JobState=COMPLETED" in info, f"job {job_id} ({kind}):\n{info}"
+        asked_gpu = "TresPerJob=gres:gpu:1" in info
+        if kind.removeprefix("rule_") in CPU_RULES:
+            assert not asked_gpu and "JOB_GRES=gpu" not in info, f"CPU stage {kind} asked for a GPU:\n{info}"
+        if asked_gpu:
+            # ... and SLURM allocated it one.
+            assert re.search(r"JOB_GRES=gpu(:\w+)?:1", info), info
+            gpu_jobs.append(kind)
+    assert any("bench_cell" in kind for kind in gpu_jobs), f"no benchmark job asked SLURM for a GPU: {kind_of}"
+
+    # The CUDA cell ran inside that job; without a GPU it says so instead of failing the workflow.
+    bench = workdir / "results" / "bench" / "resnet18" / "torch" / "fp32"
+    cpu_cell = json.loads((bench / "cpu" / "32x4.json").read_text())
+    cuda_cell = json.loads((bench / "cuda" / "32x4.json").read_text())
+    assert cpu_cell["status"] == "ok", cpu_cell.get("error")
+    assert cuda_cell["status"] in ("ok", "unavailable"), cuda_cell.get("error")
+
+    report = workdir / "results" / "report"
+    for name in ("index.html", "summary.md", "summary.csv"):
+        assert (report / name).stat().st_size > 0, name

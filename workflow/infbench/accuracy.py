@@ -1,0 +1,136 @@
+"""Accuracy of one variant: top-1 on the whole test split, and agreement with the FP32 reference.
+
+One job per (backend, precision, device) of the grid. It runs the backend class from the registry
+(`check_available`, `load`, then `prepare`/`run`/`synchronize`/`to_numpy` per batch), the code path
+the benchmark cells time, at the training resolution, and compares its logits with PyTorch FP32 on
+the CPU on the same images. A variant whose drop exceeds the tolerance is flagged
+(`over_tolerance`), never dropped. A device this machine lacks gives status `unavailable` with
+null numbers; any other failure gives status `error` with the message (the job itself succeeds,
+like a benchmark cell, and the report shows it).
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from infbench import data
+from infbench.backends.base import BackendUnavailable, Cell
+from infbench.backends.registry import ONNX_VARIANT, spec
+from infbench.io import write_json
+
+NUMBERS = ("accuracy_top1", "accuracy_drop", "top1_agreement", "max_abs_logit_diff", "model_size_mb",
+           "over_tolerance", "reference_top1", "images")
+
+
+def variant_name(backend: str, precision: str, artifact: Path) -> str:
+    """What the numbers are of: the ONNX variant, or the artifact a PyTorch-based backend loads
+    (the precision is its own column)."""
+    artifact = Path(artifact)
+    if artifact.suffix == ".onnx" and precision in ONNX_VARIANT:
+        return f"onnx/{artifact.stem}"
+    parts = artifact.parts
+    if "models" in parts:  # results/models/<model>/<rest>: name it by <rest> without the extension
+        rest = Path(*parts[parts.index("models") + 2 :])
+        return str(rest.with_suffix(""))
+    return artifact.stem
+
+
+def size_mb(path: Path) -> float | None:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size / 2**20
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
+    return None
+
+
+def reference_logits(checkpoint: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """PyTorch FP32 on the CPU: the reference every variant is compared with."""
+    import torch
+
+    from infbench.model import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    with torch.inference_mode():
+        return np.concatenate(
+            [model(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
+        )
+
+
+def backend_logits(backend, images: np.ndarray, batch: int) -> np.ndarray:
+    """Run `images` through the backend in batches of exactly `batch` (a short last batch is
+    padded with its own first image and the padding's outputs discarded, so shape-pinned
+    artifacts such as TensorRT engines and AOTInductor packages see their one shape)."""
+    outputs = []
+    for i in range(0, len(images), batch):
+        chunk = images[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
+        out = backend.run(backend.prepare(np.ascontiguousarray(chunk)))
+        backend.synchronize()
+        outputs.append(backend.to_numpy(out)[:n])
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray, tolerance_points: float) -> dict:
+    """Top-1 of `logits`, its drop against the reference in points, agreement and max |Δ logits|."""
+    top1 = float((logits.argmax(1) == labels).mean())
+    reference_top1 = float((reference.argmax(1) == labels).mean())
+    drop = round((reference_top1 - top1) * 100, 6)
+    finite = np.isfinite(logits).all()
+    return {
+        "accuracy_top1": top1,
+        "accuracy_drop": drop,
+        "top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if finite else float("inf"),
+        "over_tolerance": bool(drop > tolerance_points),
+        "reference_top1": reference_top1,
+        "images": len(labels),
+    }
+
+
+def evaluate(model: str, backend: str, precision: str, device: str, artifact: Path, checkpoint: Path,
+             dataset: Path, image_size: int, batch: int, threads: int, tolerance_points: float,
+             options: dict | None = None) -> dict:
+    """The accuracy record of one variant (never raises for a failure of the variant itself)."""
+    cell = Cell(model, backend, precision, device, image_size, batch)
+    backend_spec = spec(backend)
+    result = {
+        "variant": variant_name(backend, precision, artifact),
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "device": device,
+        "status": "error",
+        "error": None,
+        "image_size": image_size,
+        "tolerance_points": tolerance_points,
+        **dict.fromkeys(NUMBERS),
+        "model_size_mb": size_mb(artifact),
+    }
+    try:
+        runner = backend_spec.load_class()(cell, Path(artifact), threads, backend_spec.artifact(cell).rule,
+                                           options or {})
+        runner.check_available()
+        runner.load()
+        images, labels = data.load_split(dataset, "test")
+        x = data.to_input(images, image_size)
+        logits = backend_logits(runner, x, batch)
+        result.update(compare(logits, reference_logits(checkpoint, x), labels, tolerance_points))
+        result["status"] = "ok"
+    except BackendUnavailable as exc:
+        result.update(status="unavailable", error=str(exc))
+    except Exception as exc:  # a broken variant is a result to show, not a crash of the workflow
+        traceback.print_exc()
+        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    return result
+
+
+def write(out: Path, **kwargs) -> dict:
+    result = evaluate(**kwargs)
+    write_json(out, result)
+    return result

@@ -1,0 +1,38 @@
+"""AOTInductor: a package compiled ahead of time for one device, precision and shape.
+
+The rule `compile_aoti` (workflow/rules/compile.smk, `infbench compile-aoti`) builds the package
+once with `torch._inductor.aoti_compile_and_package`; a cell only loads it
+(`torch._inductor.aoti_load_package`), so benchmark jobs never recompile.
+"""
+
+from __future__ import annotations
+
+from infbench.backends.base import check_artifact
+from infbench.backends.torch_eager import TorchEager, setup_precision, to_input
+
+
+class AOTInductor(TorchEager):
+    def load(self) -> None:
+        import torch
+
+        check_artifact(self.artifact, self.artifact_rule)
+        self.torch = torch
+        self.dtype = setup_precision(self.cell.precision, self.threads)
+        self.device = torch.device(self.cell.device)
+        self.channels_last = False
+        self.graph = None
+        try:
+            self.model = torch._inductor.aoti_load_package(str(self.artifact))
+        except Exception as exc:
+            raise ValueError(
+                f"cannot load the AOTInductor package {self.artifact} ({exc}); delete it and rerun the rule "
+                f"'{self.artifact_rule}'"
+            ) from exc
+
+    def prepare(self, batch):
+        return to_input(batch, self.cell.device, self.dtype)
+
+    def run(self, inputs):
+        with self.torch.inference_mode():
+            out = self.model(inputs)
+        return out[0] if isinstance(out, (list, tuple)) else out

@@ -1,0 +1,57 @@
+"""torch.compile (TorchInductor) in its three modes, one backend name each.
+
+- `torch_compile`                  mode "default"
+- `torch_compile_max_autotune`     mode "max-autotune" (Triton/cuBLAS template autotuning; CUDA graphs)
+- `torch_compile_reduce_overhead`  mode "reduce-overhead" (CUDA graphs, CUDA only)
+
+One cell compiles one static shape (`dynamic=False`) in its own process; the compilation happens
+in the first call, which the measurement's warm-up absorbs. Inductor's and Triton's caches live
+under `results/cache/` (not the user's home), so a rerun of a cell reuses the compiled kernels.
+Options: `channels_last=true`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from infbench.backends.torch_eager import TorchEager, flag, load_module, setup_precision
+
+CACHE_ROOT = Path("results/cache")
+
+
+def use_result_caches(root: Path = CACHE_ROOT) -> None:
+    """Point Inductor's (and Triton's) on-disk caches under `root` unless the user chose others."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str((root / "inductor").resolve()))
+    os.environ.setdefault("TRITON_CACHE_DIR", str((root / "triton").resolve()))
+
+
+class TorchCompile(TorchEager):
+    mode = "default"
+
+    def load(self) -> None:
+        import torch
+
+        use_result_caches()
+        self.torch = torch
+        self.dtype = setup_precision(self.cell.precision, self.threads)
+        self.device = torch.device(self.cell.device)
+        self.channels_last = flag(self.options, "channels_last")
+        self.graph = None
+        eager = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
+        self.model = torch.compile(eager, mode=self.mode, dynamic=False, fullgraph=True)
+
+    def run(self, inputs):
+        if self.mode != "default" and self.cell.device == "cuda":
+            # CUDA-graph trees: each call is a new step; the previous output may be overwritten.
+            self.torch.compiler.cudagraph_mark_step_begin()
+        with self.torch.inference_mode():
+            return self.model(inputs)
+
+
+class TorchCompileMaxAutotune(TorchCompile):
+    mode = "max-autotune"
+
+
+class TorchCompileReduceOverhead(TorchCompile):
+    mode = "reduce-overhead"

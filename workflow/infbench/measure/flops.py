@@ -1,0 +1,223 @@
+"""FLOPs and bytes moved per image, counted once per model and image size; a cell's achieved FLOP/s.
+
+FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on the real checkpoint at the
+cell's image size: convolutions and matrix products, a multiply-add counted as 2 FLOPs (ResNet-18
+at 224×224: 3.63 GFLOP per image). Batch norm, ReLU, pooling and residual adds are not counted;
+they are a fraction of a percent and an inference runtime folds or fuses most of them. The count
+is the model's useful work, the same for every backend and precision: the arithmetic a backend
+actually does (padding, Winograd, fused epilogues) differs, which is what utilisation shows.
+
+Bytes moved per image, for the roofline's arithmetic intensity, are an estimate of the traffic a
+fused inference graph must have at least, counted with a dispatch mode on the same forward pass:
+
+* weights: every parameter read once per batch, so `param_elements / batch` per image;
+* activations: every convolution, matrix product and pooling reads its input and writes its
+  output once; batch norm and ReLU are fused into the producing convolution (no traffic of their
+  own); a residual add reads its skip input once (the other operand is fused);
+
+each element taken at the precision's storage size (`ACTIVATION_BYTES`, `WEIGHT_BYTES`). The
+unfused upper bound (every op reads all its inputs and writes its outputs) is recorded as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from infbench.io import write_json
+
+SCHEMA_VERSION = 1
+
+# Storage bytes per element in each precision: weights, and activations between layers.
+WEIGHT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int8_dynamic": 1}
+# int8_dynamic quantises activations on the fly inside each layer; between layers they stay fp32.
+ACTIVATION_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int8_dynamic": 4}
+
+# Ops whose activation traffic the fused estimate counts (input read + output written).
+_LAYER_OPS = (
+    "convolution",
+    "conv2d",
+    "_convolution",
+    "addmm",
+    "mm",
+    "bmm",
+    "linear",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "mean",
+)
+_SKIP_ADD_OPS = ("add", "add_")
+
+
+def _numel(x) -> int:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.numel()
+    if isinstance(x, (list, tuple)):
+        return sum(_numel(v) for v in x)
+    return 0
+
+
+def _tensors(x):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _tensors(v)
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _tensors(v)
+
+
+def _traffic_counter(param_ptrs: set[int]):
+    """A dispatch mode that tallies activation elements moved (fused estimate and unfused bound)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class TrafficCounter(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.fused = 0
+            self.unfused = 0
+            self.by_op: dict[str, int] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            name = func.overloadpacket.__name__
+            if name in ("view", "_unsafe_view", "t", "reshape", "flatten", "detach", "alias", "expand"):
+                return out  # metadata only, no data moves
+            inputs = [t for t in _tensors((args, kwargs)) if t.data_ptr() not in param_ptrs]
+            in_elems = sum(t.numel() for t in inputs)
+            out_elems = _numel(out if name != "max_pool2d_with_indices" else out[0])
+            self.unfused += in_elems + out_elems
+            base = name.removesuffix("_with_indices")
+            moved = 0
+            if base in _LAYER_OPS or base.startswith("_adaptive_avg_pool"):
+                moved = in_elems + out_elems
+            elif name in _SKIP_ADD_OPS and len(inputs) == 2:
+                moved = min(t.numel() for t in inputs)  # the skip operand, read once
+            if moved:
+                self.fused += moved
+                self.by_op[name] = self.by_op.get(name, 0) + moved
+            return out
+
+    return TrafficCounter()
+
+
+def count(model, image_size: int, batch: int = 1) -> dict:
+    """FLOPs and element traffic per image of `model` (eval mode, CPU, fp32) at `image_size`²."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.eval()
+    x = torch.zeros(batch, 3, image_size, image_size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(x)
+    total = counter.get_total_flops()
+    by_op = {str(op): n / batch for op, n in counter.get_flop_counts().get("Global", {}).items()}
+
+    params = list(model.parameters()) + list(model.buffers())
+    param_ptrs = {p.data_ptr() for p in params}
+    traffic = _traffic_counter(param_ptrs)
+    with torch.inference_mode(), traffic:
+        model(x)
+    param_elements = sum(p.numel() for p in model.parameters())
+    return {
+        "flops_per_image": total / batch,
+        "gflops_per_image": total / batch / 1e9,
+        "flops_by_op": by_op,
+        "param_elements": param_elements,
+        "activation_elements_per_image": traffic.fused / batch,
+        "activation_elements_unfused_per_image": traffic.unfused / batch,
+        "activation_elements_by_op": {k: v / batch for k, v in traffic.by_op.items()},
+    }
+
+
+def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
+    """`count` on the trained model of `checkpoint` (its arch, stem and class count)."""
+    import torch
+
+    from infbench.model import load_checkpoint
+
+    torch.set_num_threads(min(4, torch.get_num_threads()))
+    model = load_checkpoint(checkpoint)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    info = count(model, image_size)
+    return {
+        "schema": SCHEMA_VERSION,
+        "model": ckpt.get("arch"),
+        "stem": ckpt.get("stem"),
+        "num_classes": ckpt.get("num_classes"),
+        "image_size": image_size,
+        "counter": "torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs; conv and matmul only)",
+        "bytes_model": (
+            "weights read once per batch + activations of conv/matmul/pool read and written once, "
+            "BN/ReLU fused, residual add reads its skip input; elements × the precision's storage size"
+        ),
+        **info,
+    }
+
+
+def write(checkpoint: Path, image_size: int, out: Path) -> dict:
+    info = count_checkpoint(checkpoint, image_size)
+    write_json(out, info)
+    return info
+
+
+def bytes_per_image(info: dict, precision: str, batch_size: int) -> float:
+    """Estimated bytes moved per image by one batch of `batch_size` in `precision` (see the module doc)."""
+    weights = info["param_elements"] * WEIGHT_BYTES.get(precision, 4) / batch_size
+    return weights + info["activation_elements_per_image"] * ACTIVATION_BYTES.get(precision, 4)
+
+
+def cell_metrics(
+    info: dict | None,
+    probe: dict | None,
+    precision: str,
+    batch_size: int,
+    throughput_img_s: float | None,
+) -> dict:
+    """The `flops` section of a cell's result.
+
+    achieved TFLOP/s = GFLOP per image × images/s / 1000; utilisation = achieved / the probe's
+    measured peak for the precision (`None` where the peak or the throughput is missing).
+    """
+    from infbench.measure.probe import peak_for
+
+    out = {
+        "gflops_per_image": None,
+        "achieved_tflops": None,
+        "utilization_pct": None,
+        "arithmetic_intensity": None,
+        "bytes_per_image": None,
+        "peak_tflops": None,
+        "peak_precision": None,
+        "bandwidth_gb_s": None,
+        "note": None,
+    }
+    notes = []
+    if info is None:
+        notes.append("no FLOP count for this model and size")
+    else:
+        gflops = info["gflops_per_image"]
+        moved = bytes_per_image(info, precision, batch_size)
+        out.update(
+            gflops_per_image=gflops,
+            bytes_per_image=moved,
+            arithmetic_intensity=gflops * 1e9 / moved if moved > 0 else None,
+        )
+        if throughput_img_s:
+            out["achieved_tflops"] = gflops * throughput_img_s / 1000
+    peak, peak_precision, why = peak_for(probe, precision)
+    out["peak_tflops"], out["peak_precision"] = peak, peak_precision
+    if probe:
+        out["bandwidth_gb_s"] = probe.get("bandwidth_gb_s")
+    if why:
+        notes.append(why)
+    if out["achieved_tflops"] is not None and peak:
+        out["utilization_pct"] = 100 * out["achieved_tflops"] / peak
+    out["note"] = "; ".join(notes) or None
+    return out

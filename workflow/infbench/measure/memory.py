@@ -1,0 +1,109 @@
+"""Memory of a cell, never negative: `None` (with the reason) wherever it cannot be measured.
+
+* device, torch backends: the caching allocator's peak (`torch.cuda.max_memory_allocated`) over
+  the timed run — what the model's tensors needed, without the CUDA context and the cache's slack;
+* device, other backends (ONNX Runtime, TensorRT): the rise of NVML's device-level used memory
+  from just before the session is created (the CUDA context already up) to the most seen after
+  creation, after the inputs are placed and during the timed run. It includes library workspaces
+  and lazily loaded kernels, and is device-wide: another process allocating at the same time
+  inflates it, one freeing memory can make it negative — then it is `None` with a note, never a
+  negative number or a made-up 0;
+* host: peak resident set size of the cell's process (getrusage of the child, in bench.py).
+"""
+
+from __future__ import annotations
+
+from infbench.measure.nvml import Nvml
+
+MB = 2**20
+
+
+def clamp_delta_mb(before_bytes: int | None, peak_bytes: int | None) -> tuple[float | None, str | None]:
+    """(peak − before in MiB, None) or (None, why): never a negative figure."""
+    if before_bytes is None or peak_bytes is None:
+        return None, "device memory in use could not be read"
+    delta = peak_bytes - before_bytes
+    if delta < 0:
+        return None, (
+            f"device memory in use fell by {-delta / MB:.1f} MiB during the cell (another process freed memory): "
+            "the cell's own use cannot be told apart"
+        )
+    return delta / MB, None
+
+
+def nonnegative_mb(value: float | None) -> float | None:
+    """A MiB figure as recorded: None stays None, a negative value (which no reading can be) becomes None."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if value >= 0 else None
+
+
+def host_peak_mb(ru_maxrss_kib: int | float | None) -> float | None:
+    """getrusage's ru_maxrss (KiB on Linux) in MiB; None where the kernel reports nothing."""
+    if not ru_maxrss_kib or ru_maxrss_kib <= 0:
+        return None
+    return ru_maxrss_kib / 1024
+
+
+class DeviceMemory:
+    """NVML device-level used memory around session creation and the timed run of one cell."""
+
+    def __init__(self, nvml: Nvml | None, note: str | None = None):
+        self.nvml = nvml
+        self.note = note
+        self.before: int | None = None
+        self.marks: dict[str, int | None] = {}
+        self.processes_before: int | None = None
+
+    def baseline(self) -> None:
+        if self.nvml is not None:
+            self.before = self.nvml.used_bytes()
+            self.processes_before = self.nvml.process_count()
+
+    def mark(self, label: str) -> None:
+        if self.nvml is not None:
+            self.marks[label] = self.nvml.used_bytes()
+
+    def peak_bytes(self, sampled_peak: int | None = None) -> int | None:
+        values = [v for v in [*self.marks.values(), sampled_peak] if v is not None]
+        return max(values) if values else None
+
+    def section(self, allocator_peak_mb: float | None, sampled_peak: int | None = None) -> dict:
+        """The device part of a result's `memory` section."""
+        out = {
+            "device_peak_mb": None,
+            "device_method": None,
+            "device_used_delta_mb": None,
+            "device_used_before_mb": None if self.before is None else self.before / MB,
+            "device_used_marks_mb": {k: (None if v is None else v / MB) for k, v in self.marks.items()},
+            "device_note": None,
+        }
+        notes = []
+        if self.nvml is None:
+            notes.append(self.note or "NVML unavailable")
+        else:
+            delta, why = clamp_delta_mb(self.before, self.peak_bytes(sampled_peak))
+            out["device_used_delta_mb"] = delta
+            if why:
+                notes.append(why)
+            if self.processes_before and self.processes_before > 1:
+                notes.append(
+                    f"{self.processes_before} processes held the GPU: the device-level delta may include theirs"
+                )
+        allocator_peak_mb = nonnegative_mb(allocator_peak_mb)
+        if allocator_peak_mb is not None:
+            out["device_peak_mb"], out["device_method"] = allocator_peak_mb, "torch.cuda.max_memory_allocated"
+        elif out["device_used_delta_mb"] is not None:
+            out["device_peak_mb"], out["device_method"] = out["device_used_delta_mb"], "nvml device used delta"
+        out["device_note"] = "; ".join(notes) or None
+        return out
+
+
+def cpu_section() -> dict:
+    return {
+        "device_peak_mb": None,
+        "device_method": None,
+        "device_used_delta_mb": None,
+        "device_note": "CPU cell: no device memory apart from the host's",
+    }

@@ -1,0 +1,226 @@
+"""FP32 ONNX → the quantised and half-precision ONNX variants (rules quantize_int8, convert_fp16).
+
+- `int8_static.onnx`: ONNX Runtime's static post-training quantisation in QDQ format, weights
+  per channel, after ORT's quantisation pre-processing (symbolic shape inference + graph
+  optimisation), with activation ranges calibrated on the calibration split of the dataset at the
+  training resolution (MinMax, Entropy or Percentile). Activations are uint8 and weights int8 by
+  default (U8S8: ORT's fast path on x86 CPUs; int8 activations run slower than fp32 there).
+- `int8_dynamic.onnx`: ORT's dynamic quantisation (weights int8, activation ranges computed at run
+  time). Opt-in: it is the wrong tool for a CNN, and the report shows why.
+- `fp16.onnx`: float16 weights and compute for the GPU execution providers, with float32 inputs and
+  outputs (`keep_io_types`), so every backend feeds float32 and gets float32 logits.
+
+Each builder writes its file atomically and records how it was made in the model's metadata
+(`infbench.*` keys of `metadata_props`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from infbench import data
+from infbench.io import atomic_path
+
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+ACTIVATION_TYPES = ("uint8", "int8")
+MAX_CALIBRATION_BATCH = 32
+
+
+def calibration_batch(n: int, largest: int = MAX_CALIBRATION_BATCH) -> int:
+    """The largest batch ≤ `largest` that divides `n`: every calibration batch has the same shape
+    (ORT's histogram calibrators stack the batches and fail on a short last one) and no image is
+    left out."""
+    return max(b for b in range(1, min(n, largest) + 1) if n % b == 0)
+
+
+def calibration_images(dataset: Path, image_size: int, samples: int) -> np.ndarray:
+    """The first `samples` images of the calibration split (all of it when it has fewer), as
+    normalised float32 NCHW at `image_size`."""
+    images, _ = data.load_split(dataset, "calib")
+    if samples > len(images):
+        print(f"quantize: {samples} calibration samples asked for, the calibration split has {len(images)}; "
+              f"using all {len(images)} (raise split.calibration to use more)", flush=True)
+    return data.to_input(images[:samples], image_size)
+
+
+def reader(images: np.ndarray, input_name: str):
+    """A CalibrationDataReader over `images` in equal batches."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            batch = calibration_batch(len(images))
+            self.batches = [images[i : i + batch] for i in range(0, len(images), batch)]
+            self.rewind()
+
+        def get_next(self):
+            batch = next(self._iter, None)
+            return None if batch is None else {input_name: batch}
+
+        def rewind(self):
+            self._iter = iter(self.batches)
+
+    return Reader()
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph.input[0].name
+
+
+def _stamp(path: Path, props: dict) -> None:
+    """Record how the variant was made in its metadata_props (infbench.* keys)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"infbench.{key}", str(value)
+    onnx.save(model, str(path))
+
+
+def metadata(path: Path) -> dict:
+    """The infbench.* metadata of a variant written here."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key.removeprefix("infbench."): p.value for p in model.metadata_props if p.key.startswith("infbench.")}
+
+
+def preprocess(fp32: Path, out: Path) -> None:
+    """ORT's quantisation pre-processing: symbolic shape inference and graph optimisation."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32), str(out))
+
+
+# Entropy (KL-divergence) calibration searches thresholds between num_quantized_bins/2 and num_bins/2
+# histogram bins. quantize_static builds its Entropy calibrator with 128 and 128 and passes no way
+# to change them, which leaves one candidate, the full range: MinMax under another name. These are
+# TensorRT's numbers (2048 bins searched for the best 128-level quantisation).
+ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 128}
+
+
+def entropy_ranges(model: Path, images: np.ndarray, tmp: Path) -> str:
+    """Entropy-calibrated activation ranges of `model`, saved as an ORT calibration cache (JSON)
+    that quantize_static then reads instead of calibrating again."""
+    import inspect
+
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    if "calibration_cache_path" not in inspect.signature(ort_quantize_static).parameters:
+        raise RuntimeError(
+            "this onnxruntime's quantize_static cannot take precomputed calibration ranges "
+            "(no calibration_cache_path), and its own Entropy calibration degenerates to MinMax; "
+            "upgrade onnxruntime or set quantize.calibration_method to MinMax or Percentile"
+        )
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    calibrator = create_calibrator(
+        model,
+        augmented_model_path=str(tmp / "augmented.onnx"),
+        calibrate_method=CalibrationMethod.Entropy,
+        extra_options=dict(ENTROPY_BINS),
+    )
+    calibrator.collect_data(reader(images, _input_name(model)))
+    cache = tmp / "entropy_ranges.json"
+    save_tensors_data(calibrator.compute_data(), cache)
+    return str(cache)
+
+
+def quantize_static(fp32: Path, out: Path, dataset: Path, image_size: int, method: str = "MinMax",
+                    samples: int = 200, per_channel: bool = True, activation_type: str = "uint8") -> dict:
+    """Calibrated static INT8 (QDQ) → `out`; returns how it was made."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method '{method}' is not one of {', '.join(CALIBRATION_METHODS)}")
+    if activation_type not in ACTIVATION_TYPES:
+        raise ValueError(f"activation type '{activation_type}' is not one of {', '.join(ACTIVATION_TYPES)}")
+    images = calibration_images(dataset, image_size, samples)
+    info = {"mode": "static", "format": "QDQ", "calibration_method": method, "calibration_samples": len(images),
+            "calibration_image_size": image_size, "per_channel": per_channel, "activation_type": activation_type,
+            "weight_type": "int8"}
+    with tempfile.TemporaryDirectory(prefix="infbench-quant-") as tmp, atomic_path(out) as dest:
+        pre = Path(tmp, "preprocessed.onnx")
+        preprocess(fp32, pre)
+        calibration = {}
+        if method == "Entropy":
+            info.update(ENTROPY_BINS)
+            calibration["calibration_cache_path"] = entropy_ranges(pre, images, Path(tmp))
+        ort_quantize_static(
+            str(pre), str(dest), reader(images, _input_name(pre)),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, method),
+            **calibration,
+        )
+        _stamp(dest, info)
+    print(f"wrote {out}: static INT8 (QDQ, per-channel weights {per_channel}, {activation_type} activations), "
+          f"{method} calibration on {len(images)} images at {image_size}x{image_size}", flush=True)
+    return info
+
+
+def quantize_dynamic(fp32: Path, out: Path, per_channel: bool = True) -> dict:
+    """Dynamic INT8 (int8 weights, activation ranges computed at run time) → `out`."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    info = {"mode": "dynamic", "per_channel": per_channel, "weight_type": "int8"}
+    with tempfile.TemporaryDirectory(prefix="infbench-quant-") as tmp, atomic_path(out) as dest:
+        pre = Path(tmp, "preprocessed.onnx")
+        preprocess(fp32, pre)
+        ort_quantize_dynamic(str(pre), str(dest), per_channel=per_channel, weight_type=QuantType.QInt8)
+        _stamp(dest, info)
+    print(f"wrote {out}: dynamic INT8 (per-channel weights {per_channel})", flush=True)
+    return info
+
+
+def _float16_converter():
+    """onnxconverter-common's float16 conversion where installed, else the copy ONNX Runtime ships."""
+    try:
+        from onnxconverter_common.float16 import convert_float_to_float16
+    except ImportError:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    return convert_float_to_float16
+
+
+def topological_sort(graph) -> None:
+    """Reorder `graph.node` so that every node comes after the producers of its inputs (the
+    float16 converter appends the input casts at the end, which the ONNX checker refuses)."""
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError(f"graph has a cycle or a dangling input near node '{pending[0].name}'")
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+        pending = [n for n in pending if all(n is not r for r in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def convert_fp16(fp32: Path, out: Path) -> dict:
+    """float16 weights and compute, float32 inputs and outputs → `out`."""
+    import onnx
+
+    model = _float16_converter()(onnx.load(str(fp32)), keep_io_types=True)
+    topological_sort(model.graph)
+    onnx.checker.check_model(model)
+    info = {"mode": "fp16", "keep_io_types": True}
+    with atomic_path(out) as dest:
+        onnx.save(model, str(dest))
+        _stamp(dest, info)
+    print(f"wrote {out}: float16 weights and compute, float32 inputs and outputs", flush=True)
+    return info

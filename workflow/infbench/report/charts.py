@@ -1,0 +1,563 @@
+"""The report's charts (altair). Each is a `Chart`: either an altair chart or, where its data are all null, a note
+saying why it is absent: never an empty or broken chart.
+
+Series are `backend precision device` (plus `@ machine` when several machines or runs are compared), so runs from
+different machines are coloured apart in every chart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import altair as alt
+import polars as pl
+
+from infbench.report.frame import all_null, complete, ok_cells, several_machines, with_series
+
+FACET_COLUMNS = 4
+WIDTH = 220
+HEIGHT = 170
+
+
+@dataclass
+class Chart:
+    name: str  # file stem under plots/ and the HTML anchor
+    title: str
+    description: str
+    chart: alt.TopLevelMixin | None = None
+    note: str | None = None  # why the chart is absent
+
+
+def _values(df: pl.DataFrame, columns: list[str]) -> alt.Data:
+    keep = [c for c in dict.fromkeys(columns) if c in df.columns]
+    return alt.Data(values=df.select(keep).to_dicts())
+
+
+CELL_TIPS = [
+    alt.Tooltip("series:N", title="backend precision device (@ machine)"),
+    alt.Tooltip("image_size:Q", title="image size (px)"),
+    alt.Tooltip("batch_size:Q", title="batch"),
+]
+TIP_COLUMNS = ["series", "variant", "cell", "image_size", "batch_size", "machine"]
+
+
+def _tip(column: str, title: str, fmt: str = ",.6~g") -> alt.Tooltip:
+    return alt.Tooltip(f"{column}:Q", title=title, format=fmt)
+
+
+def _color() -> alt.Color:
+    return alt.Color("variant:N", title="backend precision device", legend=alt.Legend(orient="bottom", columns=3))
+
+
+def _multi(d: pl.DataFrame) -> bool:
+    return several_machines(d)
+
+
+def _machine(d: pl.DataFrame, *channels: str) -> dict:
+    """Encodings that tell machines apart when several are compared (the colour stays the variant)."""
+    if not _multi(d):
+        return {}
+    legend = alt.Legend(orient="bottom", title="machine")
+    make = {
+        "strokeDash": lambda: alt.StrokeDash(
+            "machine:N",
+            legend=alt.Legend(
+                orient="bottom",
+                title="machine",
+                symbolType="stroke",
+                symbolSize=300,
+                symbolStrokeColor="#333",
+                symbolStrokeWidth=2,
+            ),
+        ),
+        "shape": lambda: alt.Shape("machine:N", legend=legend),
+        "opacity": lambda: alt.Opacity("machine:O", legend=legend, scale=alt.Scale(range=[1.0, 0.45])),
+    }
+    return {c: make[c]() for c in channels}
+
+
+BATCH_X = alt.X("batch_size:Q", title="batch size", scale=alt.Scale(type="log", base=2), axis=alt.Axis(tickMinStep=1))
+
+
+def _line_facet(data, x, y, tips, facet: str, facet_title: str, d: pl.DataFrame) -> alt.FacetChart:
+    """Lines per series (dashed per machine when several) with a hoverable point per cell, one panel per value
+    of `facet`."""
+    base = alt.Chart(width=WIDTH, height=HEIGHT).encode(x=x, y=y, color=_color())
+    lines = base.mark_line().encode(detail="series:N", **_machine(d, "strokeDash"))
+    points = base.mark_point(filled=True, size=36, opacity=1).encode(tooltip=tips)
+    return (
+        alt.layer(lines, points, data=data)
+        .facet(facet=alt.Facet(f"{facet}:O", title=facet_title), columns=FACET_COLUMNS)
+        .resolve_scale(y="independent")
+    )
+
+
+def _need(ok: pl.DataFrame, columns: list[str], reason: str) -> tuple[pl.DataFrame, str | None]:
+    """The ok rows that have every column in `columns`, or the note saying why there are none."""
+    if ok.height == 0:
+        return ok, "No cell ran ok, so there is nothing to draw (see the failures table)."
+    have = ok.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns))
+    return (have, None) if have.height else (have, reason)
+
+
+def throughput_vs_size(ok):
+    d, note = _need(ok, ["throughput_img_s", "image_size"], "No ok cell has a throughput.")
+    c = Chart(
+        "throughput_vs_size",
+        "Throughput vs image size",
+        "Images per second at each image size, one panel per batch size.",
+        note=note,
+    )
+    if not note:
+        tips = CELL_TIPS + [_tip("throughput_img_s", "img/s"), _tip("latency_ms_median", "median latency (ms)")]
+        c.chart = _line_facet(
+            _values(d, TIP_COLUMNS + ["throughput_img_s", "latency_ms_median"]),
+            alt.X(
+                "image_size:Q",
+                title="image size (px)",
+                scale=alt.Scale(zero=False),
+                axis=alt.Axis(values=sorted(d.get_column("image_size").unique().to_list())),
+            ),
+            alt.Y("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log")),
+            tips,
+            "batch_size",
+            "batch size",
+            d,
+        )
+    return c
+
+
+def throughput_vs_batch(ok):
+    d, note = _need(ok, ["throughput_img_s", "batch_size"], "No ok cell has a throughput.")
+    c = Chart(
+        "throughput_vs_batch",
+        "Throughput vs batch size",
+        "Images per second at each batch size, one panel per image size.",
+        note=note,
+    )
+    if not note:
+        tips = CELL_TIPS + [_tip("throughput_img_s", "img/s"), _tip("latency_ms_median", "median latency (ms)")]
+        c.chart = _line_facet(
+            _values(d, TIP_COLUMNS + ["throughput_img_s", "latency_ms_median"]),
+            BATCH_X,
+            alt.Y("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log")),
+            tips,
+            "image_size",
+            "image size (px)",
+            d,
+        )
+    return c
+
+
+def speedup(ok, meta):
+    baseline = meta.get("baseline") or "torch fp32 on the same device, size and batch"
+    d, note = _need(
+        ok,
+        ["speedup_vs_baseline"],
+        "No speedup figures: no ok torch fp32 baseline cell on the same device, image size and batch size.",
+    )
+    c = Chart(
+        "speedup",
+        "Speedup vs baseline",
+        f"Throughput relative to the baseline ({baseline}); the line marks 1×.",
+        note=note,
+    )
+    if not note:
+        tips = CELL_TIPS + [_tip("speedup_vs_baseline", "speedup (×)", ".3f"), _tip("throughput_img_s", "img/s")]
+        data = _values(d, TIP_COLUMNS + ["speedup_vs_baseline", "throughput_img_s"])
+        base = alt.Chart(width=WIDTH, height=HEIGHT)
+        bars = base.mark_bar().encode(
+            x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
+            xOffset="series:N",
+            y=alt.Y("speedup_vs_baseline:Q", title="speedup (×)"),
+            color=_color(),
+            tooltip=tips,
+            **_machine(d, "opacity"),
+        )
+        one = base.mark_rule(color="black", strokeDash=[4, 3]).encode(y=alt.datum(1))
+        c.chart = alt.layer(bars, one, data=data).facet(
+            facet=alt.Facet("image_size:O", title="image size (px)"), columns=FACET_COLUMNS
+        )
+    return c
+
+
+def time_per_image(ok):
+    d, note = _need(ok, ["time_per_image_ms"], "No ok cell has a time per image.")
+    c = Chart(
+        "time_per_image",
+        "Time per image",
+        "Milliseconds per image (batch latency / batch size), one panel per image size.",
+        note=note,
+    )
+    if not note:
+        tips = CELL_TIPS + [_tip("time_per_image_ms", "ms per image"), _tip("throughput_img_s", "img/s")]
+        c.chart = _line_facet(
+            _values(d, TIP_COLUMNS + ["time_per_image_ms", "throughput_img_s"]),
+            BATCH_X,
+            alt.Y("time_per_image_ms:Q", title="time per image (ms)", scale=alt.Scale(type="log")),
+            tips,
+            "image_size",
+            "image size (px)",
+            d,
+        )
+    return c
+
+
+def latency(ok):
+    d, note = _need(ok, ["latency_ms_median"], "No ok cell has a latency.")
+    c = Chart(
+        "latency",
+        "Latency p50 / p99 per cell",
+        "Batch latency per cell: the dot is the median (p50), the bar reaches the p99.",
+        note=note,
+    )
+    if not note:
+        d = d.with_columns(pl.coalesce("latency_ms_p99", "latency_ms_median").alias("_p99"))
+        tips = CELL_TIPS + [
+            _tip("latency_ms_median", "p50 (ms)"),
+            _tip("latency_ms_p99", "p99 (ms)"),
+            _tip("latency_ms_mean", "mean (ms)"),
+            _tip("ci95_rel", "95% CI of median (rel.)", ".2%"),
+            alt.Tooltip("iterations:Q", title="iterations"),
+        ]
+        data = _values(
+            d,
+            TIP_COLUMNS + ["latency_ms_median", "latency_ms_p99", "latency_ms_mean", "ci95_rel", "iterations", "_p99"],
+        )
+        y = alt.Y("cell:N", title=None, sort=None, axis=alt.Axis(labelLimit=360))
+        x_scale = alt.Scale(type="log")
+        base = alt.Chart(data, width=520).encode(y=y, color=_color(), tooltip=tips)
+        rule = base.mark_rule(strokeWidth=2).encode(
+            x=alt.X("latency_ms_median:Q", title="latency (ms, log scale)", scale=x_scale), x2="_p99:Q"
+        )
+        p50 = base.mark_point(filled=True, size=50).encode(x="latency_ms_median:Q")
+        p99 = base.mark_tick(thickness=2, size=12).encode(x="_p99:Q")
+        c.chart = alt.layer(rule, p50, p99).properties(height=alt.Step(14))
+    return c
+
+
+def heatmaps(ok):
+    d, note = _need(ok, ["throughput_img_s", "image_size", "batch_size"], "No ok cell has a throughput.")
+    c = Chart(
+        "heatmap",
+        "Throughput heatmaps",
+        "Images per second over image size × batch size, one panel per backend, precision and device.",
+        note=note,
+    )
+    if not note:
+        lo, hi = d.get_column("throughput_img_s").min(), d.get_column("throughput_img_s").max()
+        middle = math.sqrt(lo * hi) if lo and lo > 0 else (lo + hi) / 2
+        d = d.with_columns(pl.col("throughput_img_s").round_sig_figs(3).alias("_label"))
+        tips = CELL_TIPS + [_tip("throughput_img_s", "img/s"), _tip("latency_ms_median", "median latency (ms)")]
+        data = _values(d, TIP_COLUMNS + ["throughput_img_s", "latency_ms_median", "_label"])
+        scale = alt.Scale(type="log", scheme="blues") if lo and lo > 0 else alt.Scale(scheme="blues")
+        base = alt.Chart(width=alt.Step(34), height=alt.Step(26)).encode(
+            x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("image_size:O", title="image size (px)", sort="descending"),
+            tooltip=tips,
+        )
+        rect = base.mark_rect().encode(
+            color=alt.Color("throughput_img_s:Q", title="img/s", scale=scale, legend=alt.Legend(format="~s"))
+        )
+        text = base.mark_text(fontSize=9).encode(
+            text=alt.Text("_label:Q", format="~s"),
+            color=alt.condition(alt.datum.throughput_img_s > middle, alt.value("white"), alt.value("black")),
+        )
+        c.chart = alt.layer(rect, text, data=data).facet(facet=alt.Facet("series:N", title=None), columns=3)
+    return c
+
+
+def pareto_front(points: list[dict], x: str, y: str) -> set[int]:
+    """Indices of the points no other point beats on both `x` and `y` (higher is better for both)."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][x], -points[i][y]))
+    front, best_y = set(), -math.inf
+    for i in order:
+        if points[i][y] > best_y:
+            front.add(i)
+            best_y = points[i][y]
+    return front
+
+
+def accuracy_vs_throughput(ok, meta):
+    d, note = _need(
+        ok,
+        ["accuracy_top1", "throughput_img_s"],
+        "No accuracy figures: the accuracy jobs did not run for any variant that has ok cells.",
+    )
+    tol = meta.get("tolerance_points")
+    c = Chart(
+        "accuracy_vs_throughput",
+        "Accuracy vs throughput",
+        "Each variant at its fastest ok cell: top-1 accuracy on the test split against throughput. The dashed line "
+        "joins the Pareto front (no other variant is both faster and more accurate); crosses break the "
+        + (f"{tol}-point " if tol is not None else "")
+        + "accuracy tolerance.",
+        note=note,
+    )
+    if note:
+        return c
+    best = d.sort("throughput_img_s", descending=True).unique(
+        ["machine", "backend", "precision", "device"], keep="first"
+    )
+    over = pl.col("over_tolerance")
+    if tol is not None:
+        over = pl.coalesce(over, pl.col("accuracy_drop") > float(tol))
+    best = best.with_columns(
+        (pl.col("accuracy_top1") * 100).alias("accuracy_pct"),
+        pl.when(over.is_null())
+        .then(pl.lit("not checked"))
+        .when(over)
+        .then(pl.lit("over tolerance"))
+        .otherwise(pl.lit("within tolerance"))
+        .alias("tolerance"),
+    ).sort("throughput_img_s")
+    points = best.to_dicts()
+    front = pareto_front(points, "throughput_img_s", "accuracy_pct")
+    best = best.with_columns(pl.Series("pareto", [i in front for i in range(len(points))]))
+    tips = CELL_TIPS + [
+        _tip("accuracy_pct", "top-1 accuracy (%)", ".2f"),
+        _tip("accuracy_drop", "drop (points)", ".2f"),
+        _tip("throughput_img_s", "img/s"),
+        alt.Tooltip("tolerance:N", title="tolerance"),
+        alt.Tooltip("pareto:N", title="on the Pareto front"),
+    ]
+    data = _values(best, TIP_COLUMNS + ["accuracy_pct", "accuracy_drop", "throughput_img_s", "tolerance", "pareto"])
+    x = alt.X(
+        "throughput_img_s:Q", title="throughput at the fastest cell (img/s, log scale)", scale=alt.Scale(type="log")
+    )
+    y = alt.Y("accuracy_pct:Q", title="top-1 accuracy (%)", scale=alt.Scale(zero=False))
+    base = alt.Chart(width=520, height=300)
+    front_line = base.mark_line(strokeDash=[6, 4], color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
+    shapes = alt.Scale(
+        domain=["within tolerance", "over tolerance", "not checked"], range=["circle", "cross", "square"]
+    )
+    dots = base.mark_point(size=120, filled=True).encode(
+        x=x,
+        y=y,
+        color=_color(),
+        shape=alt.Shape("tolerance:N", scale=shapes, title="accuracy"),
+        tooltip=tips,
+        **_machine(best, "opacity"),
+    )
+    rings = base.mark_point(size=300, color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
+    layers = [front_line, rings, dots]
+    reference = meta.get("model_accuracy")
+    if reference is not None and tol is not None:  # the lowest accuracy the tolerance allows
+        floor = 100 * float(reference) - float(tol)
+        rule = alt.Chart(alt.Data(values=[{"floor": floor, "label": f"tolerance: {floor:.2f}%"}]))
+        layers += [
+            rule.mark_rule(color="#b42318", strokeDash=[2, 2]).encode(
+                y="floor:Q", tooltip=[alt.Tooltip("label:N", title="accuracy floor")]
+            ),
+            rule.mark_text(align="left", dx=4, dy=-6, color="#b42318", fontSize=10).encode(
+                y="floor:Q", x=alt.value(0), text="label:N"
+            ),
+        ]
+    c.chart = alt.layer(*layers, data=data)
+    return c
+
+
+def utilization(ok):
+    d, note = _need(
+        ok,
+        ["utilization_pct"],
+        "No FLOP-based utilisation: the FLOP counts or the hardware probe's measured peak are missing.",
+    )
+    c = Chart(
+        "utilization",
+        "Utilisation vs batch size",
+        "Achieved FLOP/s as a percentage of the measured peak for the cell's precision, one panel per image size.",
+        note=note,
+    )
+    if not note:
+        tips = CELL_TIPS + [_tip("utilization_pct", "utilisation (%)", ".2f"), _tip("achieved_tflops", "TFLOP/s")]
+        c.chart = _line_facet(
+            _values(d, TIP_COLUMNS + ["utilization_pct", "achieved_tflops"]),
+            BATCH_X,
+            alt.Y("utilization_pct:Q", title="utilisation (% of measured peak)"),
+            tips,
+            "image_size",
+            "image size (px)",
+            d,
+        )
+    return c
+
+
+def memory(ok):
+    if ok.height == 0:
+        return Chart(
+            "memory",
+            "Memory per backend",
+            "",
+            note="No cell ran ok, so there is nothing to draw (see the failures table).",
+        )
+    kinds = {"device_memory_peak_mb": "device peak", "host_memory_peak_mb": "host peak (RSS)"}
+    long = pl.concat(
+        [
+            ok.filter(pl.col(col).is_not_null()).with_columns(
+                pl.col(col).alias("memory_mb"), pl.lit(kind).alias("memory")
+            )
+            for col, kind in kinds.items()
+        ]
+    )
+    absent = [kind for col, kind in kinds.items() if all_null(ok, col)]
+    description = (
+        "Peak memory per cell by backend: device memory (GPU) and host resident memory, one panel per image size."
+    )
+    if "device peak" in absent and long.height:
+        description += " Device memory is absent: no GPU cells (or no NVML)."
+    c = Chart("memory", "Memory per backend", description)
+    if long.height == 0:
+        c.note = "No memory figures: neither device nor host peak memory was measured for any ok cell."
+        return c
+    tips = CELL_TIPS + [alt.Tooltip("memory:N", title="memory"), _tip("memory_mb", "peak (MB)", ",.1f")]
+    data = _values(long, TIP_COLUMNS + ["memory_mb", "memory"])
+    c.chart = (
+        alt.Chart(data, width=WIDTH, height=HEIGHT)
+        .mark_bar()
+        .encode(
+            x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
+            xOffset="series:N",
+            y=alt.Y("memory_mb:Q", title="peak memory (MB)"),
+            color=_color(),
+            tooltip=tips,
+            **_machine(long, "opacity"),
+        )
+        .facet(row=alt.Row("memory:N", title=None), column=alt.Column("image_size:O", title="image size (px)"))
+        .resolve_scale(y="independent")
+    )
+    return c
+
+
+def _roof_lines(peaks: list[dict], lo: float, hi: float, multi_machine: bool) -> list[dict]:
+    rows = []
+    for p in peaks:
+        peak, bw = p.get("peak_tflops"), p.get("bandwidth_gb_s")
+        if not peak:
+            continue
+        label = f"{p.get('device')} {p.get('precision')} peak" + (f" @ {p.get('machine')}" if multi_machine else "")
+        grid = [lo * (hi / lo) ** (i / 40) for i in range(41)]
+        if bw:
+            ridge = peak * 1000 / bw  # FLOP/byte where the bandwidth roof meets the compute roof
+            if lo < ridge < hi:
+                grid = sorted(grid + [ridge])
+        for x in grid:
+            y = min(peak, bw * x / 1000) if bw else peak
+            rows.append(
+                {"roof": label, "arithmetic_intensity": x, "tflops": y, "peak_tflops": peak, "bandwidth_gb_s": bw}
+            )
+    return rows
+
+
+def roofline(ok, meta):
+    d, note = _need(
+        ok,
+        ["arithmetic_intensity", "achieved_tflops"],
+        "No roofline: the cells have no arithmetic intensity or achieved FLOP/s (FLOP counts missing).",
+    )
+    peaks = [p for p in meta.get("peaks") or [] if p.get("peak_tflops")]
+    description = "Achieved TFLOP/s against arithmetic intensity (FLOP per byte moved), both log scales"
+    description += (
+        "; lines: the measured peak (compute roof) and bandwidth slope per device and precision."
+        if peaks
+        else "; no measured peaks were recorded, so no roof is drawn."
+    )
+    c = Chart("roofline", "Roofline", description, note=note)
+    if note:
+        return c
+    d = d.filter((pl.col("arithmetic_intensity") > 0) & (pl.col("achieved_tflops") > 0))
+    if d.height == 0:
+        c.note = "No roofline: no cell has a positive arithmetic intensity and achieved FLOP/s."
+        return c
+    multi = several_machines(ok)
+    lo = d.get_column("arithmetic_intensity").min() / 4
+    hi = d.get_column("arithmetic_intensity").max() * 4
+    for p in peaks:
+        if p.get("bandwidth_gb_s"):
+            ridge = p["peak_tflops"] * 1000 / p["bandwidth_gb_s"]
+            lo, hi = min(lo, ridge / 4), max(hi, ridge * 4)
+    x = alt.X("arithmetic_intensity:Q", title="arithmetic intensity (FLOP/byte)", scale=alt.Scale(type="log"))
+    y = alt.Y("achieved_tflops:Q", title="TFLOP/s", scale=alt.Scale(type="log"))
+    tips = CELL_TIPS + [
+        _tip("arithmetic_intensity", "FLOP/byte"),
+        _tip("achieved_tflops", "achieved TFLOP/s"),
+        _tip("utilization_pct", "utilisation (%)", ".2f"),
+    ]
+    dots = (
+        alt.Chart(_values(d, TIP_COLUMNS + ["arithmetic_intensity", "achieved_tflops", "utilization_pct"]))
+        .mark_point(filled=True, size=60)
+        .encode(x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
+    )
+    layers = [dots]
+    roofs = _roof_lines(peaks, lo, hi, multi)
+    if roofs:
+        roof_tips = [
+            alt.Tooltip("roof:N", title="roof"),
+            _tip("peak_tflops", "peak TFLOP/s"),
+            _tip("bandwidth_gb_s", "bandwidth (GB/s)"),
+        ]
+        layers.insert(
+            0,
+            alt.Chart(alt.Data(values=roofs))
+            .mark_line(color="#444")
+            .encode(
+                x=alt.X("arithmetic_intensity:Q"),
+                y=alt.Y("tflops:Q"),
+                strokeDash=alt.StrokeDash("roof:N", title="measured roof"),
+                tooltip=roof_tips,
+            ),
+        )
+    c.chart = alt.layer(*layers).properties(width=520, height=320).resolve_scale(strokeDash="independent")
+    return c
+
+
+def energy(ok):
+    gpu_ok = ok.filter(pl.col("device") != "cpu").height > 0
+    reason = (
+        "No energy figures: NVML figures absent on the GPU cells."
+        if gpu_ok
+        else "No GPU cells: NVML figures (power, energy) absent."
+    )
+    d, note = _need(ok, ["energy_mj_per_image"], reason)
+    c = Chart(
+        "energy",
+        "Energy per image",
+        "Millijoules per image from NVML power sampling during the timed region, one panel per image size.",
+        note=note,
+    )
+    if not note:
+        tips = CELL_TIPS + [
+            _tip("energy_mj_per_image", "mJ per image"),
+            _tip("power_w", "power (W)"),
+            _tip("gpu_util_pct", "GPU utilisation (%)"),
+        ]
+        c.chart = _line_facet(
+            _values(d, TIP_COLUMNS + ["energy_mj_per_image", "power_w", "gpu_util_pct"]),
+            BATCH_X,
+            alt.Y("energy_mj_per_image:Q", title="energy per image (mJ)"),
+            tips,
+            "image_size",
+            "image size (px)",
+            d,
+        )
+    return c
+
+
+def build_charts(summary: pl.DataFrame, meta: dict) -> list[Chart]:
+    """Every chart of the report, in page order."""
+    df = complete(summary)
+    ok = with_series(ok_cells(df), several_machines(df))
+    return [
+        throughput_vs_size(ok),
+        throughput_vs_batch(ok),
+        speedup(ok, meta),
+        time_per_image(ok),
+        latency(ok),
+        heatmaps(ok),
+        accuracy_vs_throughput(ok, meta),
+        utilization(ok),
+        memory(ok),
+        roofline(ok, meta),
+        energy(ok),
+    ]

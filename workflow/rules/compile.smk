@@ -1,0 +1,69 @@
+# Ahead-of-time artifacts, one per (device,) precision and shape: a benchmark job loads them and
+# never recompiles. AOTInductor needs the device it compiles for; Torch-TensorRT needs a GPU and
+# TensorRT (where Torch-TensorRT cannot be imported, its rule writes a stub and the cell reports
+# 'unavailable' with the import error). Compiles take every core, so no measurement runs beside one.
+
+
+def compile_env(wildcards):
+    return (
+        "../../envs/gpu.yaml" if wildcards.get("device", "cuda") == "cuda" else CORE_ENV
+    )
+
+
+rule compile_aoti:
+    input:
+        checkpoint=CHECKPOINT,
+    output:
+        "results/models/{model}/aoti/{device}/{precision}/{size}x{batch}.pt2",
+    log:
+        "results/logs/compile/{model}/aoti/{device}/{precision}/{size}x{batch}.log",
+    conda:
+        compile_env
+    threads: workflow.cores
+    resources:
+        gpu=cell_gpus,
+        mem_mb=16000,
+        runtime=60,
+    params:
+        max_autotune=(
+            "--max-autotune" if config["compile"].get("aoti_max_autotune") else ""
+        ),
+        code=grid.code_hash(
+            "compile.py",
+            "model.py",
+            "backends/torch_eager.py",
+            "backends/torch_compile.py",
+        ),
+        versions=grid.package_versions("torch", "torchvision", "triton"),
+    shell:
+        "infbench compile-aoti --checkpoint {input.checkpoint:q} --out {output:q} --device {wildcards.device}"
+        " --precision {wildcards.precision} --size {wildcards.size} --batch {wildcards.batch}"
+        " {params.max_autotune} --threads {threads} > {log} 2>&1"
+
+
+rule compile_torch_tensorrt:
+    input:
+        checkpoint=CHECKPOINT,
+        dataset=DATASET,
+    output:
+        "results/models/{model}/torch_tensorrt/{precision}/{size}x{batch}.ep",
+    log:
+        "results/logs/compile/{model}/torch_tensorrt/{precision}/{size}x{batch}.log",
+    conda:
+        "../../envs/tensorrt.yaml"
+    threads: workflow.cores
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=60,
+    params:
+        workspace=config["compile"].get("trt_workspace_gb", 4),
+        calib=config["compile"].get("trt_calib_images", 128),
+        code=grid.code_hash("compile.py", "model.py", "backends/torch_eager.py"),
+        versions=grid.package_versions(
+            "torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"
+        ),
+    shell:
+        "infbench compile-torch-tensorrt --checkpoint {input.checkpoint:q} --out {output:q}"
+        " --precision {wildcards.precision} --size {wildcards.size} --batch {wildcards.batch}"
+        " --dataset {input.dataset:q} --calib-images {params.calib} --workspace-gb {params.workspace} > {log} 2>&1"

@@ -1,0 +1,52 @@
+# FLOPs per image (once per model and image size) and the hardware probe (once per device):
+# what each cell's achieved FLOP/s, utilisation and arithmetic intensity are computed from.
+
+
+def probe_env(wildcards):
+    """Conda environment of a device's probe: the GPU one on CUDA (the same PyTorch as its cells)."""
+    return "../../envs/gpu.yaml" if wildcards.device == "cuda" else CORE_ENV
+
+
+# Devices that have cells: their probes feed the cells and the report's roofline.
+PROBED_DEVICES = sorted({c.device for c in CELLS})
+
+
+rule flops:
+    input:
+        "results/models/{model}/checkpoint.pt",
+    output:
+        "results/flops/{model}/{size}.json",
+    log:
+        "results/logs/flops/{model}/{size}.log",
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        code=grid.code_hash("measure/flops.py", "model.py"),
+    shell:
+        "infbench flops --checkpoint {input:q} --size {wildcards.size} --out {output:q} > {log} 2>&1"
+
+
+rule probe:
+    output:
+        "results/probe/{device}.json",
+    log:
+        "results/logs/probe/{device}.log",
+    conda:
+        probe_env
+    # Like a cell: every core on the CPU, the whole GPU on CUDA, so nothing else disturbs it.
+    threads: cell_threads
+    resources:
+        gpu=cell_gpus,
+        mem_mb=4000,
+        runtime=15,
+    params:
+        probe=config["probe"],
+        cpu_threads=config["bench"]["cpu_threads"],
+        code=grid.code_hash("measure/probe.py"),
+    shell:
+        "infbench probe --device {wildcards.device} --threads {params.cpu_threads} --budget {params.probe[budget_s]}"
+        " --matmul-n {params.probe[matmul_n]} --copy-mb {params.probe[copy_mb]} --out {output:q} > {log} 2>&1"

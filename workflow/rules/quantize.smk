@@ -1,0 +1,62 @@
+# Precision variants of the fp32 ONNX model, cached under results/models/{model}/onnx/:
+# int8_static.onnx (calibrated static INT8, QDQ), int8_dynamic.onnx (opt-in dynamic INT8) and
+# fp16.onnx (float16 compute with float32 inputs/outputs, for the GPU execution providers).
+# PyTorch fp16/bf16 are precisions of the torch backends and need no artifact.
+
+
+def quantize_params(wildcards):
+    """Only what shapes the variant: calibration settings rebuild the static model, not the dynamic one."""
+    q = config["quantize"]
+    if wildcards.qmode == "dynamic":
+        return f"--mode dynamic --{'' if q['per_channel'] else 'no-'}per-channel"
+    return (
+        f"--mode static --dataset {DATASET} --image-size {config['train']['image_size']}"
+        f" --method {q['calibration_method']} --samples {q['calibration_samples']}"
+        f" --{'' if q['per_channel'] else 'no-'}per-channel --activation-type {q['activation_type']}"
+    )
+
+
+rule quantize_int8:
+    input:
+        onnx="results/models/{model}/onnx/fp32.onnx",
+        # the calibration split, for the static model only
+        dataset=lambda wc: DATASET if wc.qmode == "static" else [],
+    output:
+        "results/models/{model}/onnx/int8_{qmode}.onnx",
+    log:
+        "results/logs/quantize/{model}/int8_{qmode}.log",
+    wildcard_constraints:
+        qmode="static|dynamic",
+    conda:
+        CORE_ENV
+    # Calibration runs the model: it takes every core, so no measurement runs beside it.
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        args=quantize_params,
+        code=grid.code_hash("quantize.py", "data.py"),
+        versions=grid.package_versions("onnxruntime", "onnx"),
+    shell:
+        "infbench quantize-int8 --onnx {input.onnx:q} --out {output:q} {params.args} > {log} 2>&1"
+
+
+rule convert_fp16:
+    input:
+        onnx="results/models/{model}/onnx/fp32.onnx",
+    output:
+        "results/models/{model}/onnx/fp16.onnx",
+    log:
+        "results/logs/quantize/{model}/fp16.log",
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    params:
+        code=grid.code_hash("quantize.py"),
+        versions=grid.package_versions("onnxruntime", "onnx", "onnxconverter-common"),
+    shell:
+        "infbench convert-fp16 --onnx {input.onnx:q} --out {output:q} > {log} 2>&1"
