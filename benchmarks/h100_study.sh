@@ -13,8 +13,11 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 CONF=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
 
 pack() {  # the small results, one archive
-  tar czf "$OUT/results.tgz" --exclude='results/models' --exclude='results/cache' --exclude='results/data' \
-    results 2>/dev/null || true
+  tar czf "$OUT/results.tgz" --exclude='results/models' --exclude='results/cache' results 2>/dev/null || true
+  if [ -f results/report/index.html ]; then
+    cp results/report/summary.md results/report/summary.csv results/report/index.html "$OUT/" 2>/dev/null
+    tar czf "$OUT/report.tgz" results/report 2>/dev/null
+  fi
 }
 
 case $step in
@@ -32,9 +35,17 @@ PY
 fidelity)
   python3 benchmarks/harness_fidelity.py --out "$OUT/fidelity.json" "$@" 2>&1 | tee "$OUT/fidelity.log"
   ;;
+restore)  # a fresh machine: the checkpoint and the small results of the last one (carried in .devrestore)
+  mkdir -p results/models/resnet18 && cat .devrestore/ckpt.part.* > results/models/resnet18/checkpoint.pt
+  tar xzf .devrestore/results.tgz
+  infbench prepare-data --dataset digits --data-dir data --out results/data/digits.npz --calib 200 --test 400 \
+    --seed 0 --cifar-md5 c58f30108f718f92721af3b95e74349a | tail -1
+  ls results/bench/resnet18/*/*/cuda | wc -l
+  ;;
 study)
   secs=${1:-540}
-  timeout -k 30 "$secs" python3 -m snakemake --cores 16 --resources gpu=1 --scheduler greedy --rerun-incomplete --keep-going \
+  # After a restore there is no Snakemake metadata: judge by params/code/input, not by file times.
+  timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=1 --scheduler greedy --rerun-incomplete --keep-going \
     report "${CONF[@]}" 2>&1 | tee -a "$OUT/study.log" | grep -E "^\[|rule |Finished|Error|error|steps \(" | tail -60
   ls results/bench/resnet18/*/*/cuda/ 2>/dev/null | head -80
   pack

@@ -14,14 +14,24 @@ import numpy as np
 import onnx
 import polars as pl
 import pytest
+from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
 from onnx import numpy_helper
 
-from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
 from infbench import accuracy, quantize
 
 KEYS = {
-    "variant", "backend", "precision", "device", "accuracy_top1", "accuracy_drop", "top1_agreement",
-    "max_abs_logit_diff", "model_size_mb", "over_tolerance", "tolerance_points", "images",
+    "variant",
+    "backend",
+    "precision",
+    "device",
+    "accuracy_top1",
+    "accuracy_drop",
+    "top1_agreement",
+    "max_abs_logit_diff",
+    "model_size_mb",
+    "over_tolerance",
+    "tolerance_points",
+    "images",
 }
 NUMBERS = ["accuracy_top1", "accuracy_drop", "top1_agreement", "max_abs_logit_diff", "over_tolerance", "images"]
 MODEL = "results/models/resnet18"
@@ -35,12 +45,21 @@ def files(workdir: Path) -> dict[str, Path]:
     }
 
 
-def evaluate(workdir: Path, backend: str, precision: str, artifact: Path, device: str = "cpu",
-             tolerance: float = 1.0) -> dict:
+def evaluate(
+    workdir: Path, backend: str, precision: str, artifact: Path, device: str = "cpu", tolerance: float = 1.0
+) -> dict:
     f = files(workdir)
     return accuracy.evaluate(
-        model="resnet18", backend=backend, precision=precision, device=device, artifact=artifact,
-        checkpoint=f["checkpoint"], dataset=f["dataset"], image_size=32, batch=32, threads=2,
+        model="resnet18",
+        backend=backend,
+        precision=precision,
+        device=device,
+        artifact=artifact,
+        checkpoint=f["checkpoint"],
+        dataset=f["dataset"],
+        image_size=32,
+        batch=32,
+        threads=2,
         tolerance_points=tolerance,
     )
 
@@ -219,8 +238,14 @@ def test_workflow_builds_variants_scores_each_and_joins_the_summary(workflow_cop
 
     root = workflow_copy / "results/accuracy/resnet18"
     got = {p.relative_to(root).with_suffix("").as_posix(): json.loads(p.read_text()) for p in root.rglob("*.json")}
-    assert set(got) == {"torch/fp32/cpu", "onnxruntime/fp32/cpu", "onnxruntime/int8/cpu",
-                        "onnxruntime/int8_dynamic/cpu", "torch/fp32/cuda", "onnxruntime/fp32/cuda"}
+    assert set(got) == {
+        "torch/fp32/cpu",
+        "onnxruntime/fp32/cpu",
+        "onnxruntime/int8/cpu",
+        "onnxruntime/int8_dynamic/cpu",
+        "torch/fp32/cuda",
+        "onnxruntime/fp32/cuda",
+    }
     for key, r in got.items():
         assert KEYS <= set(r), key
     static, dynamic = got["onnxruntime/int8/cpu"], got["onnxruntime/int8_dynamic/cpu"]
@@ -251,3 +276,10 @@ def test_workflow_builds_variants_scores_each_and_joins_the_summary(workflow_cop
     write_config(workflow_copy, config)
     jobs = planned_jobs(workflow_copy, "results/report/summary.csv")
     assert "quantize_int8" not in jobs and "bench_cell" not in jobs and jobs["accuracy"] == 6, jobs
+    # A grid value added (a larger batch, a size) runs its cells only: accuracy is at a fixed shape.
+    config["accuracy"]["tolerance_points"] = 1.0
+    config["grid"]["batch_sizes"] = [4, 8]
+    config["grid"]["image_sizes"] = [32, 48]
+    write_config(workflow_copy, config)
+    jobs = planned_jobs(workflow_copy, "results/report/summary.csv")
+    assert "accuracy" not in jobs and "quantize_int8" not in jobs and jobs["bench_cell"] == 18, jobs

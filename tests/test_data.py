@@ -22,8 +22,15 @@ def make_cifar_archive(path, per_batch=7, seed=0):
             pixels = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
             labels = rng.integers(0, 10, size=per_batch).tolist()
             batches[name] = (pixels, labels)
-            blob = pickle.dumps({b"batch_label": name.encode(), b"labels": labels, b"data": pixels,
-                                 b"filenames": [b"x.png"] * per_batch}, protocol=2)
+            blob = pickle.dumps(
+                {
+                    b"batch_label": name.encode(),
+                    b"labels": labels,
+                    b"data": pixels,
+                    b"filenames": [b"x.png"] * per_batch,
+                },
+                protocol=2,
+            )
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))

@@ -58,11 +58,6 @@ def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     assert planned_jobs(wd, "report") == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the accuracy jobs run at the grid's largest batch (workflow/rules/accuracy.smk, params.batch): "
-    "a larger batch reruns every accuracy job too",
-)
 def test_a_larger_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     write_config(reported_copy, config(batch_sizes=[4, 8]))
     assert planned_jobs(reported_copy, "report") == {"bench_cell": CELLS, "aggregate": 1, "report": 1}

@@ -41,14 +41,25 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
     ).eval()
     path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
     torch.onnx.export(
-        net, (torch.zeros(2, 3, 32, 32),), str(path), input_names=["input"], output_names=["logits"],
-        opset_version=17, dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
+        net,
+        (torch.zeros(2, 3, 32, 32),),
+        str(path),
+        input_names=["input"],
+        output_names=["logits"],
+        opset_version=17,
+        dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
         dynamo=False,
     )
     return path
@@ -81,15 +92,21 @@ def weight_scales(path: Path) -> dict[str, np.ndarray]:
     """Scale of every DequantizeLinear whose input is an initializer (the weights)."""
     model = onnx.load(str(path))
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    return {n.input[0]: init[n.input[1]] for n in model.graph.node
-            if n.op_type == "DequantizeLinear" and n.input[0] in init and n.input[1] in init}
+    return {
+        n.input[0]: init[n.input[1]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in init and n.input[1] in init
+    }
 
 
 def activation_scales(path: Path) -> dict[str, float]:
     model = onnx.load(str(path))
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    return {n.input[0]: float(init[n.input[1]]) for n in model.graph.node
-            if n.op_type == "QuantizeLinear" and n.input[0] not in init and init[n.input[1]].size == 1}
+    return {
+        n.input[0]: float(init[n.input[1]])
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in init and init[n.input[1]].size == 1
+    }
 
 
 @pytest.mark.parametrize("method", quantize.CALIBRATION_METHODS)
@@ -178,8 +195,18 @@ def test_a_failed_build_leaves_no_file(tmp_path, dataset):
 
 def test_cli_static_needs_the_calibration_split(tiny_onnx, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "infbench.cli", "quantize-int8", "--onnx", str(tiny_onnx), "--out",
-         str(tmp_path / "x.onnx")], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "infbench.cli",
+            "quantize-int8",
+            "--onnx",
+            str(tiny_onnx),
+            "--out",
+            str(tmp_path / "x.onnx"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 1 and "--dataset" in proc.stderr
     assert not (tmp_path / "x.onnx").exists()
@@ -192,14 +219,29 @@ def test_cli_builds_each_variant(tiny_onnx, dataset, tmp_path):
     }
     for name, args in variants.items():
         out = tmp_path / f"int8_{name}.onnx"
-        subprocess.run([sys.executable, "-m", "infbench.cli", "quantize-int8", "--onnx", str(tiny_onnx),
-                        "--out", str(out), *args], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "infbench.cli", "quantize-int8", "--onnx", str(tiny_onnx), "--out", str(out), *args],
+            check=True,
+            capture_output=True,
+        )
     static = quantize.metadata(tmp_path / "int8_static.onnx")
     assert static["calibration_method"] == "Percentile" and static["per_channel"] == "False"
     assert static["calibration_samples"] == "16"
     assert quantize.metadata(tmp_path / "int8_dynamic.onnx")["mode"] == "dynamic"
-    subprocess.run([sys.executable, "-m", "infbench.cli", "convert-fp16", "--onnx", str(tiny_onnx),
-                    "--out", str(tmp_path / "fp16.onnx")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infbench.cli",
+            "convert-fp16",
+            "--onnx",
+            str(tiny_onnx),
+            "--out",
+            str(tmp_path / "fp16.onnx"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert quantize.metadata(tmp_path / "fp16.onnx")["keep_io_types"] == "True"
 
 
@@ -214,8 +256,12 @@ def test_default_config_benchmarks_static_int8_and_leaves_dynamic_opt_in():
     config = default_config()
     validate(config, str(SCHEMA), set_default=True)
     assert config["grid"]["backends"]["onnxruntime"] == ["fp32", "int8"]
-    assert config["quantize"] == {"calibration_method": "MinMax", "calibration_samples": 200, "per_channel": True,
-                                  "activation_type": "uint8"}
+    assert config["quantize"] == {
+        "calibration_method": "MinMax",
+        "calibration_samples": 200,
+        "per_channel": True,
+        "activation_type": "uint8",
+    }
     assert config["accuracy"]["tolerance_points"] == 1.0
 
 
@@ -225,7 +271,7 @@ def test_schema_fills_in_quantize_and_accuracy_defaults():
     validate(config, str(SCHEMA), set_default=True)
     assert config["quantize"]["calibration_method"] == "MinMax" and config["quantize"]["per_channel"] is True
     assert config["quantize"]["calibration_samples"] == 200
-    assert config["accuracy"]["tolerance_points"] == 1.0
+    assert config["accuracy"] == {"tolerance_points": 1.0, "batch_size": 32}
 
 
 @pytest.mark.parametrize("method", ["MinMax", "Entropy", "Percentile"])

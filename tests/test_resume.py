@@ -66,6 +66,8 @@ def test_kill_9_mid_grid_then_resume_keeps_finished_cells(reported_copy):
 
     resumed = snakemake(wd, "report")
     log = resumed.stdout + resumed.stderr
+    # The killed run's lock was cleared (its process is gone): no `snakemake --unlock` needed.
+    assert "removed the lock of an earlier Snakemake run that is gone" in log, log
     # Only the cells that had not finished ran again, and the finished ones were not rewritten.
     assert log.count("rule bench_cell:") == len(BATCHES) - len(finished), log
     after = cell_files(wd)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from infbench.measure.timing import Latency, TimingPolicy, measure, median_ci95
@@ -21,7 +23,7 @@ class ScriptedClock:
         return self.now
 
     def elapsed_ms(self, stamps):
-        return [b - a for a, b in zip(stamps, stamps[1:])]
+        return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def test_stats_of_known_samples():

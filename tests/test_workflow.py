@@ -7,12 +7,23 @@ import shlex
 import subprocess
 
 import polars as pl
-
 from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
 
 REQUIRED_COLUMNS = [
-    "model", "backend", "precision", "device", "image_size", "batch_size", "status", "error", "iterations",
-    "latency_ms_median", "latency_ms_p90", "latency_ms_p99", "throughput_img_s", "time_per_image_ms",
+    "model",
+    "backend",
+    "precision",
+    "device",
+    "image_size",
+    "batch_size",
+    "status",
+    "error",
+    "iterations",
+    "latency_ms_median",
+    "latency_ms_p90",
+    "latency_ms_p99",
+    "throughput_img_s",
+    "time_per_image_ms",
     "speedup_vs_baseline",
 ]
 

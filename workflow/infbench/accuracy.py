@@ -5,8 +5,9 @@ One job per (backend, precision, device) of the grid. It runs the backend class 
 the benchmark cells time, at the training resolution, and compares its logits with PyTorch FP32 on
 the CPU on the same images. A variant whose drop exceeds the tolerance is flagged
 (`over_tolerance`), never dropped. A device this machine lacks gives status `unavailable` with
-null numbers; any other failure gives status `error` with the message (the job itself succeeds,
-like a benchmark cell, and the report shows it).
+null measured numbers (`model_size_mb` is still the artifact's size where it exists); any other
+failure gives status `error` with the message (the job itself succeeds, like a benchmark cell, and
+the report shows it).
 """
 
 from __future__ import annotations
@@ -21,8 +22,38 @@ from infbench.backends.base import BackendUnavailable, Cell
 from infbench.backends.registry import ONNX_VARIANT, spec
 from infbench.io import write_json
 
-NUMBERS = ("accuracy_top1", "accuracy_drop", "top1_agreement", "max_abs_logit_diff", "model_size_mb",
-           "over_tolerance", "reference_top1", "images")
+NUMBERS = (
+    "accuracy_top1",
+    "accuracy_drop",
+    "top1_agreement",
+    "max_abs_logit_diff",
+    "model_size_mb",
+    "over_tolerance",
+    "reference_top1",
+    "images",
+)
+
+
+def result_path(model: str, backend: str, precision: str, device: str) -> str:
+    return f"results/accuracy/{model}/{backend}/{precision}/{device}.json"
+
+
+def planned(cells) -> list[str]:
+    """One accuracy result per (model, backend, precision, device) that has benchmark cells."""
+    return sorted({result_path(c.model, c.backend, c.precision, c.device) for c in cells})
+
+
+def eval_cell(model: str, backend: str, precision: str, device: str, config: dict) -> Cell:
+    """What an accuracy job runs: the training resolution at the batch of config `accuracy`
+    (fixed, so a grid value added never reruns the accuracy jobs; shape-pinned artifacts at the
+    training size and that batch are shared with the bench cells where the grid has them)."""
+    batch = int(config.get("accuracy", {}).get("batch_size", 32))
+    return Cell(model, backend, precision, device, int(config["train"]["image_size"]), batch)
+
+
+def eval_artifact(model: str, backend: str, precision: str, device: str, config: dict) -> str:
+    """The file an accuracy job loads (the one that backend's cells load, at the eval cell's shape)."""
+    return spec(backend).artifact(eval_cell(model, backend, precision, device, config)).path
 
 
 def variant_name(backend: str, precision: str, artifact: Path) -> str:
@@ -93,9 +124,20 @@ def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray, toler
     }
 
 
-def evaluate(model: str, backend: str, precision: str, device: str, artifact: Path, checkpoint: Path,
-             dataset: Path, image_size: int, batch: int, threads: int, tolerance_points: float,
-             options: dict | None = None) -> dict:
+def evaluate(
+    model: str,
+    backend: str,
+    precision: str,
+    device: str,
+    artifact: Path,
+    checkpoint: Path,
+    dataset: Path,
+    image_size: int,
+    batch: int,
+    threads: int,
+    tolerance_points: float,
+    options: dict | None = None,
+) -> dict:
     """The accuracy record of one variant (never raises for a failure of the variant itself)."""
     cell = Cell(model, backend, precision, device, image_size, batch)
     backend_spec = spec(backend)
@@ -113,8 +155,9 @@ def evaluate(model: str, backend: str, precision: str, device: str, artifact: Pa
         "model_size_mb": size_mb(artifact),
     }
     try:
-        runner = backend_spec.load_class()(cell, Path(artifact), threads, backend_spec.artifact(cell).rule,
-                                           options or {})
+        runner = backend_spec.load_class()(
+            cell, Path(artifact), threads, backend_spec.artifact(cell).rule, options or {}
+        )
         runner.check_available()
         runner.load()
         images, labels = data.load_split(dataset, "test")

@@ -240,6 +240,10 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
     memory = result.setdefault("memory", {})
     memory["host_peak_mb"] = host_peak_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     memory["artifact_mb"] = _artifact_mb(args["artifact"])
+    if result["status"] != "ok":  # not measured: the device and GPU figures are null, and say why
+        memory.setdefault("device_peak_mb", None)
+        memory.setdefault("device_note", f"not measured (cell {result['status']})")
+        result.setdefault("nvml", nvml_empty(f"not measured (cell {result['status']})"))
     # FLOPs per image (counted once per model and size) and utilisation against the device's probe.
     result["flops"] = flop_count.cell_metrics(
         _read_optional(args.get("flops")),

@@ -24,8 +24,20 @@ def _prepare_data(a):
 def _train(a):
     from infbench import train
 
-    result = train.train(a.dataset, a.checkpoint, a.metrics, a.arch, a.stem, a.epochs, a.batch_size, a.lr,
-                         a.weight_decay, a.seed, a.threads, a.image_size)
+    result = train.train(
+        a.dataset,
+        a.checkpoint,
+        a.metrics,
+        a.arch,
+        a.stem,
+        a.epochs,
+        a.batch_size,
+        a.lr,
+        a.weight_decay,
+        a.seed,
+        a.threads,
+        a.image_size,
+    )
     print(f"final test accuracy {result['test_accuracy']:.4f}")
 
 
@@ -41,9 +53,14 @@ def _bench(a):
 
     cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.batch)
     args = {
-        "artifact": str(a.artifact), "checkpoint": str(a.checkpoint), "dataset": str(a.dataset),
-        "threads": a.threads or os.cpu_count(), "mode": a.mode, "agreement_images": a.agreement_images,
-        "flops": str(a.flops) if a.flops else None, "probe": str(a.probe) if a.probe else None,
+        "artifact": str(a.artifact),
+        "checkpoint": str(a.checkpoint),
+        "dataset": str(a.dataset),
+        "threads": a.threads or os.cpu_count(),
+        "mode": a.mode,
+        "agreement_images": a.agreement_images,
+        "flops": str(a.flops) if a.flops else None,
+        "probe": str(a.probe) if a.probe else None,
         "options": dict(kv.split("=", 1) for kv in a.option),
         "timing": {"tolerance": a.tolerance, "time_budget_s": a.time_budget, "warmup_budget_s": a.warmup_budget},
     }
@@ -51,8 +68,10 @@ def _bench(a):
     line = f"{cell.key}: {result['status']}"
     if result["status"] == "ok":
         t = result["timing"]
-        line += (f", median {t['median_ms']:.3f} ms over {t['iterations']} iterations "
-                 f"(95% CI ±{t['ci95_rel']:.1%}), {result['throughput_img_s']:.1f} img/s")
+        line += (
+            f", median {t['median_ms']:.3f} ms over {t['iterations']} iterations "
+            f"(95% CI ±{t['ci95_rel']:.1%}), {result['throughput_img_s']:.1f} img/s"
+        )
     else:
         line += f": {result['error']}"
     print(line)
@@ -67,16 +86,17 @@ def _compile_aoti(a):
 def _compile_torch_tensorrt(a):
     from infbench.compile import build_torch_tensorrt
 
-    build_torch_tensorrt(a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images,
-                         a.workspace_gb)
+    build_torch_tensorrt(a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb)
 
 
 def _flops(a):
     from infbench.measure import flops
 
     info = flops.write(a.checkpoint, a.size, a.out)
-    print(f"{info['model']} at {a.size}x{a.size}: {info['gflops_per_image']:.4f} GFLOP per image, "
-          f"{info['param_elements']} parameters, {info['activation_elements_per_image']:.0f} activation elements moved")
+    print(
+        f"{info['model']} at {a.size}x{a.size}: {info['gflops_per_image']:.4f} GFLOP per image, "
+        f"{info['param_elements']} parameters, {info['activation_elements_per_image']:.0f} activation elements moved"
+    )
 
 
 def _probe(a):
@@ -89,8 +109,11 @@ def _probe(a):
         return
     peaks = ", ".join(f"{p} {v:.3f}" if v else f"{p} n/a" for p, v in result["peak_tflops"].items())
     bandwidth = result["bandwidth_gb_s"]
-    print(f"probe {a.device}: peak TFLOP/s {peaks}; copy bandwidth "
-          + (f"{bandwidth:.1f} GB/s" if bandwidth else "n/a") + f" ({result['wall_s']} s)")
+    print(
+        f"probe {a.device}: peak TFLOP/s {peaks}; copy bandwidth "
+        + (f"{bandwidth:.1f} GB/s" if bandwidth else "n/a")
+        + f" ({result['wall_s']} s)"
+    )
 
 
 def _quantize_int8(a):
@@ -101,8 +124,9 @@ def _quantize_int8(a):
     elif a.dataset is None:
         raise ValueError("quantize-int8 --mode static needs --dataset (its calibration split)")
     else:
-        quantize.quantize_static(a.onnx, a.out, a.dataset, a.image_size, a.method, a.samples, a.per_channel,
-                                 a.activation_type)
+        quantize.quantize_static(
+            a.onnx, a.out, a.dataset, a.image_size, a.method, a.samples, a.per_channel, a.activation_type
+        )
 
 
 def _convert_fp16(a):
@@ -115,18 +139,29 @@ def _accuracy(a):
     from infbench import accuracy
 
     r = accuracy.write(
-        a.out, model=a.model, backend=a.backend, precision=a.precision, device=a.device, artifact=a.artifact,
-        checkpoint=a.checkpoint, dataset=a.dataset, image_size=a.image_size, batch=a.batch,
-        threads=a.threads or os.cpu_count(), tolerance_points=a.tolerance_points,
+        a.out,
+        model=a.model,
+        backend=a.backend,
+        precision=a.precision,
+        device=a.device,
+        artifact=a.artifact,
+        checkpoint=a.checkpoint,
+        dataset=a.dataset,
+        image_size=a.image_size,
+        batch=a.batch,
+        threads=a.threads or os.cpu_count(),
+        tolerance_points=a.tolerance_points,
         options=dict(kv.split("=", 1) for kv in a.option),
     )
     line = f"{r['backend']} {r['precision']} {r['device']} ({r['variant']}): {r['status']}"
     if r["status"] == "ok":
         flag = "OVER TOLERANCE" if r["over_tolerance"] else "within tolerance"
-        line += (f", top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "
-                 f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of "
-                 f"{r['tolerance_points']}), agreement {r['top1_agreement']:.4f}, max |Δ logits| "
-                 f"{r['max_abs_logit_diff']:.3g}, {r['model_size_mb']:.2f} MiB")
+        line += (
+            f", top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "
+            f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of "
+            f"{r['tolerance_points']}), agreement {r['top1_agreement']:.4f}, max |Δ logits| "
+            f"{r['max_abs_logit_diff']:.3g}, {r['model_size_mb']:.2f} MiB"
+        )
     else:
         line += f": {r['error']}"
     print(line)
@@ -142,7 +177,7 @@ def _aggregate(a):
         from infbench.measure.probe import peaks_rows
 
         meta["peaks"] = peaks_rows([read_json(p) for p in a.probes])
-    compare = [dict(zip(("label", "path"), c.split("=", 1))) for c in a.compare]
+    compare = [dict(label=c.split("=", 1)[0], path=c.split("=", 1)[-1]) for c in a.compare]
     accuracy = [read_json(p) for p in a.accuracy]
     df = aggregate(a.results, a.out_dir, meta, compare, accuracy)
     print(f"aggregated {df.height} cells into {a.out_dir}")
@@ -246,8 +281,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="intra-op threads while exporting; 0 = default")
     s.set_defaults(func=_compile_aoti)
 
-    s = sub.add_parser("compile-torch-tensorrt",
-                       help="checkpoint → Torch-TensorRT ExportedProgram (.ep) for one precision/shape")
+    s = sub.add_parser(
+        "compile-torch-tensorrt", help="checkpoint → Torch-TensorRT ExportedProgram (.ep) for one precision/shape"
+    )
     s.add_argument("--checkpoint", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])

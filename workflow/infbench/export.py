@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data, model as model_lib
+from infbench import data
+from infbench import model as model_lib
 from infbench.io import atomic_path
 
 
@@ -14,8 +15,9 @@ class ParityError(RuntimeError):
     pass
 
 
-def export_onnx(checkpoint: Path, out: Path, dataset: Path, image_size: int, opset: int, parity_images: int,
-                atol: float) -> dict:
+def export_onnx(
+    checkpoint: Path, out: Path, dataset: Path, image_size: int, opset: int, parity_images: int, atol: float
+) -> dict:
     import onnx
     import torch
 
@@ -23,15 +25,23 @@ def export_onnx(checkpoint: Path, out: Path, dataset: Path, image_size: int, ops
     dummy = torch.zeros(2, 3, image_size, image_size)
     with atomic_path(out) as tmp:
         torch.onnx.export(
-            net, (dummy,), str(tmp), input_names=["input"], output_names=["logits"], opset_version=opset,
+            net,
+            (dummy,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=opset,
             dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
             dynamo=False,
         )
         onnx.checker.check_model(str(tmp), full_check=True)
         report = parity(net, tmp, dataset, image_size, parity_images)
-        print(f"parity on {report['images']} test images at {image_size}x{image_size}: "
-              f"max |Δ logits| = {report['max_abs_logit_diff']:.3e} (allowed {atol:.0e}), "
-              f"top-1 agreement = {report['top1_agreement']:.4f}", flush=True)
+        print(
+            f"parity on {report['images']} test images at {image_size}x{image_size}: "
+            f"max |Δ logits| = {report['max_abs_logit_diff']:.3e} (allowed {atol:.0e}), "
+            f"top-1 agreement = {report['top1_agreement']:.4f}",
+            flush=True,
+        )
         if not report["max_abs_logit_diff"] <= atol:
             raise ParityError(
                 f"ONNX export disagrees with PyTorch: max |Δ logits| = {report['max_abs_logit_diff']:.3e} "

@@ -33,5 +33,7 @@ def load_checkpoint(path: Path):
         model = build(ckpt["arch"], ckpt["num_classes"], ckpt["stem"])
         model.load_state_dict(ckpt["state_dict"])
     except Exception as exc:  # torch raises several types for a damaged zip/pickle
-        raise ValueError(f"checkpoint {path} is corrupt or truncated ({exc}); delete it and rerun the rule 'train'") from exc
+        raise ValueError(
+            f"checkpoint {path} is corrupt or truncated ({exc}); delete it and rerun the rule 'train'"
+        ) from exc
     return model.eval()

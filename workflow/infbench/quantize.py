@@ -29,6 +29,18 @@ ACTIVATION_TYPES = ("uint8", "int8")
 MAX_CALIBRATION_BATCH = 32
 
 
+def cli_args(mode: str, settings: dict, dataset: str, image_size: int) -> str:
+    """The `infbench quantize-int8` arguments of one INT8 variant from the config's `quantize`
+    section: only what shapes that variant (calibration settings rebuild the static model only)."""
+    per_channel = "--per-channel" if settings["per_channel"] else "--no-per-channel"
+    if mode == "dynamic":
+        return f"--mode dynamic {per_channel}"
+    return (
+        f"--mode static --dataset {dataset} --image-size {image_size} --method {settings['calibration_method']}"
+        f" --samples {settings['calibration_samples']} {per_channel} --activation-type {settings['activation_type']}"
+    )
+
+
 def calibration_batch(n: int, largest: int = MAX_CALIBRATION_BATCH) -> int:
     """The largest batch ≤ `largest` that divides `n`: every calibration batch has the same shape
     (ORT's histogram calibrators stack the batches and fail on a short last one) and no image is
@@ -41,8 +53,11 @@ def calibration_images(dataset: Path, image_size: int, samples: int) -> np.ndarr
     normalised float32 NCHW at `image_size`."""
     images, _ = data.load_split(dataset, "calib")
     if samples > len(images):
-        print(f"quantize: {samples} calibration samples asked for, the calibration split has {len(images)}; "
-              f"using all {len(images)} (raise split.calibration to use more)", flush=True)
+        print(
+            f"quantize: {samples} calibration samples asked for, the calibration split has {len(images)}; "
+            f"using all {len(images)} (raise split.calibration to use more)",
+            flush=True,
+        )
     return data.to_input(images[:samples], image_size)
 
 
@@ -134,8 +149,16 @@ def entropy_ranges(model: Path, images: np.ndarray, tmp: Path) -> str:
     return str(cache)
 
 
-def quantize_static(fp32: Path, out: Path, dataset: Path, image_size: int, method: str = "MinMax",
-                    samples: int = 200, per_channel: bool = True, activation_type: str = "uint8") -> dict:
+def quantize_static(
+    fp32: Path,
+    out: Path,
+    dataset: Path,
+    image_size: int,
+    method: str = "MinMax",
+    samples: int = 200,
+    per_channel: bool = True,
+    activation_type: str = "uint8",
+) -> dict:
     """Calibrated static INT8 (QDQ) → `out`; returns how it was made."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
@@ -145,9 +168,16 @@ def quantize_static(fp32: Path, out: Path, dataset: Path, image_size: int, metho
     if activation_type not in ACTIVATION_TYPES:
         raise ValueError(f"activation type '{activation_type}' is not one of {', '.join(ACTIVATION_TYPES)}")
     images = calibration_images(dataset, image_size, samples)
-    info = {"mode": "static", "format": "QDQ", "calibration_method": method, "calibration_samples": len(images),
-            "calibration_image_size": image_size, "per_channel": per_channel, "activation_type": activation_type,
-            "weight_type": "int8"}
+    info = {
+        "mode": "static",
+        "format": "QDQ",
+        "calibration_method": method,
+        "calibration_samples": len(images),
+        "calibration_image_size": image_size,
+        "per_channel": per_channel,
+        "activation_type": activation_type,
+        "weight_type": "int8",
+    }
     with tempfile.TemporaryDirectory(prefix="infbench-quant-") as tmp, atomic_path(out) as dest:
         pre = Path(tmp, "preprocessed.onnx")
         preprocess(fp32, pre)
@@ -156,7 +186,9 @@ def quantize_static(fp32: Path, out: Path, dataset: Path, image_size: int, metho
             info.update(ENTROPY_BINS)
             calibration["calibration_cache_path"] = entropy_ranges(pre, images, Path(tmp))
         ort_quantize_static(
-            str(pre), str(dest), reader(images, _input_name(pre)),
+            str(pre),
+            str(dest),
+            reader(images, _input_name(pre)),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
@@ -165,8 +197,11 @@ def quantize_static(fp32: Path, out: Path, dataset: Path, image_size: int, metho
             **calibration,
         )
         _stamp(dest, info)
-    print(f"wrote {out}: static INT8 (QDQ, per-channel weights {per_channel}, {activation_type} activations), "
-          f"{method} calibration on {len(images)} images at {image_size}x{image_size}", flush=True)
+    print(
+        f"wrote {out}: static INT8 (QDQ, per-channel weights {per_channel}, {activation_type} activations), "
+        f"{method} calibration on {len(images)} images at {image_size}x{image_size}",
+        flush=True,
+    )
     return info
 
 

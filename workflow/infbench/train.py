@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data, model as model_lib
+from infbench import data
+from infbench import model as model_lib
 from infbench.io import atomic_path, write_json
 
 
@@ -22,8 +23,20 @@ def evaluate(net, images: np.ndarray, labels: np.ndarray, size: int, batch: int 
     return correct / len(images)
 
 
-def train(dataset: Path, checkpoint: Path, metrics: Path, arch: str, stem: str, epochs: int, batch_size: int,
-          lr: float, weight_decay: float, seed: int, threads: int, image_size: int) -> dict:
+def train(
+    dataset: Path,
+    checkpoint: Path,
+    metrics: Path,
+    arch: str,
+    stem: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    threads: int,
+    image_size: int,
+) -> dict:
     import torch
 
     torch.manual_seed(seed)
@@ -54,15 +67,29 @@ def train(dataset: Path, checkpoint: Path, metrics: Path, arch: str, stem: str, 
             correct += int((logits.argmax(1) == y_all[idx]).sum())
         net.eval()
         test_acc = evaluate(net, test_x, test_y, image_size)
-        row = {"epoch": epoch, "loss": loss.item(), "train_accuracy": correct / len(x_all),
-               "test_accuracy": test_acc, "seconds": round(time.perf_counter() - start, 2)}
+        row = {
+            "epoch": epoch,
+            "loss": loss.item(),
+            "train_accuracy": correct / len(x_all),
+            "test_accuracy": test_acc,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
         history.append(row)
-        print(f"epoch {epoch}/{epochs}: loss {row['loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
-              f"test acc {test_acc:.4f} ({row['seconds']} s)", flush=True)
+        print(
+            f"epoch {epoch}/{epochs}: loss {row['loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
+            f"test acc {test_acc:.4f} ({row['seconds']} s)",
+            flush=True,
+        )
     with atomic_path(checkpoint) as tmp:
-        torch.save({"arch": arch, "stem": stem, "num_classes": 10, "image_size": image_size,
-                    "state_dict": net.state_dict()}, tmp)
-    result = {"test_accuracy": history[-1]["test_accuracy"], "epochs": history,
-              "train_images": len(train_x), "test_images": len(test_x)}
+        torch.save(
+            {"arch": arch, "stem": stem, "num_classes": 10, "image_size": image_size, "state_dict": net.state_dict()},
+            tmp,
+        )
+    result = {
+        "test_accuracy": history[-1]["test_accuracy"],
+        "epochs": history,
+        "train_images": len(train_x),
+        "test_images": len(test_x),
+    }
     write_json(metrics, result)
     return result

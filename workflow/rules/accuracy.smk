@@ -2,49 +2,24 @@
 # the whole test split at the training resolution through the backend's own code path, compared
 # with PyTorch fp32. A device this machine lacks gives a JSON with status 'unavailable'.
 
-from infbench.backends.base import Cell
+from infbench.accuracy import eval_artifact, eval_cell, planned
 
-ACCURACY_SIZE = int(config["train"]["image_size"])
-# The largest batch of the grid: shape-pinned artifacts (AOTInductor, TensorRT) at the training
-# size are then shared with the bench cells where that size is in the grid.
-ACCURACY_BATCH = max(int(b) for b in config["grid"]["batch_sizes"])
-ACCURACY = sorted(
-    {f"results/accuracy/{c.model}/{c.backend}/{c.precision}/{c.device}.json" for c in CELLS}
+ACCURACY = planned(CELLS)
+# report_meta() plus the tolerance the report marks variants against
+ACCURACY_REPORT_META = json.dumps(
+    {
+        **json.loads(report_meta()),
+        "tolerance_points": config["accuracy"]["tolerance_points"],
+    },
+    sort_keys=True,
 )
-
-
-def accuracy_cell(wildcards):
-    return Cell(
-        wildcards.model,
-        wildcards.backend,
-        wildcards.precision,
-        wildcards.device,
-        ACCURACY_SIZE,
-        ACCURACY_BATCH,
-    )
-
-
-def accuracy_artifact(wildcards):
-    return BACKENDS[wildcards.backend].artifact(accuracy_cell(wildcards)).path
-
-
-def accuracy_code(wildcards):
-    backend_module = BACKENDS[wildcards.backend].module
-    return grid.code_hash(
-        "accuracy.py", "data.py", "model.py", "backends/base.py", f"backends/{backend_module}.py"
-    )
-
-
-def report_meta_with_accuracy():
-    """report_meta() plus the accuracy tolerance the report marks variants against."""
-    meta = json.loads(report_meta())
-    meta["tolerance_points"] = config["accuracy"]["tolerance_points"]
-    return json.dumps(meta, sort_keys=True)
 
 
 rule accuracy:
     input:
-        artifact=accuracy_artifact,
+        artifact=lambda wc: eval_artifact(
+            wc.model, wc.backend, wc.precision, wc.device, config
+        ),
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
@@ -61,11 +36,19 @@ rule accuracy:
         runtime=30,
     params:
         tolerance=config["accuracy"]["tolerance_points"],
-        image_size=ACCURACY_SIZE,
-        batch=ACCURACY_BATCH,
+        image_size=config["train"]["image_size"],
+        batch=lambda wc: eval_cell(
+            wc.model, wc.backend, wc.precision, wc.device, config
+        ).batch_size,
         cpu_threads=config["bench"]["cpu_threads"],
         options=cell_options,
-        code=accuracy_code,
+        code=lambda wc: grid.code_hash(
+            "accuracy.py",
+            "data.py",
+            "model.py",
+            "backends/base.py",
+            f"backends/{BACKENDS[wc.backend].module}.py",
+        ),
         versions=lambda wc: grid.backend_versions(wc.backend),
     shell:
         "infbench accuracy --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"

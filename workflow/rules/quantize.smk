@@ -3,17 +3,7 @@
 # fp16.onnx (float16 compute with float32 inputs/outputs, for the GPU execution providers).
 # PyTorch fp16/bf16 are precisions of the torch backends and need no artifact.
 
-
-def quantize_params(wildcards):
-    """Only what shapes the variant: calibration settings rebuild the static model, not the dynamic one."""
-    q = config["quantize"]
-    if wildcards.qmode == "dynamic":
-        return f"--mode dynamic --{'' if q['per_channel'] else 'no-'}per-channel"
-    return (
-        f"--mode static --dataset {DATASET} --image-size {config['train']['image_size']}"
-        f" --method {q['calibration_method']} --samples {q['calibration_samples']}"
-        f" --{'' if q['per_channel'] else 'no-'}per-channel --activation-type {q['activation_type']}"
-    )
+from infbench import quantize
 
 
 rule quantize_int8:
@@ -35,7 +25,10 @@ rule quantize_int8:
         mem_mb=8000,
         runtime=30,
     params:
-        args=quantize_params,
+        # only what shapes the variant: calibration settings rebuild the static model, not the dynamic one
+        args=lambda wc: quantize.cli_args(
+            wc.qmode, config["quantize"], DATASET, config["train"]["image_size"]
+        ),
         code=grid.code_hash("quantize.py", "data.py"),
         versions=grid.package_versions("onnxruntime", "onnx"),
     shell:

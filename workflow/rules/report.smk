@@ -21,7 +21,7 @@ rule aggregate:
         mem_mb=2000,
         runtime=10,
     params:
-        meta=report_meta_with_accuracy(),
+        meta=ACCURACY_REPORT_META,
         compare=" ".join(
             f"--compare {c['label']}={c['path']}" for c in config["report"]["compare"]
         ),

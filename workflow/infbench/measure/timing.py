@@ -9,6 +9,7 @@ while device work is in flight.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ class HostClock:
         return time.perf_counter_ns()
 
     def elapsed_ms(self, stamps: list) -> list[float]:
-        return [(b - a) / 1e6 for a, b in zip(stamps, stamps[1:])]
+        return [(b - a) / 1e6 for a, b in itertools.pairwise(stamps)]
 
 
 class CudaClock:
@@ -42,7 +43,7 @@ class CudaClock:
 
     def elapsed_ms(self, stamps: list) -> list[float]:
         stamps[-1].synchronize()
-        return [a.elapsed_time(b) for a, b in zip(stamps, stamps[1:])]
+        return [a.elapsed_time(b) for a, b in itertools.pairwise(stamps)]
 
 
 def median_ci95(samples: np.ndarray) -> tuple[float, float]:

@@ -47,9 +47,18 @@ FIELDS = {
     "energy_mj_per_image": ("nvml", "energy_mj_per_image"),
     "machine": ("environment", "machine"),
 }
-FLOAT_COLUMNS = [c for c in FIELDS if c.startswith(("latency", "ci95", "throughput", "time_per", "top1", "max_abs"))] + [
-    "device_memory_peak_mb", "host_memory_peak_mb", "gflops_per_image", "achieved_tflops", "utilization_pct",
-    "arithmetic_intensity", "gpu_util_pct", "power_w", "energy_mj_per_image",
+FLOAT_COLUMNS = [
+    c for c in FIELDS if c.startswith(("latency", "ci95", "throughput", "time_per", "top1", "max_abs"))
+] + [
+    "device_memory_peak_mb",
+    "host_memory_peak_mb",
+    "gflops_per_image",
+    "achieved_tflops",
+    "utilization_pct",
+    "arithmetic_intensity",
+    "gpu_util_pct",
+    "power_w",
+    "energy_mj_per_image",
 ]
 
 
@@ -72,9 +81,14 @@ def row_of(result: dict, machine: str | None = None) -> dict:
 
 def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl.DataFrame:
     rows = [row_of(r, r.get("_machine")) for r in results]
-    schema = {**{k: pl.Utf8 for k in ("model", "backend", "precision", "device", "machine", "status", "error", "mode")},
-              "image_size": pl.Int64, "batch_size": pl.Int64, "iterations": pl.Int64, "converged": pl.Boolean,
-              **{c: pl.Float64 for c in FLOAT_COLUMNS}}
+    schema = {
+        **{k: pl.Utf8 for k in ("model", "backend", "precision", "device", "machine", "status", "error", "mode")},
+        "image_size": pl.Int64,
+        "batch_size": pl.Int64,
+        "iterations": pl.Int64,
+        "converged": pl.Boolean,
+        **{c: pl.Float64 for c in FLOAT_COLUMNS},
+    }
     df = pl.DataFrame(rows, schema=schema)
     df = with_speedup(df)
     return with_accuracy(df, accuracy or [])
@@ -83,13 +97,16 @@ def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl
 def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
     keys = ["machine", "model", "device", "image_size", "batch_size"]
     base = df.filter(
-        (pl.col("backend") == BASELINE["backend"]) & (pl.col("precision") == BASELINE["precision"])
+        (pl.col("backend") == BASELINE["backend"])
+        & (pl.col("precision") == BASELINE["precision"])
         & (pl.col("status") == "ok")
     ).select(*keys, pl.col("throughput_img_s").alias("_base"))
     return (
         df.join(base, on=keys, how="left", nulls_equal=True)
         .with_columns(
-            pl.when(pl.col("status") == "ok").then(pl.col("throughput_img_s") / pl.col("_base")).alias("speedup_vs_baseline")
+            pl.when(pl.col("status") == "ok")
+            .then(pl.col("throughput_img_s") / pl.col("_base"))
+            .alias("speedup_vs_baseline")
         )
         .drop("_base")
     )
@@ -100,8 +117,10 @@ def with_accuracy(df: pl.DataFrame, accuracy: list[dict]) -> pl.DataFrame:
     columns = ["accuracy_top1", "accuracy_drop", "over_tolerance", "model_size_mb"]
     if not accuracy:
         return df.with_columns(
-            pl.lit(None, pl.Float64).alias("accuracy_top1"), pl.lit(None, pl.Float64).alias("accuracy_drop"),
-            pl.lit(None, pl.Boolean).alias("over_tolerance"), pl.lit(None, pl.Float64).alias("model_size_mb"),
+            pl.lit(None, pl.Float64).alias("accuracy_top1"),
+            pl.lit(None, pl.Float64).alias("accuracy_drop"),
+            pl.lit(None, pl.Boolean).alias("over_tolerance"),
+            pl.lit(None, pl.Float64).alias("model_size_mb"),
         )
     acc = pl.DataFrame(accuracy).select("backend", "precision", "device", *columns)
     return df.join(acc, on=["backend", "precision", "device"], how="left")
@@ -121,15 +140,27 @@ def machines_of(results: list[dict]) -> list[dict]:
     for r in results:
         env = r.get("environment") or {}
         name = r.get("_machine") or env.get("machine")
-        seen.setdefault(name, {
-            "machine": name, "cpu": env.get("cpu"), "cores": env.get("cores"), "gpu": env.get("gpu"),
-            "driver": env.get("driver"), "versions": env.get("versions", {}),
-        })
+        seen.setdefault(
+            name,
+            {
+                "machine": name,
+                "cpu": env.get("cpu"),
+                "cores": env.get("cores"),
+                "gpu": env.get("gpu"),
+                "driver": env.get("driver"),
+                "versions": env.get("versions", {}),
+            },
+        )
     return list(seen.values())
 
 
-def aggregate(result_paths: list[Path], out_dir: Path, meta_in: dict, compare: list[dict] | None = None,
-              accuracy: list[dict] | None = None) -> pl.DataFrame:
+def aggregate(
+    result_paths: list[Path],
+    out_dir: Path,
+    meta_in: dict,
+    compare: list[dict] | None = None,
+    accuracy: list[dict] | None = None,
+) -> pl.DataFrame:
     """Write summary.parquet, summary.csv and meta.json to `out_dir`; return the summary."""
     results = load_results(result_paths)
     for run in compare or []:  # earlier runs or other machines, shown side by side
