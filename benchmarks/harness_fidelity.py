@@ -51,6 +51,7 @@ def bare_cuda_loop(step, warmup: int, iterations: int) -> list[float]:
 
 def make_artifacts(tmp: Path) -> tuple[Path, Path]:
     import torch
+
     from infbench.model import build
 
     net = build("resnet18", 10, "imagenet").eval()
@@ -72,6 +73,7 @@ def make_artifacts(tmp: Path) -> tuple[Path, Path]:
 
 def run_case(label, backend_name, precision, batch, ckpt, onnx_path, args) -> dict:
     import torch
+
     from infbench.backends.base import Cell
     from infbench.backends.registry import spec
     from infbench.measure.timing import CudaClock, TimingPolicy, measure

@@ -75,12 +75,20 @@ def test_report_through_slurm(slurm_cluster, tmp_path):
     env["PYTHONPATH"] = str(workdir / "workflow")
     env["PYTHONUNBUFFERED"] = "1"
     cmd = [
-        sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "report",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/slurm",
+        "report",
         # This test cluster keeps no accounting (no sacct); finished jobs stay in squeue (MinJobAge).
-        "--slurm-status-command", "squeue",
-        "--slurm-init-seconds-before-status-checks", "2",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
         # One job's cores (the profile's `cores`): no more than this one node has.
-        "--cores", str(node_cpus(slurm_cluster)),
+        "--cores",
+        str(node_cpus(slurm_cluster)),
     ]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=1500)
     log = proc.stdout + proc.stderr
@@ -101,7 +109,7 @@ def test_report_through_slurm(slurm_cluster, tmp_path):
 
     # What SLURM was asked for and gave: a GPU for the job holding the CUDA cell, none for CPU stages.
     gpu_jobs = []
-    for job_id, path in submitted.items():
+    for job_id in submitted:
         info = slurm_cluster.job_info(job_id)
         kind = kind_of[job_id]
         assert "JobState=COMPLETED" in info, f"job {job_id} ({kind}):\n{info}"

@@ -221,8 +221,11 @@ PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
             shutil.chown(d, "munge", "munge")
         Path("/run/munge").chmod(0o755)
         runuser = which("runuser") or which("su")
-        cmd = [runuser, "-u", "munge", "--", which("munged")] if runuser.endswith("runuser") else [
-            runuser, "-s", "/bin/sh", "munge", "-c", which("munged")]
+        cmd = (
+            [runuser, "-u", "munge", "--", which("munged")]
+            if runuser.endswith("runuser")
+            else [runuser, "-s", "/bin/sh", "munge", "-c", which("munged")]
+        )
         proc = _run(cmd)
         if proc.returncode != 0:
             raise RuntimeError(f"munged did not start: {proc.stderr}")
@@ -255,8 +258,14 @@ PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
         ctld = _run([which("slurmctld"), "-f", str(self.conf), "-i"], env=env)  # -i: ignore stale state
         if ctld.returncode != 0:
             raise RuntimeError(f"slurmctld failed: {ctld.stderr}{self._log_tail('slurmctld')}")
-        _wait(lambda: self._client("scontrol", "ping").returncode == 0 and "UP" in self._client("scontrol", "ping").stdout,
-              timeout, "slurmctld", self.base / "log" / "slurmctld.log")
+        _wait(
+            lambda: (
+                self._client("scontrol", "ping").returncode == 0 and "UP" in self._client("scontrol", "ping").stdout
+            ),
+            timeout,
+            "slurmctld",
+            self.base / "log" / "slurmctld.log",
+        )
         slurmd = _run([which("slurmd"), "-f", str(self.conf), "-N", self.host], env=env)
         if slurmd.returncode != 0:
             raise RuntimeError(f"slurmd failed: {slurmd.stderr}{self._log_tail('slurmd')}")
@@ -322,7 +331,9 @@ def main(argv: list[str]) -> int:
             print(f"unavailable: {reason}")
             return 1
         up = cluster.running()
-        print(f"{'running' if up else 'stopped'} (SLURM_CONF={cluster.conf}, node state: {cluster.node_state() or '-'})")
+        print(
+            f"{'running' if up else 'stopped'} (SLURM_CONF={cluster.conf}, node state: {cluster.node_state() or '-'})"
+        )
         return 0 if up else 3
     else:
         print(__doc__)
