@@ -35,10 +35,10 @@ TINY_CONFIG = {
 
 
 def copy_workflow(dest: Path, config: dict | None = None) -> Path:
-    """Snakefile, workflow/ and config/ in `dest`, with `config` as config/config.yaml."""
+    """Snakefile, workflow/, config/, envs/ and profiles/ in `dest`, with `config` as config/config.yaml."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
-    for folder in ("workflow", "config", "envs"):
+    for folder in ("workflow", "config", "envs", "profiles"):
         shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     if config is not None:
         write_config(dest, config)

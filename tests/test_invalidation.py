@@ -126,3 +126,12 @@ def test_a_chart_change_reruns_only_the_report(reported_copy):
 def test_an_aggregation_change_reruns_the_aggregation_and_the_report(reported_copy):
     touch_module(reported_copy, "report/aggregate.py")
     assert planned_jobs(reported_copy, "report") == {"aggregate": 1, "report": 1}
+
+
+def test_a_backend_that_builds_on_another_also_hashes_its_code():
+    """torchscript reuses torch_eager's loading and precision set-up: an edit there must rerun it too."""
+    from infbench import grid
+
+    assert grid.backend_modules("torchscript") == ["base", "torch_eager", "torchscript"]
+    assert grid.backend_modules("onnxruntime_ep") == ["base", "onnxruntime_ep"]
+    assert "torch_eager" in grid.backend_modules(grid.BACKENDS["torch_compile_max_autotune"].module)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -81,8 +82,21 @@ def package_versions(*names: str) -> str:
 BENCH_CORE = ("bench.py", "measure", "backends/base.py", "data.py")
 
 
+def backend_modules(module: str) -> list[str]:
+    """A backend module and the backend modules it imports (torchscript builds on torch_eager…)."""
+    found, todo = [], [module]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.append(name)
+        source = (PACKAGE_ROOT / "backends" / f"{name}.py").read_text()
+        todo += re.findall(r"^from infbench\.backends\.(\w+) import", source, flags=re.MULTILINE)
+    return sorted(found)
+
+
 def backend_code_hash(backend: str) -> str:
-    return code_hash(*BENCH_CORE, f"backends/{BACKENDS[backend].module}.py")
+    return code_hash(*BENCH_CORE, *(f"backends/{m}.py" for m in backend_modules(BACKENDS[backend].module)))
 
 
 def backend_versions(backend: str) -> str:
