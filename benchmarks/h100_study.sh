@@ -2,9 +2,12 @@
 # Driver for the lent H100 (see the device tool's README): one step per call, back to back.
 #   setup   after the last wheel chunk: unpack the carried site-packages (snakemake, polars,
 #           altair, vl-convert, onnxruntime-gpu) into /tmp/site; a shim for the `infbench` command
+#   gputests  the GPU tests of the suite (skipped on the CPU-only CI), on this GPU
 #   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, max-autotune fp16 b256, ORT CUDA fp32 b1)
-#   study [SECONDS]  the study grid through snakemake (resumes where the last call stopped)
+#   study [SECONDS]  the study grid through snakemake (resumes where the last call stopped);
+#           TARGETS="file ..." builds those first (the cells most worth the device time)
 #   e2e     one cell in end_to_end mode beside its device-mode twin
+#   aoti    each built AOTInductor package loaded and run in a bare process, beside its cell's status
 # Everything small worth keeping is copied under $OUT.
 set -uo pipefail
 step=${1:?step}; shift || true
@@ -32,6 +35,9 @@ print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_
       ort.get_available_providers(), "snakemake", snakemake.__version__, "polars", polars.__version__)
 PY
   ;;
+gputests)
+  python3 -m pytest -q -rs -p no:cacheprovider tests/test_gpu_backends.py tests/test_timing.py 2>&1 | tee "$OUT/gputests.log" | tail -25
+  ;;
 fidelity)
   python3 benchmarks/harness_fidelity.py --out "$OUT/fidelity.json" "$@" 2>&1 | tee "$OUT/fidelity.log"
   ;;
@@ -46,9 +52,27 @@ study)
   secs=${1:-540}
   # After a restore there is no Snakemake metadata: judge by params/code/input, not by file times.
   timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=1 --scheduler greedy --rerun-incomplete --keep-going \
-    report "${CONF[@]}" 2>&1 | tee -a "$OUT/study.log" | grep -E "^\[|rule |Finished|Error|error|steps \(" | tail -60
+    ${TARGETS:-report} "${CONF[@]}" 2>&1 | tee -a "$OUT/study.log" | grep -E "^\[|rule |Finished|Error|error|steps \(" | tail -60
   ls results/bench/resnet18/*/*/cuda/ 2>/dev/null | head -80
   pack
+  ;;
+aoti)
+  for pkg in results/models/resnet18/aoti/cuda/*/*.pt2; do
+    python3 -X faulthandler - "$pkg" <<'PY' 2>&1 | tail -12
+import sys, torch
+pkg = sys.argv[1]
+batch, size = (int(v) for v in pkg.rsplit("/", 1)[1][:-4].split("x")[::-1])
+model = torch._inductor.aoti_load_package(pkg)
+x = torch.randn(batch, 3, size, size, device="cuda", dtype=torch.float16)
+with torch.inference_mode():
+    out = model(x)
+torch.cuda.synchronize()
+print(pkg, "bare load+run ok", tuple((out[0] if isinstance(out, (list, tuple)) else out).shape))
+PY
+  done
+  for f in results/bench/resnet18/aotinductor/*/cuda/*.json; do
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1], d['status'], d['error'])" "$f"
+  done
   ;;
 e2e)
   for mode in end_to_end device; do

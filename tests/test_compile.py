@@ -90,7 +90,8 @@ def test_backend_options_reach_the_cell_command_and_rerun_only_that_backend(tmp_
 
 
 def test_workflow_profile_limits_gpu_jobs_to_one():
-    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "default" / "config.yaml").read_text())
+    # Snakemake loads profiles/default/ next to the Snakefile by itself (its --workflow-profile default).
+    profile = yaml.safe_load((REPO / "profiles" / "default" / "config.yaml").read_text())
     assert "gpu=1" in profile["resources"]
 
 

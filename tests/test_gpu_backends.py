@@ -333,6 +333,8 @@ def test_onnxruntime_cuda_io_binding_keeps_data_on_the_device(checkpoint, tmp_pa
     backend.check_available()
     backend.load()
     assert backend.session.get_providers()[0] == "CUDAExecutionProvider"
+    # fp32 means FP32 math: the CUDA EP's TF32 default is switched off (tf32 cells switch it on).
+    assert backend.session.get_provider_options()["CUDAExecutionProvider"]["use_tf32"] == "0"
     x = images(2, 64)
     binding = backend.prepare(x)
     out = backend.run(binding)

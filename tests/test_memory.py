@@ -112,7 +112,7 @@ def _samples(energy=True):
 
 
 def test_nvml_summary_uses_the_measurement_window_and_the_energy_counter():
-    summary = nvml.summarize(FakeSampler(_samples(), 0.0, 2.0), window_s=1.0, images=600)
+    summary = nvml.summarize(FakeSampler(_samples(), 0.0, 2.0), start=1.0, end=2.0, images=600)
     assert summary["window_s"] == pytest.approx(1.0)
     assert summary["energy_source"] == "nvmlDeviceGetTotalEnergyConsumption"
     assert summary["energy_j"] == pytest.approx(300.0, rel=1e-3)  # 300 W for 1 s
@@ -123,7 +123,7 @@ def test_nvml_summary_uses_the_measurement_window_and_the_energy_counter():
 
 
 def test_nvml_summary_integrates_power_without_an_energy_counter():
-    summary = nvml.summarize(FakeSampler(_samples(energy=False), 0.0, 2.0), window_s=1.0, images=600)
+    summary = nvml.summarize(FakeSampler(_samples(energy=False), 0.0, 2.0), start=1.0, end=2.0, images=600)
     assert summary["energy_source"] == "power samples integrated over time"
     assert summary["energy_j"] == pytest.approx(300.0, rel=0.02)
     assert summary["energy_mj_per_image"] > 0
@@ -155,3 +155,15 @@ def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
     assert df["device_memory_peak_mb"].null_count() == df.height
     meta = json.loads((workflow_copy / "results/report/meta.json").read_text())
     assert {row["precision"] for row in meta["peaks"]} == {"fp32", "bf16", "int8"}
+
+
+def test_energy_phase_covers_its_window_with_a_known_batch_count():
+    """The window that energy and utilisation are read over is at least the minimum long and
+    holds exactly the batches run in it (synchronised at both ends)."""
+    from infbench.bench import energy_phase
+
+    calls, syncs = [], []
+    start, end, batches = energy_phase(lambda: calls.append(1), lambda: syncs.append(len(calls)), 0.05)
+    assert end - start >= 0.05
+    assert batches == len(calls) > 0
+    assert syncs == [0, batches]  # one synchronise before the first batch, one after the last

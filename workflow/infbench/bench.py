@@ -30,7 +30,7 @@ from infbench.io import write_json
 from infbench.measure import environment
 from infbench.measure import flops as flop_count
 from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mb
-from infbench.measure.nvml import Nvml, Sampler, summarize
+from infbench.measure.nvml import ENERGY_WINDOW_S, Nvml, Sampler, summarize
 from infbench.measure.nvml import empty as nvml_empty
 from infbench.measure.timing import CudaClock, HostClock, TimingPolicy, measure
 
@@ -125,6 +125,8 @@ def measure_cell(args: dict) -> dict:
     try:
         latency = measure(step, clock, TimingPolicy(**args["timing"]))
         backend.synchronize()
+        if sampler is not None:
+            window = energy_phase(step, backend.synchronize, ENERGY_WINDOW_S)
     finally:
         if sampler is not None:
             sampler.stop()
@@ -139,13 +141,30 @@ def measure_cell(args: dict) -> dict:
     else:
         result["memory"] = cpu_section()
     if sampler is not None:
-        # The measurement phase is the last sum(samples) seconds of the sampling (after warm-up).
-        window_s = sum(latency.samples_ms) / 1000
-        result["nvml"] = summarize(sampler, window_s, len(latency.samples_ms) * cell.batch_size)
+        start, end, batches = window
+        result["nvml"] = summarize(sampler, start, end, batches * cell.batch_size)
         nvml.close()
     else:
         result["nvml"] = nvml_empty(nvml_note)
     return result
+
+
+def energy_phase(step, synchronize, min_s: float) -> tuple[float, float, int]:
+    """Run `step` back to back for at least `min_s`: (start, end, batches), perf_counter seconds.
+
+    The timed rounds can be far shorter than the GPU's counters can resolve (a converged cell may
+    stop after 50 ms), so energy and utilisation come from this phase of known length and image
+    count instead. Synchronised at both ends: the window holds exactly these batches' device work.
+    """
+    synchronize()
+    start, batches = time.perf_counter(), 0
+    while True:
+        step()
+        batches += 1
+        if time.perf_counter() - start >= min_s:
+            break
+    synchronize()
+    return start, time.perf_counter(), batches
 
 
 def _open_nvml(cell: Cell) -> tuple[Nvml | None, str | None]:
@@ -187,6 +206,16 @@ def _child_main(args_path: str, out_path: str) -> None:
     Path(out_path).write_text(json.dumps(payload, default=str))
 
 
+def _error_lines(stderr: str) -> list[str]:
+    """The lines of the child's stderr worth putting in the result: the last five, or where the
+    child crashed (faulthandler's 'Fatal Python error' and the innermost frames below it)."""
+    lines = stderr.strip().splitlines()
+    fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error")]
+    if fatal:
+        return [line.strip() for line in lines[fatal[-1] : fatal[-1] + 8] if line.strip()]
+    return lines[-5:]
+
+
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name
@@ -220,7 +249,7 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
                 code = None
         stderr = err_path.read_text()
         sys.stderr.write(stderr)
-        tail = stderr.strip().splitlines()[-5:]
+        tail = _error_lines(stderr)
         if code is None:
             result.update(status="timeout", error=f"no result within the cell timeout of {timeout_s} s")
         elif out_path.exists():
@@ -278,5 +307,8 @@ def _die_with_parent(args_path: str) -> None:
 
 
 if __name__ == "__main__":
+    import faulthandler
+
+    faulthandler.enable()  # a segfault in a runtime leaves the Python stack in the cell's error
     _die_with_parent(sys.argv[1])
     _child_main(sys.argv[1], sys.argv[2])

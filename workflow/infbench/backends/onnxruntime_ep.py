@@ -1,5 +1,5 @@
 """ONNX Runtime: the CPU execution provider (fp32 and the quantised INT8 variants), the CUDA
-execution provider with IO binding (fp32 and the fp16 model), and the TensorRT execution provider.
+execution provider with IO binding (fp32, tf32 and the fp16 model), and the TensorRT execution provider.
 
 On CUDA, inputs and outputs stay on the device: `prepare` copies the batch to a device OrtValue
 and binds it together with a preallocated device output; `run` is `run_with_iobinding`, so no
@@ -64,9 +64,14 @@ class OnnxRuntime(Backend):
             return {"device_id": "0"}
         return {"device_id": "0", "has_user_compute_stream": "1", "user_compute_stream": str(stream)}
 
+    def cuda_ep_options(self) -> dict:
+        # The CUDA EP computes fp32 convolutions and GEMMs in TF32 unless told otherwise (use_tf32
+        # defaults to 1): its "fp32" cells would be TF32 cells, twice as fast as PyTorch's fp32.
+        return {**self.cuda_stream_options(), "use_tf32": "1" if self.cell.precision == "tf32" else "0"}
+
     def providers(self) -> list:
         if self.cell.device == "cuda":
-            return [(self.provider, self.cuda_stream_options())]
+            return [(self.provider, self.cuda_ep_options())]
         return [self.provider]
 
     def load(self) -> None:
@@ -191,7 +196,6 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         import onnx
 
         input_name = onnx.load(str(self.artifact), load_external_data=False).graph.input[0].name
-        stream = self.cuda_stream_options()
-        trt = {**self.trt_options(input_name), **stream}
+        trt = {**self.trt_options(input_name), **self.cuda_stream_options()}
         # Nodes TensorRT cannot take fall back to the CUDA EP (reported in the log, not hidden).
-        return [(self.provider, trt), ("CUDAExecutionProvider", stream)]
+        return [(self.provider, trt), ("CUDAExecutionProvider", self.cuda_ep_options())]

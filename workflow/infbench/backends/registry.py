@@ -14,7 +14,7 @@ from infbench.backends.base import Backend, Cell
 
 # The artifact every precision of an ONNX-consuming backend reads (see workflow/rules/export.smk
 # and quantize.smk for the rules that write them).
-ONNX_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_static", "int8_dynamic": "int8_dynamic"}
+ONNX_VARIANT = {"fp32": "fp32", "tf32": "fp32", "fp16": "fp16", "int8": "int8_static", "int8_dynamic": "int8_dynamic"}
 
 
 # The rule that writes each ONNX variant, named in "missing or corrupt artifact" messages.
@@ -100,7 +100,7 @@ BACKENDS: dict[str, BackendSpec] = {
             name="onnxruntime",
             module="onnxruntime_ep",
             cls="OnnxRuntime",
-            support={"cpu": ("fp32", "int8", "int8_dynamic"), "cuda": ("fp32", "fp16")},
+            support={"cpu": ("fp32", "int8", "int8_dynamic"), "cuda": ("fp32", "tf32", "fp16")},
             packages=("onnxruntime", "onnxruntime-gpu"),
             artifact=onnx_artifact,
         ),

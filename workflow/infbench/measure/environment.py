@@ -7,8 +7,17 @@ import platform
 import socket
 from importlib import metadata
 
-PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "torch-tensorrt", "tensorrt",
-            "numpy", "nvidia-ml-py")
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "torch-tensorrt",
+    "tensorrt",
+    "numpy",
+    "nvidia-ml-py",
+)
 
 
 def cpu_model() -> str:

@@ -13,6 +13,11 @@ measurement window into the result's `nvml` section:
   samples integrated over time (`energy_source` says which);
 * `throttle_reasons`: the clock event reasons NVML reports at the end of the window.
 
+The window is the cell's energy phase (`bench.energy_phase`): back-to-back batches for at least
+ENERGY_WINDOW_S after the timed rounds, so that the energy counter, which the driver updates only
+every few tens of ms, and the utilisation rate, averaged by the driver over its own sample period,
+both see a long stretch of steady work whose image count is known exactly.
+
 Without NVML (no driver, no library, no GPU) every figure is `None` and `note` says why.
 """
 
@@ -36,6 +41,8 @@ THROTTLE_BITS = {
     0x200: "board_limit",
     0x400: "reliability",
 }
+
+ENERGY_WINDOW_S = 1.0
 
 FIELDS = (
     "gpu_util_pct",
@@ -258,23 +265,20 @@ def _interpolate(samples: list[dict], key: str, t: float) -> float | None:
     return float(points[-1][1])
 
 
-def summarize(sampler: Sampler, window_s: float, images: int) -> dict:
-    """The `nvml` section for the last `window_s` seconds of the sampling (the measurement phase).
+def summarize(sampler: Sampler, start: float, end: float, images: int) -> dict:
+    """The `nvml` section for the window [start, end] (perf_counter seconds) in which `images` were processed.
 
-    `images` are the images processed in that window. Energy comes from the GPU's energy counter
-    where it has one (interpolated at the window's edges), else from the power samples integrated
-    over the window; mean utilisation, clock and power are over the samples inside the window.
+    Energy comes from the GPU's energy counter where it has one (interpolated at the window's
+    edges), else from the power samples integrated over the window; mean utilisation, clock and
+    power are over the samples inside the window.
     """
     out = empty(None)
     out["gpu"] = sampler.nvml.name()
     out["interval_s"] = sampler.interval_s
-    end = sampler.stopped
-    start = max(sampler.started, end - window_s)
     inside = [s for s in sampler.samples if start <= s["t"] <= end]
     notes = []
-    if len(inside) < 3:  # too short a window for its own samples: use the whole sampled span
-        start, inside = sampler.started, sampler.samples
-        notes.append("measurement window shorter than 3 samples: figures cover warm-up and measurement")
+    if len(inside) < 3:
+        notes.append(f"only {len(inside)} NVML samples in the {end - start:.3f} s window: means are rough")
     out["window_s"] = round(end - start, 4)
     out["samples"] = len(inside)
     out["gpu_util_pct"] = _mean(s["gpu_util"] for s in inside)
