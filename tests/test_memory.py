@@ -112,7 +112,11 @@ def _samples(energy=True):
 
 
 def test_nvml_summary_uses_the_measurement_window_and_the_energy_counter():
-    summary = nvml.summarize(FakeSampler(_samples(), 0.0, 2.0), start=1.0, end=2.0, images=600)
+    samples = _samples()
+    samples[0]["sm_clock"] = 1200  # idle clock when the timed rounds began
+    summary = nvml.summarize(FakeSampler(samples, 0.0, 2.0), start=1.0, end=2.0, images=600)
+    assert summary["sm_clock_mhz_start"] == 1200 and summary["sm_clock_mhz_end"] == 1980
+    assert summary["sm_clock_mhz"] == pytest.approx(1980.0)  # the mean is over the window only
     assert summary["window_s"] == pytest.approx(1.0)
     assert summary["energy_source"] == "nvmlDeviceGetTotalEnergyConsumption"
     assert summary["energy_j"] == pytest.approx(300.0, rel=1e-3)  # 300 W for 1 s

@@ -46,6 +46,14 @@ def cell_env(wildcards):
     return "../../envs/gpu.yaml" if wildcards.device == "cuda" else CORE_ENV
 
 
+def device_env(wildcards):
+    """Conda environment of a build or probe: the GPU one on CUDA (the same PyTorch as its cells);
+    rules without a device wildcard (Torch-TensorRT builds) are CUDA-only."""
+    return (
+        "../../envs/gpu.yaml" if wildcards.get("device", "cuda") == "cuda" else CORE_ENV
+    )
+
+
 def cell_artifact(wildcards):
     cell = grid.cell_from_wildcards(wildcards)
     return BACKENDS[cell.backend].artifact(cell).path

@@ -4,12 +4,6 @@
 # 'unavailable' with the import error). Compiles take every core, so no measurement runs beside one.
 
 
-def compile_env(wildcards):
-    return (
-        "../../envs/gpu.yaml" if wildcards.get("device", "cuda") == "cuda" else CORE_ENV
-    )
-
-
 rule compile_aoti:
     input:
         checkpoint=CHECKPOINT,
@@ -18,7 +12,7 @@ rule compile_aoti:
     log:
         "results/logs/compile/{model}/aoti/{device}/{precision}/{size}x{batch}.log",
     conda:
-        compile_env
+        device_env
     threads: workflow.cores
     resources:
         gpu=cell_gpus,

@@ -2,11 +2,6 @@
 # what each cell's achieved FLOP/s, utilisation and arithmetic intensity are computed from.
 
 
-def probe_env(wildcards):
-    """Conda environment of a device's probe: the GPU one on CUDA (the same PyTorch as its cells)."""
-    return "../../envs/gpu.yaml" if wildcards.device == "cuda" else CORE_ENV
-
-
 # Devices that have cells: their probes feed the cells and the report's roofline.
 PROBED_DEVICES = sorted({c.device for c in CELLS})
 
@@ -36,7 +31,7 @@ rule probe:
     log:
         "results/logs/probe/{device}.log",
     conda:
-        probe_env
+        device_env
     # Like a cell: every core on the CPU, the whole GPU on CUDA, so nothing else disturbs it.
     threads: cell_threads
     resources:

@@ -7,7 +7,7 @@ measurement window into the result's `nvml` section:
 
 * `gpu_util_pct`: mean of NVML's utilisation rate (percent of time a kernel was running over the
   driver's sample period), `mem_util_pct` likewise for memory traffic;
-* `sm_clock_mhz`: mean SM clock (and at the start and end of the window);
+* `sm_clock_mhz`: mean SM clock over the window, and at the start of the timed rounds and the end of the window;
 * `power_w`: mean board power; `energy_mj_per_image` and `images_per_joule` from the total energy
   counter (`nvmlDeviceGetTotalEnergyConsumption`, mJ) where the GPU has it, else from the power
   samples integrated over time (`energy_source` says which);
@@ -284,8 +284,9 @@ def summarize(sampler: Sampler, start: float, end: float, images: int) -> dict:
     out["gpu_util_pct"] = _mean(s["gpu_util"] for s in inside)
     out["mem_util_pct"] = _mean(s["mem_util"] for s in inside)
     out["sm_clock_mhz"] = _mean(s["sm_clock"] for s in inside)
-    out["sm_clock_mhz_start"] = inside[0]["sm_clock"] if inside else None
-    out["sm_clock_mhz_end"] = inside[-1]["sm_clock"] if inside else None
+    # Clocks when the cell's timing began and when its last batch ended (the whole sampled span).
+    out["sm_clock_mhz_start"] = sampler.samples[0]["sm_clock"] if sampler.samples else None
+    out["sm_clock_mhz_end"] = sampler.samples[-1]["sm_clock"] if sampler.samples else None
     out["power_w"] = _mean(s["power_w"] for s in inside)
     powers = [s["power_w"] for s in inside if s["power_w"] is not None]
     out["power_w_max"] = max(powers) if powers else None
