@@ -201,6 +201,13 @@ def test_best_utilization():
     )
     f = one(findings(df, {}), "best_utilization")
     assert f.data["row"]["batch_size"] == 8 and "31.5%" in f.text and "0.063 TFLOP/s" in f.text
+    assert "Above 100%" not in f.text
+
+
+def test_utilisation_over_the_peak_is_explained():
+    df = table(cell("onnxruntime", batch=32, utilization_pct=118.0, achieved_tflops=0.233))
+    f = one(findings(df, {}), "best_utilization")
+    assert "118%" in f.text and "Above 100%" in f.text and "padding" in f.text
 
 
 def test_nulls_say_what_could_not_be_determined():
