@@ -82,8 +82,8 @@ def test_without_nvml_device_memory_is_null_with_the_reason():
 
 
 class FakeSampler:
-    def __init__(self, samples, started, stopped, name="Fake GPU"):
-        self.samples, self.started, self.stopped = samples, started, stopped
+    def __init__(self, samples, name="Fake GPU"):
+        self.samples = samples
         self.interval_s = 0.1
         self.throttle_mask = 0x4 | 0x1000_0000  # sw power cap (+ an unknown bit, ignored)
         self.temperature_c = 60
@@ -114,7 +114,7 @@ def _samples(energy=True):
 def test_nvml_summary_uses_the_measurement_window_and_the_energy_counter():
     samples = _samples()
     samples[0]["sm_clock"] = 1200  # idle clock when the timed rounds began
-    summary = nvml.summarize(FakeSampler(samples, 0.0, 2.0), start=1.0, end=2.0, images=600)
+    summary = nvml.summarize(FakeSampler(samples), start=1.0, end=2.0, images=600)
     assert summary["sm_clock_mhz_start"] == 1200 and summary["sm_clock_mhz_end"] == 1980
     assert summary["sm_clock_mhz"] == pytest.approx(1980.0)  # the mean is over the window only
     assert summary["window_s"] == pytest.approx(1.0)
@@ -127,7 +127,7 @@ def test_nvml_summary_uses_the_measurement_window_and_the_energy_counter():
 
 
 def test_nvml_summary_integrates_power_without_an_energy_counter():
-    summary = nvml.summarize(FakeSampler(_samples(energy=False), 0.0, 2.0), start=1.0, end=2.0, images=600)
+    summary = nvml.summarize(FakeSampler(_samples(energy=False)), start=1.0, end=2.0, images=600)
     assert summary["energy_source"] == "power samples integrated over time"
     assert summary["energy_j"] == pytest.approx(300.0, rel=0.02)
     assert summary["energy_mj_per_image"] > 0

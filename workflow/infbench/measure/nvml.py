@@ -219,7 +219,6 @@ class Sampler:
         self.samples: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
-        self.started = self.stopped = None
         self.throttle_mask = None
         self.temperature_c = None
 
@@ -229,7 +228,6 @@ class Sampler:
             self._stop.wait(self.interval_s)
 
     def start(self) -> Sampler:
-        self.started = time.perf_counter()
         self.samples.append(self.nvml.sample())
         self._thread.start()
         return self
@@ -238,7 +236,6 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         self.samples.append(self.nvml.sample())
-        self.stopped = time.perf_counter()
         self.throttle_mask = self.nvml.throttle_mask()
         self.temperature_c = self.nvml.temperature_c()
         return self
