@@ -43,7 +43,7 @@ def cell_env(wildcards):
     """Conda environment (for --sdm conda) of a cell: GPU cells need onnxruntime-gpu, TensorRT ones TensorRT."""
     if "tensorrt" in wildcards.backend or "trt" in wildcards.backend:
         return "../../envs/tensorrt.yaml"
-    return "../../envs/gpu.yaml" if wildcards.device == "cuda" else CORE_ENV
+    return device_env(wildcards)
 
 
 def device_env(wildcards):
