@@ -30,7 +30,20 @@ TINY_CONFIG = {
         "devices": ["cpu"],
         "backends": {"torch": ["fp32"], "onnxruntime": ["fp32"]},
     },
-    "bench": {"time_budget_s": 0.5, "warmup_budget_s": 0.3, "timeout_s": 120, "agreement_images": 8},
+    # Short phases and two repetitions; tolerance 1 counts any agreement as stable (the tests that
+    # are about stability set their own).
+    "bench": {
+        "repetitions": 2,
+        "tolerance": 1.0,
+        "warmup_s": 0.2,
+        "window_s": 0.05,
+        "windows": 3,
+        "latency_s": 0.1,
+        "latency_iterations": 10,
+        "energy_window_s": 0.2,
+        "timeout_s": 120,
+        "agreement_images": 8,
+    },
 }
 
 

@@ -1,9 +1,14 @@
-"""One benchmark cell: measure in a child process, always write a result.
+"""One benchmark cell: repetitions in fresh processes, always a result.
 
-The parent (`run_cell`) never raises for a failure of the measurement: a crash, an out-of-memory,
-a timeout or an exception in the child becomes the cell's `status` and `error`, so one bad cell
-never takes the grid down. The child (`measure_cell`, run as `python -m infbench.bench`) does
-the work and writes its result to a file the parent names.
+The parent (`run_cell`) runs the cell's repetitions one after another, each in a new process
+(`measure_repetition`, run as `python -m infbench.bench`) with its own warm-up, and holds each
+against the interference signals (measure/interference.py). It re-measures disturbed repetitions
+and repetitions that disagree, a bounded number of times, and combines the rest
+(measure/repetitions.py) into the cell's figures, their uncertainty and its stability verdict.
+
+It never raises for a failure of the measurement: a crash, an out-of-memory, a timeout or an
+exception in a repetition becomes the cell's `status` and `error`, so one bad cell never takes
+the grid down.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,18 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
+from infbench import reference
 from infbench.backends.base import BackendUnavailable, Cell
 from infbench.backends.registry import spec
 from infbench.io import write_json
-from infbench.measure import environment
+from infbench.measure import environment, repetitions, timing
 from infbench.measure import flops as flop_count
+from infbench.measure.interference import canary_ms, cpu_busy_s, disturbance
 from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mb
-from infbench.measure.nvml import ENERGY_WINDOW_S, Nvml, Sampler, summarize
+from infbench.measure.nvml import Nvml, Sampler, summarize
 from infbench.measure.nvml import empty as nvml_empty
-from infbench.measure.timing import CudaClock, HostClock, TimingPolicy, measure
+from infbench.measure.timing import TimingPolicy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 OOM_MARKERS = (
     "out of memory",
     "outofmemory",
@@ -57,32 +64,26 @@ def status_of(exc: BaseException) -> str:
     return "error"
 
 
-def agreement(backend, checkpoint: Path, images: np.ndarray) -> dict:
-    """Top-1 agreement and max |Δ logits| of the backend against PyTorch fp32 on the CPU."""
-    import torch
-
-    from infbench.model import load_checkpoint
-
-    reference = load_checkpoint(checkpoint)
+def agreement(backend, images: np.ndarray, ref: np.ndarray) -> dict:
+    """Top-1 agreement and max |Δ logits| of the backend against the fp32 reference logits
+    (infbench/reference.py), on whole batches."""
     batch = backend.cell.batch_size
-    got, ref = [], []
-    for i in range(0, len(images) - batch + 1, batch):
-        chunk = images[i : i + batch]
-        out = backend.run(backend.prepare(chunk))
+    n = len(ref) // batch * batch
+    got = []
+    for i in range(0, n, batch):
+        out = backend.run(backend.prepare(images[i : i + batch]))
         backend.synchronize()
         got.append(backend.to_numpy(out))
-        with torch.inference_mode():
-            ref.append(reference(torch.from_numpy(chunk)).numpy())
-    got, ref = np.concatenate(got), np.concatenate(ref)
+    got, ref = np.concatenate(got), ref[:n]
     return {
-        "images": len(got),
+        "images": n,
         "top1_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
         "max_abs_logit_diff": float(np.abs(got - ref).max()),
     }
 
 
-def measure_cell(args: dict) -> dict:
-    """The child's work: load, check agreement on real images, time. Raises on failure."""
+def measure_repetition(args: dict) -> dict:
+    """The child's work, one repetition: load, (check agreement), time, (energy). Raises on failure."""
     cell = Cell(**args["cell"])
     backend_spec = spec(cell.backend)
     backend = backend_spec.load_class()(
@@ -94,19 +95,18 @@ def measure_cell(args: dict) -> dict:
     nvml, nvml_note = _open_nvml(cell)
     device_memory = DeviceMemory(nvml, nvml_note)
     device_memory.baseline()
+    result = {"canary_before_ms": canary_ms(cell.device)}
+    backend.reset_device_memory_peak()  # before load: a CUDA-graph capture or compilation counts too
+    load_start = time.perf_counter()
     backend.load()
+    result["load_s"] = round(time.perf_counter() - load_start, 3)
     device_memory.mark("after_load")
+    images, ref = reference.load(Path(args["reference"]))
+    if args["check_agreement"]:
+        result["agreement"] = agreement(backend, images, ref)
 
-    test_x, _ = data.load_split(Path(args["dataset"]), "test")
-    n_agree = max(cell.batch_size, args["agreement_images"])
-    n_agree = (n_agree + cell.batch_size - 1) // cell.batch_size * cell.batch_size
-    idx = np.arange(n_agree) % len(test_x)
-    images = data.to_input(test_x[idx], cell.image_size)
-    result = {"agreement": agreement(backend, Path(args["checkpoint"]), images)}
-
-    host_batch = images[: cell.batch_size]
-    end_to_end = args["mode"] == "end_to_end"
-    if end_to_end:  # host tensor → device → result on host, every iteration
+    host_batch = np.ascontiguousarray(images[: cell.batch_size])
+    if args["mode"] == "end_to_end":  # host tensor → device → result on host, every iteration
 
         def step():
             backend.to_numpy(backend.run(backend.prepare(host_batch)))
@@ -119,42 +119,37 @@ def measure_cell(args: dict) -> dict:
             backend.run(inputs)
 
     device_memory.mark("after_inputs")
-    clock = CudaClock() if cell.device == "cuda" else HostClock()
-    backend.reset_device_memory_peak()
-    sampler = Sampler(nvml).start() if nvml is not None else None
-    try:
-        latency = measure(step, clock, TimingPolicy(**args["timing"]))
-        backend.synchronize()
-        if sampler is not None:
-            window = energy_phase(step, backend.synchronize, ENERGY_WINDOW_S)
-    finally:
-        if sampler is not None:
+    result.update(timing.measure_repetition(step, backend.synchronize, TimingPolicy(**args["timing"]), cell.batch_size))
+    result["synchronous_run"] = backend.synchronous_run
+    sampled_peak = None
+    if nvml is not None and args["energy_window_s"] > 0:
+        sampler = Sampler(nvml).start()  # NVML is sampled only inside the energy window
+        try:
+            window = energy_phase(step, backend.synchronize, args["energy_window_s"])
+        finally:
             sampler.stop()
+        start, end, batches = window
+        result["nvml"] = summarize(sampler, start, end, batches * cell.batch_size)
+        sampled_peak = sampler.peak_used_bytes()
+    else:
+        result["nvml"] = nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)")
     device_memory.mark("after_run")
-    stats = latency.stats()
-    result["timing"] = stats
-    result["throughput_img_s"] = cell.batch_size / (stats["median_ms"] / 1000)
-    result["time_per_image_ms"] = stats["median_ms"] / cell.batch_size
     if cell.device == "cuda":
-        sampled_peak = sampler.peak_used_bytes() if sampler is not None else None
         result["memory"] = device_memory.section(backend.device_memory_peak_mb(), sampled_peak)
     else:
         result["memory"] = cpu_section()
-    if sampler is not None:
-        start, end, batches = window
-        result["nvml"] = summarize(sampler, start, end, batches * cell.batch_size)
+    if nvml is not None:
         nvml.close()
-    else:
-        result["nvml"] = nvml_empty(nvml_note)
+    result["canary_after_ms"] = canary_ms(cell.device)
     return result
 
 
 def energy_phase(step, synchronize, min_s: float) -> tuple[float, float, int]:
     """Run `step` back to back for at least `min_s`: (start, end, batches), perf_counter seconds.
 
-    The timed rounds can be far shorter than the GPU's counters can resolve (a converged cell may
-    stop after 50 ms), so energy and utilisation come from this phase of known length and image
-    count instead. Synchronised at both ends: the window holds exactly these batches' device work.
+    Energy, power and utilisation come from this phase of known length and image count, long
+    enough for the GPU's counters (updated every few tens of ms) to resolve it. Synchronised at
+    both ends: the window holds exactly these batches' device work.
     """
     synchronize()
     start, batches = time.perf_counter(), 0
@@ -199,7 +194,7 @@ def _artifact_mb(path) -> float | None:
 def _child_main(args_path: str, out_path: str) -> None:
     args = json.loads(Path(args_path).read_text())
     try:
-        payload = {"status": "ok", "error": None, **measure_cell(args)}
+        payload = {"status": "ok", "error": None, **measure_repetition(args)}
     except BaseException as exc:  # every failure is a result, not a crash
         traceback.print_exc()
         payload = {"status": status_of(exc), "error": f"{type(exc).__name__}: {exc}"}
@@ -223,19 +218,19 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
-    """Measure `cell` in a child process and write its result JSON to `out` (atomically)."""
-    result = {
-        "schema": SCHEMA_VERSION,
-        "cell": asdict(cell),
-        "mode": args["mode"],
-        "status": "error",
-        "error": None,
-        "environment": environment.fingerprint(args["threads"], cell.device),
-        "artifact": args["artifact"],
-    }
-    started = time.time()
-    with tempfile.TemporaryDirectory(prefix="infbench-cell-") as tmp:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
+    """One repetition in a fresh process: its result, or a failure (status, error) that says why.
+
+    Also measures how much CPU time other processes took meanwhile (the measuring process's own
+    CPU time taken out), one of the two signals of a disturbed repetition.
+    """
+    busy0, own0, t0 = cpu_busy_s(), _children_cpu_s(), time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="infbench-rep-") as tmp:
         args_path, out_path, err_path = Path(tmp, "args.json"), Path(tmp, "result.json"), Path(tmp, "stderr.txt")
         args_path.write_text(json.dumps({**args, "cell": asdict(cell), "parent_pid": os.getpid()}))
         cmd = [sys.executable, "-m", "infbench.bench", str(args_path), str(out_path)]
@@ -251,35 +246,157 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
         sys.stderr.write(stderr)
         tail = _error_lines(stderr)
         if code is None:
-            result.update(status="timeout", error=f"no result within the cell timeout of {timeout_s} s")
+            rep = {"status": "timeout", "error": f"no result within the cell timeout of {timeout_s} s"}
         elif out_path.exists():
-            result.update(json.loads(out_path.read_text()))
+            rep = json.loads(out_path.read_text())
         elif code < 0:
             name = _signal_name(code)
             oom = code == -signal.SIGKILL
-            result.update(
-                status="oom" if oom else "error",
-                error=f"the measuring process was killed by {name}"
+            rep = {
+                "status": "oom" if oom else "error",
+                "error": f"the measuring process was killed by {name}"
                 + (" (most likely the host ran out of memory)" if oom else "")
                 + (f": {' | '.join(tail)}" if tail else ""),
-            )
+            }
         else:
-            result.update(status="error", error=f"the measuring process exited with code {code}: {' | '.join(tail)}")
-    # Peak resident memory of the child (the only process this one waited for), from the kernel.
+            rep = {"status": "error", "error": f"the measuring process exited with code {code}: {' | '.join(tail)}"}
+    busy1, own1, t1 = cpu_busy_s(), _children_cpu_s(), time.perf_counter()
+    if busy0 is not None and busy1 is not None:
+        rep["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 3)
+    rep["process_s"] = round(t1 - t0, 3)
+    return rep
+
+
+def _summary_of(rep: dict) -> dict:
+    """What the result keeps of each repetition (the full detail stays in the cell's log)."""
+    keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "load_s")
+    out = {k: rep.get(k) for k in keep}
+    out["process_s"] = rep.get("process_s")
+    if rep.get("status") == "ok":
+        out["throughput_img_s"] = rep["throughput"]["img_s"]
+        out["throughput_ci95_rel"] = rep["throughput"]["ci95_rel"]
+        out["windows_img_s"] = rep["throughput"]["windows_img_s"]
+        out["latency_ms_p50"] = rep["latency"]["p50_ms"]
+        out["latency_ms_p99"] = rep["latency"]["p99_ms"]
+        out["host_issue_fraction"] = rep["latency"]["host_issue_fraction"]
+    return out
+
+
+def repeat(cell: Cell, args: dict, timeout_s: float, quiet_canary_ms: float | None) -> tuple[list[dict], dict | None]:
+    """Repetitions until `repetitions` undisturbed ones agree within the tolerance, or the extra
+    runs allowed are spent: (every repetition run, the failure that stopped them or None)."""
+    policy = args["repetitions"]
+    runs: list[dict] = []
+    while len(runs) < policy["repetitions"] + policy["max_extra"]:
+        rep_args = {**args, "check_agreement": not runs}  # agreement once, in the first repetition
+        rep = run_repetition(cell, rep_args, timeout_s)
+        if rep["status"] != "ok":
+            return runs, rep
+        rep["disturbed"] = disturbance(
+            rep["canary_before_ms"], rep["canary_after_ms"], quiet_canary_ms, rep.get("foreign_cores")
+        )
+        runs.append(rep)
+        good = [r for r in runs if not r["disturbed"]]
+        if len(good) >= policy["repetitions"]:
+            tp = repetitions.combine(
+                [r["throughput"]["img_s"] for r in good], [r["throughput"]["ci95_rel"] for r in good]
+            )
+            if repetitions.verdict(tp, args["tolerance"], policy["repetitions"]) == "stable":
+                break
+    return runs, None
+
+
+def _throughput(reps: list[dict]) -> dict:
+    return repetitions.combine([r["throughput"]["img_s"] for r in reps], [r["throughput"]["ci95_rel"] for r in reps])
+
+
+def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions: int) -> dict:
+    """The cell's figures over its repetitions (undisturbed ones; all of them if none was quiet)."""
+    good = [r for r in runs if not r["disturbed"]] or runs
+    tp = _throughput(good)
+    stability = repetitions.verdict(tp, tolerance, min_repetitions)
+    if len(good) < min_repetitions or any(r["disturbed"] for r in good):
+        stability = "unstable"  # too few quiet repetitions to vouch for the figure
+    latency = {
+        q: repetitions.combine([r["latency"][f"{q}_ms"] for r in good], [None] * len(good))
+        for q in ("p50", "p90", "p99")
+    }
+    sync_run = good[0]["synchronous_run"]
+    host_fraction = statistics.median(r["latency"]["host_issue_fraction"] for r in good)
+    # Launch-bound only has a meaning where work is queued asynchronously on a device.
+    launch_bound = None if cell.device == "cpu" or sync_run else host_fraction >= timing.LAUNCH_BOUND_FRACTION
+    energy = [r for r in good if (r.get("nvml") or {}).get("energy_mj_per_image") is not None]
+    nvml = (
+        sorted(energy, key=lambda r: r["nvml"]["energy_mj_per_image"])[len(energy) // 2]["nvml"]
+        if energy
+        else good[0]["nvml"]
+    )
+    memory = max(good, key=lambda r: r["memory"].get("device_peak_mb") or 0)["memory"]
+    return {
+        "stability": stability,
+        "throughput_img_s": tp["value"],
+        "throughput_uncertainty_pct": None if tp["uncertainty_rel"] is None else 100 * tp["uncertainty_rel"],
+        "time_per_image_ms": 1000 / tp["value"],
+        "latency_ms_p50": latency["p50"]["value"],
+        "latency_ms_p90": latency["p90"]["value"],
+        "latency_ms_p99": latency["p99"]["value"],
+        "latency_uncertainty_pct": None
+        if latency["p50"]["uncertainty_rel"] is None
+        else 100 * latency["p50"]["uncertainty_rel"],
+        "throughput": tp,
+        "latency": latency,
+        "repetitions": len(good),
+        "disturbed_repetitions": sum(1 for r in runs if r["disturbed"]),
+        "host_issue_fraction": None if sync_run else host_fraction,
+        "launch_bound": launch_bound,
+        "load_s": statistics.median(r["load_s"] for r in good),
+        "nvml": nvml,
+        "memory": dict(memory),
+    }
+
+
+def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | None = None) -> dict:
+    """Measure `cell` in repetitions (fresh processes) and write its result JSON to `out` (atomically).
+
+    `extra` keys are merged into the result (e.g. which GPU the cell held).
+    """
+    result = {
+        "schema": SCHEMA_VERSION,
+        "cell": asdict(cell),
+        "mode": args["mode"],
+        "status": "error",
+        "stability": None,
+        "error": None,
+        "environment": environment.fingerprint(args["threads"], cell.device),
+        "artifact": args["artifact"],
+        **(extra or {}),
+    }
+    started = time.time()
+    probe = _read_optional(args.get("probe")) or {}
+    runs, failure = repeat(cell, args, timeout_s, probe.get("canary_ms"))
+    result["repetition_runs"] = [_summary_of(r) for r in [*runs, *([failure] if failure else [])]]
+    if failure is not None:
+        result.update(status=failure["status"], error=failure["error"])
+    else:
+        result.update(cell_figures(cell, runs, args["tolerance"], args["repetitions"]["repetitions"]))
+        result["status"] = "ok" if result["stability"] == "stable" else "unstable"
+        result["agreement"] = runs[0].get("agreement")
+        result["canary_quiet_ms"] = probe.get("canary_ms")
+    # Peak resident memory of the measuring processes (the only ones this one waited for).
     memory = result.setdefault("memory", {})
     memory["host_peak_mb"] = host_peak_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     memory["artifact_mb"] = _artifact_mb(args["artifact"])
-    if result["status"] != "ok":  # not measured: the device and GPU figures are null, and say why
+    if failure is not None:  # not measured: the device and GPU figures are null, and say why
         memory.setdefault("device_peak_mb", None)
         memory.setdefault("device_note", f"not measured (cell {result['status']})")
         result.setdefault("nvml", nvml_empty(f"not measured (cell {result['status']})"))
     # FLOPs per image (counted once per model and size) and utilisation against the device's probe.
     result["flops"] = flop_count.cell_metrics(
         _read_optional(args.get("flops")),
-        _read_optional(args.get("probe")),
+        probe or None,
         cell.precision,
         cell.batch_size,
-        result.get("throughput_img_s") if result["status"] == "ok" else None,
+        result.get("throughput_img_s"),
     )
     result["wall_s"] = round(time.time() - started, 3)
     write_json(out, result)

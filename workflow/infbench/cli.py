@@ -54,27 +54,51 @@ def _bench(a):
     cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.batch)
     args = {
         "artifact": str(a.artifact),
-        "checkpoint": str(a.checkpoint),
-        "dataset": str(a.dataset),
+        "reference": str(a.reference),
         "threads": a.threads or os.cpu_count(),
         "mode": a.mode,
-        "agreement_images": a.agreement_images,
         "flops": str(a.flops) if a.flops else None,
         "probe": str(a.probe) if a.probe else None,
         "options": dict(kv.split("=", 1) for kv in a.option),
-        "timing": {"tolerance": a.tolerance, "time_budget_s": a.time_budget, "warmup_budget_s": a.warmup_budget},
+        "tolerance": a.tolerance,
+        "repetitions": {"repetitions": a.repetitions, "max_extra": a.max_extra_repetitions},
+        "energy_window_s": a.energy_window,
+        "timing": {
+            "warmup_s": a.warmup,
+            "window_s": a.window,
+            "window_iterations": a.window_iterations,
+            "windows": a.windows,
+            "latency_s": a.latency,
+            "latency_iterations": a.latency_iterations,
+        },
     }
     result = run_cell(cell, args, a.out, a.timeout)
-    line = f"{cell.key}: {result['status']}"
-    if result["status"] == "ok":
-        t = result["timing"]
-        line += (
-            f", median {t['median_ms']:.3f} ms over {t['iterations']} iterations "
-            f"(95% CI ±{t['ci95_rel']:.1%}), {result['throughput_img_s']:.1f} img/s"
-        )
-    else:
-        line += f": {result['error']}"
-    print(line)
+    print(cell_line(result))
+
+
+def cell_line(result: dict) -> str:
+    """One line per cell: its figures with their uncertainty, or why it has none."""
+    from infbench.backends.base import Cell
+
+    line = f"{Cell(**result['cell']).key}: {result['status']}"
+    if result.get("throughput_img_s") is None:
+        return line + f": {result['error']}"
+    runs = result["repetition_runs"]
+    line += (
+        f", {result['throughput_img_s']:.1f} img/s ±{result['throughput_uncertainty_pct']:.1f}%, "
+        f"latency p50 {result['latency_ms_p50']:.3f} ms, {result['repetitions']} repetitions"
+        f" ({len(runs)} run, {result['disturbed_repetitions']} disturbed)"
+    )
+    if result.get("launch_bound"):
+        line += ", launch-bound"
+    return line
+
+
+def _reference(a):
+    from infbench import reference
+
+    n = reference.write(a.checkpoint, a.dataset, a.size, a.images, a.out)
+    print(f"fp32 reference logits of {n} test images at {a.size}x{a.size} → {a.out}")
 
 
 def _compile_aoti(a):
@@ -240,20 +264,34 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
     s.add_argument("--artifact", type=Path, required=True)
-    s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference for the agreement check")
-    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--reference", type=Path, required=True, help="inputs and fp32 logits (infbench reference)")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
-    s.add_argument("--timeout", type=float, default=600)
-    s.add_argument("--mode", default="device", choices=["device", "end_to_end"])
-    s.add_argument("--tolerance", type=float, default=0.02)
-    s.add_argument("--time-budget", type=float, default=10)
-    s.add_argument("--warmup-budget", type=float, default=5)
-    s.add_argument("--agreement-images", type=int, default=32)
+    # The measurement protocol's settings: required, their defaults live in config/schema.yaml only.
+    s.add_argument("--timeout", type=float, required=True, help="seconds a repetition may take")
+    s.add_argument("--mode", required=True, choices=["device", "end_to_end"])
+    s.add_argument("--repetitions", type=int, required=True)
+    s.add_argument("--max-extra-repetitions", type=int, required=True)
+    s.add_argument("--tolerance", type=float, required=True)
+    s.add_argument("--warmup", type=float, required=True, help="warm-up budget per repetition, s")
+    s.add_argument("--window", type=float, required=True, help="least duration of a throughput window, s")
+    s.add_argument("--window-iterations", type=int, required=True)
+    s.add_argument("--windows", type=int, required=True)
+    s.add_argument("--latency", type=float, required=True, help="least duration of the latency phase, s")
+    s.add_argument("--latency-iterations", type=int, required=True)
+    s.add_argument("--energy-window", type=float, required=True, help="GPU energy window, s (0: none)")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
     s.add_argument("--flops", type=Path, default=None, help="FLOP count of the model at this size (infbench flops)")
     s.add_argument("--probe", type=Path, default=None, help="hardware probe of the device (infbench probe)")
     s.set_defaults(func=_bench)
+
+    s = sub.add_parser("reference", help="checkpoint → fp32 logits of the first test images (agreement reference)")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--images", type=int, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_reference)
 
     s = sub.add_parser("flops", help="checkpoint → FLOPs and bytes moved per image at one image size")
     s.add_argument("--checkpoint", type=Path, required=True)

@@ -144,6 +144,11 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
         )
 
 
+def repetition_seconds(bench: dict) -> float:
+    """The least time one repetition's timed phases take (process start and loading not counted)."""
+    return bench["warmup_s"] + bench["windows"] * bench["window_s"] + bench["latency_s"] + bench["energy_window_s"]
+
+
 def check_config(config: dict, workdir: str | Path = ".") -> None:
     """Checks beyond the schema, on the config with its defaults filled in."""
     from infbench import grid
@@ -166,11 +171,11 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
             f"the {total} of {config['dataset']}; their sum must be below {total}"
         )
     bench = config["bench"]
-    budgets = bench["warmup_budget_s"] + bench["time_budget_s"]
+    budgets = repetition_seconds(bench)
     if bench["timeout_s"] <= budgets:
         problems.append(
-            f"bench.timeout_s: {bench['timeout_s']} s would stop every cell before it finishes measuring; it must "
-            f"exceed warmup_budget_s + time_budget_s = {budgets:g} s"
+            f"bench.timeout_s: {bench['timeout_s']} s would stop every repetition before it finishes measuring; it "
+            f"must exceed warmup_s + windows × window_s + latency_s + energy_window_s = {budgets:g} s"
         )
     unknown = [b for b in config["grid"]["backends"] if b not in BACKENDS]
     if unknown:  # the schema lists the backends too; this catches a schema out of step with the registry

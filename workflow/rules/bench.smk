@@ -1,8 +1,7 @@
 rule bench_cell:
     input:
         artifact=cell_artifact,
-        checkpoint=CHECKPOINT,
-        dataset=DATASET,
+        reference="results/reference/{model}/{size}.npz",
         flops="results/flops/{model}/{size}.json",
         probe="results/probe/{device}.json",
     output:
@@ -15,7 +14,7 @@ rule bench_cell:
     resources:
         gpu=cell_gpus,
         mem_mb=8000,
-        runtime=lambda wc: int(config["bench"]["timeout_s"] / 60) + 5,
+        runtime=lambda wc: int(CELL_RUNS * config["bench"]["timeout_s"] / 60) + 5,
     params:
         bench=config["bench"],
         options=cell_options,
@@ -25,8 +24,12 @@ rule bench_cell:
     shell:
         "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
         " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
-        " --artifact {input.artifact:q} --checkpoint {input.checkpoint:q} --dataset {input.dataset:q}"
-        " --out {output:q} --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]} --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
-        " --tolerance {params.bench[tolerance]} --time-budget {params.bench[time_budget_s]}"
-        " --warmup-budget {params.bench[warmup_budget_s]} --agreement-images {params.bench[agreement_images]} {params.options}"
-        " > {log} 2>&1"
+        " --artifact {input.artifact:q} --reference {input.reference:q}"
+        " --out {output:q} --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]}"
+        " --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
+        " --repetitions {params.bench[repetitions]} --max-extra-repetitions {params.bench[max_extra_repetitions]}"
+        " --tolerance {params.bench[tolerance]} --warmup {params.bench[warmup_s]}"
+        " --window {params.bench[window_s]} --window-iterations {params.bench[window_iterations]}"
+        " --windows {params.bench[windows]} --latency {params.bench[latency_s]}"
+        " --latency-iterations {params.bench[latency_iterations]} --energy-window {params.bench[energy_window_s]}"
+        " {params.options} > {log} 2>&1"

@@ -37,6 +37,8 @@ wildcard_constraints:
 
 
 CORE_ENV = "../../envs/core.yaml"
+# The most repetition processes a cell may start (its time limit on a cluster scales with it).
+CELL_RUNS = config["bench"]["repetitions"] + config["bench"]["max_extra_repetitions"]
 
 
 def cell_env(wildcards):

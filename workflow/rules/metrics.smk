@@ -1,9 +1,15 @@
+from infbench.reference import images_needed
+
 # FLOPs per image (once per model and image size) and the hardware probe (once per device):
 # what each cell's achieved FLOP/s, utilisation and arithmetic intensity are computed from.
 
 
 # Devices that have cells: their probes feed the cells and the report's roofline.
 PROBED_DEVICES = sorted({c.device for c in CELLS})
+# Test images every size's reference holds: whole batches of every batch size for the agreement check.
+REFERENCE_IMAGES = images_needed(
+    config["grid"]["batch_sizes"], config["bench"]["agreement_images"]
+)
 
 
 rule flops:
@@ -25,6 +31,28 @@ rule flops:
         "infbench flops --checkpoint {input:q} --size {wildcards.size} --out {output:q} > {log} 2>&1"
 
 
+rule reference_logits:
+    input:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        dataset=DATASET,
+    output:
+        "results/reference/{model}/{size}.npz",
+    log:
+        "results/logs/reference/{model}/{size}.log",
+    conda:
+        CORE_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        images=REFERENCE_IMAGES,
+        code=grid.code_hash("reference.py", "data.py", "model.py"),
+    shell:
+        "infbench reference --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --size {wildcards.size}"
+        " --images {params.images} --out {output:q} > {log} 2>&1"
+
+
 rule probe:
     output:
         "results/probe/{device}.json",
@@ -41,7 +69,7 @@ rule probe:
     params:
         probe=config["probe"],
         cpu_threads=config["bench"]["cpu_threads"],
-        code=grid.code_hash("measure/probe.py"),
+        code=grid.code_hash("measure/probe.py", "measure/interference.py"),
     shell:
         "infbench probe --device {wildcards.device} --threads {params.cpu_threads} --budget {params.probe[budget_s]}"
         " --matmul-n {params.probe[matmul_n]} --copy-mb {params.probe[copy_mb]} --out {output:q} > {log} 2>&1"

@@ -43,6 +43,10 @@ class Backend:
     `synchronize()`, and `to_numpy()` on the output.
     """
 
+    # True where `run` returns only when the device's work is done (ONNX Runtime's Run): then the
+    # host's share of a batch's time cannot tell whether the host sets the pace (launch-bound).
+    synchronous_run = False
+
     def __init__(self, cell: Cell, artifact: Path, threads: int, artifact_rule: str = "", options: dict | None = None):
         self.cell = cell
         self.artifact = Path(artifact)

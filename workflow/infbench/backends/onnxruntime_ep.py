@@ -22,6 +22,8 @@ TRT_CACHE_ROOT = Path("results/cache/ort_trt")
 
 
 class OnnxRuntime(Backend):
+    synchronous_run = True  # Run() returns when the outputs are ready
+
     def provider_for(self) -> str:
         return "CUDAExecutionProvider" if self.cell.device == "cuda" else "CPUExecutionProvider"
 

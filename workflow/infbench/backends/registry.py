@@ -97,6 +97,13 @@ BACKENDS: dict[str, BackendSpec] = {
             packages=("torch", "torchvision"),
         ),
         BackendSpec(
+            name="torch_cudagraphs",
+            module="torch_eager",
+            cls="TorchCudaGraphs",
+            support={"cuda": ("fp32", "tf32", "fp16", "bf16")},
+            packages=("torch", "torchvision"),
+        ),
+        BackendSpec(
             name="onnxruntime",
             module="onnxruntime_ep",
             cls="OnnxRuntime",

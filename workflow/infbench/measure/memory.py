@@ -1,13 +1,14 @@
 """Memory of a cell, never negative: `None` (with the reason) wherever it cannot be measured.
 
-* device, torch backends: the caching allocator's peak (`torch.cuda.max_memory_allocated`) over
-  the timed run — what the model's tensors needed, without the CUDA context and the cache's slack;
-* device, other backends (ONNX Runtime, TensorRT): the rise of NVML's device-level used memory
-  from just before the session is created (the CUDA context already up) to the most seen after
-  creation, after the inputs are placed and during the timed run. It includes library workspaces
-  and lazily loaded kernels, and is device-wide: another process allocating at the same time
-  inflates it, one freeing memory can make it negative — then it is `None` with a note, never a
-  negative number or a made-up 0;
+* device (`device_peak_mb`), every backend alike: the rise of NVML's device-level used memory from
+  just before the backend loads (the process's CUDA context already up) to the most seen after
+  loading, after the inputs are placed and during the energy window. It includes library
+  workspaces, allocator caches and lazily loaded kernels, so backends compare on one footing. It is
+  device-wide: another process allocating at the same time inflates it, one freeing memory can make
+  it negative — then it is `None` with a note, never a negative number or a made-up 0;
+* device, beside it (`allocator_peak_mb`): the runtime's own allocator peak where it has one
+  (PyTorch's `max_memory_allocated`, reset before loading so a graph capture or a compilation
+  counts) — what the tensors needed, without the cache's slack;
 * host: peak resident set size of the cell's process (getrusage of the child, in bench.py).
 """
 
@@ -91,10 +92,8 @@ class DeviceMemory:
                 notes.append(
                     f"{self.processes_before} processes held the GPU: the device-level delta may include theirs"
                 )
-        allocator_peak_mb = nonnegative_mb(allocator_peak_mb)
-        if allocator_peak_mb is not None:
-            out["device_peak_mb"], out["device_method"] = allocator_peak_mb, "torch.cuda.max_memory_allocated"
-        elif out["device_used_delta_mb"] is not None:
+        out["allocator_peak_mb"] = nonnegative_mb(allocator_peak_mb)
+        if out["device_used_delta_mb"] is not None:
             out["device_peak_mb"], out["device_method"] = out["device_used_delta_mb"], "nvml device used delta"
         out["device_note"] = "; ".join(notes) or None
         return out
@@ -105,5 +104,6 @@ def cpu_section() -> dict:
         "device_peak_mb": None,
         "device_method": None,
         "device_used_delta_mb": None,
+        "allocator_peak_mb": None,
         "device_note": "CPU cell: no device memory apart from the host's",
     }

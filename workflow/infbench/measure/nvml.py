@@ -2,19 +2,21 @@
 
 `Nvml.open()` finds the NVML device of the CUDA device a cell runs on (by UUID, then PCI bus id,
 as PyTorch sees it: NVML numbers devices ignoring CUDA_VISIBLE_DEVICES). A `Sampler` thread reads
-the counters every `interval_s` while the timed region runs; `summarize` turns the samples of the
-measurement window into the result's `nvml` section:
+the counters every `interval_s`, only during a repetition's energy window; `summarize` turns its
+samples into the result's `nvml` section, so that every figure describes that one window:
 
 * `gpu_util_pct`: mean of NVML's utilisation rate (percent of time a kernel was running over the
   driver's sample period), `mem_util_pct` likewise for memory traffic;
 * `sm_clock_mhz`: mean SM clock over the window, and at the start of the timed rounds and the end of the window;
-* `power_w`: mean board power; `energy_mj_per_image` and `images_per_joule` from the total energy
-  counter (`nvmlDeviceGetTotalEnergyConsumption`, mJ) where the GPU has it, else from the power
-  samples integrated over time (`energy_source` says which);
+* `energy_j` from the total energy counter (`nvmlDeviceGetTotalEnergyConsumption`, mJ) where the
+  GPU has it, else from the power samples integrated over time (`energy_source` says which);
+  `power_w` = energy over the window's length and `window_img_s` the window's own throughput, so
+  `energy_mj_per_image` × `window_img_s` = `power_w` by construction (a mean of power samples
+  would disagree: the counter integrates what the samples miss);
 * `throttle_reasons`: the clock event reasons NVML reports at the end of the window.
 
 The window is the cell's energy phase (`bench.energy_phase`): back-to-back batches for at least
-ENERGY_WINDOW_S after the timed rounds, so that the energy counter, which the driver updates only
+`bench.energy_window_s` after the timed phases, so that the energy counter, which the driver updates only
 every few tens of ms, and the utilisation rate, averaged by the driver over its own sample period,
 both see a long stretch of steady work whose image count is known exactly.
 
@@ -42,8 +44,6 @@ THROTTLE_BITS = {
     0x400: "reliability",
 }
 
-ENERGY_WINDOW_S = 1.0
-
 FIELDS = (
     "gpu_util_pct",
     "mem_util_pct",
@@ -52,6 +52,7 @@ FIELDS = (
     "sm_clock_mhz_end",
     "power_w",
     "power_w_max",
+    "window_img_s",
     "energy_j",
     "energy_mj_per_image",
     "images_per_joule",
@@ -281,10 +282,9 @@ def summarize(sampler: Sampler, start: float, end: float, images: int) -> dict:
     out["gpu_util_pct"] = _mean(s["gpu_util"] for s in inside)
     out["mem_util_pct"] = _mean(s["mem_util"] for s in inside)
     out["sm_clock_mhz"] = _mean(s["sm_clock"] for s in inside)
-    # Clocks when the cell's timing began and when its last batch ended (the whole sampled span).
+    # Clocks at the start and the end of the energy window.
     out["sm_clock_mhz_start"] = sampler.samples[0]["sm_clock"] if sampler.samples else None
     out["sm_clock_mhz_end"] = sampler.samples[-1]["sm_clock"] if sampler.samples else None
-    out["power_w"] = _mean(s["power_w"] for s in inside)
     powers = [s["power_w"] for s in inside if s["power_w"] is not None]
     out["power_w_max"] = max(powers) if powers else None
 
@@ -301,6 +301,10 @@ def summarize(sampler: Sampler, start: float, end: float, images: int) -> dict:
     if energy_j is None:
         notes.append("no energy counter and too few power samples")
     out["energy_j"] = energy_j
+    window_s = end - start
+    out["window_img_s"] = images / window_s if window_s > 0 else None
+    if energy_j and window_s > 0:
+        out["power_w"] = energy_j / window_s
     if energy_j and images > 0:
         out["energy_mj_per_image"] = energy_j * 1000 / images
         out["images_per_joule"] = images / energy_j

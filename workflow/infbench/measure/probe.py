@@ -21,6 +21,7 @@ import os
 import time
 
 from infbench.io import write_json
+from infbench.measure.interference import canary_ms
 
 SCHEMA_VERSION = 1
 
@@ -233,6 +234,8 @@ def probe(
     torch.set_num_threads(threads)
     started = time.perf_counter()
     result["device_info"] = _device_info(device)
+    # The interference canary's quiet time: what every repetition of every cell is held against.
+    result["canary_ms"] = min(canary_ms(device) for _ in range(3))
     n = matmul_n or MATMUL_N[device]
     for precision in precisions:
         m = matmul_peak(device, precision, n, budget_s)

@@ -1,54 +1,47 @@
-"""Timing: warm up until stable, then measure in rounds until the median is known well enough.
+"""Timing of one repetition: warm-up, throughput windows, then latency.
 
-Each iteration is bracketed by clock stamps taken back to back (the end stamp of one iteration is
-the start of the next), so the per-iteration samples add up to the wall time of the round,
-gaps included. On CUDA the stamps are CUDA events recorded in the stream and read after one
-synchronise per round: the host never stalls the GPU inside a round and no host clock is read
-while device work is in flight.
+Two metrics, never mixed (DESIGN.md, "Measuring honestly"):
+
+* throughput: batches issued back to back, ONE synchronisation at the end of a window, images per
+  wall-clock second of that window. A repetition runs several windows; their median is the
+  repetition's figure and their spread its within-repetition confidence interval.
+* latency: one batch at a time, synchronised after each, per-batch wall times (p50/p90/p99). The
+  host time spent inside `step` before the synchronise is recorded too: when it is nearly the
+  whole batch time, the host, not the device, sets the pace (launch-bound).
+
+Host clocks only: every reading follows a synchronise, so no device work is timed asynchronously.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-
-class HostClock:
-    """perf_counter stamps, for backends whose `run` returns when the work is done."""
-
-    def stamp(self):
-        return time.perf_counter_ns()
-
-    def elapsed_ms(self, stamps: list) -> list[float]:
-        return [(b - a) / 1e6 for a, b in itertools.pairwise(stamps)]
+# A backend whose latency is at least this fraction host time (issuing work) is launch-bound:
+# the device finishes almost as soon as the host stops issuing.
+LAUNCH_BOUND_FRACTION = 0.8
 
 
-class CudaClock:
-    """CUDA events on the current stream; read after a synchronise."""
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How long each phase of a repetition lasts. Defaults live in config/schema.yaml (`bench:`)."""
 
-    def __init__(self):
-        import torch
-
-        self._torch = torch
-
-    def stamp(self):
-        event = self._torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    def elapsed_ms(self, stamps: list) -> list[float]:
-        stamps[-1].synchronize()
-        return [a.elapsed_time(b) for a, b in itertools.pairwise(stamps)]
+    warmup_s: float
+    window_s: float
+    window_iterations: int
+    windows: int
+    latency_s: float
+    latency_iterations: int
+    warmup_tolerance: float = 0.05  # successive warm-up windows must agree this closely
 
 
-def median_ci95(samples: np.ndarray) -> tuple[float, float]:
+def median_ci95(samples) -> tuple[float, float]:
     """Distribution-free 95% confidence interval of the median (order statistics)."""
-    s = np.sort(samples)
+    s = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(s)
     half = 1.96 * math.sqrt(n) / 2
     lo = max(0, math.floor(n / 2 - half) - 1)
@@ -56,95 +49,85 @@ def median_ci95(samples: np.ndarray) -> tuple[float, float]:
     return float(s[lo]), float(s[hi])
 
 
-@dataclass
-class Latency:
-    """Per-iteration latencies (ms) of one cell and how they were obtained."""
-
-    samples_ms: list[float]
-    warmup_iterations: int = 0
-    rounds: int = 0
-    converged: bool = False
-    wall_s: float = 0.0
-    tolerance: float = 0.02
-    stop_reason: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def stats(self) -> dict:
-        s = np.asarray(self.samples_ms, dtype=np.float64)
-        median = float(np.median(s))
-        lo, hi = median_ci95(s)
-        return {
-            "iterations": int(len(s)),
-            "warmup_iterations": self.warmup_iterations,
-            "rounds": self.rounds,
-            "mean_ms": float(s.mean()),
-            "median_ms": median,
-            "p90_ms": float(np.percentile(s, 90)),
-            "p95_ms": float(np.percentile(s, 95)),
-            "p99_ms": float(np.percentile(s, 99)),
-            "min_ms": float(s.min()),
-            "max_ms": float(s.max()),
-            "std_ms": float(s.std(ddof=1)) if len(s) > 1 else 0.0,
-            "ci95_low_ms": lo,
-            "ci95_high_ms": hi,
-            "ci95_rel": (hi - lo) / 2 / median if median > 0 else None,
-            "tolerance": self.tolerance,
-            "converged": self.converged,
-            "stop_reason": self.stop_reason,
-            "wall_s": round(self.wall_s, 3),
-        }
-
-
-@dataclass
-class TimingPolicy:
-    tolerance: float = 0.02  # stop when the 95% CI half-width of the median is within this fraction
-    time_budget_s: float = 10.0  # ... or when the measurement has run this long
-    warmup_tolerance: float = 0.05  # successive warm-up round medians must agree this closely
-    warmup_budget_s: float = 5.0
-    min_warmup_rounds: int = 2
-    round_target_s: float = 0.05  # a round lasts about this long (at least one iteration)
-    min_samples: int = 10
-
-
-def _round(step: Callable[[], None], clock, iterations: int) -> list[float]:
-    stamps = [clock.stamp()]
+def _window(step: Callable[[], None], synchronize: Callable[[], None], iterations: int) -> float:
+    """Seconds for `iterations` batches back to back, synchronised before and after only."""
+    synchronize()
+    start = time.perf_counter()
     for _ in range(iterations):
         step()
-        stamps.append(clock.stamp())
-    return clock.elapsed_ms(stamps)
+    synchronize()
+    return time.perf_counter() - start
 
 
-def measure(step: Callable[[], None], clock, policy: TimingPolicy) -> Latency:
-    """Time `step` (one batch through the model) under `policy`."""
+def warm_up(step, synchronize, policy: TimingPolicy) -> tuple[int, float]:
+    """Run until two successive short windows agree (or the warm-up budget ends).
+
+    Returns (batches run, seconds per batch of the last window), the latter sizing the windows.
+    """
     start = time.perf_counter()
-    # First call: may be slow (lazy init, autotuning); it also sizes the rounds.
-    first = _round(step, clock, 1)[0]
-    per_round = max(1, int(policy.round_target_s * 1000 / max(first, 1e-3)))
-    warmup_iterations, previous, rounds = 1, None, 0
+    per_batch = _window(step, synchronize, 1)  # first call: lazy init, autotuning
+    batches, previous = 1, None
     while True:
-        samples = _round(step, clock, per_round)
-        warmup_iterations += per_round
-        rounds += 1
-        median = float(np.median(samples))
-        per_round = max(1, int(policy.round_target_s * 1000 / max(median, 1e-3)))
-        stable = previous is not None and abs(median - previous) <= policy.warmup_tolerance * previous
-        if (stable and rounds >= policy.min_warmup_rounds) or time.perf_counter() - start > policy.warmup_budget_s:
-            break
-        previous = median
+        n = max(1, int(policy.window_s / 4 / max(per_batch, 1e-6)))
+        per_batch = _window(step, synchronize, n) / n
+        batches += n
+        stable = previous is not None and abs(per_batch - previous) <= policy.warmup_tolerance * previous
+        if stable or time.perf_counter() - start > policy.warmup_s:
+            return batches, per_batch
+        previous = per_batch
 
-    latency = Latency([], warmup_iterations=warmup_iterations, tolerance=policy.tolerance)
-    measure_start = time.perf_counter()
-    while True:
-        latency.samples_ms += _round(step, clock, per_round)
-        latency.rounds += 1
-        elapsed = time.perf_counter() - measure_start
-        if len(latency.samples_ms) >= policy.min_samples:
-            rel = latency.stats()["ci95_rel"]
-            if rel is not None and rel <= policy.tolerance:
-                latency.converged, latency.stop_reason = True, f"95% CI of the median within {policy.tolerance:.1%}"
-                break
-        if elapsed > policy.time_budget_s:
-            latency.stop_reason = f"time budget of {policy.time_budget_s} s reached"
-            break
-    latency.wall_s = time.perf_counter() - start
-    return latency
+
+def throughput_windows(step, synchronize, policy: TimingPolicy, per_batch_s: float, batch_size: int) -> dict:
+    """`policy.windows` windows of at least `window_s` and `window_iterations` batches each."""
+    iterations = max(policy.window_iterations, math.ceil(policy.window_s / max(per_batch_s, 1e-6)))
+    rates = [batch_size * iterations / _window(step, synchronize, iterations) for _ in range(policy.windows)]
+    median = float(np.median(rates))
+    lo, hi = median_ci95(rates)
+    return {
+        "img_s": median,
+        "windows_img_s": rates,
+        "iterations_per_window": iterations,
+        "ci95_rel": (hi - lo) / 2 / median,
+    }
+
+
+def latencies(step, synchronize, policy: TimingPolicy) -> dict:
+    """One batch at a time, synchronised after each: per-batch times and the host's share of them."""
+    totals, issues = [], []
+    synchronize()
+    start = time.perf_counter()
+    while len(totals) < policy.latency_iterations or time.perf_counter() - start < policy.latency_s:
+        t0 = time.perf_counter()
+        step()
+        t1 = time.perf_counter()
+        synchronize()
+        t2 = time.perf_counter()
+        totals.append((t2 - t0) * 1000)
+        issues.append((t1 - t0) * 1000)
+    s = np.asarray(totals)
+    return {
+        "iterations": len(totals),
+        "p50_ms": float(np.percentile(s, 50)),
+        "p90_ms": float(np.percentile(s, 90)),
+        "p99_ms": float(np.percentile(s, 99)),
+        "mean_ms": float(s.mean()),
+        "min_ms": float(s.min()),
+        "max_ms": float(s.max()),
+        # median host time issuing a batch over its median total time (1.0 for a runtime whose
+        # call returns only when the work is done)
+        "host_issue_fraction": float(np.median(issues) / np.median(s)),
+    }
+
+
+def measure_repetition(step, synchronize, policy: TimingPolicy, batch_size: int) -> dict:
+    """Warm-up, throughput windows, latency: the timing part of one repetition."""
+    started = time.perf_counter()
+    warmup_batches, per_batch = warm_up(step, synchronize, policy)
+    throughput = throughput_windows(step, synchronize, policy, per_batch, batch_size)
+    latency = latencies(step, synchronize, policy)
+    return {
+        "warmup_batches": warmup_batches,
+        "throughput": throughput,
+        "latency": latency,
+        "wall_s": round(time.perf_counter() - started, 3),
+    }

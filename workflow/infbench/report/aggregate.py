@@ -11,32 +11,35 @@ from pathlib import Path
 import polars as pl
 
 from infbench.io import atomic_path, read_json, write_json
+from infbench.report.frame import SCHEMA
 
 BASELINE = {"backend": "torch", "precision": "fp32"}
-BASELINE_TEXT = "torch fp32 on the same machine, device, image size and batch size"
+BASELINE_TEXT = "torch fp32 (plain eager) on the same machine, device, image size and batch size"
 CELL_KEYS = ["model", "backend", "precision", "device", "image_size", "batch_size"]
+MEASURED = ("ok", "unstable")  # statuses whose cells have numbers (unstable ones are shown, marked)
 
 # Summary column → where it sits in a result JSON.
 FIELDS = {
     "status": ("status",),
+    "stability": ("stability",),
     "error": ("error",),
     "mode": ("mode",),
-    "iterations": ("timing", "iterations"),
-    "latency_ms_mean": ("timing", "mean_ms"),
-    "latency_ms_median": ("timing", "median_ms"),
-    "latency_ms_p90": ("timing", "p90_ms"),
-    "latency_ms_p95": ("timing", "p95_ms"),
-    "latency_ms_p99": ("timing", "p99_ms"),
-    "latency_ms_min": ("timing", "min_ms"),
-    "latency_ms_max": ("timing", "max_ms"),
-    "latency_ms_std": ("timing", "std_ms"),
-    "ci95_rel": ("timing", "ci95_rel"),
-    "converged": ("timing", "converged"),
     "throughput_img_s": ("throughput_img_s",),
+    "throughput_uncertainty_pct": ("throughput_uncertainty_pct",),
     "time_per_image_ms": ("time_per_image_ms",),
+    "latency_ms_p50": ("latency_ms_p50",),
+    "latency_ms_p90": ("latency_ms_p90",),
+    "latency_ms_p99": ("latency_ms_p99",),
+    "latency_uncertainty_pct": ("latency_uncertainty_pct",),
+    "repetitions": ("repetitions",),
+    "disturbed_repetitions": ("disturbed_repetitions",),
+    "launch_bound": ("launch_bound",),
+    "host_issue_fraction": ("host_issue_fraction",),
+    "load_s": ("load_s",),
     "top1_agreement": ("agreement", "top1_agreement"),
     "max_abs_logit_diff": ("agreement", "max_abs_logit_diff"),
     "device_memory_peak_mb": ("memory", "device_peak_mb"),
+    "allocator_memory_peak_mb": ("memory", "allocator_peak_mb"),
     "host_memory_peak_mb": ("memory", "host_peak_mb"),
     "gflops_per_image": ("flops", "gflops_per_image"),
     "achieved_tflops": ("flops", "achieved_tflops"),
@@ -45,21 +48,9 @@ FIELDS = {
     "gpu_util_pct": ("nvml", "gpu_util_pct"),
     "power_w": ("nvml", "power_w"),
     "energy_mj_per_image": ("nvml", "energy_mj_per_image"),
+    "energy_window_img_s": ("nvml", "window_img_s"),
     "machine": ("environment", "machine"),
 }
-FLOAT_COLUMNS = [
-    c for c in FIELDS if c.startswith(("latency", "ci95", "throughput", "time_per", "top1", "max_abs"))
-] + [
-    "device_memory_peak_mb",
-    "host_memory_peak_mb",
-    "gflops_per_image",
-    "achieved_tflops",
-    "utilization_pct",
-    "arithmetic_intensity",
-    "gpu_util_pct",
-    "power_w",
-    "energy_mj_per_image",
-]
 
 
 def _get(result: dict, path: tuple[str, ...]):
@@ -81,34 +72,43 @@ def row_of(result: dict, machine: str | None = None) -> dict:
 
 def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl.DataFrame:
     rows = [row_of(r, r.get("_machine")) for r in results]
-    schema = {
-        **{k: pl.Utf8 for k in ("model", "backend", "precision", "device", "machine", "status", "error", "mode")},
-        "image_size": pl.Int64,
-        "batch_size": pl.Int64,
-        "iterations": pl.Int64,
-        "converged": pl.Boolean,
-        **{c: pl.Float64 for c in FLOAT_COLUMNS},
-    }
+    schema = {name: SCHEMA[name] for name in [*CELL_KEYS, *FIELDS]}
     df = pl.DataFrame(rows, schema=schema)
     df = with_speedup(df)
     return with_accuracy(df, accuracy or [])
 
 
 def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
+    """Throughput over the baseline's, with its interval (the two uncertainties combined as
+    independent) and whether both cells are stable (only then may a finding use it)."""
     keys = ["machine", "model", "device", "image_size", "batch_size"]
     base = df.filter(
         (pl.col("backend") == BASELINE["backend"])
         & (pl.col("precision") == BASELINE["precision"])
-        & (pl.col("status") == "ok")
-    ).select(*keys, pl.col("throughput_img_s").alias("_base"))
+        & pl.col("status").is_in(MEASURED)
+    ).select(
+        *keys,
+        pl.col("throughput_img_s").alias("_base"),
+        pl.col("throughput_uncertainty_pct").alias("_base_u"),
+        pl.col("status").alias("_base_status"),
+    )
+    measured = pl.col("status").is_in(MEASURED) & pl.col("_base").is_not_null()
+    u = (pl.col("throughput_uncertainty_pct").fill_null(0) ** 2 + pl.col("_base_u").fill_null(0) ** 2).sqrt() / 100
+    speedup = pl.col("throughput_img_s") / pl.col("_base")
     return (
         df.join(base, on=keys, how="left", nulls_equal=True)
         .with_columns(
-            pl.when(pl.col("status") == "ok")
-            .then(pl.col("throughput_img_s") / pl.col("_base"))
-            .alias("speedup_vs_baseline")
+            pl.when(measured).then(speedup).alias("speedup_vs_baseline"),
+            pl.when(measured).then(speedup * (1 - u)).alias("speedup_low"),
+            pl.when(measured).then(speedup * (1 + u)).alias("speedup_high"),
+            pl.when(measured)
+            .then((pl.col("status") == "ok") & (pl.col("_base_status") == "ok"))
+            .alias("speedup_stable"),
+            pl.when(measured)
+            .then(pl.lit(f"{BASELINE['backend']} {BASELINE['precision']}"))
+            .alias("baseline"),
         )
-        .drop("_base")
+        .drop("_base", "_base_u", "_base_status")
     )
 
 
@@ -179,6 +179,8 @@ def aggregate(
         "machines": machines_of(results),
         "cells_total": df.height,
         "cells_not_ok": df.filter(pl.col("status") != "ok").height,
+        "cells_unstable": df.filter(pl.col("status") == "unstable").height,
+        "repetitions_disturbed": int(df.get_column("disturbed_repetitions").fill_null(0).sum()),
         "baseline": BASELINE_TEXT,
         "accuracy": accuracy or [],
     }

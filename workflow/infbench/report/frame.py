@@ -20,21 +20,27 @@ SCHEMA: dict[str, pl.DataType] = {
     "image_size": pl.Int64,
     "batch_size": pl.Int64,
     "machine": pl.Utf8,
-    "status": pl.Utf8,
+    "status": pl.Utf8,  # ok, unstable (numbers kept, marked; no finding rests on it), error, oom, timeout, unavailable
+    "stability": pl.Utf8,  # stable / unstable
     "error": pl.Utf8,
-    "iterations": pl.Int64,
-    "latency_ms_mean": pl.Float64,
-    "latency_ms_median": pl.Float64,
-    "latency_ms_p90": pl.Float64,
-    "latency_ms_p95": pl.Float64,
-    "latency_ms_p99": pl.Float64,
-    "latency_ms_min": pl.Float64,
-    "latency_ms_max": pl.Float64,
-    "latency_ms_std": pl.Float64,
-    "ci95_rel": pl.Float64,
-    "throughput_img_s": pl.Float64,
+    "mode": pl.Utf8,
+    "throughput_img_s": pl.Float64,  # the window metric: batches back to back, median over repetitions
+    "throughput_uncertainty_pct": pl.Float64,  # 95%: a rerun of the cell lands within ± this
     "time_per_image_ms": pl.Float64,
+    "latency_ms_p50": pl.Float64,  # one batch at a time, synchronised after each
+    "latency_ms_p90": pl.Float64,
+    "latency_ms_p99": pl.Float64,
+    "latency_uncertainty_pct": pl.Float64,
+    "repetitions": pl.Int64,
+    "disturbed_repetitions": pl.Int64,
+    "launch_bound": pl.Boolean,
+    "host_issue_fraction": pl.Float64,
+    "load_s": pl.Float64,
     "speedup_vs_baseline": pl.Float64,
+    "speedup_low": pl.Float64,
+    "speedup_high": pl.Float64,
+    "speedup_stable": pl.Boolean,
+    "baseline": pl.Utf8,
     "accuracy_top1": pl.Float64,
     "accuracy_drop": pl.Float64,
     "over_tolerance": pl.Boolean,
@@ -45,11 +51,13 @@ SCHEMA: dict[str, pl.DataType] = {
     "achieved_tflops": pl.Float64,
     "utilization_pct": pl.Float64,
     "arithmetic_intensity": pl.Float64,
-    "device_memory_peak_mb": pl.Float64,
+    "device_memory_peak_mb": pl.Float64,  # NVML device-level, every backend alike
+    "allocator_memory_peak_mb": pl.Float64,  # the runtime's own allocator, where it has one
     "host_memory_peak_mb": pl.Float64,
     "gpu_util_pct": pl.Float64,
     "power_w": pl.Float64,
     "energy_mj_per_image": pl.Float64,
+    "energy_window_img_s": pl.Float64,
 }
 
 SORT = ["machine", "device", "backend", "precision", "image_size", "batch_size"]

@@ -1,0 +1,82 @@
+"""Was something else using the machine while a repetition ran?
+
+Two independent signals, either one marks the repetition disturbed (bench.py re-measures it):
+
+* the canary: a fixed small workload timed at the start and the end of the repetition, held against
+  the same workload timed by the hardware probe on a quiet machine. On the CPU it is a matrix
+  product on every core (BLAS threads) (a busy core slows it down), on CUDA a run of tiny kernels
+  launched and synchronised (a busy host or a shared GPU slows it down);
+* foreign CPU time: the machine's busy CPU time (/proc/stat) over the repetition, minus the
+  measuring process's own CPU time. Catches a load that comes and goes between the canaries.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+CANARY_REPEATS = 15
+# A canary this much slower than the probe's quiet reading means the machine is shared.
+CANARY_SLOWDOWN = 1.3
+# Other processes using more than this many cores on average during a repetition disturb it.
+FOREIGN_CORES = 0.25
+
+
+def canary_ms(device: str) -> float:
+    """Lower-quartile time (ms) of the fixed canary workload on `device`."""
+    if device == "cuda":
+        import torch
+
+        x = torch.ones(1024, device="cuda")
+
+        def work():
+            for _ in range(50):
+                x.add_(1.0)
+            torch.cuda.synchronize()
+
+    else:  # NumPy's BLAS uses every core, as a CPU cell does; no torch import inflates the host memory
+        import numpy as np
+
+        a = np.ones((512, 512), np.float32)
+
+        def work():
+            for _ in range(4):
+                a @ a
+
+    work()  # first call: thread pool, kernel load
+    times = []
+    for _ in range(CANARY_REPEATS):
+        start = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return times[len(times) // 4]  # lower quartile: a busy core slows every run, a stray tick only some
+
+
+def cpu_busy_s() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (Linux /proc/stat), None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields[:8]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def disturbance(
+    canary_before_ms: float | None,
+    canary_after_ms: float | None,
+    quiet_canary_ms: float | None,
+    foreign_cores: float | None,
+) -> str | None:
+    """Why a repetition counts as disturbed, or None."""
+    reasons = []
+    if quiet_canary_ms:
+        for when, value in (("start", canary_before_ms), ("end", canary_after_ms)):
+            if value is not None and value > CANARY_SLOWDOWN * quiet_canary_ms:
+                reasons.append(f"canary at the {when} {value / quiet_canary_ms:.1f}× its quiet time")
+    if foreign_cores is not None and foreign_cores > FOREIGN_CORES:
+        reasons.append(f"other processes used {foreign_cores:.2f} cores")
+    return "; ".join(reasons) or None

@@ -1,0 +1,57 @@
+"""Repetitions of a cell → its value, its uncertainty and a stability verdict.
+
+Each repetition runs in a fresh process (bench.py). A figure's cell value is the median over the
+undisturbed repetitions. Its uncertainty is the larger of
+
+* the within-repetition 95% interval (the median of the repetitions' own intervals), and
+* the between-repetition interval: the half-width of a 95% prediction interval for the value a
+  rerun of the whole cell (same number of repetitions, new processes) would give,
+  t(0.975, n-1) · s · sqrt(2/n), with s the standard deviation between repetitions.
+
+The second is what makes a printed ± reproducible: one process cannot show the spread between
+processes (the host's state, memory placement, clocks), so only repetitions can measure it. A cell
+whose uncertainty stays above the tolerance after the extra repetitions allowed is `unstable`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+# Two-sided 95% quantiles of Student's t by degrees of freedom (1.96 beyond the table).
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def t975(df: int) -> float:
+    return T975.get(df, 2.0 if df <= 30 else 1.96)
+
+
+def between_rel(values: list[float]) -> float | None:
+    """Relative half-width of the 95% interval of a rerun's median; None with one repetition."""
+    n = len(values)
+    if n < 2:
+        return None
+    centre = statistics.median(values)
+    return t975(n - 1) * statistics.stdev(values) * math.sqrt(2 / n) / centre if centre > 0 else None
+
+
+def combine(values: list[float], within: list[float | None]) -> dict:
+    """One figure over repetitions: value, within and between intervals, uncertainty (fractions)."""
+    within_known = [w for w in within if w is not None]
+    within_rel = statistics.median(within_known) if within_known else None
+    between = between_rel(values)
+    parts = [p for p in (within_rel, between) if p is not None]
+    return {
+        "value": statistics.median(values),
+        "repetitions": values,
+        "within_rel": within_rel,
+        "between_rel": between,
+        "uncertainty_rel": max(parts) if parts else None,
+    }
+
+
+def verdict(throughput: dict, tolerance: float, min_repetitions: int) -> str:
+    """'stable' when at least `min_repetitions` agree to within `tolerance`, else 'unstable'."""
+    enough = len(throughput["repetitions"]) >= min_repetitions
+    u = throughput["uncertainty_rel"]
+    return "stable" if enough and u is not None and u <= tolerance else "unstable"

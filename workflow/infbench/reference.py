@@ -1,0 +1,54 @@
+"""The fp32 reference of the agreement check: inputs and logits of the first test images, per size.
+
+Computed once per image size (rule reference_logits) with PyTorch fp32 on the CPU, so that no cell
+loads a second model (its host memory is its backend's alone) and every cell of a size is held
+against the same logits. The inputs are stored at the cell's size too: a cell needs neither the
+dataset nor the resize code (which imports PyTorch) to get its batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from infbench import data
+from infbench.io import atomic_path
+
+
+def images_needed(batch_sizes: list[int], agreement_images: int) -> int:
+    """Enough images for every batch size to check agreement on whole batches of at least
+    `agreement_images` images."""
+    return max(-(-max(b, agreement_images) // b) * b for b in batch_sizes)
+
+
+def write(checkpoint: Path, dataset: Path, size: int, images: int, out: Path) -> int:
+    import torch
+
+    from infbench.model import load_checkpoint
+
+    test_x, _ = data.load_split(Path(dataset), "test")
+    x = data.to_input(test_x[np.arange(images) % len(test_x)], size)
+    model = load_checkpoint(checkpoint)
+    with torch.inference_mode():
+        logits = np.concatenate([model(torch.from_numpy(x[i : i + 32])).numpy() for i in range(0, len(x), 32)])
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, images=x, logits=logits.astype(np.float32))
+    return len(x)
+
+
+def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, logits); a missing or damaged file is named with the rule that rebuilds it."""
+    try:
+        with np.load(path) as f:
+            return f["images"], f["logits"]
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"reference file {path} is missing; rebuild it with the rule 'reference_logits'"
+        ) from None
+    except Exception as exc:
+        raise ValueError(
+            f"reference file {path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun the rule "
+            "'reference_logits'"
+        ) from exc
