@@ -45,13 +45,13 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         ["the config's top level: unknown key 'epochs'", "allowed: dataset, data_dir", "grid", "bench"],
     ),
     "unknown nested key (a typo)": (
-        {"bench.time_budget": 1},
-        ["bench: unknown key 'time_budget' (did you mean 'time_budget_s'?)", "allowed: mode, tolerance"],
+        {"bench.latency": 1},
+        ["bench: unknown key 'latency' (did you mean 'latency_s'?)", "allowed: mode, repetitions"],
     ),
     "unknown key in split": ({"split.valid": 10}, ["split: unknown key 'valid'", "allowed: calibration, test, seed"]),
     "unknown backend": (
         {"grid.backends": {"tvm": ["fp32"]}},
-        ["grid.backends: unknown backend 'tvm'", "allowed: torch, onnxruntime"],
+        ["grid.backends: unknown backend 'tvm'", "allowed: torch, torch_cudagraphs, onnxruntime"],
     ),
     "unknown precision": (
         {"grid.backends": {"torch": ["fp8"]}},
@@ -66,8 +66,8 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     ),
     "scalar for a list": ({"grid.devices": "cpu"}, ["grid.devices: 'cpu' is a string, expected a list"]),
     "boolean for a number": (
-        {"bench.time_budget_s": True},
-        ["bench.time_budget_s: True is a boolean, expected a number"],
+        {"bench.window_s": True},
+        ["bench.window_s: True is a boolean, expected a number"],
     ),
     "list for a mapping": ({"grid": [32, 64]}, ["grid: [32, 64] is a list, expected a mapping"]),
     "null section": ({"train": None}, ["train: no value is given (null), expected a mapping"]),
@@ -75,7 +75,7 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     "empty batch sizes": ({"grid.batch_sizes": []}, ["grid.batch_sizes: the list is empty"]),
     "empty backends map": (
         {"grid.backends": {}},
-        ["grid.backends: empty; name at least one of: torch, onnxruntime"],
+        ["grid.backends: empty; name at least one of: torch, torch_cudagraphs, onnxruntime"],
     ),
     "empty precision list": ({"grid.backends": {"torch": []}}, ["grid.backends.torch: the list is empty"]),
     "batch size 0": ({"grid.batch_sizes": [0, 4]}, ["grid.batch_sizes[0]: 0 is out of range; it must be >= 1"]),
@@ -83,6 +83,12 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     "duplicate batch sizes": ({"grid.batch_sizes": [4, 4]}, ["grid.batch_sizes: 4 listed more than once"]),
     "zero learning rate": ({"train.lr": 0}, ["train.lr: 0 is out of range; it must be > 0"]),
     "tolerance above 1": ({"bench.tolerance": 5}, ["bench.tolerance: 5 is out of range; it must be <= 1"]),
+    "zero repetitions": ({"bench.repetitions": 0}, ["bench.repetitions: 0 is out of range; it must be >= 2"]),
+    "negative window": ({"bench.window_s": -0.1}, ["bench.window_s: -0.1 is out of range; it must be > 0"]),
+    "negative extra repetitions": (
+        {"bench.max_extra_repetitions": -1},
+        ["bench.max_extra_repetitions: -1 is out of range; it must be >= 0"],
+    ),
     "cifar10 without its data_dir": (
         {"dataset": "cifar10", "data_dir": "no/such/folder"},
         ["data_dir: 'no/such/folder' does not exist (dataset is cifar10)", "cifar-10-python.tar.gz"],
@@ -93,7 +99,7 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     ),
     "timeout shorter than the budgets": (
         {"bench.timeout_s": 0.5},
-        ["bench.timeout_s: 0.5 s would stop every cell", "warmup_budget_s + time_budget_s = 0.8 s"],
+        ["bench.timeout_s: 0.5 s would stop every repetition", "+ latency_s + energy_window_s = 0.65 s"],
     ),
     "split leaves nothing to train on": (
         {"split.test": 1700, "split.calibration": 200},
@@ -122,13 +128,15 @@ def dry_runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
     """(exit code, output) of `snakemake -n` for every case, run a few at a time."""
 
     def run(item):
-        i, (name, (changes, _)) = item
-        workdir = copy_workflow(tmp_path_factory.mktemp(f"bad{i}"), bad_config(changes))
+        workdir, (name, (changes, _)) = item
+        copy_workflow(workdir, bad_config(changes))
         proc = snakemake(workdir, "-n", check=False, timeout=120)
         return name, (proc.returncode, proc.stdout + proc.stderr)
 
+    # Folders made here, one thread: pytest's tmp_path_factory is not safe to call from several.
+    folders = [tmp_path_factory.mktemp(f"bad{i}") for i in range(len(CASES))]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(pool.map(run, enumerate(CASES.items())))
+        return dict(pool.map(run, zip(folders, CASES.items(), strict=True)))
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -243,28 +243,50 @@ def test_onnxruntime_trt_options_pin_the_profile_and_cache_under_results(tmp_pat
 @pytest.mark.skipif(HAS_TORCH_TENSORRT, reason="torch_tensorrt is installed here")
 def test_unavailable_torch_tensorrt_cell_is_a_result_not_a_crash(tmp_path, checkpoint):
     """Through the real child-process path: status 'unavailable' with the reason."""
-    from infbench import data
     from infbench.bench import run_cell
     from infbench.compile import build_torch_tensorrt
 
-    dataset = tmp_path / "digits.npz"
-    data.prepare("digits", tmp_path, dataset, 16, 16, 0)
     artifact = tmp_path / "224x1.ep"
     build_torch_tensorrt(checkpoint, artifact, "fp16", 224, 1)
     cell = Cell("resnet18", "torch_tensorrt", "fp16", "cuda", 224, 1)
-    args = {
-        "artifact": str(artifact),
-        "checkpoint": str(checkpoint),
-        "dataset": str(dataset),
-        "threads": 1,
-        "mode": "device",
-        "agreement_images": 1,
-        "options": {},
-        "timing": {"tolerance": 0.05, "time_budget_s": 0.2, "warmup_budget_s": 0.1},
-    }
+    args = cell_args(artifact, write_reference(tmp_path, checkpoint, 224, 1))
     result = run_cell(cell, args, tmp_path / "out.json", timeout_s=120)
     assert result["status"] == "unavailable", result
     assert json.loads((tmp_path / "out.json").read_text())["status"] == "unavailable"
+
+
+def write_reference(tmp_path: Path, checkpoint: Path, size: int, images_n: int) -> Path:
+    """The reference file a cell reads (rule reference_logits), from a small digits dataset."""
+    from infbench import data, reference
+
+    dataset = tmp_path / "digits.npz"
+    data.prepare("digits", tmp_path, dataset, 16, 16, 0)
+    out = tmp_path / f"reference_{size}.npz"
+    reference.write(checkpoint, dataset, size, images_n, out)
+    return out
+
+
+def cell_args(artifact: Path, reference_file: Path, **bench) -> dict:
+    """What `infbench bench` hands run_cell, with short phases."""
+    return {
+        "artifact": str(artifact),
+        "reference": str(reference_file),
+        "threads": 1,
+        "mode": "device",
+        "options": {},
+        "tolerance": 1.0,
+        "repetitions": {"repetitions": 2, "max_extra": 0},
+        "energy_window_s": 0.5,
+        "timing": {
+            "warmup_s": 0.2,
+            "window_s": 0.05,
+            "window_iterations": 3,
+            "windows": 3,
+            "latency_s": 0.1,
+            "latency_iterations": 20,
+        },
+        **bench,
+    }
 
 
 # -- GPU only --------------------------------------------------------------------------------------------
@@ -278,16 +300,40 @@ def test_torch_cuda_precisions(checkpoint, precision):
 
 
 @needs_cuda
-def test_torch_cuda_graphs_replay_matches_eager(checkpoint):
-    x = images(2, 64)
-    backend = make("torch", "fp16", "cuda", 64, 2, checkpoint, {"cuda_graphs": "true"})
+@pytest.mark.parametrize("batch", [2, 32])
+def test_torch_cudagraphs_replay_matches_eager_at_every_batch(checkpoint, batch):
+    x = images(batch, 64)
+    backend = make("torch_cudagraphs", "fp16", "cuda", 64, batch, checkpoint)
     got = run_once(backend, x)
     assert backend.graph is not None
-    eager = run_once(make("torch", "fp16", "cuda", 64, 2, checkpoint), x)
-    np.testing.assert_allclose(got, eager, atol=1e-2)
-    big = make("torch", "fp16", "cuda", 64, 32, checkpoint, {"cuda_graphs": "true", "cuda_graphs_max_batch": "16"})
-    run_once(big, images(32, 64))
-    assert big.graph is None  # above the batch limit: plain eager
+    eager = make("torch", "fp16", "cuda", 64, batch, checkpoint)
+    np.testing.assert_allclose(got, run_once(eager, x), atol=1e-2)
+    assert not hasattr(eager, "graph")  # the baseline is plain eager, whatever the batch
+
+
+@needs_cuda
+@pytest.mark.parametrize("backend", ["torch", "torch_cudagraphs"])
+def test_a_cuda_cell_through_the_protocol(tmp_path, checkpoint, backend):
+    """Repetitions in fresh processes on the GPU: window throughput, synchronised latency, the
+    launch-bound verdict, device-level memory with the allocator's beside it, and power that is
+    energy over the same window."""
+    from infbench.bench import run_cell
+
+    cell = Cell("resnet18", backend, "fp16", "cuda", 64, 8)
+    args = cell_args(checkpoint, write_reference(tmp_path, checkpoint, 64, 16))
+    result = run_cell(cell, args, tmp_path / "out.json", timeout_s=300)
+    assert result["status"] in ("ok", "unstable"), result["error"]
+    assert result["repetitions"] == 2 and len(result["repetition_runs"]) == 2
+    assert result["throughput_img_s"] > 0 and result["throughput_uncertainty_pct"] >= 0
+    assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"]
+    assert isinstance(result["launch_bound"], bool) and 0 < result["host_issue_fraction"] <= 1.5
+    assert result["memory"]["device_peak_mb"] > 0 and result["memory"]["device_method"] == "nvml device used delta"
+    assert result["memory"]["allocator_peak_mb"] > 0
+    n = result["nvml"]
+    assert n["window_s"] >= 0.5 and n["energy_mj_per_image"] > 0
+    assert n["energy_mj_per_image"] / 1000 * n["window_img_s"] == pytest.approx(n["power_w"], rel=0.02)
+    assert result["agreement"]["top1_agreement"] >= 0.9
+    print(backend, {k: result[k] for k in ("throughput_img_s", "latency_ms_p50", "launch_bound", "host_issue_fraction")})
 
 
 @needs_cuda

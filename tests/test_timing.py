@@ -1,70 +1,100 @@
-"""The measurement loop's statistics and stopping rules, on a clock whose readings are known."""
+"""The measurement protocol's statistics: repetitions → value, uncertainty, stability; phases' shape;
+interference verdicts. Pure functions on known inputs (nothing here times code for its own sake)."""
 
 from __future__ import annotations
 
-import itertools
+import time
 
 import numpy as np
+import pytest
 
-from infbench.measure.timing import Latency, TimingPolicy, measure, median_ci95
-
-
-class ScriptedClock:
-    """Each `step` advances this clock by the next scripted duration (ms): a deterministic device."""
-
-    def __init__(self, durations):
-        self.durations = iter(durations)
-        self.now = 0.0
-
-    def step(self):
-        self.now += next(self.durations)
-
-    def stamp(self):
-        return self.now
-
-    def elapsed_ms(self, stamps):
-        return [b - a for a, b in itertools.pairwise(stamps)]
-
-
-def test_stats_of_known_samples():
-    lat = Latency(samples_ms=[float(v) for v in range(1, 101)], tolerance=0.02)
-    s = lat.stats()
-    assert s["iterations"] == 100
-    assert s["median_ms"] == 50.5 and s["min_ms"] == 1 and s["max_ms"] == 100
-    assert abs(s["p99_ms"] - 99.01) < 1e-9 and abs(s["mean_ms"] - 50.5) < 1e-9
-    assert s["ci95_low_ms"] < 50.5 < s["ci95_high_ms"]
+from infbench.measure import interference, repetitions, timing
 
 
 def test_median_ci_contains_median_and_narrows_with_n():
     rng = np.random.default_rng(0)
     small, large = rng.normal(10, 1, 20), rng.normal(10, 1, 2000)
-    lo_s, hi_s = median_ci95(small)
-    lo_l, hi_l = median_ci95(large)
+    lo_s, hi_s = timing.median_ci95(small)
+    lo_l, hi_l = timing.median_ci95(large)
     assert lo_s <= np.median(small) <= hi_s and lo_l <= np.median(large) <= hi_l
     assert hi_l - lo_l < hi_s - lo_s
 
 
-def test_measure_converges_on_a_steady_device():
-    clock = ScriptedClock([50.0] + [2.0] * 100_000)  # slow first call, then steady 2 ms
-    lat = measure(clock.step, clock, TimingPolicy(tolerance=0.02, time_budget_s=30))
-    s = lat.stats()
-    assert s["converged"] and s["median_ms"] == 2.0
-    assert s["iterations"] >= TimingPolicy().min_samples
-    assert s["warmup_iterations"] >= 2  # the slow first call is warm-up, never a sample
-    assert s["max_ms"] == 2.0
+def test_identical_repetitions_are_stable_with_the_within_interval_as_uncertainty():
+    tp = repetitions.combine([100.0, 100.0, 100.0], [0.01, 0.02, 0.03])
+    assert tp["value"] == 100.0 and tp["between_rel"] == 0.0
+    assert tp["uncertainty_rel"] == pytest.approx(0.02)  # the median within-repetition interval
+    assert repetitions.verdict(tp, 0.05, 3) == "stable"
 
 
-def test_measure_excludes_the_warmup_transient():
-    durations = [30.0, 20.0, 10.0, 5.0] + [4.0] * 100_000
-    clock = ScriptedClock(durations)
-    lat = measure(clock.step, clock, TimingPolicy(tolerance=0.01, time_budget_s=30, round_target_s=0.004))
-    assert lat.stats()["median_ms"] == 4.0 and lat.stats()["max_ms"] == 4.0
+def test_between_repetition_interval_is_a_rerun_prediction_interval():
+    values = [95.0, 100.0, 105.0]  # s = 5, n = 3: t(0.975, 2) · 5 · sqrt(2/3) / 100
+    tp = repetitions.combine(values, [0.001] * 3)
+    assert tp["between_rel"] == pytest.approx(4.303 * 5 * (2 / 3) ** 0.5 / 100, rel=1e-3)
+    assert tp["uncertainty_rel"] == tp["between_rel"]
+    assert repetitions.verdict(tp, 0.05, 3) == "unstable"
+    assert repetitions.verdict(tp, 0.5, 3) == "stable"
 
 
-def test_measure_stops_at_budget_when_noise_never_settles():
-    rng = np.random.default_rng(1)
-    clock = ScriptedClock(rng.choice([1.0, 100.0], size=10_000_000))  # bimodal: the CI never narrows
-    lat = measure(clock.step, clock, TimingPolicy(tolerance=0.001, time_budget_s=0.3, warmup_budget_s=0.1))
-    s = lat.stats()
-    assert not s["converged"] and "budget" in s["stop_reason"]
-    assert s["iterations"] > 0
+def test_more_agreeing_repetitions_narrow_the_interval():
+    few = repetitions.combine([99.0, 101.0, 100.0], [None] * 3)["between_rel"]
+    many = repetitions.combine([99.0, 101.0, 100.0, 99.0, 101.0], [None] * 5)["between_rel"]
+    assert many < few
+
+
+def test_too_few_repetitions_are_never_stable():
+    tp = repetitions.combine([100.0], [0.001])
+    assert tp["between_rel"] is None
+    assert repetitions.verdict(tp, 0.05, 2) == "unstable"
+
+
+def test_disturbance_from_the_canary_or_foreign_cpu_time():
+    assert interference.disturbance(5.0, 5.2, 5.0, 0.02) is None
+    slow = interference.disturbance(5.0, 9.0, 5.0, 0.0)
+    assert "canary at the end 1.8×" in slow
+    busy = interference.disturbance(5.0, 5.0, 5.0, 0.9)
+    assert "other processes used 0.90 cores" in busy
+    assert interference.disturbance(5.0, 5.0, None, None) is None  # nothing to hold it against
+
+
+def test_cpu_busy_time_grows_with_work():
+    before = interference.cpu_busy_s()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    assert interference.cpu_busy_s() - before >= 0.2
+
+
+POLICY = timing.TimingPolicy(
+    warmup_s=0.05, window_s=0.01, window_iterations=3, windows=3, latency_s=0.01, latency_iterations=5
+)
+
+
+def test_a_repetition_counts_windows_and_latency_batches():
+    calls, syncs = [], []
+    rep = timing.measure_repetition(lambda: calls.append(1), lambda: syncs.append(len(calls)), POLICY, batch_size=4)
+    tp = rep["throughput"]
+    assert len(tp["windows_img_s"]) == 3 and tp["iterations_per_window"] >= 3
+    assert tp["img_s"] == float(np.median(tp["windows_img_s"])) > 0
+    assert rep["latency"]["iterations"] >= 5
+    assert rep["latency"]["p50_ms"] <= rep["latency"]["p90_ms"] <= rep["latency"]["p99_ms"]
+
+
+def test_latency_synchronises_after_every_batch_and_splits_host_from_device_time():
+    """A step that only queues work (returns at once) and a device that takes 5 ms per batch: the
+    host's share is small, so the pace is the device's; a step that does the work itself is
+    all host time (launch-bound by the same measure)."""
+    queued = []
+
+    def device_sync():
+        while queued:
+            queued.pop()
+            time.sleep(0.005)
+
+    lat = timing.latencies(lambda: queued.append(1), device_sync, POLICY)
+    assert not queued  # every batch was waited for before the next one started
+    assert lat["host_issue_fraction"] < timing.LAUNCH_BOUND_FRACTION
+    assert lat["p50_ms"] >= 5.0
+
+    host = timing.latencies(lambda: time.sleep(0.005), lambda: None, POLICY)
+    assert host["host_issue_fraction"] >= timing.LAUNCH_BOUND_FRACTION

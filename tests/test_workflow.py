@@ -18,13 +18,20 @@ REQUIRED_COLUMNS = [
     "batch_size",
     "status",
     "error",
-    "iterations",
-    "latency_ms_median",
+    "stability",
+    "repetitions",
+    "disturbed_repetitions",
+    "throughput_uncertainty_pct",
+    "latency_ms_p50",
     "latency_ms_p90",
     "latency_ms_p99",
     "throughput_img_s",
     "time_per_image_ms",
     "speedup_vs_baseline",
+    "speedup_low",
+    "speedup_high",
+    "launch_bound",
+    "baseline",
 ]
 
 
@@ -43,7 +50,7 @@ def test_report_end_to_end_then_nothing_to_do(workflow_copy):
     df = pl.read_parquet(report / "summary.parquet")
     assert set(REQUIRED_COLUMNS) <= set(df.columns)
     assert df.height == 2 and df["status"].to_list() == ["ok", "ok"], df.select("backend", "status", "error")
-    assert (df["throughput_img_s"] > 0).all() and (df["iterations"] > 0).all()
+    assert (df["throughput_img_s"] > 0).all() and (df["repetitions"] == 2).all()
     baseline = df.filter(pl.col("backend") == "torch")
     assert baseline["speedup_vs_baseline"].to_list() == [1.0]
     # Each cell checked that it computes the same thing as the fp32 reference, on real images.

@@ -229,6 +229,7 @@ def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
     Also measures how much CPU time other processes took meanwhile (the measuring process's own
     CPU time taken out), one of the two signals of a disturbed repetition.
     """
+    started = time.time()
     busy0, own0, t0 = cpu_busy_s(), _children_cpu_s(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="infbench-rep-") as tmp:
         args_path, out_path, err_path = Path(tmp, "args.json"), Path(tmp, "result.json"), Path(tmp, "stderr.txt")
@@ -264,14 +265,14 @@ def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
     if busy0 is not None and busy1 is not None:
         rep["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 3)
     rep["process_s"] = round(t1 - t0, 3)
+    rep["started"], rep["ended"] = started, time.time()
     return rep
 
 
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "load_s")
-    out = {k: rep.get(k) for k in keep}
-    out["process_s"] = rep.get("process_s")
+    out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s")}
     if rep.get("status") == "ok":
         out["throughput_img_s"] = rep["throughput"]["img_s"]
         out["throughput_ci95_rel"] = rep["throughput"]["ci95_rel"]
@@ -321,10 +322,10 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         q: repetitions.combine([r["latency"][f"{q}_ms"] for r in good], [None] * len(good))
         for q in ("p50", "p90", "p99")
     }
-    sync_run = good[0]["synchronous_run"]
-    host_fraction = statistics.median(r["latency"]["host_issue_fraction"] for r in good)
     # Launch-bound only has a meaning where work is queued asynchronously on a device.
-    launch_bound = None if cell.device == "cpu" or sync_run else host_fraction >= timing.LAUNCH_BOUND_FRACTION
+    asynchronous = cell.device != "cpu" and not good[0]["synchronous_run"]
+    host_fraction = statistics.median(r["latency"]["host_issue_fraction"] for r in good) if asynchronous else None
+    launch_bound = host_fraction >= timing.LAUNCH_BOUND_FRACTION if asynchronous else None
     energy = [r for r in good if (r.get("nvml") or {}).get("energy_mj_per_image") is not None]
     nvml = (
         sorted(energy, key=lambda r: r["nvml"]["energy_mj_per_image"])[len(energy) // 2]["nvml"]
@@ -347,7 +348,7 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         "latency": latency,
         "repetitions": len(good),
         "disturbed_repetitions": sum(1 for r in runs if r["disturbed"]),
-        "host_issue_fraction": None if sync_run else host_fraction,
+        "host_issue_fraction": host_fraction,
         "launch_bound": launch_bound,
         "load_s": statistics.median(r["load_s"] for r in good),
         "nvml": nvml,
