@@ -104,9 +104,7 @@ def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
             pl.when(measured)
             .then((pl.col("status") == "ok") & (pl.col("_base_status") == "ok"))
             .alias("speedup_stable"),
-            pl.when(measured)
-            .then(pl.lit(f"{BASELINE['backend']} {BASELINE['precision']}"))
-            .alias("baseline"),
+            pl.when(measured).then(pl.lit(f"{BASELINE['backend']} {BASELINE['precision']}")).alias("baseline"),
         )
         .drop("_base", "_base_u", "_base_status")
     )
