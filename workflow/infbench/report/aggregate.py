@@ -74,8 +74,25 @@ def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl
     rows = [row_of(r, r.get("_machine")) for r in results]
     schema = {name: SCHEMA[name] for name in [*CELL_KEYS, *FIELDS]}
     df = pl.DataFrame(rows, schema=schema)
-    df = with_speedup(df)
+    df = with_speedup(with_graph_check(df))
     return with_accuracy(df, accuracy or [])
+
+
+def with_graph_check(df: pl.DataFrame) -> pl.DataFrame:
+    """An eager torch cell is launch-bound, too, where its CUDA-graph replay (same precision, size
+    and batch) is faster beyond both uncertainties: the only difference is who launches the kernels."""
+    keys = ["machine", "model", "precision", "device", "image_size", "batch_size"]
+    graph = df.filter((pl.col("backend") == "torch_cudagraphs") & pl.col("status").is_in(MEASURED)).select(
+        *keys,
+        (pl.col("throughput_img_s") * (1 - pl.col("throughput_uncertainty_pct") / 100)).alias("_graph_low"),
+    )
+    eager_high = pl.col("throughput_img_s") * (1 + pl.col("throughput_uncertainty_pct") / 100)
+    faster = (pl.col("backend") == "torch") & pl.col("_graph_low").is_not_null() & (pl.col("_graph_low") > eager_high)
+    return (
+        df.join(graph, on=keys, how="left", nulls_equal=True)
+        .with_columns(pl.when(faster).then(True).otherwise(pl.col("launch_bound")).alias("launch_bound"))
+        .drop("_graph_low")
+    )
 
 
 def with_speedup(df: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,67 @@
+"""Result JSONs → the summary table: speedups with their interval, the pure baseline, and the
+launch-bound cross-check against CUDA-graph replay."""
+
+from __future__ import annotations
+
+import pytest
+
+from infbench.report.aggregate import summary_table
+
+
+def result(backend, precision, tput, u_pct, status="ok", device="cpu", size=32, batch=8, launch_bound=None):
+    return {
+        "cell": {
+            "model": "resnet18",
+            "backend": backend,
+            "precision": precision,
+            "device": device,
+            "image_size": size,
+            "batch_size": batch,
+        },
+        "status": status,
+        "stability": "stable" if status == "ok" else "unstable",
+        "throughput_img_s": tput,
+        "throughput_uncertainty_pct": u_pct,
+        "launch_bound": launch_bound,
+        "repetitions": 3,
+        "disturbed_repetitions": 0,
+        "environment": {"machine": "m"},
+    }
+
+
+def row(df, backend):
+    return df.filter(df["backend"] == backend).row(0, named=True)
+
+
+def test_speedup_carries_the_combined_interval_and_is_stable_only_when_both_cells_are():
+    df = summary_table([result("torch", "fp32", 1000.0, 3.0), result("onnxruntime", "int8", 2000.0, 4.0)])
+    r = row(df, "onnxruntime")
+    assert r["speedup_vs_baseline"] == pytest.approx(2.0)
+    assert r["speedup_low"] == pytest.approx(2.0 * 0.95) and r["speedup_high"] == pytest.approx(2.0 * 1.05)
+    assert r["speedup_stable"] is True and r["baseline"] == "torch fp32"
+    shaky = summary_table(
+        [result("torch", "fp32", 1000.0, 12.0, status="unstable"), result("onnxruntime", "int8", 2000.0, 4.0)]
+    )
+    r = row(shaky, "onnxruntime")
+    assert r["speedup_vs_baseline"] == pytest.approx(2.0) and r["speedup_stable"] is False
+
+
+def test_failed_cells_have_no_speedup():
+    df = summary_table(
+        [result("torch", "fp32", 1000.0, 3.0), result("onnxruntime", "fp32", None, None, status="error")]
+    )
+    assert row(df, "onnxruntime")["speedup_vs_baseline"] is None
+
+
+@pytest.mark.parametrize(
+    ("eager_u", "expected"),
+    [(1.0, True), (15.0, False)],  # graph clearly faster → launch-bound; intervals overlap → the cell's own verdict
+)
+def test_eager_is_launch_bound_where_its_graph_replay_is_significantly_faster(eager_u, expected):
+    cells = [
+        result("torch", "fp16", 23647.0, eager_u, device="cuda", size=224, batch=64, launch_bound=False),
+        result("torch_cudagraphs", "fp16", 25800.0, 1.0, device="cuda", size=224, batch=64, launch_bound=False),
+    ]
+    df = summary_table(cells)
+    assert row(df, "torch")["launch_bound"] is expected
+    assert row(df, "torch_cudagraphs")["launch_bound"] is False

@@ -1,0 +1,82 @@
+"""A competing CPU load part-way through a real run: the repetitions it hits are marked disturbed
+and re-measured, the cells it spoils are unstable, and no finding rests on them."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import polars as pl
+from conftest import TINY_CONFIG, start_snakemake, write_config
+
+LOAD_S = 8.0
+
+
+def busy_processes(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses_them(reported_copy):
+    wd = reported_copy
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["grid"].update(batch_sizes=[1, 4, 8])
+    # Stability is judged by disturbance alone here (tolerance 1): what this test is about.
+    cfg["bench"].update(repetitions=2, max_extra_repetitions=1, latency_s=0.5)
+    write_config(wd, cfg)
+    shutil.rmtree(wd / "results" / "bench")
+
+    run = start_snakemake(wd, "report")
+    deadline = time.monotonic() + 600
+    while not list((wd / "results" / "bench").rglob("*.json")):  # the load starts once a cell is done
+        assert run.poll() is None, (wd / "snakemake.out").read_text()
+        assert time.monotonic() < deadline, "no cell finished in time"
+        time.sleep(0.1)
+    load = busy_processes(2)  # as many as the machine has cores: every core is shared
+    load_on = time.time()
+    time.sleep(LOAD_S)
+    for p in load:
+        p.kill()
+        p.wait()
+    load_off = time.time()
+    assert run.wait(timeout=900) == 0, (wd / "snakemake.out").read_text()
+
+    cells = [json.loads(p.read_text()) for p in sorted((wd / "results" / "bench").rglob("*.json"))]
+    runs = [(c, r) for c in cells for r in c["repetition_runs"]]
+    # A repetition that ran inside the loaded stretch (by more than a second) was seen as disturbed.
+    hit = [(c, r) for c, r in runs if min(r["ended"], load_off) - max(r["started"], load_on) > 1.0]
+    assert hit, "no repetition ran while the load was on: the test did not test anything"
+    missed = [(c["cell"], r) for c, r in hit if not r["disturbed"]]
+    assert not missed, f"repetitions run under load but not marked disturbed: {missed}"
+    # A cell's figures come from quiet repetitions only; where none was quiet enough, it is unstable.
+    for c in cells:
+        quiet = [r for r in c["repetition_runs"] if not r["disturbed"]]
+        if c["status"] == "ok":
+            assert len(quiet) >= 2 and c["disturbed_repetitions"] == len(c["repetition_runs"]) - len(quiet)
+        else:
+            assert c["status"] == "unstable", c["error"]
+    assert sum(c["disturbed_repetitions"] for c in cells) >= 1
+
+    summary = pl.read_parquet(wd / "results/report/summary.parquet")
+    meta = json.loads((wd / "results/report/meta.json").read_text())
+    assert meta["repetitions_disturbed"] == sum(c["disturbed_repetitions"] for c in cells)
+    from infbench.report.findings import findings
+
+    for f in findings(summary, meta):
+        for r in cell_rows(f.data):
+            assert r.get("status", "ok") == "ok", f"finding {f.key} rests on a {r.get('status')} cell: {f.text}"
+    unstable = summary.filter(pl.col("status") == "unstable").height
+    print(f"{len(hit)} repetitions under load, {unstable} unstable cells, {meta['repetitions_disturbed']} disturbed")
+
+
+def cell_rows(data) -> list[dict]:
+    """Every summary row a finding's data holds, however nested."""
+    if isinstance(data, dict):
+        own = [data] if "backend" in data and "batch_size" in data else []
+        return own + [r for v in data.values() for r in cell_rows(v)]
+    if isinstance(data, list | tuple):
+        return [r for v in data for r in cell_rows(v)]
+    return []
