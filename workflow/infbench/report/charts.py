@@ -62,9 +62,14 @@ def with_intervals(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _hollow_if_unstable() -> alt.Fill:
-    """Filled in the series colour when stable, white (hollow) when unstable."""
-    return alt.condition(STABLE, alt.Fill("variant:N", legend=None), alt.value("white"))
+def _points(base: alt.Chart, **encodings) -> alt.Chart:
+    """A point per cell, in the series colour: filled when stable, hollow (a white centre) when unstable. One
+    layer with conditional fill opacity, so that no layer is ever empty and the legend keeps filled symbols."""
+    return base.mark_point(filled=True, size=40, opacity=1, strokeWidth=1.5).encode(
+        stroke=alt.Stroke("variant:N", legend=None),
+        fillOpacity=alt.condition(STABLE, alt.value(1.0), alt.value(0.0)),
+        **encodings,
+    )
 
 
 def _tip(column: str, title: str, fmt: str = ",.6~g") -> alt.Tooltip:
@@ -72,7 +77,9 @@ def _tip(column: str, title: str, fmt: str = ",.6~g") -> alt.Tooltip:
 
 
 def _color() -> alt.Color:
-    return alt.Color("variant:N", title="backend precision device", legend=alt.Legend(orient="bottom", columns=3))
+    return alt.Color(
+        "variant:N", title="backend precision device", legend=alt.Legend(orient="bottom", columns=3, symbolOpacity=1)
+    )
 
 
 def _multi(d: pl.DataFrame) -> bool:
@@ -112,8 +119,7 @@ def _line_facet(
     whiskers from band[0] to band[1] (the 95% interval), one panel per value of `facet`."""
     base = alt.Chart(width=WIDTH, height=HEIGHT).encode(x=x, y=y, color=_color())
     lines = base.mark_line().encode(detail="series:N", **_machine(d, "strokeDash"))
-    points = base.mark_point(size=36, opacity=1, strokeWidth=1.5).encode(fill=_hollow_if_unstable(), tooltip=tips)
-    layers = [lines, points]
+    layers = [lines, _points(base, tooltip=tips)]
     if band:
         whiskers = (
             alt.Chart()
@@ -283,7 +289,7 @@ def latency(cells):
         "latency",
         "Latency p50 / p99 per cell",
         "Batch latency per cell, one batch at a time, synchronised after each: the dot is the p50 with its 95% "
-        "interval (the short dark whisker), the bar reaches the p99. Hollow dots: unstable cells.",
+        "interval (the thick segment), the thin bar reaches the p99. Hollow dots: unstable cells.",
         note=note,
     )
     if not note:
@@ -309,11 +315,9 @@ def latency(cells):
         rule = base.mark_rule(strokeWidth=2, opacity=0.45).encode(
             x=alt.X("latency_ms_p50:Q", title="latency (ms, log scale)", scale=x_scale), x2="_p99:Q"
         )
-        band = base.mark_rule(strokeWidth=4, color="#222").encode(x="p50_low:Q", x2="p50_high:Q")
-        p50 = base.mark_point(size=50, strokeWidth=1.5, opacity=1).encode(
-            x="latency_ms_p50:Q", fill=_hollow_if_unstable()
-        )
+        band = base.mark_rule(strokeWidth=4).encode(x="p50_low:Q", x2="p50_high:Q")
         p99 = base.mark_tick(thickness=2, size=12).encode(x="_p99:Q")
+        p50 = _points(base, x="latency_ms_p50:Q")
         c.chart = alt.layer(rule, band, p50, p99).properties(height=alt.Step(14))
     return c
 

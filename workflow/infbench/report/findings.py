@@ -310,8 +310,9 @@ def _saturation_findings(ok: pl.DataFrame, df: pl.DataFrame, multi_machine: bool
     left_out = df.filter(pl.col("status") == "unstable").select(keys).unique(maintain_order=True).to_dicts()
     shaky = {tuple(r[k] for k in keys) for r in left_out}
     rows = [r for r in saturation(ok) if tuple(r[k] for k in keys) not in shaky]
+    out = []
     if not rows:
-        return [
+        out.append(
             Finding(
                 "saturation",
                 "Batch saturation could not be determined: no backend/precision/size has ok throughput at two or "
@@ -319,8 +320,7 @@ def _saturation_findings(ok: pl.DataFrame, df: pl.DataFrame, multi_machine: bool
                 False,
                 data={"left_out": left_out},
             )
-        ]
-    out = []
+        )
     variants = {(r["machine"], r["backend"], r["precision"], r["device"]): [] for r in rows}
     for r in rows:
         variants[(r["machine"], r["backend"], r["precision"], r["device"])].append(r)
