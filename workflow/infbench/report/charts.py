@@ -151,6 +151,7 @@ TPUT_TIPS = CELL_TIPS + [
     _tip("latency_ms_p50", "p50 latency (ms)"),
     alt.Tooltip("repetitions:Q", title="repetitions"),
     alt.Tooltip("disturbed_repetitions:Q", title="disturbed repetitions"),
+    alt.Tooltip("launch_bound:N", title="launch-bound"),
 ]
 TPUT_COLUMNS = [
     "throughput_img_s",
@@ -160,6 +161,7 @@ TPUT_COLUMNS = [
     "latency_ms_p50",
     "repetitions",
     "disturbed_repetitions",
+    "launch_bound",
 ]
 
 
@@ -580,11 +582,8 @@ def roofline(cells, meta):
         _tip("achieved_tflops", "achieved TFLOP/s"),
         _tip("utilization_pct", "utilisation (%)", ".2f"),
     ]
-    dots = (
-        alt.Chart(_values(d, TIP_COLUMNS + ["arithmetic_intensity", "achieved_tflops", "utilization_pct"]))
-        .mark_point(filled=True, size=60)
-        .encode(x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
-    )
+    data = _values(d, TIP_COLUMNS + ["arithmetic_intensity", "achieved_tflops", "utilization_pct"])
+    dots = _points(alt.Chart(data), x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
     layers = [dots]
     roofs = _roof_lines(peaks, lo, hi, multi)
     if roofs:
