@@ -256,7 +256,9 @@ def _md(row: dict, column: str) -> str:
     if column in UNCERTAINTY:
         return plus_minus(value, row.get(UNCERTAINTY[column]))
     if column == "speedup_vs_baseline":
-        return speedup_text(row) + ("" if row.get("speedup_stable") else " (unstable)")
+        if row.get("speedup_stable"):
+            return speedup_text(row)
+        return speedup_text(row) + (" (unstable)" if row.get("status") == "unstable" else " (baseline unstable)")
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -292,7 +294,7 @@ def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
         "| " + " | ".join(columns.values()) + " |",
         "|"
         + "|".join(
-            "---:" if c in ("image_size", "batch_size") or c in SCHEMA and SCHEMA[c] == pl.Float64 else "---"
+            "---:" if c in ("image_size", "batch_size") or SCHEMA.get(c) in (pl.Float64, pl.Int64) else "---"
             for c in columns
         )
         + "|",

@@ -603,7 +603,11 @@ def roofline(cells, meta):
                 tooltip=roof_tips,
             ),
         )
-    c.chart = alt.layer(*layers).properties(width=520, height=320).resolve_scale(strokeDash="independent")
+    c.chart = (
+        alt.layer(*layers)
+        .properties(width=520, height=320)
+        .resolve_scale(strokeDash="independent", stroke="independent")
+    )
     return c
 
 
