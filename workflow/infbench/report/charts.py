@@ -522,7 +522,10 @@ def memory(cells):
             tooltip=tips,
             **_machine(long, "opacity"),
         )
-        .facet(row=alt.Row("memory:N", title=None), column=alt.Column("image_size:O", title="image size (px)"))
+        .facet(
+            row=alt.Row("memory:N", title=None, sort=list(kinds.values())),
+            column=alt.Column("image_size:O", title="image size (px)"),
+        )
         .resolve_scale(y="independent")
     )
     return c
