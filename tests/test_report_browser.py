@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from report_example import example  # tests/report_example.py: a made-up summary
 
 from infbench.report.build import build_report
-from infbench.report.example import example
 
 websocket = pytest.importorskip("websocket", reason="websocket-client is needed (pip install -e '.[test]')")
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from report_example import example  # tests/report_example.py: a made-up summary (not a measurement)
 
 from infbench.report.build import build_report
 from infbench.report.charts import build_charts
-from infbench.report.example import example
 
 
 class Page(HTMLParser):
@@ -101,8 +101,45 @@ def test_header_names_dataset_model_machine_and_cells(built):
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "digits" in text and "resnet18" in text and "98.10%" in text
     assert "example-box" in text and "Example GPU 80GB" in text and "onnxruntime 1.32.0" in text
-    not_ok = summary.filter(pl.col("status") != "ok").height
-    assert f"{summary.height} cells ran" in text and f'<a href="#failures">{not_ok} not ok</a>' in text
+    failed = summary.filter(~pl.col("status").is_in(["ok", "unstable"])).height
+    unstable = summary.filter(pl.col("status") == "unstable").height
+    assert (failed, unstable) == (2, 2)
+    assert f"{summary.height} cells ran" in text and f'<a href="#failures">{failed} failed</a>' in text
+    assert f'<a href="#summary">{unstable} unstable</a>' in text
+    disturbed = meta["repetitions_disturbed"]
+    assert disturbed == 4 and f"{disturbed} disturbed by other load on the machine and measured again" in text
+    assert "torch fp32 (plain eager) on the same machine, device, image size and batch size" in text
+
+
+def test_summary_table_prints_uncertainty_and_marks_unstable_and_launch_bound(built):
+    summary, _, out = built
+    text = (out / "index.html").read_text(encoding="utf-8")
+    rows = parse(out / "index.html").tables["summary-table"]
+    head = rows[0]
+    col = {name: head.index(name) for name in ("backend", "status", "img/s", "p50 (ms)", "speedup (×)", "launch-bound")}
+    col["disturbed"] = head.index("disturbed")
+    by_cell = {tuple(r[:5]): r for r in rows[1:]}  # backend, precision, device, size, batch (one machine)
+    # every measured cell: value ± its uncertainty (e.g. "5,422 ± 2.9%"), as in the summary
+    cell = summary.filter(
+        (pl.col("backend") == "onnxruntime")
+        & (pl.col("precision") == "int8")
+        & (pl.col("image_size") == 32)
+        & (pl.col("batch_size") == 4)
+    ).row(0, named=True)
+    row = by_cell[("onnxruntime", "int8", "cpu", "32", "4")]
+    assert re.fullmatch(r"[\d,.]+ ± 2\.0%", row[col["img/s"]]), row[col["img/s"]]
+    assert row[col["p50 (ms)"]].endswith(" ± 3.0%")
+    assert row[col["disturbed"]] == "1" == str(cell["disturbed_repetitions"])
+    assert re.fullmatch(r"\d\.\d\d× \(\d\.\d\d–\d\.\d\d\)", row[col["speedup (×)"]]), row[col["speedup (×)"]]
+    # unstable cells: shown with their numbers, tagged and their rows marked
+    shaky = by_cell[("torch", "fp32", "cpu", "64", "16")]
+    assert shaky[col["status"]] == "unstable" and shaky[col["img/s"]].endswith(" ± 14.0%")
+    assert len(re.findall(r'<tr class="unstable">', text)) == 2
+    assert len(re.findall(r'<span class="tag">unstable</span>', text)) == 2
+    # launch-bound: yes for small-batch torch eager on CUDA, blank (not applicable) on CPU
+    assert by_cell[("torch", "fp16", "cuda", "32", "1")][col["launch-bound"]] == "yes"
+    assert by_cell[("torch", "fp16", "cuda", "32", "64")][col["launch-bound"]] == "no"
+    assert by_cell[("torch", "fp32", "cpu", "32", "1")][col["launch-bound"]] == "–"
 
 
 def test_plots_exported_for_every_chart(built):
@@ -122,7 +159,7 @@ def test_failures_dropped_and_accuracy_tables_list_their_rows(built):
     summary, meta, out = built
     page = parse(out / "index.html")
     failures = page.tables["failures-table"][1:]
-    expected = summary.filter(pl.col("status") != "ok")
+    expected = summary.filter(~pl.col("status").is_in(["ok", "unstable"]))  # unstable cells are not failures
     assert len(failures) == expected.height == 2
     assert {r[6] for r in failures} == {"oom", "unavailable"}
     assert any("CUDA out of memory" in r[7] for r in failures)
@@ -141,14 +178,19 @@ def test_summary_markdown(built):
     summary, _, out = built
     md = (out / "summary.md").read_text(encoding="utf-8")
     header = (
-        "| backend | precision | device | size | batch | status | median ms | img/s | speedup | top-1 agreement "
-        "| accuracy drop |"
+        "| backend | precision | device | size | batch | status | img/s ± 95% | p50 ms ± 95% | p99 ms "
+        "| speedup (interval) | disturbed | launch-bound | top-1 agreement | accuracy drop |"
     )
     assert header in md
     table_rows = [line for line in md.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(table_rows) == summary.height + 1
+    assert "85 cells: 81 ok, 2 unstable, 2 failed; 4 repetitions disturbed by other load and re-measured." in md
+    assert sum("| **unstable** |" in line for line in table_rows) == 2
+    assert all(" ± " in line for line in table_rows[1:] if "| ok |" in line)
     assert "## Findings" in md and "- [cpu] Highest throughput: onnxruntime int8" in md
     assert "**oom**" in md and "fp16 needs a GPU execution provider" in md
+    failures = md.split("## Cells not ok")[1].split("##")[0]
+    assert "unstable" not in failures  # unstable cells have numbers: they are in the table, not the failures
 
 
 def test_cpu_only_and_missing_figures_become_notes(tmp_path):
@@ -175,7 +217,10 @@ def test_nan_and_infinite_values_become_nulls(tmp_path):
     """A NaN or infinite figure must not reach the page: it is not valid JSON and the charts would not render."""
     summary, meta = example(machines=1, gpu=False)
     summary = summary.with_columns(
-        pl.when(pl.col("batch_size") == 1).then(float("nan")).otherwise(pl.col("ci95_rel")).alias("ci95_rel"),
+        pl.when(pl.col("batch_size") == 1)
+        .then(float("nan"))
+        .otherwise(pl.col("throughput_uncertainty_pct"))
+        .alias("throughput_uncertainty_pct"),
         pl.when(pl.col("batch_size") == 4)
         .then(float("inf"))
         .otherwise(pl.col("speedup_vs_baseline"))
@@ -220,7 +265,7 @@ def test_nothing_ok_and_all_null_columns(tmp_path):
     build_report(pl.DataFrame(rows), {"dataset": "digits", "model": "resnet18"}, tmp_path)
     page = parse(tmp_path / "index.html")
     assert page.chart_divs == []
-    assert len(page.notes) == 11 and all("No cell ran ok" in n for n in page.notes.values())
+    assert len(page.notes) == 11 and all("No cell was measured" in n for n in page.notes.values())
     assert sorted(r[6] for r in page.tables["failures-table"][1:]) == ["error", "timeout"]
     assert {r[7] for r in page.tables["failures-table"][1:]} == {"no result within 120 s", "boom"}
     assert list((tmp_path / "plots").iterdir()) == []
@@ -230,3 +275,26 @@ def test_nothing_ok_and_all_null_columns(tmp_path):
     assert (tmp_path / "plots" / "latency.svg").exists()
     build_report(pl.DataFrame(rows), {}, tmp_path)
     assert list((tmp_path / "plots").iterdir()) == []
+
+
+def test_charts_draw_intervals_and_unstable_cells(built):
+    """Throughput, time per image, latency and speedup charts carry the 95% interval of every drawn cell."""
+    summary, meta, _ = built
+    specs = {c.name: c.chart.to_dict() for c in build_charts(summary, meta) if c.chart is not None}
+    ends = {
+        "throughput_vs_batch": ("tput_low", "tput_high", "throughput_img_s"),
+        "throughput_vs_size": ("tput_low", "tput_high", "throughput_img_s"),
+        "time_per_image": ("tpi_low", "tpi_high", "time_per_image_ms"),
+        "latency": ("p50_low", "p50_high", "latency_ms_p50"),
+        "speedup": ("speedup_low", "speedup_high", "speedup_vs_baseline"),
+    }
+    for name, (low, high, value) in ends.items():
+        text = json.dumps(specs[name])
+        assert f'"field": "{high}"' in text, name  # an encoded interval end (y2 / x2)
+        values = specs[name]["data"]["values"]
+        assert all(v[low] < v[value] < v[high] for v in values), name
+        # unstable cells are drawn too (marked), failed ones are not
+        assert {v["status"] for v in values} == {"ok", "unstable"}, name
+    assert '"field": "latency_ms_p99"' in json.dumps(specs["latency"])
+    speedups = specs["speedup"]["data"]["values"]
+    assert any(not v["speedup_stable"] for v in speedups) and any(v["speedup_stable"] for v in speedups)

@@ -10,7 +10,8 @@ from infbench.report.findings import findings, saturation, size_scaling
 
 
 def cell(backend="torch", precision="fp32", device="cpu", size=32, batch=1, tput=100.0, status="ok", **extra):
-    """One summary row; latency follows from throughput unless given."""
+    """One summary row (± 2% on throughput and latency); latency follows from throughput unless given."""
+    measured = status in ("ok", "unstable")
     row = {
         "model": "resnet18",
         "backend": backend,
@@ -20,10 +21,12 @@ def cell(backend="torch", precision="fp32", device="cpu", size=32, batch=1, tput
         "batch_size": batch,
         "machine": "box",
         "status": status,
-        "error": None if status == "ok" else f"{status}: made up",
-        "throughput_img_s": tput if status == "ok" else None,
-        "latency_ms_median": 1000.0 * batch / tput if status == "ok" and tput else None,
-        "time_per_image_ms": 1000.0 / tput if status == "ok" and tput else None,
+        "error": None if measured else f"{status}: made up",
+        "throughput_img_s": tput if measured else None,
+        "throughput_uncertainty_pct": 2.0 if measured else None,
+        "latency_ms_p50": 1000.0 * batch / tput if measured and tput else None,
+        "latency_uncertainty_pct": 2.0 if measured else None,
+        "time_per_image_ms": 1000.0 / tput if measured and tput else None,
     }
     row.update(extra)
     return row
@@ -45,32 +48,121 @@ def one(found, key):
 def test_fastest_configuration_and_failed_cells_ignored():
     df = table(
         cell("torch", "fp32", batch=8, tput=400.0),
-        cell("onnxruntime", "fp32", batch=8, tput=1000.0, speedup_vs_baseline=2.5),
+        cell(
+            "onnxruntime",
+            "fp32",
+            batch=8,
+            tput=1000.0,
+            speedup_vs_baseline=2.5,
+            speedup_low=2.4,
+            speedup_high=2.6,
+            speedup_stable=True,
+        ),
         cell("onnxruntime", "fp32", batch=1, tput=300.0),
         cell("tensorrt", "fp16", batch=8, status="error"),
     )
     found = findings(df, {})
     best = one(found, "max_throughput")
-    assert best.determined
+    assert best.determined and best.data["significant"] is True
     assert (best.data["row"]["backend"], best.data["row"]["batch_size"]) == ("onnxruntime", 8)
-    assert "1,000 img/s" in best.text and "2.50×" in best.text
+    assert "1,000 img/s ± 2.0%" in best.text and "2.50× the torch fp32 baseline, interval 2.40–2.60×" in best.text
+    assert "the next variant, torch fp32 on cpu, 32 px, batch 8, reaches 400 img/s ± 2.0%" in best.text
     cells = one(found, "cells")
-    assert cells.data == {"total": 4, "not_ok": {"error": 1}}
-    assert "1 of 4 cells did not run ok" in cells.text
+    assert cells.data == {"total": 4, "not_ok": {"error": 1}, "unstable": 0, "disturbed": 0}
+    assert "3 of 4 cells ran ok; 1 did not run: 1 error" in cells.text
 
 
-def test_lowest_batch1_latency_uses_median_of_batch1_cells_only():
+def test_overlapping_intervals_name_no_winner():
+    """9,866 ± 2.4% and 9,500 ± 2.9% overlap: no significant difference, and neither is called the best."""
     df = table(
-        cell("torch", size=32, batch=1, latency_ms_median=5.0, latency_ms_p99=9.0),
-        cell("onnxruntime", size=32, batch=1, latency_ms_median=3.0, latency_ms_p99=4.0),
-        cell("onnxruntime", size=64, batch=1, latency_ms_median=11.0),
-        cell("torch", size=64, batch=1, latency_ms_median=10.0),
-        cell("torch", size=32, batch=4, latency_ms_median=1.0),  # not batch 1: ignored
+        cell("onnxruntime", "int8", batch=32, tput=9866.0, throughput_uncertainty_pct=2.4),
+        cell("onnxruntime", "fp32", batch=32, tput=9500.0, throughput_uncertainty_pct=2.9),
+        cell("torch", "fp32", batch=32, tput=3000.0),
+    )
+    f = one(findings(df, {}), "max_throughput")
+    assert f.data["significant"] is False and f.data["runner_up"]["precision"] == "fp32"
+    assert f.text == (
+        "Highest throughput: no significant difference between onnxruntime int8 on cpu, 32 px, batch 32 "
+        "(9,866 img/s ± 2.4%) and onnxruntime fp32 on cpu, 32 px, batch 32 (9,500 img/s ± 2.9%): "
+        "their intervals overlap."
+    )
+    # with tighter uncertainties the same figures differ significantly and the winner is named
+    tight = df.with_columns(pl.lit(1.0).alias("throughput_uncertainty_pct"))
+    f = one(findings(tight, {}), "max_throughput")
+    assert f.data["significant"] is True and f.text.startswith("Highest throughput: onnxruntime int8 on cpu")
+    # the same for batch-1 latency (p50)
+    df = table(
+        cell("onnxruntime", "int8", batch=1, latency_ms_p50=0.211, latency_uncertainty_pct=5.6),
+        cell("onnxruntime", "fp32", batch=1, latency_ms_p50=0.220, latency_uncertainty_pct=4.0),
     )
     f = one(findings(df, {}), "min_latency_batch1")
-    assert f.data["row"]["backend"] == "onnxruntime" and f.data["row"]["latency_ms_median"] == 3.0
+    assert f.data["significant"] is False and "no significant difference" in f.text
+    assert "0.211 ms ± 5.6%" in f.text and "0.22 ms ± 4.0%" in f.text
+
+
+def test_unstable_cells_never_carry_a_finding():
+    """The fastest cell is unstable: it is counted, but the headline is the fastest stable cell; a speedup against
+    an unstable baseline is not stated; saturation around an unstable cell is not claimed."""
+    df = table(
+        cell("onnxruntime", "int8", batch=8, tput=20000.0, status="unstable", throughput_uncertainty_pct=30.0),
+        cell(
+            "onnxruntime",
+            "int8",
+            batch=1,
+            tput=5000.0,
+            speedup_vs_baseline=10.0,
+            speedup_low=8.0,
+            speedup_high=12.0,
+            speedup_stable=False,
+            disturbed_repetitions=1,
+        ),
+        cell("torch", "fp32", batch=1, tput=500.0, status="unstable", disturbed_repetitions=2),
+        cell("torch", "fp32", batch=8, tput=900.0),
+    )
+    found = findings(df, {})
+    cells = one(found, "cells")
+    assert cells.data == {"total": 4, "not_ok": {}, "unstable": 2, "disturbed": 3}
+    assert "2 of 4 cells ran ok; 2 unstable" in cells.text and "3 repetitions were disturbed" in cells.text
+    best = one(found, "max_throughput")
+    assert best.data["row"]["throughput_img_s"] == 5000.0 and "20,000" not in best.text
+    assert "10.0×" not in best.text and "no speedup stated: its torch fp32 baseline cell is unstable" in best.text
+    lat = one(found, "min_latency_batch1")
+    assert lat.data["row"]["backend"] == "onnxruntime" and lat.data["runner_up"] is None  # torch b1 is unstable
+    saturation_texts = [f.text for f in by_key(found, "saturation")]
+    assert not any("Batch saturation (first batch" in t for t in saturation_texts)
+    assert any(
+        t.startswith("Batch saturation not stated for onnxruntime int8 on cpu at 32 px") for t in saturation_texts
+    )
+
+
+def test_launch_bound_cells_are_named():
+    df = table(
+        cell("torch", "fp16", "cuda", batch=1, tput=2000.0, launch_bound=True),
+        cell("torch", "fp16", "cuda", batch=4, tput=7000.0, launch_bound=True),
+        cell("torch", "fp16", "cuda", size=64, batch=1, tput=1900.0, launch_bound=True),
+        cell("torch", "fp16", "cuda", batch=256, tput=40000.0, launch_bound=False),
+        cell("onnxruntime", "fp32", "cpu", batch=1, tput=900.0),  # not applicable: null
+    )
+    f = one(findings(df, {}), "launch_bound")
+    assert len(f.data["cells"]) == 3
+    assert "3 of 4 cells are launch-bound" in f.text
+    assert "torch fp16 on cuda at 32 px batch 1, 4, 64 px batch 1." in f.text
+    assert by_key(findings(table(cell()), {}), "launch_bound") == []  # CPU only: no launch-bound finding
+
+
+def test_lowest_batch1_latency_uses_p50_of_batch1_cells_only():
+    df = table(
+        cell("torch", size=32, batch=1, latency_ms_p50=5.0, latency_ms_p99=9.0),
+        cell("onnxruntime", size=32, batch=1, latency_ms_p50=3.0, latency_ms_p99=4.0),
+        cell("onnxruntime", size=64, batch=1, latency_ms_p50=11.0),
+        cell("torch", size=64, batch=1, latency_ms_p50=10.0),
+        cell("torch", size=32, batch=4, latency_ms_p50=1.0),  # not batch 1: ignored
+    )
+    f = one(findings(df, {}), "min_latency_batch1")
+    assert f.data["row"]["backend"] == "onnxruntime" and f.data["row"]["latency_ms_p50"] == 3.0
     assert {s: r["backend"] for s, r in f.data["per_size"].items()} == {32: "onnxruntime", 64: "torch"}
-    assert "3.00 ms" in f.text and "p99 4.00 ms" in f.text
+    assert "3.00 ms ± 2.0%" in f.text and "p99 4.00 ms" in f.text
+    assert f.data["significant"] and "the next variant, torch fp32 on cpu, takes 5.00 ms ± 2.0%" in f.text
 
 
 def test_best_within_tolerance_excludes_over_tolerance_variant():
@@ -130,15 +222,34 @@ def test_over_tolerance_variants_from_meta_accuracy():
 
 def test_memory_cap_prefers_device_memory_and_excludes_cells_over_the_cap():
     df = table(
-        # GPU cell: device peak 300 MB counts (its host RSS of 900 MB does not)
-        cell("torch", "fp16", "cuda", batch=32, tput=5000.0, device_memory_peak_mb=300.0, host_memory_peak_mb=900.0),
-        cell("torch", "fp32", "cuda", batch=64, tput=8000.0, device_memory_peak_mb=700.0, host_memory_peak_mb=900.0),
+        # GPU cell: device-level peak 300 MB counts (its host RSS of 900 MB and the allocator's 50 MB do not)
+        cell(
+            "torch",
+            "fp16",
+            "cuda",
+            batch=32,
+            tput=5000.0,
+            device_memory_peak_mb=300.0,
+            host_memory_peak_mb=900.0,
+            allocator_memory_peak_mb=50.0,
+        ),
+        cell(
+            "torch",
+            "fp32",
+            "cuda",
+            batch=64,
+            tput=8000.0,
+            device_memory_peak_mb=700.0,
+            host_memory_peak_mb=900.0,
+            allocator_memory_peak_mb=90.0,
+        ),
         cell("torch", "fp32", "cuda", batch=1, tput=100.0, device_memory_peak_mb=None, host_memory_peak_mb=None),
     )
     f = one(findings(df, {"memory_cap_mb": 500.0}), "best_within_memory_cap")
     assert f.data["row"]["precision"] == "fp16" and f.data["row"]["_mem_kind"] == "device"
     assert "500 MB" in f.text and "300 MB" in f.text and "1 cells without a memory figure" in f.text
-    f = one(findings(df, {"memory_cap_mb": 100.0}), "best_within_memory_cap")
+    assert "5,000 img/s ± 2.0%" in f.text
+    f = one(findings(df, {"memory_cap_mb": 100.0}), "best_within_memory_cap")  # the allocator's 50/90 MB would fit
     assert f.data["row"] is None and "No ok cell fits" in f.text
     f = one(findings(df, {}), "best_within_memory_cap")  # no cap: the smallest footprint is named
     assert f.data["cap_mb"] is None and f.data["row"]["device_memory_peak_mb"] == 300.0

@@ -11,12 +11,11 @@ from pathlib import Path
 import polars as pl
 
 from infbench.io import atomic_path, read_json, write_json
-from infbench.report.frame import SCHEMA
+from infbench.report.frame import MEASURED, SCHEMA
 
 BASELINE = {"backend": "torch", "precision": "fp32"}
 BASELINE_TEXT = "torch fp32 (plain eager) on the same machine, device, image size and batch size"
 CELL_KEYS = ["model", "backend", "precision", "device", "image_size", "batch_size"]
-MEASURED = ("ok", "unstable")  # statuses whose cells have numbers (unstable ones are shown, marked)
 
 # Summary column → where it sits in a result JSON.
 FIELDS = {

@@ -17,9 +17,19 @@ import polars as pl
 import vl_convert
 
 from infbench.io import atomic_path
+from infbench.report.aggregate import BASELINE_TEXT
 from infbench.report.charts import Chart, build_charts
 from infbench.report.findings import Finding, findings
-from infbench.report.frame import SCHEMA, complete, num, pct, several_machines
+from infbench.report.frame import (
+    SCHEMA,
+    complete,
+    failed_cells,
+    num,
+    pct,
+    plus_minus,
+    several_machines,
+    speedup_text,
+)
 
 # --- vl-convert ---------------------------------------------------------------------------------------------------
 
@@ -62,7 +72,9 @@ def export_plots(charts: list[Chart], plots_dir: Path) -> list[Path]:
 
 # --- tables -------------------------------------------------------------------------------------------------------
 
-SUMMARY_COLUMNS = {  # column → header in the HTML summary table; every summary column, readable names
+# column → header in the HTML summary table. The uncertainty, interval and stability columns are printed inside the
+# figures they qualify (img/s ± u, p50 ± u, speedup (low–high), an "unstable" tag), not as columns of their own.
+SUMMARY_COLUMNS = {
     "machine": "machine",
     "backend": "backend",
     "precision": "precision",
@@ -70,21 +82,18 @@ SUMMARY_COLUMNS = {  # column → header in the HTML summary table; every summar
     "image_size": "size (px)",
     "batch_size": "batch",
     "status": "status",
-    "latency_ms_median": "median (ms)",
-    "latency_ms_p90": "p90 (ms)",
-    "latency_ms_p95": "p95 (ms)",
-    "latency_ms_p99": "p99 (ms)",
-    "latency_ms_mean": "mean (ms)",
-    "latency_ms_min": "min (ms)",
-    "latency_ms_max": "max (ms)",
-    "latency_ms_std": "std (ms)",
-    "ci95_rel": "95% CI (rel.)",
-    "iterations": "iterations",
-    "converged": "converged",
-    "mode": "mode",
     "throughput_img_s": "img/s",
     "time_per_image_ms": "ms/img",
+    "latency_ms_p50": "p50 (ms)",
+    "latency_ms_p90": "p90 (ms)",
+    "latency_ms_p99": "p99 (ms)",
     "speedup_vs_baseline": "speedup (×)",
+    "repetitions": "repetitions",
+    "disturbed_repetitions": "disturbed",
+    "launch_bound": "launch-bound",
+    "host_issue_fraction": "host issue",
+    "load_s": "load (s)",
+    "mode": "mode",
     "accuracy_top1": "top-1 acc.",
     "accuracy_drop": "acc. drop (pts)",
     "over_tolerance": "over tol.",
@@ -96,42 +105,86 @@ SUMMARY_COLUMNS = {  # column → header in the HTML summary table; every summar
     "utilization_pct": "util. (%)",
     "arithmetic_intensity": "FLOP/byte",
     "device_memory_peak_mb": "device mem (MB)",
+    "allocator_memory_peak_mb": "allocator mem (MB)",
     "host_memory_peak_mb": "host mem (MB)",
     "gpu_util_pct": "GPU util (%)",
     "power_w": "power (W)",
     "energy_mj_per_image": "mJ/img",
+    "energy_window_img_s": "energy window img/s",
     "model": "model",
     "error": "error",
 }
+# a figure → the column holding its uncertainty (%), printed as "value ± u%"
+UNCERTAINTY = {
+    "throughput_img_s": "throughput_uncertainty_pct",
+    "latency_ms_p50": "latency_uncertainty_pct",
+}
+TITLES = {  # header tooltips: what the less obvious columns mean
+    "status": "ok; unstable: repetitions disagreed beyond the tolerance even after re-measuring (shown, never used "
+    "by a finding); error, oom, timeout, unavailable: no numbers",
+    "throughput_img_s": "batches back to back, one synchronisation per window; ± u: a rerun lands within it (95%)",
+    "latency_ms_p50": "one batch at a time, synchronised after each; ± u: a rerun lands within it (95%)",
+    "speedup_vs_baseline": "throughput over the plain torch eager fp32 baseline's; in brackets its interval; grey: "
+    "the cell or its baseline is unstable",
+    "disturbed_repetitions": "repetitions run while something else loaded the machine (measured again)",
+    "launch_bound": "the host's launches, not the device, set the pace",
+    "host_issue_fraction": "share of the wall time the host spent issuing work",
+    "load_s": "time to load or compile the artifact (a proxy for time to first inference)",
+    "device_memory_peak_mb": "device-level peak (NVML, process baseline subtracted), the same for every backend",
+    "allocator_memory_peak_mb": "the runtime allocator's own peak, where it has one",
+}
 
 
-def _cell(value, column: str) -> str:
-    """One <td>: readable text, the raw value in data-v for sorting."""
+def _number(value, column: str) -> str:
+    if column in ("accuracy_top1", "top1_agreement"):
+        return pct(value)
+    if column == "max_abs_logit_diff":
+        return f"{value:.3g}"
+    if column == "host_issue_fraction":
+        return f"{100 * value:.0f}%"
+    if isinstance(value, int):
+        return str(value)
+    return num(value)
+
+
+def _cell(row: dict, column: str) -> str:
+    """One <td>: readable text (a figure with its ± uncertainty or interval), the raw value in data-v for sorting."""
+    value = row.get(column)
     if value is None:
         return '<td class="null" data-v="">–</td>'
     if isinstance(value, bool):
         text = "yes" if value else "no"
-        klass = ' class="over"' if column == "over_tolerance" and value else ""
+        klass = ' class="over"' if column in ("over_tolerance", "launch_bound") and value else ""
         return f'<td{klass} data-v="{int(value)}">{text}</td>'
     if isinstance(value, (int, float)):
-        if column in ("accuracy_top1", "top1_agreement"):
-            text = pct(value)
-        elif column == "ci95_rel":
-            text = f"{100 * value:.2f}%"
-        elif column == "max_abs_logit_diff":
-            text = f"{value:.3g}"
-        elif isinstance(value, int):
-            text = str(value)
+        klass = "n"
+        if column in UNCERTAINTY:
+            text = plus_minus(value, row.get(UNCERTAINTY[column]))
+        elif column == "speedup_vs_baseline":
+            text = speedup_text(row)
+            klass += "" if row.get("speedup_stable") else " shaky"
         else:
-            text = num(value)
-        return f'<td class="n" data-v="{value!r}">{text}</td>'
-    klass = f' class="status-{html.escape(str(value))}"' if column == "status" else ""
-    return f"<td{klass}>{html.escape(str(value))}</td>"
+            text = _number(value, column)
+        if column == "disturbed_repetitions" and value:
+            klass += " disturbed"
+        return f'<td class="{klass}" data-v="{value!r}">{html.escape(text)}</td>'
+    if column == "status":
+        text = '<span class="tag">unstable</span>' if value == "unstable" else html.escape(str(value))
+        return f'<td class="status-{html.escape(str(value))}" data-v="{html.escape(str(value))}">{text}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
 
 
 def html_table(rows: list[dict], columns: dict[str, str], table_id: str, sortable: bool = True) -> str:
-    head = "".join(f"<th>{html.escape(title)}</th>" for title in columns.values())
-    body = "\n".join("<tr>" + "".join(_cell(r.get(c), c) for c in columns) + "</tr>" for r in rows)
+    head = "".join(
+        f'<th title="{html.escape(TITLES[c])}">{html.escape(t)}</th>' if c in TITLES else f"<th>{html.escape(t)}</th>"
+        for c, t in columns.items()
+    )
+    body = "\n".join(
+        ('<tr class="unstable">' if r.get("status") == "unstable" else "<tr>")
+        + "".join(_cell(r, c) for c in columns)
+        + "</tr>"
+        for r in rows
+    )
     klass = "sortable" if sortable else ""
     return (
         f'<div class="table-wrap"><table id="{table_id}" class="{klass}"><thead><tr>{head}</tr></thead>'
@@ -181,47 +234,75 @@ MD_COLUMNS = {
     "image_size": "size",
     "batch_size": "batch",
     "status": "status",
-    "latency_ms_median": "median ms",
-    "throughput_img_s": "img/s",
-    "speedup_vs_baseline": "speedup",
+    "throughput_img_s": "img/s ± 95%",
+    "latency_ms_p50": "p50 ms ± 95%",
+    "latency_ms_p99": "p99 ms",
+    "speedup_vs_baseline": "speedup (interval)",
+    "disturbed_repetitions": "disturbed",
+    "launch_bound": "launch-bound",
     "top1_agreement": "top-1 agreement",
     "accuracy_drop": "accuracy drop",
 }
 
 
-def _md(value, column: str) -> str:
+def _md(row: dict, column: str) -> str:
+    value = row.get(column)
     if value is None:
         return "–"
+    if column == "status" and value == "unstable":
+        return "**unstable**"
     if column == "top1_agreement":
         return pct(value)
+    if column in UNCERTAINTY:
+        return plus_minus(value, row.get(UNCERTAINTY[column]))
     if column == "speedup_vs_baseline":
-        return f"{value:.2f}×"
+        if row.get("speedup_stable"):
+            return speedup_text(row)
+        return speedup_text(row) + (" (unstable)" if row.get("status") == "unstable" else " (baseline unstable)")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return num(value)
     return str(value).replace("|", "\\|")
 
 
+def cells_line(df: pl.DataFrame, meta: dict) -> str:
+    """'18 cells: 10 ok, 8 unstable, 0 failed; 5 repetitions disturbed and re-measured.' (plain text)."""
+    unstable = df.filter(pl.col("status") == "unstable").height
+    failed = failed_cells(df).height
+    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if df.height else 0
+    if not disturbed:
+        disturbed = int(meta.get("repetitions_disturbed") or 0)
+    return (
+        f"{df.height} cells: {df.height - unstable - failed} ok, {unstable} unstable, {failed} failed; "
+        f"{disturbed} repetitions disturbed by other load and re-measured."
+    )
+
+
 def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
     columns = ({"machine": "machine"} if several_machines(df) else {}) | MD_COLUMNS
+    if df.get_column("launch_bound").is_null().all():  # CPU and synchronous runtimes: not applicable
+        columns.pop("launch_bound")
     lines = [
         f"# infbench: {meta.get('model', 'model')} on {meta.get('dataset', 'dataset')}",
         "",
-        f"{df.height} cells, {df.filter(pl.col('status') != 'ok').height} not ok; "
-        f"speedup against {meta.get('baseline') or 'torch fp32 on the same device, size and batch'}. "
+        f"{cells_line(df, meta)} Speedup against {meta.get('baseline') or BASELINE_TEXT}. "
         f"Created {meta.get('created', 'n/a')}.",
+        "",
+        f"{READING_MD}",
         "",
         "| " + " | ".join(columns.values()) + " |",
         "|"
         + "|".join(
-            "---:" if c in ("image_size", "batch_size") or c in SCHEMA and SCHEMA[c] == pl.Float64 else "---"
+            "---:" if c in ("image_size", "batch_size") or SCHEMA.get(c) in (pl.Float64, pl.Int64) else "---"
             for c in columns
         )
         + "|",
     ]
     for row in df.iter_rows(named=True):
-        lines.append("| " + " | ".join(_md(row.get(c), c) for c in columns) + " |")
+        lines.append("| " + " | ".join(_md(row, c) for c in columns) + " |")
     lines += ["", "## Findings", ""] + [f"- {f.text}" for f in found]
-    bad = df.filter(pl.col("status") != "ok")
+    bad = failed_cells(df)
     if bad.height:
         lines += ["", "## Cells not ok", ""]
         for r in bad.iter_rows(named=True):
@@ -235,6 +316,18 @@ def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
             f"- {d.get('backend')} {d.get('precision')} {d.get('device')}: {d.get('reason')}" for d in meta["dropped"]
         ]
     return "\n".join(lines) + "\n"
+
+
+# How to read the table, in both outputs.
+READING = (
+    "Throughput (img/s): batches back to back, images per second over a window. Latency (p50/p90/p99): one batch "
+    "at a time, synchronised after each. Each cell is the median of several repetitions in fresh processes; "
+    "± is its 95% uncertainty: a rerun lands within it. Unstable: the repetitions disagreed beyond the tolerance "
+    "even after re-measuring; the numbers are shown, marked, and no finding uses them. Disturbed: repetitions run "
+    "while something else loaded the machine, measured again. Launch-bound: the host's launches, not the device, "
+    "set the pace. Speedups compare throughput with the baseline's, their interval in brackets."
+)
+READING_MD = READING.replace("Unstable:", "**Unstable**:")
 
 
 # --- HTML ---------------------------------------------------------------------------------------------------------
@@ -256,8 +349,14 @@ th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left; whit
 td.n { text-align: right; font-variant-numeric: tabular-nums; } td.null { color: #aaa; text-align: center; }
 thead th { position: sticky; top: 0; background: #f4f4f6; } table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th.asc::after { content: " ▲"; } table.sortable th.desc::after { content: " ▼"; }
-td.status-ok { color: #1a7f37; } td[class^="status-"]:not(.status-ok) { color: #b42318; font-weight: 600; }
+td.status-ok { color: #1a7f37; }
+td[class^="status-"]:not(.status-ok):not(.status-unstable) { color: #b42318; font-weight: 600; }
 td.over { color: #b42318; font-weight: 600; }
+tr.unstable td { background: #fff4e5; color: #7a4b00; } td.status-unstable { font-weight: 600; }
+span.tag { display: inline-block; padding: 0 6px; border-radius: 8px; background: #e8a317; color: #fff;
+           font-size: 11px; font-weight: 600; }
+td.shaky { color: #999; font-style: italic; } td.disturbed { color: #8a5a00; font-weight: 600; }
+p.reading { max-width: 1100px; }
 #failures td:last-child { white-space: pre-wrap; max-width: 700px; }
 .files { font-size: 12px; }
 """
@@ -321,10 +420,19 @@ def _json_script(element_id: str, data) -> str:
 def _header(df: pl.DataFrame, meta: dict) -> str:
     e = html.escape
     accuracy = meta.get("model_accuracy")
-    not_ok = df.filter(pl.col("status") != "ok").height
+    failed = failed_cells(df).height
+    unstable = df.filter(pl.col("status") == "unstable").height
     total = df.height
     cells = f"{total} cells ran; "
-    cells += f'<a href="#failures">{not_ok} not ok</a>' if not_ok else "all ok"
+    cells += f'<a href="#failures">{failed} failed</a>' if failed else "none failed"
+    cells += (
+        f'; <a href="#summary">{unstable} unstable</a> (repetitions disagreed even after re-measuring: '
+        "shown marked, no finding uses them)"
+        if unstable
+        else "; none unstable"
+    )
+    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if total else 0
+    disturbed = disturbed or int(meta.get("repetitions_disturbed") or 0)
     machines = []
     for m in meta.get("machines") or []:
         hw = ", ".join(
@@ -354,7 +462,13 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
         ("Machines", "<ul>" + "".join(machines) + "</ul>" if machines else "not recorded"),
         ("Created", e(str(meta.get("created", "n/a")))),
         ("Cells", cells),
-        ("Baseline", e(meta.get("baseline") or "torch fp32 on the same device, size and batch")),
+        (
+            "Repetitions",
+            f"{disturbed} disturbed by other load on the machine and measured again"
+            if disturbed
+            else "none disturbed by other load",
+        ),
+        ("Baseline", e(meta.get("baseline") or BASELINE_TEXT)),
         ("Accuracy tolerance", f"{num(tol)} points" if tol is not None else "not set"),
         ("Memory cap", num(cap, "MB") if cap is not None else "not set"),
     ]
@@ -381,11 +495,11 @@ def render_html(df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[F
     items = "\n".join(
         f'<li class="{"" if f.determined else "undetermined"}" data-key="{e(f.key)}">{e(f.text)}</li>' for f in found
     )
-    failures = df.filter(pl.col("status") != "ok").to_dicts()
+    failures = failed_cells(df).to_dicts()
     failures_html = (
         html_table(failures, FAILURE_COLUMNS, "failures-table")
         if failures
-        else '<p class="muted">Every cell ran ok.</p>'
+        else '<p class="muted">Every cell ran (ok or unstable).</p>'
     )
     dropped = meta.get("dropped") or []
     dropped_html = (
@@ -435,10 +549,13 @@ at what cost in accuracy and memory.</p>
 {items}
 </ul>
 <h2 id="charts">Charts</h2>
-<p class="muted">Hover a mark for its exact values. Only cells that ran ok are drawn.</p>
+<p class="muted">Hover a mark for its exact values. Bars and whiskers are the 95% intervals (a rerun lands within
+them); hollow points and faded bars are unstable cells, drawn but never used by a finding.</p>
 {sections}
 <h2 id="summary">Summary table</h2>
-<p class="muted">Every cell; click a column header to sort.</p>
+<p class="muted reading">{e(READING)}</p>
+<p class="muted">Every cell; unstable rows are shaded and tagged. Click a column header to sort; hover a header for
+what it means.</p>
 {html_table(df.to_dicts(), summary_cols, "summary-table")}
 <h2 id="accuracy">Accuracy per variant</h2>
 {accuracy_html}

@@ -3,6 +3,9 @@ saying why it is absent: never an empty or broken chart.
 
 Series are `backend precision device` (plus `@ machine` when several machines or runs are compared), so runs from
 different machines are coloured apart in every chart.
+
+Charts draw every measured cell (ok and unstable) with its 95% interval (value × (1 ± u)): whiskers on points, rules
+on bars. Unstable cells are drawn hollow or faded: shown, as in the tables, but never used by a finding.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 import altair as alt
 import polars as pl
 
-from infbench.report.frame import all_null, complete, ok_cells, several_machines, with_series
+from infbench.report.frame import all_null, complete, measured_cells, several_machines, with_series
 
 FACET_COLUMNS = 4
 WIDTH = 220
@@ -38,8 +41,35 @@ CELL_TIPS = [
     alt.Tooltip("series:N", title="backend precision device (@ machine)"),
     alt.Tooltip("image_size:Q", title="image size (px)"),
     alt.Tooltip("batch_size:Q", title="batch"),
+    alt.Tooltip("status:N", title="status"),
 ]
-TIP_COLUMNS = ["series", "variant", "cell", "image_size", "batch_size", "machine"]
+TIP_COLUMNS = ["series", "variant", "cell", "image_size", "batch_size", "machine", "status"]
+STABLE = "datum.status == 'ok'"
+NOTHING = "No cell was measured (none ran ok or unstable), so there is nothing to draw (see the failures table)."
+
+
+def with_intervals(df: pl.DataFrame) -> pl.DataFrame:
+    """Add the 95% interval ends the charts draw: throughput, time per image and p50 latency × (1 ± u)."""
+    tu = pl.col("throughput_uncertainty_pct").fill_null(0) / 100
+    lu = pl.col("latency_uncertainty_pct").fill_null(0) / 100
+    return df.with_columns(
+        (pl.col("throughput_img_s") * (1 - tu)).alias("tput_low"),
+        (pl.col("throughput_img_s") * (1 + tu)).alias("tput_high"),
+        (pl.col("time_per_image_ms") * (1 - tu)).alias("tpi_low"),
+        (pl.col("time_per_image_ms") * (1 + tu)).alias("tpi_high"),
+        (pl.col("latency_ms_p50") * (1 - lu)).alias("p50_low"),
+        (pl.col("latency_ms_p50") * (1 + lu)).alias("p50_high"),
+    )
+
+
+def _points(base: alt.Chart, **encodings) -> alt.Chart:
+    """A point per cell, in the series colour: filled when stable, hollow (a white centre) when unstable. One
+    layer with conditional fill opacity, so that no layer is ever empty and the legend keeps filled symbols."""
+    return base.mark_point(filled=True, size=40, opacity=1, strokeWidth=1.5).encode(
+        stroke=alt.Stroke("variant:N", legend=None),
+        fillOpacity=alt.condition(STABLE, alt.value(1.0), alt.value(0.0)),
+        **encodings,
+    )
 
 
 def _tip(column: str, title: str, fmt: str = ",.6~g") -> alt.Tooltip:
@@ -47,7 +77,9 @@ def _tip(column: str, title: str, fmt: str = ",.6~g") -> alt.Tooltip:
 
 
 def _color() -> alt.Color:
-    return alt.Color("variant:N", title="backend precision device", legend=alt.Legend(orient="bottom", columns=3))
+    return alt.Color(
+        "variant:N", title="backend precision device", legend=alt.Legend(orient="bottom", columns=3, symbolOpacity=1)
+    )
 
 
 def _multi(d: pl.DataFrame) -> bool:
@@ -80,29 +112,61 @@ def _machine(d: pl.DataFrame, *channels: str) -> dict:
 BATCH_X = alt.X("batch_size:Q", title="batch size", scale=alt.Scale(type="log", base=2), axis=alt.Axis(tickMinStep=1))
 
 
-def _line_facet(data, x, y, tips, facet: str, facet_title: str, d: pl.DataFrame) -> alt.FacetChart:
-    """Lines per series (dashed per machine when several) with a hoverable point per cell, one panel per value
-    of `facet`."""
+def _line_facet(
+    data, x, y, tips, facet: str, facet_title: str, d: pl.DataFrame, band: tuple[str, str] | None = None
+) -> alt.FacetChart:
+    """Lines per series (dashed per machine when several) with a hoverable point per cell (hollow when unstable),
+    whiskers from band[0] to band[1] (the 95% interval), one panel per value of `facet`."""
     base = alt.Chart(width=WIDTH, height=HEIGHT).encode(x=x, y=y, color=_color())
     lines = base.mark_line().encode(detail="series:N", **_machine(d, "strokeDash"))
-    points = base.mark_point(filled=True, size=36, opacity=1).encode(tooltip=tips)
+    layers = [lines, _points(base, tooltip=tips)]
+    if band:
+        whiskers = (
+            alt.Chart()
+            .mark_rule(strokeWidth=1.5)
+            .encode(x=x, y=alt.Y(f"{band[0]}:Q"), y2=f"{band[1]}:Q", color=_color(), tooltip=tips)
+        )
+        layers.insert(1, whiskers)
     return (
-        alt.layer(lines, points, data=data)
+        alt.layer(*layers, data=data)
         .facet(facet=alt.Facet(f"{facet}:O", title=facet_title), columns=FACET_COLUMNS)
         .resolve_scale(y="independent")
     )
 
 
-def _need(ok: pl.DataFrame, columns: list[str], reason: str) -> tuple[pl.DataFrame, str | None]:
-    """The ok rows that have every column in `columns`, or the note saying why there are none."""
-    if ok.height == 0:
-        return ok, "No cell ran ok, so there is nothing to draw (see the failures table)."
-    have = ok.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns))
+def _need(cells: pl.DataFrame, columns: list[str], reason: str) -> tuple[pl.DataFrame, str | None]:
+    """The measured rows that have every column in `columns`, or the note saying why there are none."""
+    if cells.height == 0:
+        return (
+            cells,
+            "No cell was measured (none ran ok or unstable), so there is nothing to draw (see the failures table).",
+        )
+    have = cells.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns))
     return (have, None) if have.height else (have, reason)
 
 
-def throughput_vs_size(ok):
-    d, note = _need(ok, ["throughput_img_s", "image_size"], "No ok cell has a throughput.")
+TPUT_TIPS = CELL_TIPS + [
+    _tip("throughput_img_s", "img/s"),
+    _tip("throughput_uncertainty_pct", "± (95%, %)", ".1f"),
+    _tip("latency_ms_p50", "p50 latency (ms)"),
+    alt.Tooltip("repetitions:Q", title="repetitions"),
+    alt.Tooltip("disturbed_repetitions:Q", title="disturbed repetitions"),
+    alt.Tooltip("launch_bound:N", title="launch-bound"),
+]
+TPUT_COLUMNS = [
+    "throughput_img_s",
+    "throughput_uncertainty_pct",
+    "tput_low",
+    "tput_high",
+    "latency_ms_p50",
+    "repetitions",
+    "disturbed_repetitions",
+    "launch_bound",
+]
+
+
+def throughput_vs_size(cells):
+    d, note = _need(cells, ["throughput_img_s", "image_size"], "No measured cell has a throughput.")
     c = Chart(
         "throughput_vs_size",
         "Throughput vs image size",
@@ -110,9 +174,8 @@ def throughput_vs_size(ok):
         note=note,
     )
     if not note:
-        tips = CELL_TIPS + [_tip("throughput_img_s", "img/s"), _tip("latency_ms_median", "median latency (ms)")]
         c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + ["throughput_img_s", "latency_ms_median"]),
+            _values(d, TIP_COLUMNS + TPUT_COLUMNS),
             alt.X(
                 "image_size:Q",
                 title="image size (px)",
@@ -120,16 +183,17 @@ def throughput_vs_size(ok):
                 axis=alt.Axis(values=sorted(d.get_column("image_size").unique().to_list())),
             ),
             alt.Y("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log")),
-            tips,
+            TPUT_TIPS,
             "batch_size",
             "batch size",
             d,
+            band=("tput_low", "tput_high"),
         )
     return c
 
 
-def throughput_vs_batch(ok):
-    d, note = _need(ok, ["throughput_img_s", "batch_size"], "No ok cell has a throughput.")
+def throughput_vs_batch(cells):
+    d, note = _need(cells, ["throughput_img_s", "batch_size"], "No measured cell has a throughput.")
     c = Chart(
         "throughput_vs_batch",
         "Throughput vs batch size",
@@ -137,128 +201,152 @@ def throughput_vs_batch(ok):
         note=note,
     )
     if not note:
-        tips = CELL_TIPS + [_tip("throughput_img_s", "img/s"), _tip("latency_ms_median", "median latency (ms)")]
         c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + ["throughput_img_s", "latency_ms_median"]),
+            _values(d, TIP_COLUMNS + TPUT_COLUMNS),
             BATCH_X,
             alt.Y("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log")),
-            tips,
+            TPUT_TIPS,
             "image_size",
             "image size (px)",
             d,
+            band=("tput_low", "tput_high"),
         )
     return c
 
 
-def speedup(ok, meta):
-    baseline = meta.get("baseline") or "torch fp32 on the same device, size and batch"
+def speedup(cells, meta):
+    baseline = meta.get("baseline") or "torch fp32 (plain eager) on the same machine, device, size and batch"
     d, note = _need(
-        ok,
+        cells,
         ["speedup_vs_baseline"],
-        "No speedup figures: no ok torch fp32 baseline cell on the same device, image size and batch size.",
+        "No speedup figures: no measured torch fp32 baseline cell on the same device, image size and batch size.",
     )
     c = Chart(
         "speedup",
         "Speedup vs baseline",
-        f"Throughput relative to the baseline ({baseline}); the line marks 1×.",
+        f"Throughput relative to the baseline ({baseline}); the whisker is the speedup's 95% interval, the dashed "
+        "line marks 1×. Faded bars: the cell or its baseline is unstable, so no finding states that speedup.",
         note=note,
     )
     if not note:
-        tips = CELL_TIPS + [_tip("speedup_vs_baseline", "speedup (×)", ".3f"), _tip("throughput_img_s", "img/s")]
-        data = _values(d, TIP_COLUMNS + ["speedup_vs_baseline", "throughput_img_s"])
-        base = alt.Chart(width=WIDTH, height=HEIGHT)
-        bars = base.mark_bar().encode(
+        d = d.with_columns(pl.col("speedup_stable").fill_null(False))
+        tips = CELL_TIPS + [
+            _tip("speedup_vs_baseline", "speedup (×)", ".3f"),
+            _tip("speedup_low", "interval low (×)", ".3f"),
+            _tip("speedup_high", "interval high (×)", ".3f"),
+            alt.Tooltip("speedup_stable:N", title="cell and baseline stable"),
+            _tip("throughput_img_s", "img/s"),
+        ]
+        columns = ["speedup_vs_baseline", "speedup_low", "speedup_high", "speedup_stable", "throughput_img_s"]
+        data = _values(d, TIP_COLUMNS + columns)
+        base = alt.Chart(width=WIDTH, height=HEIGHT).encode(
             x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
             xOffset="series:N",
+            tooltip=tips,
+        )
+        bars = base.mark_bar().encode(
             y=alt.Y("speedup_vs_baseline:Q", title="speedup (×)"),
             color=_color(),
-            tooltip=tips,
+            fillOpacity=alt.condition("datum.speedup_stable", alt.value(1.0), alt.value(0.3)),
             **_machine(d, "opacity"),
         )
-        one = base.mark_rule(color="black", strokeDash=[4, 3]).encode(y=alt.datum(1))
-        c.chart = alt.layer(bars, one, data=data).facet(
+        whiskers = base.mark_rule(color="#222", strokeWidth=1.2).encode(y="speedup_low:Q", y2="speedup_high:Q")
+        one = alt.Chart().mark_rule(color="black", strokeDash=[4, 3]).encode(y=alt.datum(1))
+        c.chart = alt.layer(bars, whiskers, one, data=data).facet(
             facet=alt.Facet("image_size:O", title="image size (px)"), columns=FACET_COLUMNS
         )
     return c
 
 
-def time_per_image(ok):
-    d, note = _need(ok, ["time_per_image_ms"], "No ok cell has a time per image.")
+def time_per_image(cells):
+    d, note = _need(cells, ["time_per_image_ms"], "No measured cell has a time per image.")
     c = Chart(
         "time_per_image",
         "Time per image",
-        "Milliseconds per image (batch latency / batch size), one panel per image size.",
+        "Milliseconds per image (1 / throughput) with its 95% interval, one panel per image size.",
         note=note,
     )
     if not note:
-        tips = CELL_TIPS + [_tip("time_per_image_ms", "ms per image"), _tip("throughput_img_s", "img/s")]
+        tips = CELL_TIPS + [
+            _tip("time_per_image_ms", "ms per image"),
+            _tip("throughput_uncertainty_pct", "± (95%, %)", ".1f"),
+            _tip("throughput_img_s", "img/s"),
+        ]
         c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + ["time_per_image_ms", "throughput_img_s"]),
+            _values(d, TIP_COLUMNS + ["time_per_image_ms", "tpi_low", "tpi_high", "throughput_uncertainty_pct"]),
             BATCH_X,
-            alt.Y("time_per_image_ms:Q", title="time per image (ms)", scale=alt.Scale(type="log")),
+            alt.Y("time_per_image_ms:Q", title="time per image (ms, log scale)", scale=alt.Scale(type="log")),
             tips,
             "image_size",
             "image size (px)",
             d,
+            band=("tpi_low", "tpi_high"),
         )
     return c
 
 
-def latency(ok):
-    d, note = _need(ok, ["latency_ms_median"], "No ok cell has a latency.")
+def latency(cells):
+    d, note = _need(cells, ["latency_ms_p50"], "No measured cell has a latency.")
     c = Chart(
         "latency",
         "Latency p50 / p99 per cell",
-        "Batch latency per cell: the dot is the median (p50), the bar reaches the p99.",
+        "Batch latency per cell, one batch at a time, synchronised after each: the dot is the p50 with its 95% "
+        "interval (the thick segment), the thin bar reaches the p99. Hollow dots: unstable cells.",
         note=note,
     )
     if not note:
-        d = d.with_columns(pl.coalesce("latency_ms_p99", "latency_ms_median").alias("_p99"))
-        tips = CELL_TIPS + [
-            _tip("latency_ms_median", "p50 (ms)"),
-            _tip("latency_ms_p99", "p99 (ms)"),
-            _tip("latency_ms_mean", "mean (ms)"),
-            _tip("ci95_rel", "95% CI of median (rel.)", ".2%"),
-            alt.Tooltip("iterations:Q", title="iterations"),
-        ]
-        data = _values(
-            d,
-            TIP_COLUMNS + ["latency_ms_median", "latency_ms_p99", "latency_ms_mean", "ci95_rel", "iterations", "_p99"],
+        d = d.with_columns(
+            pl.coalesce("latency_ms_p99", "latency_ms_p50").alias("_p99"),
+            pl.when(pl.col("status") == "unstable")
+            .then(pl.concat_str([pl.col("cell"), pl.lit(" (unstable)")]))
+            .otherwise(pl.col("cell"))
+            .alias("cell"),
         )
+        tips = CELL_TIPS + [
+            _tip("latency_ms_p50", "p50 (ms)"),
+            _tip("latency_uncertainty_pct", "p50 ± (95%, %)", ".1f"),
+            _tip("latency_ms_p90", "p90 (ms)"),
+            _tip("latency_ms_p99", "p99 (ms)"),
+            alt.Tooltip("repetitions:Q", title="repetitions"),
+        ]
+        columns = ["latency_ms_p50", "latency_uncertainty_pct", "p50_low", "p50_high", "latency_ms_p90"]
+        data = _values(d, TIP_COLUMNS + columns + ["latency_ms_p99", "repetitions", "_p99"])
         y = alt.Y("cell:N", title=None, sort=None, axis=alt.Axis(labelLimit=360))
         x_scale = alt.Scale(type="log")
         base = alt.Chart(data, width=520).encode(y=y, color=_color(), tooltip=tips)
-        rule = base.mark_rule(strokeWidth=2).encode(
-            x=alt.X("latency_ms_median:Q", title="latency (ms, log scale)", scale=x_scale), x2="_p99:Q"
+        rule = base.mark_rule(strokeWidth=2, opacity=0.45).encode(
+            x=alt.X("latency_ms_p50:Q", title="latency (ms, log scale)", scale=x_scale), x2="_p99:Q"
         )
-        p50 = base.mark_point(filled=True, size=50).encode(x="latency_ms_median:Q")
+        band = base.mark_rule(strokeWidth=4).encode(x="p50_low:Q", x2="p50_high:Q")
         p99 = base.mark_tick(thickness=2, size=12).encode(x="_p99:Q")
-        c.chart = alt.layer(rule, p50, p99).properties(height=alt.Step(14))
+        p50 = _points(base, x="latency_ms_p50:Q")
+        c.chart = alt.layer(rule, band, p50, p99).properties(height=alt.Step(14))
     return c
 
 
-def heatmaps(ok):
-    d, note = _need(ok, ["throughput_img_s", "image_size", "batch_size"], "No ok cell has a throughput.")
+def heatmaps(cells):
+    d, note = _need(cells, ["throughput_img_s", "image_size", "batch_size"], "No measured cell has a throughput.")
     c = Chart(
         "heatmap",
         "Throughput heatmaps",
-        "Images per second over image size × batch size, one panel per backend, precision and device.",
+        "Images per second over image size × batch size, one panel per backend, precision and device; faded: unstable "
+        "cells (hover for the ± uncertainty).",
         note=note,
     )
     if not note:
         lo, hi = d.get_column("throughput_img_s").min(), d.get_column("throughput_img_s").max()
         middle = math.sqrt(lo * hi) if lo and lo > 0 else (lo + hi) / 2
         d = d.with_columns(pl.col("throughput_img_s").round_sig_figs(3).alias("_label"))
-        tips = CELL_TIPS + [_tip("throughput_img_s", "img/s"), _tip("latency_ms_median", "median latency (ms)")]
-        data = _values(d, TIP_COLUMNS + ["throughput_img_s", "latency_ms_median", "_label"])
+        data = _values(d, TIP_COLUMNS + TPUT_COLUMNS + ["_label"])
         scale = alt.Scale(type="log", scheme="blues") if lo and lo > 0 else alt.Scale(scheme="blues")
         base = alt.Chart(width=alt.Step(34), height=alt.Step(26)).encode(
             x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("image_size:O", title="image size (px)", sort="descending"),
-            tooltip=tips,
+            tooltip=TPUT_TIPS,
         )
         rect = base.mark_rect().encode(
-            color=alt.Color("throughput_img_s:Q", title="img/s", scale=scale, legend=alt.Legend(format="~s"))
+            color=alt.Color("throughput_img_s:Q", title="img/s", scale=scale, legend=alt.Legend(format="~s")),
+            opacity=alt.condition(STABLE, alt.value(1.0), alt.value(0.35)),
         )
         text = base.mark_text(fontSize=9).encode(
             text=alt.Text("_label:Q", format="~s"),
@@ -279,11 +367,11 @@ def pareto_front(points: list[dict], x: str, y: str) -> set[int]:
     return front
 
 
-def accuracy_vs_throughput(ok, meta):
+def accuracy_vs_throughput(cells, meta):
     d, note = _need(
-        ok,
+        cells,
         ["accuracy_top1", "throughput_img_s"],
-        "No accuracy figures: the accuracy jobs did not run for any variant that has ok cells.",
+        "No accuracy figures: the accuracy jobs did not run for any variant that has measured cells.",
     )
     tol = meta.get("tolerance_points")
     c = Chart(
@@ -297,9 +385,14 @@ def accuracy_vs_throughput(ok, meta):
     )
     if note:
         return c
-    best = d.sort("throughput_img_s", descending=True).unique(
-        ["machine", "backend", "precision", "device"], keep="first"
+    best = (
+        d.filter(pl.col("status") == "ok")
+        .sort("throughput_img_s", descending=True)
+        .unique(["machine", "backend", "precision", "device"], keep="first")
     )
+    if best.height == 0:
+        c.note = "No accuracy point: every cell of the variants with accuracy figures is unstable."
+        return c
     over = pl.col("over_tolerance")
     if tol is not None:
         over = pl.coalesce(over, pl.col("accuracy_drop") > float(tol))
@@ -358,9 +451,9 @@ def accuracy_vs_throughput(ok, meta):
     return c
 
 
-def utilization(ok):
+def utilization(cells):
     d, note = _need(
-        ok,
+        cells,
         ["utilization_pct"],
         "No FLOP-based utilisation: the FLOP counts or the hardware probe's measured peak are missing.",
     )
@@ -384,32 +477,37 @@ def utilization(ok):
     return c
 
 
-def memory(ok):
-    if ok.height == 0:
+def memory(cells):
+    if cells.height == 0:
         return Chart(
             "memory",
             "Memory per backend",
             "",
-            note="No cell ran ok, so there is nothing to draw (see the failures table).",
+            note=NOTHING,
         )
-    kinds = {"device_memory_peak_mb": "device peak", "host_memory_peak_mb": "host peak (RSS)"}
+    kinds = {
+        "device_memory_peak_mb": "device peak (NVML)",
+        "allocator_memory_peak_mb": "allocator peak",
+        "host_memory_peak_mb": "host peak (RSS)",
+    }
     long = pl.concat(
         [
-            ok.filter(pl.col(col).is_not_null()).with_columns(
+            cells.filter(pl.col(col).is_not_null()).with_columns(
                 pl.col(col).alias("memory_mb"), pl.lit(kind).alias("memory")
             )
             for col, kind in kinds.items()
         ]
     )
-    absent = [kind for col, kind in kinds.items() if all_null(ok, col)]
+    absent = [kind for col, kind in kinds.items() if all_null(cells, col)]
     description = (
-        "Peak memory per cell by backend: device memory (GPU) and host resident memory, one panel per image size."
+        "Peak memory per cell by backend, one panel per image size: device memory at device level (NVML, the same "
+        "for every backend), the runtime allocator's own peak where it has one, and host resident memory."
     )
-    if "device peak" in absent and long.height:
+    if "device peak (NVML)" in absent and long.height:
         description += " Device memory is absent: no GPU cells (or no NVML)."
     c = Chart("memory", "Memory per backend", description)
     if long.height == 0:
-        c.note = "No memory figures: neither device nor host peak memory was measured for any ok cell."
+        c.note = "No memory figures: neither device nor host peak memory was measured for any measured cell."
         return c
     tips = CELL_TIPS + [alt.Tooltip("memory:N", title="memory"), _tip("memory_mb", "peak (MB)", ",.1f")]
     data = _values(long, TIP_COLUMNS + ["memory_mb", "memory"])
@@ -424,7 +522,10 @@ def memory(ok):
             tooltip=tips,
             **_machine(long, "opacity"),
         )
-        .facet(row=alt.Row("memory:N", title=None), column=alt.Column("image_size:O", title="image size (px)"))
+        .facet(
+            row=alt.Row("memory:N", title=None, sort=list(kinds.values())),
+            column=alt.Column("image_size:O", title="image size (px)"),
+        )
         .resolve_scale(y="independent")
     )
     return c
@@ -450,9 +551,9 @@ def _roof_lines(peaks: list[dict], lo: float, hi: float, multi_machine: bool) ->
     return rows
 
 
-def roofline(ok, meta):
+def roofline(cells, meta):
     d, note = _need(
-        ok,
+        cells,
         ["arithmetic_intensity", "achieved_tflops"],
         "No roofline: the cells have no arithmetic intensity or achieved FLOP/s (FLOP counts missing).",
     )
@@ -470,7 +571,7 @@ def roofline(ok, meta):
     if d.height == 0:
         c.note = "No roofline: no cell has a positive arithmetic intensity and achieved FLOP/s."
         return c
-    multi = several_machines(ok)
+    multi = several_machines(cells)
     lo = d.get_column("arithmetic_intensity").min() / 4
     hi = d.get_column("arithmetic_intensity").max() * 4
     for p in peaks:
@@ -484,11 +585,8 @@ def roofline(ok, meta):
         _tip("achieved_tflops", "achieved TFLOP/s"),
         _tip("utilization_pct", "utilisation (%)", ".2f"),
     ]
-    dots = (
-        alt.Chart(_values(d, TIP_COLUMNS + ["arithmetic_intensity", "achieved_tflops", "utilization_pct"]))
-        .mark_point(filled=True, size=60)
-        .encode(x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
-    )
+    data = _values(d, TIP_COLUMNS + ["arithmetic_intensity", "achieved_tflops", "utilization_pct"])
+    dots = _points(alt.Chart(data), x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
     layers = [dots]
     roofs = _roof_lines(peaks, lo, hi, multi)
     if roofs:
@@ -508,18 +606,22 @@ def roofline(ok, meta):
                 tooltip=roof_tips,
             ),
         )
-    c.chart = alt.layer(*layers).properties(width=520, height=320).resolve_scale(strokeDash="independent")
+    c.chart = (
+        alt.layer(*layers)
+        .properties(width=520, height=320)
+        .resolve_scale(strokeDash="independent", stroke="independent")
+    )
     return c
 
 
-def energy(ok):
-    gpu_ok = ok.filter(pl.col("device") != "cpu").height > 0
+def energy(cells):
+    gpu_ok = cells.filter(pl.col("device") != "cpu").height > 0
     reason = (
         "No energy figures: NVML figures absent on the GPU cells."
         if gpu_ok
         else "No GPU cells: NVML figures (power, energy) absent."
     )
-    d, note = _need(ok, ["energy_mj_per_image"], reason)
+    d, note = _need(cells, ["energy_mj_per_image"], reason)
     c = Chart(
         "energy",
         "Energy per image",
@@ -545,19 +647,19 @@ def energy(ok):
 
 
 def build_charts(summary: pl.DataFrame, meta: dict) -> list[Chart]:
-    """Every chart of the report, in page order."""
+    """Every chart of the report, in page order: measured cells (ok and unstable, the latter marked)."""
     df = complete(summary)
-    ok = with_series(ok_cells(df), several_machines(df))
+    cells = with_intervals(with_series(measured_cells(df), several_machines(df)))
     return [
-        throughput_vs_size(ok),
-        throughput_vs_batch(ok),
-        speedup(ok, meta),
-        time_per_image(ok),
-        latency(ok),
-        heatmaps(ok),
-        accuracy_vs_throughput(ok, meta),
-        utilization(ok),
-        memory(ok),
-        roofline(ok, meta),
-        energy(ok),
+        throughput_vs_size(cells),
+        throughput_vs_batch(cells),
+        speedup(cells, meta),
+        time_per_image(cells),
+        latency(cells),
+        heatmaps(cells),
+        accuracy_vs_throughput(cells, meta),
+        utilization(cells),
+        memory(cells),
+        roofline(cells, meta),
+        energy(cells),
     ]

@@ -1,8 +1,10 @@
 """Findings written from the measurements, with their numbers (pure polars, no charts).
 
 Each `Finding` carries the sentence a reader sees and, for tests and other tools, the data behind it.
-Only cells whose status is ok count. Where the figures a finding needs are missing (null), the finding
-says what could not be determined and why, instead of guessing.
+Only cells whose status is ok count: an unstable cell's numbers are shown in the tables, never used here.
+Figures carry their uncertainty (value ± u, 95%); where two compared figures' intervals overlap, the
+finding says "no significant difference" instead of naming a winner. Where the figures a finding needs
+are missing (null), the finding says what could not be determined and why, instead of guessing.
 """
 
 from __future__ import annotations
@@ -11,7 +13,18 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from infbench.report.frame import complete, num, ok_cells, pct, several_machines
+from infbench.report.frame import (
+    complete,
+    failed_cells,
+    interval,
+    measured_cells,
+    num,
+    ok_cells,
+    overlap,
+    pct,
+    plus_minus,
+    several_machines,
+)
 
 SATURATION_FRACTION = 0.9  # throughput within 10% of the group's maximum counts as saturated
 
@@ -56,7 +69,8 @@ def _tolerance_flags(df: pl.DataFrame, tolerance) -> pl.DataFrame:
 
 
 def _memory(df: pl.DataFrame) -> pl.DataFrame:
-    """Add `_mem_mb` (device peak when measured, else host peak) and `_mem_kind`."""
+    """Add `_mem_mb` (device peak when measured, else host peak) and `_mem_kind`. The device peak is the
+    device-level (NVML) figure, measured alike for every backend; the allocator's own peak is never compared."""
     return df.with_columns(
         pl.coalesce("device_memory_peak_mb", "host_memory_peak_mb").alias("_mem_mb"),
         pl.when(pl.col("device_memory_peak_mb").is_not_null())
@@ -70,6 +84,39 @@ def _memory(df: pl.DataFrame) -> pl.DataFrame:
 # --- the objectives, per machine and device ------------------------------------------------------------------------
 
 
+def _tput(row: dict) -> str:
+    return plus_minus(row["throughput_img_s"], row.get("throughput_uncertainty_pct"), "img/s")
+
+
+def _p50(row: dict) -> str:
+    return plus_minus(row["latency_ms_p50"], row.get("latency_uncertainty_pct"), "ms")
+
+
+def _runner_up(have: pl.DataFrame, best: dict, by: str, descending: bool) -> dict | None:
+    """The best cell of another variant (backend and precision): the alternative a reader would pick instead."""
+    others = have.filter((pl.col("backend") != best["backend"]) | (pl.col("precision") != best["precision"]))
+    return _row(others, by, descending) if others.height else None
+
+
+def _significant(best: dict, rival: dict | None, value: str, uncertainty: str) -> bool | None:
+    """Whether best and rival differ beyond their uncertainty (None: no rival)."""
+    if rival is None:
+        return None
+    return not overlap(interval(best[value], best.get(uncertainty)), interval(rival[value], rival.get(uncertainty)))
+
+
+def _speedup_clause(row: dict) -> str:
+    """The speedup headline, only where both the cell and its baseline are stable."""
+    s = row.get("speedup_vs_baseline")
+    if s is None:
+        return ""
+    if not row.get("speedup_stable"):
+        return " (no speedup stated: its torch fp32 baseline cell is unstable)"
+    lo, hi = row.get("speedup_low"), row.get("speedup_high")
+    between = f", interval {lo:.2f}–{hi:.2f}×" if lo is not None and hi is not None else ""
+    return f" ({num(s)}× the torch fp32 baseline{between})"
+
+
 def _max_throughput(ok: pl.DataFrame, p: str) -> Finding:
     have = ok.filter(pl.col("throughput_img_s").is_not_null())
     if have.height == 0:
@@ -77,36 +124,52 @@ def _max_throughput(ok: pl.DataFrame, p: str) -> Finding:
             "max_throughput", f"{p}Highest throughput: could not be determined (no ok cell has a throughput).", False
         )
     best = _row(have, "throughput_img_s", True)
-    speedup = best.get("speedup_vs_baseline")
-    extra = f" ({num(speedup)}× the torch fp32 baseline)" if speedup is not None else ""
-    return Finding(
-        "max_throughput",
-        f"{p}Highest throughput: {_config(best)}: {num(best['throughput_img_s'], 'img/s')}{extra}.",
-        data={"row": best},
-    )
+    rival = _runner_up(have, best, "throughput_img_s", True)
+    significant = _significant(best, rival, "throughput_img_s", "throughput_uncertainty_pct")
+    data = {"row": best, "runner_up": rival, "significant": significant}
+    if significant is False:
+        return Finding(
+            "max_throughput",
+            f"{p}Highest throughput: no significant difference between {_config(best)} ({_tput(best)}) and "
+            f"{_config(rival)} ({_tput(rival)}): their intervals overlap.",
+            data=data,
+        )
+    text = f"{p}Highest throughput: {_config(best)}: {_tput(best)}{_speedup_clause(best)}"
+    if rival is not None:
+        text += f"; the next variant, {_config(rival)}, reaches {_tput(rival)}"
+    return Finding("max_throughput", text + ".", data=data)
 
 
 def _min_latency_batch1(ok: pl.DataFrame, p: str) -> Finding:
-    have = ok.filter((pl.col("batch_size") == 1) & pl.col("latency_ms_median").is_not_null())
+    have = ok.filter((pl.col("batch_size") == 1) & pl.col("latency_ms_p50").is_not_null())
     if have.height == 0:
-        reason = (
-            "no ok cell ran at batch 1" if ok.filter(pl.col("batch_size") == 1).height == 0 else "no median latency"
-        )
+        reason = "no ok cell ran at batch 1" if ok.filter(pl.col("batch_size") == 1).height == 0 else "no p50 latency"
         return Finding("min_latency_batch1", f"{p}Lowest batch-1 latency: could not be determined ({reason}).", False)
-    best = _row(have, "latency_ms_median", False)
+    best = _row(have, "latency_ms_p50", False)
     per_size = {}
     for size in sorted(have.get_column("image_size").drop_nulls().unique().to_list()):
-        per_size[size] = _row(have.filter(pl.col("image_size") == size), "latency_ms_median", False)
+        per_size[size] = _row(have.filter(pl.col("image_size") == size), "latency_ms_p50", False)
+    same_size = have.filter(pl.col("image_size") == best["image_size"])
+    rival = _runner_up(same_size, best, "latency_ms_p50", False)
+    significant = _significant(best, rival, "latency_ms_p50", "latency_uncertainty_pct")
+    data = {"row": best, "per_size": per_size, "runner_up": rival, "significant": significant}
     p99 = best.get("latency_ms_p99")
-    text = (
-        f"{p}Lowest batch-1 latency (median): {_variant(best)} at {best['image_size']} px: "
-        f"{num(best['latency_ms_median'], 'ms')}" + (f" (p99 {num(p99, 'ms')})" if p99 is not None else "")
-    )
-    if len(per_size) > 1:
-        text += "; per image size: " + ", ".join(
-            f"{s} px {r['backend']} {r['precision']} {num(r['latency_ms_median'], 'ms')}" for s, r in per_size.items()
+    if significant is False:
+        text = (
+            f"{p}Lowest batch-1 latency (p50) at {best['image_size']} px: no significant difference between "
+            f"{_variant(best)} ({_p50(best)}) and {_variant(rival)} ({_p50(rival)}): their intervals overlap"
         )
-    return Finding("min_latency_batch1", text + ".", data={"row": best, "per_size": per_size})
+    else:
+        text = f"{p}Lowest batch-1 latency (p50): {_variant(best)} at {best['image_size']} px: {_p50(best)}" + (
+            f" (p99 {num(p99, 'ms')})" if p99 is not None else ""
+        )
+        if rival is not None:
+            text += f"; the next variant, {_variant(rival)}, takes {_p50(rival)}"
+    if len(per_size) > 1:
+        text += "; fastest per image size: " + ", ".join(
+            f"{s} px {r['backend']} {r['precision']} {_p50(r)}" for s, r in per_size.items()
+        )
+    return Finding("min_latency_batch1", text + ".", data=data)
 
 
 def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance) -> Finding:
@@ -131,20 +194,15 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance) -> Finding:
         )
     best = _row(within, "throughput_img_s", True)
     drop = best.get("accuracy_drop")
-    text = (
-        f"{p}Best throughput within the {tol}accuracy tolerance: {_config(best)}: "
-        f"{num(best['throughput_img_s'], 'img/s')}"
-        + (f" (accuracy drop {num(drop)} points)" if drop is not None else "")
+    text = f"{p}Best throughput within the {tol}accuracy tolerance: {_config(best)}: {_tput(best)}" + (
+        f" (accuracy drop {num(drop)} points)" if drop is not None else ""
     )
     fastest = _row(have, "throughput_img_s", True)
     if fastest.get("_over") and fastest["throughput_img_s"] > best["throughput_img_s"]:
-        text += (
-            f"; the faster {_config(fastest)} ({num(fastest['throughput_img_s'], 'img/s')}) breaks the tolerance"
-            + (
-                f" with a drop of {num(fastest['accuracy_drop'])} points"
-                if fastest.get("accuracy_drop") is not None
-                else ""
-            )
+        text += f"; the faster {_config(fastest)} ({_tput(fastest)}) breaks the tolerance" + (
+            f" with a drop of {num(fastest['accuracy_drop'])} points"
+            if fastest.get("accuracy_drop") is not None
+            else ""
         )
     return Finding("best_within_tolerance", text + note + ".", data={"row": best})
 
@@ -180,7 +238,7 @@ def _best_within_memory_cap(ok: pl.DataFrame, p: str, cap) -> Finding:
     return Finding(
         "best_within_memory_cap",
         f"{p}Best throughput within the {num(cap, 'MB')} memory cap: {_config(best)}: "
-        f"{num(best['throughput_img_s'], 'img/s')} with a {best['_mem_kind']} memory peak of "
+        f"{_tput(best)} with a {best['_mem_kind']} memory peak of "
         f"{num(best['_mem_mb'], 'MB')}{note}.",
         data={"cap_mb": cap, "row": best},
     )
@@ -245,18 +303,24 @@ def saturation(ok: pl.DataFrame) -> list[dict]:
     return out
 
 
-def _saturation_findings(ok: pl.DataFrame, multi_machine: bool) -> list[Finding]:
-    rows = saturation(ok)
+def _saturation_findings(ok: pl.DataFrame, df: pl.DataFrame, multi_machine: bool) -> list[Finding]:
+    """Saturation per group, except groups where a cell is unstable: the batch curve has a hole there, and a
+    saturation claim must not rest on (or around) an unstable cell."""
+    keys = ["machine", "backend", "precision", "device", "image_size"]
+    left_out = df.filter(pl.col("status") == "unstable").select(keys).unique(maintain_order=True).to_dicts()
+    shaky = {tuple(r[k] for k in keys) for r in left_out}
+    rows = [r for r in saturation(ok) if tuple(r[k] for k in keys) not in shaky]
+    out = []
     if not rows:
-        return [
+        out.append(
             Finding(
                 "saturation",
                 "Batch saturation could not be determined: no backend/precision/size has ok throughput at two or "
-                "more batch sizes.",
+                "more batch sizes" + (" without an unstable cell" if left_out else "") + ".",
                 False,
+                data={"left_out": left_out},
             )
-        ]
-    out = []
+        )
     variants = {(r["machine"], r["backend"], r["precision"], r["device"]): [] for r in rows}
     for r in rows:
         variants[(r["machine"], r["backend"], r["precision"], r["device"])].append(r)
@@ -281,6 +345,21 @@ def _saturation_findings(ok: pl.DataFrame, multi_machine: bool) -> list[Finding]
                 f"Batch saturation (first batch within 10% of the maximum throughput), {backend} {precision} on "
                 f"{device}{where}: " + "; ".join(parts) + ".",
                 data={"groups": group},
+            )
+        )
+    if left_out:
+        names = [
+            f"{r['backend']} {r['precision']} on {r['device']}"
+            + (f" [{r['machine']}]" if multi_machine else "")
+            + f" at {r['image_size']} px"
+            for r in left_out
+        ]
+        out.append(
+            Finding(
+                "saturation",
+                "Batch saturation not stated for " + "; ".join(names) + ": a cell of the batch series is unstable.",
+                False,
+                data={"left_out": left_out},
             )
         )
     return out
@@ -429,25 +508,71 @@ def _accuracy_finding(summary: pl.DataFrame, meta: dict) -> Finding:
 def _status_finding(df: pl.DataFrame) -> Finding:
     total = df.height
     if total == 0:
-        return Finding("cells", "The summary holds no cells: nothing was measured.", False, {"total": 0, "not_ok": {}})
-    bad = df.filter(pl.col("status") != "ok")
-    if bad.height == 0:
-        return Finding("cells", f"All {total} cells ran ok.", data={"total": total, "not_ok": {}})
-    counts = dict(bad.group_by("status").len().sort("status").iter_rows())
+        return Finding(
+            "cells",
+            "The summary holds no cells: nothing was measured.",
+            False,
+            {"total": 0, "not_ok": {}, "unstable": 0, "disturbed": 0},
+        )
+    bad = failed_cells(df)
+    unstable = df.filter(pl.col("status") == "unstable").height
+    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum())
+    counts = dict(bad.group_by("status").len().sort("status").iter_rows()) if bad.height else {}
+    data = {"total": total, "not_ok": counts, "unstable": unstable, "disturbed": disturbed}
+    ok = total - bad.height - unstable
+    parts = [f"All {total} cells ran ok" if ok == total else f"{ok} of {total} cells ran ok"]
+    if unstable:
+        parts.append(
+            f"{unstable} unstable (their repetitions still disagreed after re-measuring: shown marked, "
+            "no finding uses them)"
+        )
+    if bad.height:
+        parts.append(
+            f"{bad.height} did not run: "
+            + ", ".join(f"{n} {status}" for status, n in counts.items())
+            + " (see the failures table)"
+        )
+    text = "; ".join(parts) + "."
+    if disturbed:
+        text += f" {disturbed} repetitions were disturbed by other load on the machine and measured again."
+    return Finding("cells", text, data=data)
+
+
+def _launch_bound_finding(df: pl.DataFrame, multi_machine: bool) -> Finding | None:
+    """Which cells the host, not the device, paces (None where no cell can be launch-bound: CPU, ONNX Runtime)."""
+    known = df.filter(pl.col("launch_bound").is_not_null())
+    if known.height == 0:
+        return None
+    bound = known.filter(pl.col("launch_bound"))
+    if bound.height == 0:
+        return Finding("launch_bound", f"No cell is launch-bound (all {known.height} checked).", data={"cells": []})
+    names = []
+    for (machine, backend, precision, device), group in bound.group_by(
+        ["machine", "backend", "precision", "device"], maintain_order=True
+    ):
+        sizes = group.group_by("image_size", maintain_order=True).agg(pl.col("batch_size").sort()).sort("image_size")
+        where = f" [{machine}]" if multi_machine else ""
+        names.append(
+            f"{backend} {precision} on {device}{where} at "
+            + ", ".join(f"{size} px batch {', '.join(map(str, b))}" for size, b in sizes.iter_rows())
+        )
     return Finding(
-        "cells",
-        f"{bad.height} of {total} cells did not run ok: "
-        + ", ".join(f"{n} {status}" for status, n in counts.items())
-        + " (see the failures table).",
-        data={"total": total, "not_ok": counts},
+        "launch_bound",
+        f"{bound.height} of {known.height} cells are launch-bound (the host's Python and kernel launches set the "
+        "pace, not the device; another process or host can give a different number): " + "; ".join(names) + ".",
+        data={"cells": bound.to_dicts()},
     )
 
 
 def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
-    """Every finding, in reading order: cells, objectives per machine/device, batch, size, utilisation, accuracy."""
+    """Every finding, in reading order: cells, launch-bound cells, objectives per machine/device, batch, size,
+    utilisation, accuracy."""
     df = complete(summary)
     ok = ok_cells(df)
     out = [_status_finding(df)]
+    launch = _launch_bound_finding(measured_cells(df), several_machines(df))
+    if launch:
+        out.append(launch)
     if ok.height == 0:
         out.append(Finding("max_throughput", "No cell ran ok, so no configuration can be recommended.", False))
         out.append(_accuracy_finding(df, meta))
@@ -464,7 +589,7 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
             _best_within_tolerance(part, p, meta.get("tolerance_points")),
             _best_within_memory_cap(part, p, meta.get("memory_cap_mb")),
         ]
-    out += _saturation_findings(ok, multi_machine)
+    out += _saturation_findings(ok, df, multi_machine)
     out += _scaling_findings(ok, multi_machine)
     for machine, device in ok.select("machine", "device").unique(maintain_order=True).iter_rows():
         part = ok.filter((pl.col("machine") == machine) & (pl.col("device") == device))

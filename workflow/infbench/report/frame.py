@@ -86,8 +86,22 @@ def complete(summary: pl.DataFrame) -> pl.DataFrame:
     return df.sort(SORT, nulls_last=True)
 
 
+MEASURED = ("ok", "unstable")  # statuses whose cells have numbers (unstable ones are shown, marked)
+
+
 def ok_cells(df: pl.DataFrame) -> pl.DataFrame:
+    """Stable cells only: the only ones a finding may rest on."""
     return df.filter(pl.col("status") == "ok")
+
+
+def measured_cells(df: pl.DataFrame) -> pl.DataFrame:
+    """Cells with numbers: ok and unstable (the tables and charts show both, unstable ones marked)."""
+    return df.filter(pl.col("status").is_in(MEASURED))
+
+
+def failed_cells(df: pl.DataFrame) -> pl.DataFrame:
+    """Cells without numbers: error, oom, timeout, unavailable."""
+    return df.filter(~pl.col("status").is_in(MEASURED))
 
 
 def several_machines(df: pl.DataFrame) -> bool:
@@ -145,6 +159,35 @@ def num(value, unit: str = "") -> str:
     else:
         text = f"{value:.3g}"
     return f"{text} {unit}".rstrip() if unit else text
+
+
+def interval(value, uncertainty_pct) -> tuple[float, float] | None:
+    """(low, high) of a figure printed as value ± uncertainty_pct; no uncertainty: the value itself."""
+    if value is None:
+        return None
+    u = (uncertainty_pct or 0.0) / 100
+    return float(value) * (1 - u), float(value) * (1 + u)
+
+
+def overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    """True when two intervals share a point: the figures are not significantly different."""
+    return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
+
+
+def plus_minus(value, uncertainty_pct, unit: str = "") -> str:
+    """'5,422 ± 2.9%' (with `unit` after the value: '5,422 img/s ± 2.9%'); just the value without an uncertainty."""
+    text = num(value, unit)
+    if value is None or uncertainty_pct is None:
+        return text
+    return f"{text} ± {float(uncertainty_pct):.1f}%"
+
+
+def speedup_text(row: dict) -> str:
+    """'2.97× (2.59–3.36)': the speedup with its interval, from a summary row."""
+    s, lo, hi = row.get("speedup_vs_baseline"), row.get("speedup_low"), row.get("speedup_high")
+    if s is None:
+        return "n/a"
+    return f"{s:.2f}×" + (f" ({lo:.2f}–{hi:.2f})" if lo is not None and hi is not None else "")
 
 
 def pct(fraction) -> str:

@@ -1,9 +1,11 @@
-"""A made-up but plausible summary and meta, to preview the report without running the workflow and to test it.
+"""A made-up but plausible summary and meta, to test the report and to preview it without running the workflow:
 
-    python -m infbench.report.example /tmp/report-preview   # then open /tmp/report-preview/index.html
+    PYTHONPATH=workflow python tests/report_example.py /tmp/report-preview   # then open /tmp/report-preview/index.html
 
 The numbers follow simple laws (throughput saturating with batch size, time growing with FLOPs), so the findings
-have known answers. Nothing here is a measurement.
+have known answers. A few cells are unstable or had disturbed repetitions, and the small-batch torch eager cells on
+CUDA are launch-bound, so every mark the report can show appears. Nothing here is a measurement. (A test fixture:
+it lives under tests/, not in the package, so it is no part of the report rule's code hash.)
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import sys
 from pathlib import Path
 
 import polars as pl
+
+from infbench.report.aggregate import BASELINE_TEXT, with_speedup
 
 # (backend, precision, device) → (relative speed, accuracy drop in points, model size MB)
 VARIANTS = {
@@ -26,6 +30,10 @@ VARIANTS = {
 SIZES = [32, 64, 128]
 BATCHES = [1, 4, 16, 64]
 GFLOPS_32 = 0.0372  # ResNet-18 (CIFAR stem off) at 32×32, per image
+# (backend, precision, device, size, batch) → (throughput uncertainty %, disturbed repetitions): cells whose
+# repetitions disagreed (status unstable) or were disturbed and measured again; all others: ± 2%, none disturbed.
+UNSTABLE = {("torch", "fp32", "cpu", 64, 16): (14.0, 0), ("onnxruntime", "fp32", "cpu", 128, 1): (11.0, 2)}
+DISTURBED = {("onnxruntime", "int8", "cpu", 32, 4): 1, ("torch", "fp16", "cuda", 64, 64): 1}
 
 
 def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool = True) -> pl.DataFrame:
@@ -52,26 +60,32 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
                 knee = 8 if device == "cuda" else 2
                 peak = speed * rel * 400.0 / (flops / GFLOPS_32) ** 0.93
                 tput = peak * batch / (batch + knee)
-                median = 1000.0 * batch / tput
+                p50 = 1000.0 * batch / tput
                 tflops = tput * flops / 1000.0
                 peak_tflops = {"cpu": 0.2, "cuda": 60.0 if precision == "fp32" else 400.0}[device]
+                key = (backend, precision, device, image, batch)
+                u, disturbed = UNSTABLE.get(key, (2.0, DISTURBED.get(key, 0)))
+                gpu_cell = device == "cuda"
                 rows.append(
                     {
                         **cell,
-                        "status": "ok",
+                        "status": "unstable" if key in UNSTABLE else "ok",
+                        "stability": "unstable" if key in UNSTABLE else "stable",
                         "error": None,
-                        "iterations": 200,
-                        "latency_ms_mean": median * 1.02,
-                        "latency_ms_median": median,
-                        "latency_ms_p90": median * 1.05,
-                        "latency_ms_p95": median * 1.08,
-                        "latency_ms_p99": median * 1.2,
-                        "latency_ms_min": median * 0.95,
-                        "latency_ms_max": median * 1.5,
-                        "latency_ms_std": median * 0.03,
-                        "ci95_rel": 0.01,
+                        "mode": "device",
                         "throughput_img_s": tput,
+                        "throughput_uncertainty_pct": u,
                         "time_per_image_ms": 1000.0 / tput,
+                        "latency_ms_p50": p50,
+                        "latency_ms_p90": p50 * 1.05,
+                        "latency_ms_p99": p50 * 1.2,
+                        "latency_uncertainty_pct": u * 1.5,
+                        "repetitions": 3 + disturbed + (2 if key in UNSTABLE else 0),
+                        "disturbed_repetitions": disturbed,
+                        # eager torch on CUDA at small batches: the host's launches set the pace
+                        "launch_bound": (backend == "torch" and batch <= 4) if gpu_cell else None,
+                        "host_issue_fraction": (0.95 if batch <= 4 else 0.4) if gpu_cell else None,
+                        "load_s": 0.1 if backend == "onnxruntime" else 1.2,
                         "accuracy_top1": 0.981 - drop / 100,
                         "accuracy_drop": drop,
                         "over_tolerance": drop > 1.0,
@@ -82,13 +96,15 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
                         "achieved_tflops": tflops,
                         "utilization_pct": 100.0 * tflops / peak_tflops,
                         "arithmetic_intensity": 20.0 * (image / 32) * batch / (batch + 2),
-                        "device_memory_peak_mb": (60 + size_mb + batch * image * image * 0.004)
-                        if device == "cuda"
+                        "device_memory_peak_mb": (500 + size_mb + batch * image * image * 0.004) if gpu_cell else None,
+                        "allocator_memory_peak_mb": (60 + size_mb + batch * image * image * 0.004)
+                        if gpu_cell and backend == "torch"
                         else None,
                         "host_memory_peak_mb": 300 + size_mb + batch * image * image * 0.002,
-                        "gpu_util_pct": min(99.0, 30 + batch * 4.0) if device == "cuda" else None,
-                        "power_w": 120 + batch * 3.0 if device == "cuda" else None,
-                        "energy_mj_per_image": (120 + batch * 3.0) / tput * 1000 if device == "cuda" else None,
+                        "gpu_util_pct": min(99.0, 30 + batch * 4.0) if gpu_cell else None,
+                        "power_w": 120 + batch * 3.0 if gpu_cell else None,
+                        "energy_mj_per_image": (120 + batch * 3.0) / tput * 1000 if gpu_cell else None,
+                        "energy_window_img_s": tput if gpu_cell else None,
                     }
                 )
     rows.append(
@@ -104,15 +120,7 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
             "error": "torch_tensorrt is not installed (pip install -e '.[tensorrt]')",
         }
     )
-    df = pl.DataFrame(rows, infer_schema_length=None)
-    base = df.filter((pl.col("backend") == "torch") & (pl.col("precision") == "fp32")).select(
-        "machine", "device", "image_size", "batch_size", pl.col("throughput_img_s").alias("_b")
-    )
-    return (
-        df.join(base, on=["machine", "device", "image_size", "batch_size"], how="left")
-        .with_columns((pl.col("throughput_img_s") / pl.col("_b")).alias("speedup_vs_baseline"))
-        .drop("_b")
-    )
+    return with_speedup(pl.DataFrame(rows, infer_schema_length=None))  # the aggregate step's own speedups
 
 
 def example_meta(machines: list[str] = ("example-box",), gpu: bool = True) -> dict:
@@ -150,6 +158,8 @@ def example_meta(machines: list[str] = ("example-box",), gpu: bool = True) -> di
         ],
         "cells_total": 0,  # filled by example()
         "cells_not_ok": 0,
+        "cells_unstable": 0,
+        "repetitions_disturbed": 0,
         "dropped": [
             {
                 "backend": "onnxruntime",
@@ -167,7 +177,7 @@ def example_meta(machines: list[str] = ("example-box",), gpu: bool = True) -> di
         "accuracy": accuracy,
         "tolerance_points": 1.0,
         "memory_cap_mb": 400.0,
-        "baseline": "torch fp32 on the same device, size and batch",
+        "baseline": BASELINE_TEXT,
         "peaks": [
             {"machine": m, "device": "cpu", "precision": "fp32", "peak_tflops": 0.2, "bandwidth_gb_s": 20.0}
             for m in machines
@@ -192,6 +202,8 @@ def example(machines: int = 1, gpu: bool = True) -> tuple[pl.DataFrame, dict]:
     meta = example_meta(names, gpu=gpu)
     meta["cells_total"] = summary.height
     meta["cells_not_ok"] = summary.filter(pl.col("status") != "ok").height
+    meta["cells_unstable"] = summary.filter(pl.col("status") == "unstable").height
+    meta["repetitions_disturbed"] = int(summary.get_column("disturbed_repetitions").fill_null(0).sum())
     return summary, meta
 
 
