@@ -80,6 +80,7 @@ def main(argv=None) -> int:
             "tolerance": args.tolerance,
             "repetitions": {"repetitions": args.repetitions, "max_extra": 0},
             "energy_window_s": 1.0 if args.device == "cuda" else 0,
+            "interference": {"canary_slowdown": 1.3, "foreign_cores": 0.25},
             "timing": {
                 "warmup_s": 1,
                 "window_s": args.window,

@@ -277,6 +277,7 @@ def cell_args(artifact: Path, reference_file: Path, **bench) -> dict:
         "tolerance": 1.0,
         "repetitions": {"repetitions": 2, "max_extra": 0},
         "energy_window_s": 0.5,
+        "interference": {"canary_slowdown": 1.3, "foreign_cores": 0.25},
         "timing": {
             "warmup_s": 0.2,
             "window_s": 0.05,

@@ -25,7 +25,7 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
     cfg = copy.deepcopy(TINY_CONFIG)
     cfg["grid"].update(batch_sizes=[1, 4, 8])
     # Stability is judged by disturbance alone here (tolerance 1): what this test is about.
-    cfg["bench"].update(repetitions=2, max_extra_repetitions=1, latency_s=0.5)
+    cfg["bench"].update(repetitions=2, max_extra_repetitions=1, latency_s=0.5, canary_slowdown=1.3, foreign_cores=0.25)
     write_config(wd, cfg)
     shutil.rmtree(wd / "results" / "bench")
 

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from conftest import TINY_CONFIG, snakemake, write_config
+from conftest import MEASURED, TINY_CONFIG, snakemake, write_config
 
 from infbench.measure import memory, nvml
 
@@ -162,7 +162,7 @@ def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
     assert probe["status"] == "ok" and probe["peak_tflops"]["fp32"] > 0
     for path in results:
         r = json.loads(path.read_text())
-        assert r["status"] == "ok", r["error"]
+        assert r["status"] in MEASURED, r["error"]
         assert r["memory"]["host_peak_mb"] > 0
         assert r["memory"]["device_peak_mb"] is None and r["memory"]["device_note"]
         assert r["memory"]["artifact_mb"] > 0

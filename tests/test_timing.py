@@ -49,12 +49,13 @@ def test_too_few_repetitions_are_never_stable():
 
 
 def test_disturbance_from_the_canary_or_foreign_cpu_time():
-    assert interference.disturbance(5.0, 5.2, 5.0, 0.02) is None
-    slow = interference.disturbance(5.0, 9.0, 5.0, 0.0)
+    limits = {"max_slowdown": 1.3, "max_foreign_cores": 0.25}
+    assert interference.disturbance(5.0, 5.2, 5.0, 0.02, **limits) is None
+    slow = interference.disturbance(5.0, 9.0, 5.0, 0.0, **limits)
     assert "canary at the end 1.8×" in slow
-    busy = interference.disturbance(5.0, 5.0, 5.0, 0.9)
+    busy = interference.disturbance(5.0, 5.0, 5.0, 0.9, **limits)
     assert "other processes used 0.90 cores" in busy
-    assert interference.disturbance(5.0, 5.0, None, None) is None  # nothing to hold it against
+    assert interference.disturbance(5.0, 5.0, None, None, **limits) is None  # nothing to hold it against
 
 
 def test_cpu_busy_time_grows_with_work():

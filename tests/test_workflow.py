@@ -7,7 +7,7 @@ import shlex
 import subprocess
 
 import polars as pl
-from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
+from conftest import MEASURED, TINY_CONFIG, copy_workflow, planned_jobs, snakemake
 
 REQUIRED_COLUMNS = [
     "model",
@@ -49,7 +49,7 @@ def test_report_end_to_end_then_nothing_to_do(workflow_copy):
         assert (report / name).stat().st_size > 0, name
     df = pl.read_parquet(report / "summary.parquet")
     assert set(REQUIRED_COLUMNS) <= set(df.columns)
-    assert df.height == 2 and df["status"].to_list() == ["ok", "ok"], df.select("backend", "status", "error")
+    assert df.height == 2 and df["status"].is_in(MEASURED).all(), df.select("backend", "status", "error")
     assert (df["throughput_img_s"] > 0).all() and (df["repetitions"] == 2).all()
     baseline = df.filter(pl.col("backend") == "torch")
     assert baseline["speedup_vs_baseline"].to_list() == [1.0]
@@ -70,4 +70,4 @@ def test_a_cell_reruns_by_hand_from_its_log(workflow_copy):
     argv[argv.index("--out") + 1] = str(out)
     subprocess.run(argv, cwd=workflow_copy, check=True, capture_output=True)
     result = json.loads(out.read_text())
-    assert result["status"] == "ok" and result["cell"]["batch_size"] == 4
+    assert result["status"] in MEASURED and result["cell"]["batch_size"] == 4

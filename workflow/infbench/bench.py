@@ -294,7 +294,12 @@ def repeat(cell: Cell, args: dict, timeout_s: float, quiet_canary_ms: float | No
         if rep["status"] != "ok":
             return runs, rep
         rep["disturbed"] = disturbance(
-            rep["canary_before_ms"], rep["canary_after_ms"], quiet_canary_ms, rep.get("foreign_cores")
+            rep["canary_before_ms"],
+            rep["canary_after_ms"],
+            quiet_canary_ms,
+            rep.get("foreign_cores"),
+            args["interference"]["canary_slowdown"],
+            args["interference"]["foreign_cores"],
         )
         runs.append(rep)
         good = [r for r in runs if not r["disturbed"]]

@@ -63,6 +63,7 @@ def _bench(a):
         "tolerance": a.tolerance,
         "repetitions": {"repetitions": a.repetitions, "max_extra": a.max_extra_repetitions},
         "energy_window_s": a.energy_window,
+        "interference": {"canary_slowdown": a.canary_slowdown, "foreign_cores": a.foreign_cores},
         "timing": {
             "warmup_s": a.warmup,
             "window_s": a.window,
@@ -280,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--latency", type=float, required=True, help="least duration of the latency phase, s")
     s.add_argument("--latency-iterations", type=int, required=True)
     s.add_argument("--energy-window", type=float, required=True, help="GPU energy window, s (0: none)")
+    s.add_argument("--canary-slowdown", type=float, required=True, help="canary/quiet time that marks disturbed")
+    s.add_argument("--foreign-cores", type=float, required=True, help="other processes' cores that mark disturbed")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
     s.add_argument("--flops", type=Path, default=None, help="FLOP count of the model at this size (infbench flops)")
     s.add_argument("--probe", type=Path, default=None, help="hardware probe of the device (infbench probe)")

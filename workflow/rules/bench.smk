@@ -32,4 +32,5 @@ rule bench_cell:
         " --window {params.bench[window_s]} --window-iterations {params.bench[window_iterations]}"
         " --windows {params.bench[windows]} --latency {params.bench[latency_s]}"
         " --latency-iterations {params.bench[latency_iterations]} --energy-window {params.bench[energy_window_s]}"
+        " --canary-slowdown {params.bench[canary_slowdown]} --foreign-cores {params.bench[foreign_cores]}"
         " {params.options} > {log} 2>&1"

@@ -17,10 +17,6 @@ import time
 from pathlib import Path
 
 CANARY_REPEATS = 15
-# A canary this much slower than the probe's quiet reading means the machine is shared.
-CANARY_SLOWDOWN = 1.3
-# Other processes using more than this many cores on average during a repetition disturb it.
-FOREIGN_CORES = 0.25
 
 
 def canary_ms(device: str) -> float:
@@ -70,13 +66,15 @@ def disturbance(
     canary_after_ms: float | None,
     quiet_canary_ms: float | None,
     foreign_cores: float | None,
+    max_slowdown: float,
+    max_foreign_cores: float,
 ) -> str | None:
-    """Why a repetition counts as disturbed, or None."""
+    """Why a repetition counts as disturbed (config bench.canary_slowdown, bench.foreign_cores), or None."""
     reasons = []
     if quiet_canary_ms:
         for when, value in (("start", canary_before_ms), ("end", canary_after_ms)):
-            if value is not None and value > CANARY_SLOWDOWN * quiet_canary_ms:
+            if value is not None and value > max_slowdown * quiet_canary_ms:
                 reasons.append(f"canary at the {when} {value / quiet_canary_ms:.1f}× its quiet time")
-    if foreign_cores is not None and foreign_cores > FOREIGN_CORES:
+    if foreign_cores is not None and foreign_cores > max_foreign_cores:
         reasons.append(f"other processes used {foreign_cores:.2f} cores")
     return "; ".join(reasons) or None
