@@ -214,3 +214,52 @@ def test_expected_tensorrt_accuracy_is_measured_and_reported(trained, qdq, tmp_p
     # rows of their own: they attach to no benchmark cell
     summary = (workdir / "results/report/summary.csv").read_text()
     assert "onnxruntime_trt" not in summary and "torch_tensorrt" not in summary
+
+
+def test_quantize_rule_arguments_for_tensorrt_ignore_the_cpu_activation_type():
+    settings = {"calibration_method": "Entropy", "calibration_samples": 100, "per_channel": True}
+    args = quantize.cli_args("trt", {**settings, "activation_type": "uint8"}, "d.npz", 32)
+    assert args.startswith("--mode trt ") and "--method Entropy --samples 100" in args
+    assert "--activation-type" not in args  # TensorRT's int8 is fixed, the config's uint8 is for the CPU
+
+
+# --- ONNX Runtime TensorRT EP: what the session is given ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision,variant", [("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8_trt")])
+def test_tensorrt_ep_reads_the_model_that_carries_its_precision(precision, variant):
+    from infbench.backends.base import Cell
+    from infbench.backends.registry import spec
+
+    artifact = spec("onnxruntime_trt").artifact(Cell("resnet18", "onnxruntime_trt", precision, "cuda", 224, 8))
+    assert artifact.path == f"results/models/resnet18/onnx/{variant}.onnx"
+
+
+def test_tensorrt_ep_options_pin_the_profile_and_cache_per_shape(tmp_path, monkeypatch):
+    from infbench.backends.base import Cell
+    from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
+
+    monkeypatch.chdir(tmp_path)
+    options = {}
+    for precision in ("fp32", "fp16", "int8"):
+        cell = Cell("resnet18", "onnxruntime_trt", precision, "cuda", 224, 8)
+        options[precision] = OnnxRuntimeTensorRT(cell, Path("m.onnx"), 1).trt_options("input")
+    for precision, o in options.items():
+        assert o["trt_profile_min_shapes"] == o["trt_profile_opt_shapes"] == o["trt_profile_max_shapes"]
+        assert o["trt_profile_min_shapes"] == "input:8x3x224x224"
+        assert o["trt_engine_cache_enable"] == "True"
+        assert Path(o["trt_engine_cache_path"]) == (tmp_path / f"results/cache/ort_trt/resnet18/{precision}/224x8")
+        assert Path(o["trt_engine_cache_path"]).is_dir()
+    assert options["fp16"]["trt_fp16_enable"] == "True" and options["fp32"]["trt_fp16_enable"] == "False"
+    assert options["int8"]["trt_int8_enable"] == "True" and options["fp16"]["trt_int8_enable"] == "False"
+
+
+def test_tensorrt_ep_without_tensorrt_is_unavailable_with_what_to_install():
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
+    from infbench.backends.base import BackendUnavailable, Cell
+    from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
+
+    runner = OnnxRuntimeTensorRT(Cell("resnet18", "onnxruntime_trt", "int8", "cuda", 32, 4), Path("m.onnx"), 1)
+    with pytest.raises(BackendUnavailable, match="pip install onnxruntime-gpu tensorrt-cu13==10"):
+        runner.check_available()
