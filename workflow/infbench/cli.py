@@ -86,8 +86,9 @@ def _compile_aoti(a):
 def _compile_torch_tensorrt(a):
     from infbench.compile import build_torch_tensorrt
 
+    info = a.info or a.out.with_suffix(".json")
     build_torch_tensorrt(
-        a.checkpoint, a.out, a.info, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb
+        a.checkpoint, a.out, info, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb
     )
 
 
@@ -323,7 +324,7 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--checkpoint", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--info", type=Path, required=True, help="JSON written beside the program: build time, settings")
+    s.add_argument("--info", type=Path, default=None, help="build record (time, settings); default: --out as .json")
     s.add_argument("--precision", required=True, choices=["fp32", "fp16", "bf16", "int8"])
     s.add_argument("--size", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
