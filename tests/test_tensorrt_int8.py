@@ -263,3 +263,91 @@ def test_tensorrt_ep_without_tensorrt_is_unavailable_with_what_to_install():
     runner = OnnxRuntimeTensorRT(Cell("resnet18", "onnxruntime_trt", "int8", "cuda", 32, 4), Path("m.onnx"), 1)
     with pytest.raises(BackendUnavailable, match="pip install onnxruntime-gpu tensorrt-cu13==10"):
         runner.check_available()
+
+
+# --- on a GPU with TensorRT (skipped here): the TensorRT calls themselves --------------------------------------------
+# Torch-TensorRT 2.14 (TensorRT 11.1) and onnxruntime-gpu's TensorRT EP (TensorRT 10) need separate
+# environments (envs/tensorrt.yaml, envs/ort_tensorrt.yaml): each test below runs where its stack is.
+
+HAS_CUDA = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+needs_torch_tensorrt = pytest.mark.skipif(
+    not (HAS_CUDA and importlib.util.find_spec("torch_tensorrt") and HAS_MODELOPT),
+    reason="needs a CUDA GPU, torch-tensorrt and nvidia-modelopt",
+)
+
+
+def _ort_trt() -> bool:
+    import onnxruntime as ort
+
+    return (
+        HAS_CUDA
+        and importlib.util.find_spec("tensorrt") is not None
+        and ("TensorrtExecutionProvider" in ort.get_available_providers())
+    )
+
+
+@needs_torch_tensorrt
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8"])
+def test_torch_tensorrt_on_cuda_matches_its_expectation(trained, precision, tmp_path):
+    """Build, save, load through the backend, and compare with what the CPU predicts: fp32 with
+    eager fp32, int8 with the Model Optimizer model the expected accuracy comes from."""
+    import torch
+
+    from infbench import accuracy
+    from infbench.backends.base import Cell
+    from infbench.backends.torch_tensorrt_backend import TorchTensorRT
+
+    ckpt = trained / "results/models/resnet18/checkpoint.pt"
+    dataset = trained / "results/data/digits.npz"
+    out = tmp_path / f"{precision}.ep"
+    info = build.build_torch_tensorrt(ckpt, out, precision, 32, 8, dataset, calib_images=64)
+    assert info["compile_s"] > 0 and info["settings"]["disable_tf32"] is True
+    assert json.loads(out.with_suffix(".json").read_text())["compile_s"] == info["compile_s"]
+    runner = TorchTensorRT(
+        Cell("resnet18", "torch_tensorrt", precision, "cuda", 32, 8), out, 1, "compile_torch_tensorrt"
+    )
+    runner.check_available()
+    runner.load()
+    x = data.to_input(data.load_split(dataset, "test")[0], 32)
+    logits = accuracy.backend_logits(runner, x, 8)
+    if precision == "int8":
+        expected = tensorrt_int8.modelopt_logits(ckpt, dataset, 32, 64, x, 8)
+    else:
+        expected = accuracy.reference_logits(ckpt, x)
+    agreement = float((logits.argmax(1) == expected.argmax(1)).mean())
+    assert agreement >= (0.999 if precision == "fp32" else 0.95), agreement
+    if precision == "fp32":  # TF32 off: IEEE fp32 up to summation order
+        assert np.abs(logits - expected).max() < 1e-3 * max(1.0, np.abs(expected).max())
+    torch.cuda.empty_cache()
+
+
+@pytest.mark.skipif(
+    not _ort_trt(), reason="needs a CUDA GPU, tensorrt 10 and onnxruntime-gpu's TensorrtExecutionProvider"
+)
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_onnxruntime_tensorrt_ep_on_cuda_matches_its_expectation(trained, qdq, precision, monkeypatch):
+    """The session builds its engine in load (cached per shape), and int8 computes what the Q/DQ
+    model computes on the CPU."""
+    from infbench import accuracy
+    from infbench.backends.base import Cell
+    from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
+    from infbench.backends.registry import spec
+
+    monkeypatch.chdir(trained)
+    snakemake(trained, "results/models/resnet18/onnx/fp16.onnx")
+    cell = Cell("resnet18", "onnxruntime_trt", precision, "cuda", 32, 8)
+    artifact = trained / spec("onnxruntime_trt").artifact(cell).path
+    runner = OnnxRuntimeTensorRT(cell, artifact, 1, "quantize_int8")
+    runner.check_available()
+    runner.load()
+    assert list(runner.engine_cache().glob("*.engine"))  # built before anything is timed
+    x = data.to_input(data.load_split(trained / "results/data/digits.npz", "test")[0], 32)
+    logits = accuracy.backend_logits(runner, x, 8)
+    ckpt = trained / "results/models/resnet18/checkpoint.pt"
+    expected = (
+        tensorrt_int8.qdq_logits("resnet18", qdq, x, 8, 2)
+        if precision == "int8"
+        else accuracy.reference_logits(ckpt, x)
+    )
+    agreement = float((logits.argmax(1) == expected.argmax(1)).mean())
+    assert agreement >= (0.999 if precision == "fp32" else 0.95), agreement

@@ -86,9 +86,8 @@ def _compile_aoti(a):
 def _compile_torch_tensorrt(a):
     from infbench.compile import build_torch_tensorrt
 
-    info = a.info or a.out.with_suffix(".json")
     build_torch_tensorrt(
-        a.checkpoint, a.out, info, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb
+        a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb, a.info
     )
 
 

@@ -167,21 +167,23 @@ def torch_tensorrt_settings(compile_fn, precision: str, workspace_gb: float) -> 
 def build_torch_tensorrt(
     checkpoint: Path,
     out: Path,
-    info_out: Path,
     precision: str,
     size: int,
     batch: int,
     dataset: Path | None = None,
     calib_images: int = 128,
     workspace_gb: float = 4.0,
+    info_out: Path | None = None,
 ) -> dict:
     """Compile with Torch-TensorRT's dynamo path for one fixed shape and save the ExportedProgram;
-    `info_out` records the build (seconds, settings, versions) or why it could not run.
+    `info_out` (default: `out` as .json) records the build (seconds, settings, versions) or why it
+    could not run.
 
     int8 follows Torch-TensorRT's "Quantization (INT8 / FP8 / FP4)" guide: Model Optimizer quantises
     and calibrates, `torch.export` runs under `export_torch_mode()` so the quantisers become
     `tensorrt::quantize_op` nodes, and `torch_tensorrt.dynamo.compile` turns those into TensorRT
     Q/DQ layers."""
+    info_out = Path(info_out) if info_out else Path(out).with_suffix(".json")
     error = torch_tensorrt_import_error()
     if error:
         stub = write_unavailable(out, "torch_tensorrt", f"{error}; {TORCH_TENSORRT_INSTALL}")
