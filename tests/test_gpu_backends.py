@@ -119,10 +119,9 @@ def test_artifact_paths_are_per_shape_and_precision():
     assert spec("torch_tensorrt").artifact(c).path == "results/models/resnet18/torch_tensorrt/int8/384x16.ep"
     assert spec("torch_tensorrt").artifact(c).rule == "compile_torch_tensorrt"
     trt = spec("onnxruntime_trt")
-    assert trt.artifact(Cell("resnet18", "onnxruntime_trt", "fp16", "cuda", 224, 1)).path.endswith("onnx/fp32.onnx")
-    assert trt.artifact(Cell("resnet18", "onnxruntime_trt", "int8", "cuda", 224, 1)).path.endswith(
-        "onnx/int8_static.onnx"
-    )
+    # strongly typed TensorRT: the precision is in the model (fp16 ONNX; symmetric int8 Q/DQ ONNX)
+    assert trt.artifact(Cell("resnet18", "onnxruntime_trt", "fp16", "cuda", 224, 1)).path.endswith("onnx/fp16.onnx")
+    assert trt.artifact(Cell("resnet18", "onnxruntime_trt", "int8", "cuda", 224, 1)).path.endswith("onnx/int8_trt.onnx")
     # Precisions don't share artifacts: fp16 and fp32 AOTInductor packages are distinct files.
     paths = {spec("aotinductor").artifact(Cell("m", "aotinductor", p, "cuda", 32, 1)).path for p in ("fp32", "fp16")}
     assert len(paths) == 2
@@ -236,7 +235,7 @@ def test_onnxruntime_trt_options_pin_the_profile_and_cache_under_results(tmp_pat
     opts = backend.trt_options("input")
     assert opts["trt_engine_cache_enable"] == "True" and opts["trt_fp16_enable"] == "True"
     assert opts["trt_int8_enable"] == "False"
-    assert opts["trt_engine_cache_path"] == str(tmp_path / "results/cache/ort_trt/resnet18/fp16")
+    assert opts["trt_engine_cache_path"] == str(tmp_path / "results/cache/ort_trt/resnet18/fp16/224x8")
     assert opts["trt_profile_min_shapes"] == opts["trt_profile_max_shapes"] == "input:8x3x224x224"
 
 

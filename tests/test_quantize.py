@@ -271,7 +271,7 @@ def test_schema_fills_in_quantize_and_accuracy_defaults():
     validate(config, str(SCHEMA), set_default=True)
     assert config["quantize"]["calibration_method"] == "MinMax" and config["quantize"]["per_channel"] is True
     assert config["quantize"]["calibration_samples"] == 200
-    assert config["accuracy"] == {"tolerance_points": 1.0, "batch_size": 32}
+    assert config["accuracy"] == {"tolerance_points": 1.0, "batch_size": 32, "expected_tensorrt": []}
 
 
 @pytest.mark.parametrize("method", ["MinMax", "Entropy", "Percentile"])

@@ -111,7 +111,9 @@ def _compile_aoti(a):
 def _compile_torch_tensorrt(a):
     from infbench.compile import build_torch_tensorrt
 
-    build_torch_tensorrt(a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb)
+    build_torch_tensorrt(
+        a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb, a.info
+    )
 
 
 def _flops(a):
@@ -147,10 +149,18 @@ def _quantize_int8(a):
     if a.mode == "dynamic":
         quantize.quantize_dynamic(a.onnx, a.out, a.per_channel)
     elif a.dataset is None:
-        raise ValueError("quantize-int8 --mode static needs --dataset (its calibration split)")
+        raise ValueError(f"quantize-int8 --mode {a.mode} needs --dataset (its calibration split)")
     else:
         quantize.quantize_static(
-            a.onnx, a.out, a.dataset, a.image_size, a.method, a.samples, a.per_channel, a.activation_type
+            a.onnx,
+            a.out,
+            a.dataset,
+            a.image_size,
+            a.method,
+            a.samples,
+            a.per_channel,
+            a.activation_type,
+            tensorrt=a.mode == "trt",
         )
 
 
@@ -186,6 +196,33 @@ def _accuracy(a):
             f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of "
             f"{r['tolerance_points']}), agreement {r['top1_agreement']:.4f}, max |Δ logits| "
             f"{r['max_abs_logit_diff']:.3g}, {r['model_size_mb']:.2f} MiB"
+        )
+    else:
+        line += f": {r['error']}"
+    print(line)
+
+
+def _expected_accuracy(a):
+    from infbench import tensorrt_int8
+
+    r = tensorrt_int8.write_expected(
+        a.out,
+        backend=a.backend,
+        model=a.model,
+        artifact=a.artifact,
+        checkpoint=a.checkpoint,
+        dataset=a.dataset,
+        image_size=a.image_size,
+        batch=a.batch,
+        calib_images=a.calib_images,
+        threads=a.threads or os.cpu_count(),
+        tolerance_points=a.tolerance_points,
+    )
+    line = f"{r['variant']}: {r['status']}"
+    if r["status"] == "ok":
+        line += (
+            f", top-1 {r['accuracy_top1']:.4f} (fp32 {r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points),"
+            f" agreement {r['top1_agreement']:.4f} on {r['images']} test images"
         )
     else:
         line += f": {r['error']}"
@@ -327,7 +364,8 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--checkpoint", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--precision", required=True, choices=["fp32", "fp16", "int8"])
+    s.add_argument("--info", type=Path, default=None, help="build record (time, settings); default: --out as .json")
+    s.add_argument("--precision", required=True, choices=["fp32", "fp16", "bf16", "int8"])
     s.add_argument("--size", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
     s.add_argument("--dataset", type=Path, default=None, help="calibration images for int8")
@@ -338,7 +376,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("quantize-int8", help="fp32 ONNX → INT8 ONNX (static QDQ calibrated, or dynamic)")
     s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--mode", default="static", choices=["static", "dynamic"])
+    s.add_argument(
+        "--mode", default="static", choices=["static", "dynamic", "trt"], help="trt: symmetric int8 Q/DQ for TensorRT"
+    )
     s.add_argument("--dataset", type=Path, default=None, help="calibration split (static)")
     s.add_argument("--image-size", type=int, default=32, help="calibration resolution (static)")
     s.add_argument("--method", default="MinMax", choices=["MinMax", "Entropy", "Percentile"])
@@ -367,6 +407,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_accuracy)
+
+    s = sub.add_parser(
+        "expected-accuracy", help="a TensorRT INT8 variant's accuracy simulated on the CPU (before TensorRT exists)"
+    )
+    s.add_argument("--backend", required=True, choices=["onnxruntime_trt", "torch_tensorrt"])
+    s.add_argument("--model", default="resnet18")
+    s.add_argument("--artifact", type=Path, default=None, help="onnxruntime_trt: the Q/DQ ONNX (int8_trt.onnx)")
+    s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference (and torch_tensorrt's model)")
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--image-size", type=int, required=True, help="the training resolution")
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--calib-images", type=int, default=128, help="torch_tensorrt: Model Optimizer calibration images")
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
+    s.add_argument("--tolerance-points", type=float, default=1.0, help="allowed top-1 drop in points")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_expected_accuracy)
 
     s = sub.add_parser("aggregate", help="result JSONs → summary.parquet/csv + meta.json")
     s.add_argument("--results", type=Path, nargs="*", default=[])

@@ -4,19 +4,22 @@ One artifact per (device,) precision and shape, built once by its rule (workflow
 and loaded by every benchmark job of that cell, so no job recompiles. Files are written atomically.
 
 Where Torch-TensorRT cannot be imported (TensorRT is not installable everywhere), its builder writes
-a small JSON stub naming the import error instead of failing the workflow: the cell that loads it
-reports `unavailable` with that error, and the rule reruns once torch-tensorrt is installed (its
-version is in the rule's params).
+a small JSON stub naming the import error and what to install instead of failing the workflow: the
+cell that loads it reports `unavailable` with that message, and the rule reruns once torch-tensorrt
+is installed (its version is in the rule's params).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import time
 from pathlib import Path
 
 from infbench.backends.torch_compile import use_result_caches
+from infbench.io import write_json
 
 DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 UNAVAILABLE_KIND = "infbench-unavailable-artifact"
@@ -113,13 +116,52 @@ def read_unavailable(path: Path) -> dict | None:
     return stub if isinstance(stub, dict) and stub.get("kind") == UNAVAILABLE_KIND else None
 
 
-def _calibration_batches(dataset: Path, size: int, batch: int, images: int):
-    from infbench import data
+# Where Torch-TensorRT cannot be imported: what to install (its wheels pull TensorRT's libraries from
+# NVIDIA's index; Torch-TensorRT 2.x follows the torch minor version).
+TORCH_TENSORRT_INSTALL = "pip install torch-tensorrt==<this torch's major.minor>.* nvidia-modelopt huggingface_hub"
 
-    calib_x, _ = data.load_split(Path(dataset), "calibration")
-    calib_x = calib_x[:images]
-    for i in range(0, len(calib_x), batch):
-        yield data.to_input(calib_x[i : i + batch], size)
+
+def torch_tensorrt_model(
+    checkpoint: Path, precision: str, size: int, batch: int, device: str, dataset: Path | None, calib_images: int
+):
+    """The model Torch-TensorRT compiles, and its example input (the cell's fixed shape).
+
+    Strongly typed (TensorRT 11, Torch-TensorRT ≥ 2.12): the precision is the model's own dtype, so
+    fp16/bf16 cast the model and its input; int8 is the fp32 model with Model Optimizer's Q/DQ
+    quantisers calibrated on the dataset's calibration split (infbench.tensorrt_int8)."""
+    import torch
+
+    from infbench.backends.torch_eager import load_module
+
+    dtype = getattr(torch, DTYPES[precision])
+    model = load_module(checkpoint, device, dtype)
+    if precision == "int8":
+        from infbench.quantize import calibration_images
+        from infbench.tensorrt_int8 import quantize_module
+
+        if dataset is None:
+            raise ValueError("int8 needs --dataset (Model Optimizer calibrates on its calibration split)")
+        quantize_module(model, calibration_images(Path(dataset), size, calib_images), batch, device, dtype)
+    return model, _example(batch, size, device, dtype)
+
+
+def torch_tensorrt_settings(compile_fn, precision: str, workspace_gb: float) -> dict:
+    """Keyword settings of `torch_tensorrt.dynamo.compile` for one precision.
+
+    No `enabled_precisions` (deprecated, ignored by the dynamo path since 2.13): the model's dtypes
+    decide. `use_explicit_typing=True` only where this Torch-TensorRT still has the switch (2.5–2.12;
+    from 2.13 strong typing is always on and the argument is gone). TF32 is off for every precision
+    but tf32: fp32 means IEEE fp32, and int8's float layers then match the CPU simulation."""
+    settings = {
+        "workspace_size": int(workspace_gb * 2**30),
+        "min_block_size": 1,  # the whole ResNet in TensorRT, no PyTorch islands
+        "disable_tf32": precision != "tf32",
+    }
+    import inspect
+
+    if "use_explicit_typing" in inspect.signature(compile_fn).parameters:
+        settings["use_explicit_typing"] = True
+    return settings
 
 
 def build_torch_tensorrt(
@@ -131,58 +173,42 @@ def build_torch_tensorrt(
     dataset: Path | None = None,
     calib_images: int = 128,
     workspace_gb: float = 4.0,
+    info_out: Path | None = None,
 ) -> dict:
-    """Compile with Torch-TensorRT's dynamo path for one static shape and save the ExportedProgram.
+    """Compile with Torch-TensorRT's dynamo path for one fixed shape and save the ExportedProgram;
+    `info_out` (default: `out` as .json) records the build (seconds, settings, versions) or why it
+    could not run.
 
-    fp32/fp16: the model in that dtype, `use_explicit_typing`-style (weights and input carry the
-    precision). int8: post-training quantization with NVIDIA Model Optimizer
-    (`mtq.quantize(..., INT8_DEFAULT_CFG)`, calibrated on the dataset's calibration split), exported
-    under `export_torch_mode()` and compiled with `enabled_precisions={torch.int8}`.
-    """
+    int8 follows Torch-TensorRT's "Quantization (INT8 / FP8 / FP4)" guide: Model Optimizer quantises
+    and calibrates, `torch.export` runs under `export_torch_mode()` so the quantisers become
+    `tensorrt::quantize_op` nodes, and `torch_tensorrt.dynamo.compile` turns those into TensorRT
+    Q/DQ layers."""
+    info_out = Path(info_out) if info_out else Path(out).with_suffix(".json")
     error = torch_tensorrt_import_error()
     if error:
-        return write_unavailable(out, "torch_tensorrt", error)
+        stub = write_unavailable(out, "torch_tensorrt", f"{error}; {TORCH_TENSORRT_INSTALL}")
+        write_json(info_out, {**stub, "precision": precision, "shape": [batch, 3, size, size]})
+        return stub
 
     import torch
     import torch_tensorrt
 
-    from infbench.backends.torch_eager import load_module
-
     if not torch.cuda.is_available():
-        return write_unavailable(out, "torch_tensorrt", "no CUDA device visible (torch.cuda.is_available() is False)")
-    dtype = torch.float16 if precision == "fp16" else torch.float32
-    model = load_module(checkpoint, "cuda", dtype)
-    example = _example(batch, size, "cuda", dtype)
-    settings = {"workspace_size": int(workspace_gb * 2**30), "min_block_size": 1}
+        stub = write_unavailable(out, "torch_tensorrt", "no CUDA device visible (torch.cuda.is_available() is False)")
+        write_json(info_out, {**stub, "precision": precision, "shape": [batch, 3, size, size]})
+        return stub
+    model, example = torch_tensorrt_model(checkpoint, precision, size, batch, "cuda", dataset, calib_images)
+    settings = torch_tensorrt_settings(torch_tensorrt.dynamo.compile, precision, workspace_gb)
     started = time.time()
-    if precision == "int8":
-        import modelopt.torch.quantization as mtq
-        from modelopt.torch.quantization.utils import export_torch_mode
-
-        if dataset is None:
-            raise ValueError("int8 needs --dataset for calibration images")
-
-        def forward_loop(m):
-            for chunk in _calibration_batches(dataset, size, batch, calib_images):
-                m(torch.from_numpy(chunk).cuda())
-
-        mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop=forward_loop)
-        with torch.no_grad(), export_torch_mode():
-            program = torch.export.export(model, (example,))
-            compiled = torch_tensorrt.dynamo.compile(
-                program, inputs=[example], enabled_precisions={torch.int8}, **settings
-            )
-    else:
-        enabled = {torch.float16} if precision == "fp16" else {torch.float32}
-        with torch.no_grad():
-            compiled = torch_tensorrt.compile(
-                model, ir="dynamo", inputs=[example], enabled_precisions=enabled, **settings
-            )
+    with torch.no_grad(), _export_mode(precision):
+        program = torch.export.export(model, (example,), strict=False)
+        compiled = torch_tensorrt.dynamo.compile(program, arg_inputs=[example], **settings)
+    build_s = time.time() - started
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_for(out, ".ep")
     try:
-        torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", inputs=[example])
+        torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", arg_inputs=[example])
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -191,8 +217,30 @@ def build_torch_tensorrt(
         "artifact": str(out),
         "precision": precision,
         "shape": [batch, 3, size, size],
-        "compile_s": round(time.time() - started, 2),
-        "torch_tensorrt": torch_tensorrt.__version__,
+        "compile_s": round(build_s, 2),
+        "settings": settings,
+        "calibration_images": calib_images if precision == "int8" else None,
+        "versions": {"torch": torch.__version__, "torch_tensorrt": torch_tensorrt.__version__, **_trt_versions()},
     }
+    write_json(info_out, info)
     print(json.dumps(info))
     return info
+
+
+def _export_mode(precision: str):
+    """Model Optimizer's export mode for int8 (its quantisers trace as tensorrt::quantize_op), else nothing."""
+    if precision != "int8":
+        return contextlib.nullcontext()
+    from modelopt.torch.quantization.utils import export_torch_mode
+
+    return export_torch_mode()
+
+
+def _trt_versions() -> dict:
+    versions = {}
+    for name in ("tensorrt", "modelopt"):
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except Exception:  # not installed: nothing to record
+            pass
+    return versions

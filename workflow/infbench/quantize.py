@@ -5,6 +5,10 @@
   optimisation), with activation ranges calibrated on the calibration split of the dataset at the
   training resolution (MinMax, Entropy or Percentile). Activations are uint8 and weights int8 by
   default (U8S8: ORT's fast path on x86 CPUs; int8 activations run slower than fp32 there).
+- `int8_trt.onnx`: the same calibration, made for TensorRT's explicit quantisation (what the TensorRT
+  execution provider reads): int8 activations and weights, both symmetric (zero points 0, weights in
+  [-127, 127]: TensorRT accepts nothing else), biases left in float (TensorRT adds them in float).
+  ONNX Runtime runs it on the CPU too, which is how its accuracy is known before TensorRT is there.
 - `int8_dynamic.onnx`: ORT's dynamic quantisation (weights int8, activation ranges computed at run
   time). Opt-in: it is the wrong tool for a CNN, and the report shows why.
 - `fp16.onnx`: float16 weights and compute for the GPU execution providers, with float32 inputs and
@@ -35,10 +39,13 @@ def cli_args(mode: str, settings: dict, dataset: str, image_size: int) -> str:
     per_channel = "--per-channel" if settings["per_channel"] else "--no-per-channel"
     if mode == "dynamic":
         return f"--mode dynamic {per_channel}"
-    return (
-        f"--mode static --dataset {dataset} --image-size {image_size} --method {settings['calibration_method']}"
-        f" --samples {settings['calibration_samples']} {per_channel} --activation-type {settings['activation_type']}"
+    calibration = (
+        f"--dataset {dataset} --image-size {image_size} --method {settings['calibration_method']}"
+        f" --samples {settings['calibration_samples']} {per_channel}"
     )
+    if mode == "trt":  # the activation type is TensorRT's (int8, symmetric), not the config's
+        return f"--mode trt {calibration}"
+    return f"--mode static {calibration} --activation-type {settings['activation_type']}"
 
 
 def calibration_batch(n: int, largest: int = MAX_CALIBRATION_BATCH) -> int:
@@ -158,8 +165,11 @@ def quantize_static(
     samples: int = 200,
     per_channel: bool = True,
     activation_type: str = "uint8",
+    tensorrt: bool = False,
 ) -> dict:
-    """Calibrated static INT8 (QDQ) → `out`; returns how it was made."""
+    """Calibrated static INT8 (QDQ) → `out`; returns how it was made. `tensorrt`: the Q/DQ model
+    TensorRT's explicit quantisation takes (int8 activations, symmetric activations and weights,
+    float biases), checked node by node before it is written."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
 
@@ -167,9 +177,11 @@ def quantize_static(
         raise ValueError(f"calibration method '{method}' is not one of {', '.join(CALIBRATION_METHODS)}")
     if activation_type not in ACTIVATION_TYPES:
         raise ValueError(f"activation type '{activation_type}' is not one of {', '.join(ACTIVATION_TYPES)}")
+    if tensorrt:
+        activation_type = "int8"
     images = calibration_images(dataset, image_size, samples)
     info = {
-        "mode": "static",
+        "mode": "tensorrt" if tensorrt else "static",
         "format": "QDQ",
         "calibration_method": method,
         "calibration_samples": len(images),
@@ -177,7 +189,13 @@ def quantize_static(
         "per_channel": per_channel,
         "activation_type": activation_type,
         "weight_type": "int8",
+        "symmetric": tensorrt,
+        "bias_quantized": not tensorrt,
     }
+    # ORT's defaults are asymmetric activations and int32 biases. TensorRT's explicit quantisation takes
+    # zero points of 0 only and weights in [-127, 127] (TensorRT developer guide, "Working with Quantized
+    # Types"); it adds biases in float itself, so they stay float here.
+    options = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False} if tensorrt else {}
     with tempfile.TemporaryDirectory(prefix="infbench-quant-") as tmp, atomic_path(out) as dest:
         pre = Path(tmp, "preprocessed.onnx")
         preprocess(fp32, pre)
@@ -194,15 +212,47 @@ def quantize_static(
             activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, method),
+            extra_options=options,
             **calibration,
         )
+        if tensorrt:
+            problems = tensorrt_qdq_problems(dest)
+            if problems:
+                raise ValueError(f"the Q/DQ model is not what TensorRT takes: {'; '.join(problems[:5])}")
         _stamp(dest, info)
     print(
-        f"wrote {out}: static INT8 (QDQ, per-channel weights {per_channel}, {activation_type} activations), "
+        f"wrote {out}: {'TensorRT ' if tensorrt else ''}static INT8 (QDQ, per-channel weights {per_channel}, "
+        f"{activation_type} activations{', symmetric, float biases' if tensorrt else ''}), "
         f"{method} calibration on {len(images)} images at {image_size}x{image_size}",
         flush=True,
     )
     return info
+
+
+def tensorrt_qdq_problems(path: Path) -> list[str]:
+    """What keeps TensorRT from taking this Q/DQ model as explicit INT8 quantisation (empty: nothing):
+    every QuantizeLinear/DequantizeLinear must carry int8 zero points that are all 0, and every
+    quantised weight must lie in [-127, 127]."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    constants = {t.name: t for t in graph.initializer}
+    problems = []
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zero_point = constants.get(node.input[2]) if len(node.input) > 2 else None
+        if zero_point is None:
+            problems.append(f"{node.name}: no constant zero point")
+        elif zero_point.data_type != TensorProto.INT8:
+            problems.append(f"{node.name}: zero point type {TensorProto.DataType.Name(zero_point.data_type)}")
+        elif numpy_helper.to_array(zero_point).any():
+            problems.append(f"{node.name}: non-zero zero point")
+        weight = constants.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if weight is not None and numpy_helper.to_array(weight).min() < -127:
+            problems.append(f"{node.name}: weight value -128 (TensorRT takes [-127, 127])")
+    return problems
 
 
 def quantize_dynamic(fp32: Path, out: Path, per_channel: bool = True) -> dict:

@@ -1,10 +1,13 @@
 # Accuracy of every variant the grid benchmarks: one job per (backend, precision, device), top-1 on
 # the whole test split at the training resolution through the backend's own code path, compared
 # with PyTorch fp32. A device this machine lacks gives a JSON with status 'unavailable'.
+# Plus the expected accuracy of the TensorRT INT8 variants (config accuracy.expected_tensorrt),
+# simulated on the CPU before TensorRT exists; the report lists them in the same table.
 
+from infbench import tensorrt_int8
 from infbench.accuracy import eval_artifact, eval_cell, planned
 
-ACCURACY = planned(CELLS)
+ACCURACY = planned(CELLS) + tensorrt_int8.planned(config)
 # report_meta() plus the tolerance the report marks variants against
 ACCURACY_REPORT_META = json.dumps(
     {
@@ -56,3 +59,54 @@ rule accuracy:
         " --dataset {input.dataset:q} --image-size {params.image_size} --batch {params.batch}"
         " --threads {params.cpu_threads} --tolerance-points {params.tolerance} {params.options}"
         " --out {output:q} > {log} 2>&1"
+
+
+rule expected_accuracy_tensorrt:
+    input:
+        # onnxruntime_trt: the Q/DQ ONNX its int8 cells read; torch_tensorrt quantises the checkpoint
+        artifact=lambda wc: (
+            f"results/models/{wc.model}/onnx/int8_trt.onnx"
+            if wc.backend == "onnxruntime_trt"
+            else []
+        ),
+        checkpoint=CHECKPOINT,
+        dataset=DATASET,
+    output:
+        "results/accuracy/{model}/expected_tensorrt/{backend}.json",
+    log:
+        "results/logs/accuracy/{model}/expected_tensorrt/{backend}.log",
+    wildcard_constraints:
+        backend="onnxruntime_trt|torch_tensorrt",
+    conda:
+        CORE_ENV
+    # Runs on the CPU like a CPU cell: every core, nothing measured beside it.
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        artifact=lambda wc, input: (
+            f"--artifact {input.artifact}" if wc.backend == "onnxruntime_trt" else ""
+        ),
+        tolerance=config["accuracy"]["tolerance_points"],
+        image_size=config["train"]["image_size"],
+        batch=config["accuracy"]["batch_size"],
+        calib=config["compile"].get("trt_calib_images", 128),
+        cpu_threads=config["bench"]["cpu_threads"],
+        code=grid.code_hash(
+            "tensorrt_int8.py",
+            "accuracy.py",
+            "quantize.py",
+            "data.py",
+            "model.py",
+            "backends/base.py",
+            "backends/onnxruntime_ep.py",
+        ),
+        versions=lambda wc: grid.package_versions(
+            "onnxruntime", "torch", "nvidia-modelopt"
+        ),
+    shell:
+        "infbench expected-accuracy --backend {wildcards.backend} --model {wildcards.model} {params.artifact}"
+        " --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --image-size {params.image_size}"
+        " --batch {params.batch} --calib-images {params.calib} --threads {params.cpu_threads}"
+        " --tolerance-points {params.tolerance} --out {output:q} > {log} 2>&1"

@@ -43,7 +43,9 @@ CELL_RUNS = config["bench"]["repetitions"] + config["bench"]["max_extra_repetiti
 
 def cell_env(wildcards):
     """Conda environment (for --sdm conda) of a cell: GPU cells need onnxruntime-gpu, TensorRT ones TensorRT."""
-    if "tensorrt" in wildcards.backend or "trt" in wildcards.backend:
+    if wildcards.backend == "onnxruntime_trt":  # TensorRT 10 (its EP's), not Torch-TensorRT's 11
+        return "../../envs/ort_tensorrt.yaml"
+    if wildcards.backend == "torch_tensorrt":
         return "../../envs/tensorrt.yaml"
     return device_env(wildcards)
 

@@ -1,7 +1,8 @@
 # Ahead-of-time artifacts, one per (device,) precision and shape: a benchmark job loads them and
 # never recompiles. AOTInductor needs the device it compiles for; Torch-TensorRT needs a GPU and
 # TensorRT (where Torch-TensorRT cannot be imported, its rule writes a stub and the cell reports
-# 'unavailable' with the import error). Compiles take every core, so no measurement runs beside one.
+# 'unavailable' with the import error and what to install); its .json beside the program records the
+# build time and settings. Compiles take every core, so no measurement runs beside one.
 
 
 rule compile_aoti:
@@ -40,7 +41,8 @@ rule compile_torch_tensorrt:
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
-        "results/models/{model}/torch_tensorrt/{precision}/{size}x{batch}.ep",
+        program="results/models/{model}/torch_tensorrt/{precision}/{size}x{batch}.ep",
+        info="results/models/{model}/torch_tensorrt/{precision}/{size}x{batch}.json",
     log:
         "results/logs/compile/{model}/torch_tensorrt/{precision}/{size}x{batch}.log",
     conda:
@@ -53,11 +55,17 @@ rule compile_torch_tensorrt:
     params:
         workspace=config["compile"].get("trt_workspace_gb", 4),
         calib=config["compile"].get("trt_calib_images", 128),
-        code=grid.code_hash("compile.py", "model.py", "backends/torch_eager.py"),
+        code=grid.code_hash(
+            "compile.py",
+            "model.py",
+            "quantize.py",
+            "tensorrt_int8.py",
+            "backends/torch_eager.py",
+        ),
         versions=grid.package_versions(
             "torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"
         ),
     shell:
-        "infbench compile-torch-tensorrt --checkpoint {input.checkpoint:q} --out {output:q}"
+        "infbench compile-torch-tensorrt --checkpoint {input.checkpoint:q} --out {output.program:q} --info {output.info:q}"
         " --precision {wildcards.precision} --size {wildcards.size} --batch {wildcards.batch}"
         " --dataset {input.dataset:q} --calib-images {params.calib} --workspace-gb {params.workspace} > {log} 2>&1"

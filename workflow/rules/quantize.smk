@@ -1,6 +1,7 @@
 # Precision variants of the fp32 ONNX model, cached under results/models/{model}/onnx/:
-# int8_static.onnx (calibrated static INT8, QDQ), int8_dynamic.onnx (opt-in dynamic INT8) and
-# fp16.onnx (float16 compute with float32 inputs/outputs, for the GPU execution providers).
+# int8_static.onnx (calibrated static INT8, QDQ), int8_trt.onnx (the same calibration as symmetric
+# int8 Q/DQ, what TensorRT's explicit quantisation takes), int8_dynamic.onnx (opt-in dynamic INT8)
+# and fp16.onnx (float16 compute with float32 inputs/outputs, for the GPU execution providers).
 # PyTorch fp16/bf16 are precisions of the torch backends and need no artifact.
 
 from infbench import quantize
@@ -10,13 +11,13 @@ rule quantize_int8:
     input:
         onnx="results/models/{model}/onnx/fp32.onnx",
         # the calibration split, for the static model only
-        dataset=lambda wc: DATASET if wc.qmode == "static" else [],
+        dataset=lambda wc: DATASET if wc.qmode != "dynamic" else [],
     output:
         "results/models/{model}/onnx/int8_{qmode}.onnx",
     log:
         "results/logs/quantize/{model}/int8_{qmode}.log",
     wildcard_constraints:
-        qmode="static|dynamic",
+        qmode="static|dynamic|trt",
     conda:
         CORE_ENV
     # Calibration runs the model: it takes every core, so no measurement runs beside it.

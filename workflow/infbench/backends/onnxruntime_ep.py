@@ -11,6 +11,7 @@ the CPU provider is refused as `unavailable`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -157,12 +158,24 @@ class OnnxRuntime(Backend):
         return np.asarray(outputs, dtype=np.float32)
 
 
-class OnnxRuntimeTensorRT(OnnxRuntime):
-    """The TensorRT execution provider; engines cached under results/cache/ort_trt/<precision>/.
+# onnxruntime-gpu's TensorRT EP links one TensorRT major (1.31.1: libnvinfer.so.10, CUDA 13).
+ORT_TENSORRT_INSTALL = (
+    "pip install onnxruntime-gpu tensorrt-cu13==10.* (the TensorRT major its TensorRT EP links: "
+    "libnvinfer.so.10 for onnxruntime-gpu 1.31)"
+)
 
-    fp32 and fp16 read the fp32 ONNX model (fp16 lets TensorRT pick half-precision kernels,
-    `trt_fp16_enable`); int8 reads the calibrated QDQ model (`trt_int8_enable`, explicit
-    quantization). The optimization profile is pinned to the cell's shape.
+
+class OnnxRuntimeTensorRT(OnnxRuntime):
+    """The TensorRT execution provider, its engine built while the session is created (in `load`,
+    never in a timed region) and cached under results/cache/ort_trt/<model>/<precision>/<shape>/.
+
+    The precision is in the model: fp32 reads the fp32 ONNX, fp16 the fp16 ONNX, int8 the symmetric
+    int8 Q/DQ ONNX (int8_trt.onnx, explicit quantisation). The precision switches are still set,
+    because the EP of onnxruntime-gpu 1.31 builds weakly typed TensorRT 10 networks, where a half or
+    int8 kernel needs its flag (`trt_fp16_enable`, `trt_int8_enable`). The optimisation profile is
+    pinned to the cell's shape (`trt_profile_min/opt/max_shapes`), so no input can trigger a rebuild.
+    TF32: the EP has no option for it (its option list has none; ORT issue #21457), so fp32 and int8
+    cells set NVIDIA_TF32_OVERRIDE=0, the NVIDIA libraries' own switch, before the session exists.
     """
 
     def provider_for(self) -> str:
@@ -174,12 +187,18 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         try:
             import tensorrt  # noqa: F401  (the EP loads libnvinfer from here or the system)
         except Exception as exc:
-            raise BackendUnavailable(f"TensorRT cannot be imported ({type(exc).__name__}: {exc})") from exc
+            raise BackendUnavailable(
+                f"TensorRT cannot be imported ({type(exc).__name__}: {exc}); {ORT_TENSORRT_INSTALL}"
+            ) from exc
         super().check_available()
+
+    def engine_cache(self) -> Path:
+        c = self.cell
+        return TRT_CACHE_ROOT / c.model / c.precision / f"{c.image_size}x{c.batch_size}"
 
     def trt_options(self, input_name: str) -> dict:
         c = self.cell
-        cache = TRT_CACHE_ROOT / c.model / c.precision
+        cache = self.engine_cache()
         cache.mkdir(parents=True, exist_ok=True)
         shape = f"{input_name}:{c.batch_size}x3x{c.image_size}x{c.image_size}"
         return {
@@ -193,6 +212,16 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
             "trt_profile_opt_shapes": shape,
             "trt_profile_max_shapes": shape,
         }
+
+    def load(self) -> None:
+        if self.cell.precision in ("fp32", "int8"):  # IEEE fp32 for the float layers; see the class doc
+            os.environ["NVIDIA_TF32_OVERRIDE"] = "0"
+        super().load()
+        # One run at the cell's shape now: the engine exists (built or read from the cache) before
+        # anything is timed, whether the EP built it with the session or defers it to the first run.
+        c = self.cell
+        zeros = np.zeros((c.batch_size, 3, c.image_size, c.image_size), dtype=np.float32)
+        self.session.run(None, {self.input_name: zeros})
 
     def providers(self) -> list:
         import onnx

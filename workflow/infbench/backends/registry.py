@@ -23,6 +23,7 @@ ONNX_RULE = {
     "fp16": "convert_fp16",
     "int8_static": "quantize_int8",
     "int8_dynamic": "quantize_int8",
+    "int8_trt": "quantize_int8",
 }
 
 
@@ -57,9 +58,13 @@ def torch_tensorrt_artifact(cell: Cell) -> Artifact:
     )
 
 
+# What the TensorRT EP reads per precision: TensorRT 11 is strongly typed, so the precision is in the
+# model (the fp16 ONNX; the symmetric int8 Q/DQ ONNX), never in a builder flag.
+ONNX_TRT_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_trt"}
+
+
 def onnx_trt_artifact(cell: Cell) -> Artifact:
-    """The TensorRT EP reads the fp32 model for fp32 and fp16 (TensorRT lowers it), QDQ for int8."""
-    variant = "int8_static" if cell.precision == "int8" else "fp32"
+    variant = ONNX_TRT_VARIANT[cell.precision]
     return Artifact(f"results/models/{cell.model}/onnx/{variant}.onnx", ONNX_RULE[variant])
 
 
@@ -160,7 +165,7 @@ BACKENDS: dict[str, BackendSpec] = {
             name="torch_tensorrt",
             module="torch_tensorrt_backend",
             cls="TorchTensorRT",
-            support={"cuda": ("fp32", "fp16", "int8")},
+            support={"cuda": ("fp32", "fp16", "bf16", "int8")},
             packages=("torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"),
             artifact=torch_tensorrt_artifact,
         ),

@@ -1,0 +1,160 @@
+"""INT8 for TensorRT, made and scored before TensorRT is installed.
+
+TensorRT 11 builds strongly typed networks only: INT8 comes from explicit quantize/dequantize (Q/DQ)
+nodes in the model, never from a builder flag and a calibrator. Both TensorRT INT8 variants are
+therefore made without TensorRT:
+
+- Torch-TensorRT: NVIDIA Model Optimizer's PyTorch quantisation (`mtq.quantize` with
+  `INT8_DEFAULT_CFG`: per-channel int8 weights, per-tensor int8 activations, max calibration),
+  calibrated on the calibration split; compile.py exports that model and compiles it.
+- ONNX Runtime's TensorRT EP: the symmetric Q/DQ ONNX of quantize.py (`int8_trt.onnx`).
+
+Their expected accuracy on TensorRT is measured here on the CPU, like any variant (top-1 on the
+test split, agreement with PyTorch fp32): the Model Optimizer model with its fake quantisation (int8
+rounding simulated in float), and the Q/DQ ONNX on ONNX Runtime's CPU execution provider. TensorRT
+runs the same quantised arithmetic, so a user sees the INT8 cost before owning the GPU; only the
+rounding of TensorRT's own kernels can differ.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from infbench import accuracy, data
+from infbench.io import write_json
+
+# nvidia-modelopt 0.47 imports huggingface_hub from modelopt.torch without declaring it.
+MODELOPT_INSTALL = "pip install nvidia-modelopt huggingface_hub (PyPI; no extras: [onnx] pins an older onnxruntime)"
+
+BACKENDS = ("onnxruntime_trt", "torch_tensorrt")
+VARIANT = {
+    "onnxruntime_trt": "expected accuracy on TensorRT: symmetric int8 Q/DQ ONNX (int8_trt) on ONNX Runtime, CPU",
+    "torch_tensorrt": "expected accuracy on TensorRT: Model Optimizer int8 (fake-quantised PyTorch), CPU",
+}
+
+
+class ModelOptUnavailable(RuntimeError):
+    """NVIDIA Model Optimizer cannot be imported; the message says what to install."""
+
+
+def import_mtq():
+    """modelopt.torch.quantization, or ModelOptUnavailable naming the import error and the fix."""
+    try:
+        import modelopt.torch.quantization as mtq
+    except Exception as exc:  # ImportError, or a dependency it imports without declaring
+        raise ModelOptUnavailable(
+            f"NVIDIA Model Optimizer cannot be imported ({type(exc).__name__}: {exc}); {MODELOPT_INSTALL}"
+        ) from exc
+    return mtq
+
+
+def quantize_module(model, images: np.ndarray, batch: int, device: str, dtype=None):
+    """Insert Model Optimizer's INT8 quantisers into `model` (in place) and calibrate their ranges on
+    `images` (normalised float32 NCHW), `batch` at a time; returns the model."""
+    import torch
+
+    mtq = import_mtq()
+
+    def forward_loop(m):
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                m(torch.from_numpy(images[i : i + batch]).to(device, dtype or torch.float32))
+
+    return mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop=forward_loop)
+
+
+def modelopt_logits(
+    checkpoint: Path, dataset: Path, image_size: int, calib_images: int, x: np.ndarray, batch: int
+) -> np.ndarray:
+    """Logits of the Model Optimizer INT8 model (calibrated on the calibration split) on the CPU."""
+    import torch
+
+    from infbench.model import load_checkpoint
+    from infbench.quantize import calibration_images
+
+    calibration = calibration_images(dataset, image_size, calib_images)
+    model = quantize_module(load_checkpoint(checkpoint), calibration, batch, "cpu")
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)])
+
+
+def qdq_logits(model: str, artifact: Path, x: np.ndarray, batch: int, threads: int) -> np.ndarray:
+    """Logits of the Q/DQ ONNX through the CPU execution provider, the path the onnxruntime cells run."""
+    from infbench.backends.base import Cell
+    from infbench.backends.onnxruntime_ep import OnnxRuntime
+
+    runner = OnnxRuntime(Cell(model, "onnxruntime", "int8", "cpu", x.shape[-1], batch), Path(artifact), threads)
+    runner.check_available()
+    runner.load()
+    return accuracy.backend_logits(runner, x, batch)
+
+
+def expected_path(model: str, backend: str) -> str:
+    return f"results/accuracy/{model}/expected_tensorrt/{backend}.json"
+
+
+def planned(config: dict) -> list[str]:
+    """The expected-accuracy results the config asks for (accuracy.expected_tensorrt)."""
+    backends = config.get("accuracy", {}).get("expected_tensorrt", [])
+    return [expected_path(config["model"]["name"], b) for b in backends]
+
+
+def evaluate_expected(
+    backend: str,
+    model: str,
+    artifact: Path | None,
+    checkpoint: Path,
+    dataset: Path,
+    image_size: int,
+    batch: int,
+    calib_images: int,
+    threads: int,
+    tolerance_points: float,
+) -> dict:
+    """An accuracy record (the fields of accuracy.evaluate) of a TensorRT INT8 variant simulated on the
+    CPU; device 'cpu' is where it was computed, `variant` says what it stands for."""
+    import torch
+
+    if backend not in BACKENDS:
+        raise ValueError(f"no expected TensorRT accuracy for backend '{backend}' (choose from {', '.join(BACKENDS)})")
+    result = {
+        "variant": VARIANT[backend],
+        "model": model,
+        "backend": backend,
+        "precision": "int8",
+        "device": "cpu",
+        "expected_on": "tensorrt",
+        "status": "error",
+        "error": None,
+        "image_size": image_size,
+        "tolerance_points": tolerance_points,
+        **dict.fromkeys(accuracy.NUMBERS),
+        "model_size_mb": accuracy.size_mb(artifact) if artifact else None,
+    }
+    try:
+        torch.set_num_threads(threads)
+        images, labels = data.load_split(dataset, "test")
+        x = data.to_input(images, image_size)
+        if backend == "onnxruntime_trt":
+            if artifact is None:
+                raise ValueError("onnxruntime_trt needs --artifact (the Q/DQ ONNX int8_trt.onnx)")
+            logits = qdq_logits(model, artifact, x, batch, threads)
+        else:
+            logits = modelopt_logits(checkpoint, dataset, image_size, calib_images, x, batch)
+        result.update(accuracy.compare(logits, accuracy.reference_logits(checkpoint, x), labels, tolerance_points))
+        result["status"] = "ok"
+    except ModelOptUnavailable as exc:
+        result.update(status="unavailable", error=str(exc))
+    except Exception as exc:  # a broken variant is a result to show, not a crash of the workflow
+        traceback.print_exc()
+        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    return result
+
+
+def write_expected(out: Path, **kwargs) -> dict:
+    result = evaluate_expected(**kwargs)
+    write_json(out, result)
+    return result
