@@ -18,6 +18,7 @@ import vl_convert
 
 from infbench.io import atomic_path
 from infbench.report.charts import Chart, build_charts
+from infbench.devices import note as devices_note
 from infbench.report.findings import Finding, findings
 from infbench.report.frame import SCHEMA, complete, num, pct, several_machines
 
@@ -352,6 +353,7 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
             + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded"),
         ),
         ("Machines", "<ul>" + "".join(machines) + "</ul>" if machines else "not recorded"),
+        *([("Devices", e(devices_note(meta["devices"])))] if meta.get("devices") else []),
         ("Created", e(str(meta.get("created", "n/a")))),
         ("Cells", cells),
         ("Baseline", e(meta.get("baseline") or "torch fp32 on the same device, size and batch")),
