@@ -85,7 +85,7 @@ def cell_result(result: dict, baseline: dict | None = None, color: bool = False)
         if len(message) > ERROR_WIDTH:
             message = message[: ERROR_WIDTH - 1] + "…"
         return paint(f"{status}: {message}" if message else status, status, color)
-    parts = [throughput(value)]
+    parts = [f"{throughput(value):>11}"]  # numbers line up under each other
     pct = uncertainty_pct(result)
     if pct is not None:
         parts[0] += f" ±{pct:.1f}%"
@@ -115,30 +115,29 @@ def cell_line(path: str | Path, color: bool = False) -> str:
 class Progress:
     """Counts jobs as they finish and estimates the time left from the ones that did.
 
-    The time a rule's job takes is the mean of its finished jobs in this run (cells per backend and device,
-    whose times differ most); a rule with none finished yet counts at the mean of all finished jobs.
+    A job still to run takes the mean time of the finished jobs of its rule in this run; a rule with none
+    finished yet counts at the mean of all finished jobs.
     """
 
     def __init__(self, planned: dict[str, int], now: float | None = None):
         self.planned = {k: v for k, v in planned.items() if k != "total"}
         self.total = planned.get("total", sum(self.planned.values()))
         self.started_at = time.monotonic() if now is None else now
-        self.started: dict[int, tuple[str, float, str]] = {}  # jobid → (rule, start, kind)
+        self.started: dict[int, tuple[str, float]] = {}  # jobid → (rule, start)
         self.finished = Counter()
         self.durations: dict[str, list[float]] = defaultdict(list)
         self.cells_done = 0
 
-    def start(self, jobid: int, rule: str, kind: str | None = None, now: float | None = None) -> None:
-        self.started[jobid] = (rule, time.monotonic() if now is None else now, kind or rule)
+    def start(self, jobid: int, rule: str, now: float | None = None) -> None:
+        self.started[jobid] = (rule, time.monotonic() if now is None else now)
 
     def finish(self, jobid: int, now: float | None = None) -> tuple[str, float] | None:
         """Record a finished job; (rule, seconds it ran), or None for a job this run never saw start."""
         if jobid not in self.started:
             return None
-        rule, start, kind = self.started.pop(jobid)
+        rule, start = self.started.pop(jobid)
         took = (time.monotonic() if now is None else now) - start
         self.finished[rule] += 1
-        self.durations[kind].append(took)
         self.durations[rule].append(took)
         if rule == BENCH_RULE:
             self.cells_done += 1

@@ -116,9 +116,7 @@ class LogHandler(LogHandlerBase):
             self.write(f"{stats.get('total', 0)} jobs to run: {jobs}")
         elif event == LogEvent.JOB_INFO:
             if self.progress is not None:
-                wildcards = getattr(record, "wildcards", {}) or {}
-                kind = f"{record.rule_name}:{wildcards.get('backend')}:{wildcards.get('device')}"
-                self.progress.start(record.jobid, record.rule_name, kind, time.monotonic())
+                self.progress.start(record.jobid, record.rule_name, time.monotonic())
                 self.outputs[record.jobid] = list(getattr(record, "output", []) or [])
         elif event == LogEvent.JOB_FINISHED:
             self.job_finished(record.job_id)
