@@ -9,3 +9,7 @@ The workflow lives in workflow/Snakefile (where the Snakemake workflow catalog a
 
 
 include: "workflow/Snakefile"
+
+
+# An included file's default target does not carry over to the including one: name it here.
+workflow.default_target = "all"

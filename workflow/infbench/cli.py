@@ -344,9 +344,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_aggregate)
 
     s = sub.add_parser("plan", help="cells per device and backend, how many are done, the time the rest should take")
-    s.add_argument(
-        "--configfile", type=Path, nargs="+", default=[Path("config/config.yaml")], help="merged in order"
-    )
+    s.add_argument("--configfile", type=Path, nargs="+", default=[Path("config/config.yaml")], help="merged in order")
     s.set_defaults(func=_plan)
 
     s = sub.add_parser("report", help="summary + meta → index.html, summary.md, plots/")

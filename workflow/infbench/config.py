@@ -115,7 +115,9 @@ def _message(error, schema: dict) -> str:
         ]
         if inner:
             return _message(max(inner, key=lambda e: len(e.absolute_path)), schema)
-        return f"{key}: {value!r} is not allowed; expected {' or '.join(_shape(b) for b in error.validator_value)}{about}"
+        return (
+            f"{key}: {value!r} is not allowed; expected {' or '.join(_shape(b) for b in error.validator_value)}{about}"
+        )
     if kind == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         unknown = [k for k in value if k not in allowed]

@@ -13,6 +13,9 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from infbench import grid
+from infbench.backends.base import Cell
+
 BENCH_RULE = "bench_cell"
 REPORT_RULE = "report"
 REPORT_DIR = Path("results/report")
@@ -58,12 +61,13 @@ def cell_label(cell: dict) -> str:
     return " ".join(str(p) for p in parts if p) + " " + shape
 
 
-def baseline_path(cell: dict, bench_dir: Path = Path("results/bench")) -> Path | None:
+def baseline_path(cell: dict, root: Path = Path(".")) -> Path | None:
     """Where the torch fp32 cell of the same model, device, size and batch writes its result."""
     try:
-        return bench_dir / cell["model"] / "torch" / "fp32" / cell["device"] / f"{cell['image_size']}x{cell['batch_size']}.json"
-    except KeyError:
+        base = Cell(cell["model"], "torch", "fp32", cell["device"], int(cell["image_size"]), int(cell["batch_size"]))
+    except (KeyError, TypeError, ValueError):
         return None
+    return root / grid.result_path(base)
 
 
 def uncertainty_pct(result: dict) -> float | None:
@@ -107,7 +111,8 @@ def cell_line(path: str | Path, color: bool = False) -> str:
     if result is None:
         return f"{path}: no readable result"
     cell = result.get("cell") or {}
-    base_path = baseline_path(cell, Path(path).parents[4] if len(Path(path).parents) > 4 else Path("results/bench"))
+    parents = Path(path).parents  # <root>/results/bench/<model>/<backend>/<precision>/<device>/<shape>.json
+    base_path = baseline_path(cell, parents[6] if len(parents) > 6 else Path("."))
     baseline = _read(base_path) if base_path and base_path != Path(path) else None
     return f"{cell_label(cell):<32} {cell_result(result, baseline, color)}"
 

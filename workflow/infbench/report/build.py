@@ -16,9 +16,9 @@ import altair as alt
 import polars as pl
 import vl_convert
 
+from infbench.devices import note as devices_note
 from infbench.io import atomic_path
 from infbench.report.charts import Chart, build_charts
-from infbench.devices import note as devices_note
 from infbench.report.findings import Finding, findings
 from infbench.report.frame import SCHEMA, complete, num, pct, several_machines
 
