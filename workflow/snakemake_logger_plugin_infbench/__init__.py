@@ -54,6 +54,7 @@ class LogHandler(LogHandlerBase):
         self.outputs: dict[int, list[str]] = {}
         self.report_built = False
         self.closed = False
+        self.last_table = None
 
     @property
     def writes_to_stream(self) -> bool:
@@ -103,6 +104,10 @@ class LogHandler(LogHandlerBase):
                 return
             if event is None and text.lstrip().startswith(NOISE):
                 return
+            if event == LogEvent.RUN_INFO:  # a dry run logs its table of jobs before and after planning: once
+                if text == self.last_table:
+                    return
+                self.last_table = text
         self.write(text)
 
     def emit_short(self, record: logging.LogRecord) -> None:
