@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,13 +66,17 @@ def test_infbench_runs_as_a_module_of_another_workflow(trained_workflow, tmp_pat
     (outer / "config.yaml").write_text(yaml.safe_dump(config))
     (outer / "Snakefile").write_text(OUTER_SNAKEFILE)
 
-    proc = run(outer, "--cores", "2")
+    # the outer workflow has no profile: it asks for infbench's short output itself
+    proc = run(outer, "--cores", "2", "--logger", "infbench")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     df = pl.read_parquet(outer / "results/report/summary.parquet")
     assert df.select("backend", "precision", "status").rows() == [("torch", "fp32", "ok")]
     assert (outer / "results/report/index.html").stat().st_size > 0
-    # the module's rules, under the outer workflow's prefix
-    assert "infbench_bench_cell" in proc.stdout + proc.stderr
+    # the module's rules, under the outer workflow's prefix; the cell's line all the same
+    text = proc.stdout + proc.stderr
+    assert "infbench_bench_cell" in text
+    assert re.search(r"^\[1/1\] torch fp32 cpu 32×4 +[\d,.]+ img/s", text, re.MULTILINE), text
+    assert f"Report: {(outer / 'results/report/index.html').resolve()}" in text
 
     again = run(outer, "--cores", "2")
     assert "Nothing to be done" in again.stdout + again.stderr

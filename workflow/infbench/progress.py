@@ -27,6 +27,11 @@ ERROR_WIDTH = 100  # characters of an error message on a cell's line (the log an
 COLORS = {"ok": "32", "unstable": "33", "error": "31", "oom": "31", "timeout": "31", "unavailable": "33"}
 
 
+def is_rule(name: str, rule: str) -> bool:
+    """`name` is infbench's `rule`, also under a module's prefix (`use rule * from infbench as infbench_*`)."""
+    return name == rule or name.endswith(f"_{rule}")
+
+
 def _read(path) -> dict | None:
     try:
         data = json.loads(Path(path).read_text())
@@ -144,7 +149,7 @@ class Progress:
         took = (time.monotonic() if now is None else now) - start
         self.finished[rule] += 1
         self.durations[rule].append(took)
-        if rule == BENCH_RULE:
+        if is_rule(rule, BENCH_RULE):
             self.cells_done += 1
         return rule, took
 
@@ -173,7 +178,7 @@ class Progress:
         return f"{pct:.0f}%" + (f" · ~{duration(left)} left" if left is not None and left >= 1 else "")
 
     def cell_counter(self) -> str:
-        cells = self.planned.get(BENCH_RULE, 0)
+        cells = sum(n for rule, n in self.planned.items() if is_rule(rule, BENCH_RULE))
         return f"[{self.cells_done:>{len(str(cells))}}/{cells}]"
 
 

@@ -50,6 +50,7 @@ class LogHandler(LogHandlerBase):
         self.snakemake_filter = DefaultFilter(s.quiet, s.debug_dag, s.verbose, s.dryrun, s.printshellcmds)
         self.formatter_ = DefaultFormatter(s.quiet, s.show_failed_logs)
         self.full = bool(s.printshellcmds or s.verbose)
+        self.silent = any(str(q).lower().endswith("all") for q in (s.quiet or ()))  # --quiet all
         self.progress = None
         self.outputs: dict[int, list[str]] = {}
         self.report_built = False
@@ -87,6 +88,8 @@ class LogHandler(LogHandlerBase):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            if self.silent and record.levelno < logging.WARNING:
+                return
             if self.full or self.common_settings.dryrun:
                 self.emit_full(record)
             else:
@@ -148,10 +151,10 @@ class LogHandler(LogHandlerBase):
             return
         rule, took = finished
         outputs = self.outputs.pop(jobid, [])
-        if rule == progress.BENCH_RULE and outputs:
+        if progress.is_rule(rule, progress.BENCH_RULE) and outputs:
             line = f"{self.progress.cell_counter()} {progress.cell_line(outputs[0], self.color)}"
         else:
             line = f"{'':{len(self.progress.cell_counter())}} {rule} done in {progress.duration(took)}"
-        if rule == progress.REPORT_RULE:
+        if progress.is_rule(rule, progress.REPORT_RULE):
             self.report_built = True
         self.write(f"{line}  · {self.progress.figure()}")
