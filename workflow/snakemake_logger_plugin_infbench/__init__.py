@@ -107,6 +107,7 @@ class LogHandler(LogHandlerBase):
                 return
             if event is None and text.lstrip().startswith(NOISE):
                 return
+            text = text.replace("(check individual jobs above for details)", "(-p lists every job with its reason)")
             if event == LogEvent.RUN_INFO:  # a dry run logs its table of jobs before and after planning: once
                 if text == self.last_table:
                     return
