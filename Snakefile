@@ -1,39 +1,15 @@
 """infbench: which way of running an image classifier is fastest here, and what it costs.
 
 snakemake --cores 1 report        # the whole study on config/config.yaml
-snakemake -n report               # list the jobs without running them
+snakemake -n report               # the plan: cells per device and backend, what is done, the time left
+snakemake -p --cores 1 report     # the same run with Snakemake's full output (every job and command)
+
+The workflow lives in workflow/Snakefile (where the Snakemake workflow catalog and `module` look for it).
 """
 
-from pathlib import Path
 
-from infbench.config import check_schema
-from snakemake.utils import min_version, validate
-
-min_version("8.20")
+include: "workflow/Snakefile"
 
 
-configfile: "config/config.yaml"
-
-
-# Every problem of the config, one line each naming the key and what is allowed (Snakemake's own
-# message dumps the whole schema); then Snakemake fills in the defaults.
-check_schema(config, Path(workflow.basedir, "config/schema.yaml"))
-validate(config, "config/schema.yaml", set_default=True)
-
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/export.smk"
-include: "workflow/rules/quantize.smk"
-include: "workflow/rules/compile.smk"
-include: "workflow/rules/metrics.smk"
-include: "workflow/rules/bench.smk"
-include: "workflow/rules/accuracy.smk"
-include: "workflow/rules/report.smk"
-
-
-rule all:
-    default_target: True
-    input:
-        rules.report.output,
+# An included file's default target does not carry over to the including one: name it here.
+workflow.default_target = "all"

@@ -64,7 +64,11 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         {"train.epochs": "many"},
         ["train.epochs: 'many' is a string, expected an integer (Training epochs.)"],
     ),
-    "scalar for a list": ({"grid.devices": "cpu"}, ["grid.devices: 'cpu' is a string, expected a list"]),
+    "scalar for a list": ({"grid.image_sizes": 32}, ["grid.image_sizes: 32 is an integer, expected a list"]),
+    "device not in a list": (
+        {"grid.devices": "cpu"},
+        ["grid.devices: 'cpu' is not allowed; expected 'auto' or a list of cpu, cuda"],
+    ),
     "boolean for a number": (
         {"bench.window_s": True},
         ["bench.window_s: True is a boolean, expected a number"],

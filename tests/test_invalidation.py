@@ -17,8 +17,8 @@ CELLS = len(TINY_CONFIG["grid"]["backends"])  # one size, one batch, one device,
 
 
 def planned_outputs(workdir, *targets: str) -> list[str]:
-    """Output files of the jobs a dry run plans."""
-    out = snakemake(workdir, "-n", *targets).stdout
+    """Output files of the jobs a dry run plans (-p: every job's block, which the default profile leaves out)."""
+    out = snakemake(workdir, "-n", "-p", *targets).stdout
     return [line.split("output:", 1)[1].strip() for line in out.splitlines() if line.strip().startswith("output:")]
 
 

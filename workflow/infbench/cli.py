@@ -255,6 +255,12 @@ def _report(a):
     print(f"report written to {a.out_dir / 'index.html'}")
 
 
+def _plan(a):
+    from infbench.plan import main
+
+    print("\n".join(main(a.configfile)))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="infbench", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="stage", required=True)
@@ -434,6 +440,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", type=Path, required=True)
     s.set_defaults(func=_aggregate)
 
+    s = sub.add_parser("plan", help="cells per device and backend, how many are done, the time the rest should take")
+    s.add_argument("--configfile", type=Path, nargs="+", default=[Path("config/config.yaml")], help="merged in order")
+    s.set_defaults(func=_plan)
+
     s = sub.add_parser("report", help="summary + meta → index.html, summary.md, plots/")
     s.add_argument("--summary", type=Path, required=True)
     s.add_argument("--meta", type=Path, required=True)
@@ -444,7 +454,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    print("command: infbench " + shlex.join(argv), flush=True)
+    if argv[:1] != ["plan"]:  # a rule's log starts with its command; `plan` is for people
+        print("command: infbench " + shlex.join(argv), flush=True)
     args = parser().parse_args(argv)
     try:
         args.func(args)

@@ -85,6 +85,15 @@ EXPECTED = {
 }
 
 
+def _shape(branch: dict) -> str:
+    """'auto' / 'a list of cpu, cuda': one alternative of a oneOf, as a user writes it."""
+    if "enum" in branch:
+        return " or ".join(repr(v) for v in branch["enum"])
+    if branch.get("type") == "array" and "enum" in branch.get("items", {}):
+        return f"a list of {_listing(branch['items']['enum'])}"
+    return EXPECTED.get(branch.get("type"), str(branch.get("type")))
+
+
 def _message(error, schema: dict) -> str:
     """One line: the key path, what is wrong, what is allowed."""
     path = list(error.absolute_path)
@@ -96,6 +105,19 @@ def _message(error, schema: dict) -> str:
     )
     about = f" ({described})" if described else ""
     value, kind = error.instance, error.validator
+    if kind in ("oneOf", "anyOf"):
+        # A problem inside the value (a device name in the list) is named where it is; a value of no
+        # allowed shape gets the shapes that are allowed.
+        inner = [
+            e
+            for e in error.context
+            if len(e.absolute_path) > len(path) or e.validator not in ("type", "enum", "oneOf", "anyOf")
+        ]
+        if inner:
+            return _message(max(inner, key=lambda e: len(e.absolute_path)), schema)
+        return (
+            f"{key}: {value!r} is not allowed; expected {' or '.join(_shape(b) for b in error.validator_value)}{about}"
+        )
     if kind == "additionalProperties":
         allowed = list(error.schema.get("properties", {}))
         unknown = [k for k in value if k not in allowed]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from infbench import devices
 from infbench.backends.base import Cell
 from infbench.backends.registry import BACKENDS, spec
 
@@ -33,9 +34,12 @@ def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:
     model = config["model"]["name"]
     cells: list[Cell] = []
     dropped: list[Dropped] = []
+    auto = grid["devices"] == devices.AUTO
     for backend, precisions in grid["backends"].items():
-        for precision, device in itertools.product(precisions, grid["devices"]):
+        for precision, device in itertools.product(precisions, devices.resolve(grid["devices"])):
             reason = spec(backend).unsupported_reason(device, precision)
+            if not reason and auto and device == "cuda":  # `auto` leaves out what is not installed
+                reason = devices.missing_on_cuda(backend)
             if reason:
                 dropped.append(Dropped(backend, precision, device, reason))
                 continue

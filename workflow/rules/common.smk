@@ -1,9 +1,11 @@
 import json
 import sys
 
-from infbench import grid, locks
+from infbench import devices, grid, locks, plan
 from infbench.backends.registry import BACKENDS
 from infbench.config import check_config
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 check_config(config, workflow.basedir)
 
@@ -20,6 +22,11 @@ onstart:
 
 
 CELLS, DROPPED = grid.expand(config)
+
+# The plan (cells per device and backend, what is done, the time left) before a run or dry run.
+if workflow.is_main_process:
+    for line in plan.lines(config):
+        logger.info(line)
 MODEL = config["model"]["name"]
 DATASET = f"results/data/{config['dataset']}.npz"
 CHECKPOINT = f"results/models/{MODEL}/checkpoint.pt"
@@ -63,9 +70,18 @@ def cell_artifact(wildcards):
     return BACKENDS[cell.backend].artifact(cell).path
 
 
+def all_cores(wildcards=None):
+    """Every core given to Snakemake (--cores): the threads of rules that keep the machine to themselves.
+    1 where no --cores is given and no job runs (`snakemake --report`)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 def cell_threads(wildcards):
     # A CPU cell takes every core so that no two CPU cells run (and disturb each other) at once.
-    return workflow.cores if wildcards.device == "cpu" else 1
+    return all_cores() if wildcards.device == "cpu" else 1
 
 
 def cell_options(wildcards):
@@ -89,6 +105,9 @@ def report_meta():
             "model": MODEL,
             "dropped": dropped,
             "memory_cap_mb": config["report"]["memory_cap_mb"],
+            "devices": devices.summary(
+                config["grid"]["devices"], config["grid"]["backends"]
+            ),
         },
         sort_keys=True,
     )

@@ -14,7 +14,7 @@ rule compile_aoti:
         "results/logs/compile/{model}/aoti/{device}/{precision}/{size}x{batch}.log",
     conda:
         device_env
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=cell_gpus,
         mem_mb=16000,
@@ -47,7 +47,7 @@ rule compile_torch_tensorrt:
         "results/logs/compile/{model}/torch_tensorrt/{precision}/{size}x{batch}.log",
     conda:
         "../../envs/tensorrt.yaml"
-    threads: workflow.cores
+    threads: all_cores
     resources:
         gpu=1,
         mem_mb=16000,

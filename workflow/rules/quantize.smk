@@ -21,7 +21,7 @@ rule quantize_int8:
     conda:
         CORE_ENV
     # Calibration runs the model: it takes every core, so no measurement runs beside it.
-    threads: workflow.cores
+    threads: all_cores
     resources:
         mem_mb=8000,
         runtime=30,

@@ -8,7 +8,7 @@ rule train:
         f"results/logs/train/{MODEL}.log",
     conda:
         CORE_ENV
-    threads: workflow.cores
+    threads: all_cores
     resources:
         mem_mb=4000,
         runtime=120,

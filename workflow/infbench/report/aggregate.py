@@ -177,11 +177,10 @@ def aggregate(
 ) -> pl.DataFrame:
     """Write summary.parquet, summary.csv and meta.json to `out_dir`; return the summary."""
     results = load_results(result_paths)
+    from infbench import compare as compared  # (imports this module)
+
     for run in compare or []:  # earlier runs or other machines, shown side by side
-        folder = Path(run["path"])
-        if not folder.is_dir():
-            raise FileNotFoundError(f"report.compare: result folder {folder} does not exist")
-        results += load_results(sorted(folder.rglob("*.json")), run.get("label") or folder.name)
+        results += compared.load(Path(run["path"]), run.get("label"))
     df = summary_table(results, accuracy)
     with atomic_path(out_dir / "summary.parquet") as tmp:
         df.write_parquet(tmp)

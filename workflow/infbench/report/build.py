@@ -16,6 +16,7 @@ import altair as alt
 import polars as pl
 import vl_convert
 
+from infbench.devices import note as devices_note
 from infbench.io import atomic_path
 from infbench.report.aggregate import BASELINE_TEXT
 from infbench.report.charts import Chart, build_charts
@@ -460,6 +461,7 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
             + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded"),
         ),
         ("Machines", "<ul>" + "".join(machines) + "</ul>" if machines else "not recorded"),
+        *([("Devices", e(devices_note(meta["devices"])))] if meta.get("devices") else []),
         ("Created", e(str(meta.get("created", "n/a")))),
         ("Cells", cells),
         (

@@ -1,0 +1,95 @@
+"""The lines a run prints (infbench.progress) and the plan (infbench.plan), on result files written here."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+from conftest import TINY_CONFIG
+
+from infbench import grid, plan, progress
+from infbench.backends.base import Cell
+
+
+def write_result(root: Path, cell: Cell, **fields) -> Path:
+    path = root / grid.result_path(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cell": dataclasses.asdict(cell), **fields}))
+    return path
+
+
+def cell(backend="onnxruntime", precision="int8", size=64, batch=32, device="cpu") -> Cell:
+    return Cell("resnet18", backend, precision, device, size, batch)
+
+
+def test_cell_line_has_result_uncertainty_and_speedup_against_the_baseline_on_disk(tmp_path):
+    write_result(tmp_path, cell("torch", "fp32"), status="ok", throughput_img_s=727.0)
+    path = write_result(
+        tmp_path, cell(), status="ok", throughput_img_s=2254.4, throughput_uncertainty_pct=1.3, stability="stable"
+    )
+    line = progress.cell_line(path)
+    assert line.split() == "onnxruntime int8 cpu 64×32 2,254 img/s ±1.3% 3.1× torch fp32".split(), line
+
+
+def test_cell_line_without_a_baseline_result_has_no_speedup(tmp_path):
+    path = write_result(tmp_path, cell(), status="ok", throughput_img_s=85.25, timing={"ci95_rel": 0.021})
+    assert progress.cell_line(path).split()[-3:] == ["85.2", "img/s", "±2.1%"]
+
+
+def test_the_baseline_cell_says_so(tmp_path):
+    path = write_result(tmp_path, cell("torch", "fp32"), status="ok", throughput_img_s=700.0)
+    assert progress.cell_line(path).endswith("baseline")
+
+
+def test_unstable_and_failed_cells_say_so(tmp_path):
+    write_result(tmp_path, cell("torch", "fp32"), status="ok", throughput_img_s=1000.0)
+    unstable = write_result(
+        tmp_path, cell(), status="unstable", throughput_img_s=1500.0, throughput_uncertainty_pct=9.0
+    )
+    assert progress.cell_line(unstable).split()[-4:] == ["1.5×", "torch", "fp32", "unstable"]
+    failed = write_result(
+        tmp_path, cell(batch=8), status="oom", error="CUDA out of memory. Tried to allocate 2 GiB\ntraceback…"
+    )
+    assert progress.cell_line(failed).endswith("  oom: CUDA out of memory. Tried to allocate 2 GiB")
+    bare = write_result(tmp_path, cell(batch=4))  # no status, no numbers: what there is, nothing invented
+    assert progress.cell_line(bare).split()[-1] == "unknown"
+
+
+def test_colour_only_when_asked(tmp_path):
+    path = write_result(tmp_path, cell(), status="error", error="RuntimeError: boom")
+    assert "\033[" not in progress.cell_line(path)
+    assert progress.cell_line(path, color=True).count("\033[31m") == 1
+
+
+def test_time_left_from_the_jobs_that_finished():
+    p = progress.Progress({"train": 1, "bench_cell": 4, "report": 1, "total": 6}, now=0)
+    p.start(1, "train", now=0)
+    p.finish(1, now=60)
+    assert p.time_left() == 5 * 60  # nothing else finished yet: every job counts at the mean so far
+    p.start(2, "bench_cell", now=60)
+    p.finish(2, now=70)
+    assert p.time_left() == 3 * 10 + 1 * 35  # cells at their own mean, the report at the mean of all
+    assert p.cell_counter() == "[1/4]"
+    assert p.figure() == "33% · ~1 min left"
+
+
+def test_duration_words():
+    assert [progress.duration(s) for s in (0.4, 45, 150, 3600 + 5 * 60)] == ["0 s", "45 s", "2 min", "1 h 05 min"]
+
+
+def test_plan_counts_cells_done_and_estimates_from_earlier_results(tmp_path):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["grid"]["batch_sizes"] = [4, 8]
+    config["bench"].update(repetitions=1)
+    config["model"] = {"name": "resnet18"}
+    write_result(tmp_path, cell("torch", "fp32", 32, 4), status="ok", wall_s=30.0)
+    write_result(tmp_path, cell("torch", "fp32", 64, 16), status="ok", wall_s=50.0)  # another grid's, same backend
+    rows = {r["backend"]: r for r in plan.plan(config, tmp_path)}
+    assert (rows["torch"]["cells"], rows["torch"]["done"]) == (2, 1)
+    assert rows["torch"]["seconds_left"] == 40.0 and rows["torch"]["estimate"] == "mean of 2 earlier cells"
+    default = plan.default_cell_s(config, "cpu")
+    assert rows["onnxruntime"]["seconds_left"] == 2 * default and rows["onnxruntime"]["estimate"] == "default"
+    text = plan.lines(config, tmp_path)
+    assert text[0].startswith("Plan: 4 cells on cpu; 1 done, 3 to measure")
