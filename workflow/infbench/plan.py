@@ -13,17 +13,18 @@ from collections import defaultdict
 from pathlib import Path
 
 from infbench import devices, grid
+from infbench.config import repetition_seconds
 from infbench.progress import duration
 
-# Seconds a cell spends beyond its warm-up and timing budgets: process start, imports, loading the model,
-# the agreement check (a GPU adds CUDA's start-up and the energy phase).
-CELL_OVERHEAD_S = {"cpu": 6.0, "cuda": 20.0}
+# Seconds a repetition spends beyond its timed phases: process start, imports, loading the model, the
+# canaries (a GPU adds CUDA's start-up and cuDNN's autotuning; seen: ~2.5 s here, ~8 s on the H100).
+REPETITION_OVERHEAD_S = {"cpu": 2.5, "cuda": 8.0}
 
 
 def default_cell_s(config: dict, device: str) -> float:
     bench = config["bench"]
-    repetitions = bench.get("repetitions", 1)  # issue 12: several repetitions, each its own warm-up
-    return repetitions * (bench["warmup_budget_s"] + bench["time_budget_s"]) + CELL_OVERHEAD_S.get(device, 10.0)
+    timed = repetition_seconds(bench) - (bench["energy_window_s"] if device == "cpu" else 0)  # energy: GPU only
+    return bench["repetitions"] * (timed + REPETITION_OVERHEAD_S.get(device, 5.0))
 
 
 def _wall_s(path: Path) -> float | None:
