@@ -223,8 +223,8 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
-    """Measure `cell` in a child process and write its result JSON to `out` (atomically)."""
+def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | None = None) -> dict:
+    """Measure `cell` in a child process and write its result JSON to `out` (atomically), with `extra`'s keys."""
     result = {
         "schema": SCHEMA_VERSION,
         "cell": asdict(cell),
@@ -282,6 +282,7 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
         result.get("throughput_img_s") if result["status"] == "ok" else None,
     )
     result["wall_s"] = round(time.time() - started, 3)
+    result.update(extra or {})
     write_json(out, result)
     return result
 
