@@ -250,7 +250,7 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     config["grid"]["devices"] = ["cuda"]
     config["grid"]["batch_sizes"] = [1, 2, 4]
     write_config(workflow_copy, config)
-    snakemake(workflow_copy, "--resources", "gpu=2", "report")
+    snakemake(workflow_copy, "report", "--resources", "gpu=2")
 
     logs = workflow_copy / "results" / "logs"
     holds = slot_holds(logs)
