@@ -109,6 +109,13 @@ def test_cuda_visible_devices_set_before_limits_the_pool(fake, monkeypatch):
         assert gpu is None and os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 
+def test_a_bad_timeout_setting_says_which(fake, monkeypatch):
+    fake(ONE)
+    monkeypatch.setenv("INFBENCH_GPU_SLOT_TIMEOUT_S", "1h")
+    with pytest.raises(ValueError, match=r"^INFBENCH_GPU_SLOT_TIMEOUT_S='1h' is not a number of seconds$"):
+        gpu_slots.take("t")
+
+
 def test_no_gpu_means_no_slot_and_an_untouched_environment(fake):
     fake("")
     with gpu_slots.slot("t") as gpu:

@@ -9,7 +9,7 @@ accuracy or compile on `cuda`) therefore takes a free GPU here for its whole run
   `INFBENCH_FAKE_GPUS="0:GPU-aaaa:Fake A,1:GPU-bbbb:Fake B"` (index:uuid:name, comma separated;
   empty = no GPU) replaces the discovery, for tests on machines without a GPU.
 * A slot is an exclusive `flock` on `<uuid>.lock` in INFBENCH_GPU_SLOTS_DIR (default
-  `<tmp>/infbench-gpu-slots-<uid>`, host-local, so every infbench run of this user on the host
+  `/tmp/infbench-gpu-slots-<uid>`, host-local, so every infbench run of this user on the host
   shares the GPUs' slots). The kernel drops the lock when its holder's file is closed, however the
   process ends (exception, timeout, `kill -9`): a slot is never left taken by a dead job.
 * The holder exports CUDA_VISIBLE_DEVICES=<uuid> (a UUID, so that CUDA's device order does not
@@ -30,7 +30,6 @@ import os
 import re
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,7 +116,8 @@ def usable(gpus: list[dict], visible: str | None) -> list[dict]:
 
 
 def slots_dir() -> Path:
-    return Path(os.environ.get(DIR_ENV) or Path(tempfile.gettempdir()) / f"infbench-gpu-slots-{os.getuid()}")
+    # /tmp, not $TMPDIR: Snakemake and SLURM may give each job a TMPDIR of its own, and all jobs must meet here.
+    return Path(os.environ.get(DIR_ENV) or f"/tmp/infbench-gpu-slots-{os.getuid()}")
 
 
 def _lock_path(folder: Path, gpu: dict) -> Path:
@@ -167,7 +167,10 @@ def take(label: str = "", timeout_s: float | None = None) -> tuple[dict | None, 
         print(f"gpu slot: no GPU slot taken: GPUs {why}", flush=True)
         return None, None
     if timeout_s is None:
-        timeout_s = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+        try:
+            timeout_s = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
+        except ValueError:
+            raise ValueError(f"{TIMEOUT_ENV}={os.environ[TIMEOUT_ENV]!r} is not a number of seconds") from None
     folder = slots_dir()
     folder.mkdir(parents=True, exist_ok=True)
     label = label or f"pid {os.getpid()}"
