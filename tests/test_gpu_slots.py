@@ -271,10 +271,13 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     # Snakemake never started more GPU jobs than GPUs: no job had to wait for a slot.
     assert not any("waiting" in log.read_text() for log in holds)
 
-    # Each result names the GPU its job held.
-    for log in bench_logs:
-        result = workflow_copy / "results" / "bench" / log.relative_to(logs / "bench").with_suffix(".json")
-        assert json.loads(result.read_text())["gpu"]["uuid"] == holds[log][0]
+    # Each result names the GPU its job held; the fake GPUs are two models, so the cells on the other
+    # model than the probe's say that its peak is not theirs.
     probe = json.loads((workflow_copy / "results" / "probe" / "cuda.json").read_text())
     assert probe["gpu"]["uuid"] == holds[logs / "probe" / "cuda.log"][0]
+    for log in bench_logs:
+        result = workflow_copy / "results" / "bench" / log.relative_to(logs / "bench").with_suffix(".json")
+        gpu = json.loads(result.read_text())["gpu"]
+        assert gpu["uuid"] == holds[log][0]
+        assert (gpu["probe_mismatch"] is None) == (gpu["name"] == probe["gpu"]["name"]), gpu
     assert (workflow_copy / "results" / "report" / "index.html").exists()
