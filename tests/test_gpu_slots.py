@@ -204,6 +204,26 @@ def test_probe_of_another_gpu_model_gives_no_utilisation():
     assert "ran on Fake A (GPU-aaaa), this cell on Fake B (GPU-bbbb)" in note
 
 
+def test_every_gpu_stage_on_cuda_takes_a_slot_and_nothing_else_does():
+    from infbench.cli import _uses_gpu, parser
+
+    common = ["--checkpoint", "c", "--out", "o", "--precision", "fp16", "--size", "32", "--batch", "1"]
+    cell = ["--backend", "torch", "--artifact", "a", "--dataset", "d", *common]
+    takes = {
+        ("compile-torch-tensorrt", *common): True,
+        ("compile-aoti", "--device", "cuda", *common): True,
+        ("compile-aoti", "--device", "cpu", *common): False,
+        ("bench", "--device", "cuda", *cell): True,
+        ("bench", "--device", "cpu", *cell): False,
+        ("probe", "--device", "cuda", "--out", "o"): True,
+        ("probe", "--device", "cpu", "--out", "o"): False,
+        ("accuracy", "--device", "cuda", "--image-size", "32", *cell[:6], *common[:6]): True,
+        ("flops", "--checkpoint", "c", "--size", "32", "--out", "o"): False,
+    }
+    for argv, expected in takes.items():
+        assert _uses_gpu(parser().parse_args(argv)) is expected, argv
+
+
 # -- through the CLI and Snakemake -----------------------------------------------------------------------
 CHECKPOINT = "results/models/resnet18/checkpoint.pt"
 
