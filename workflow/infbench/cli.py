@@ -7,6 +7,7 @@ benchmark cell, say) by hand with the same arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -50,7 +51,12 @@ def _export_onnx(a):
 def _bench(a):
     from infbench.backends.base import Cell
     from infbench.bench import run_cell
+    from infbench.gpu_slots import probe_mismatch
 
+    # A probe of another GPU model than this cell's gives no peak to compare with (gpu_slots.probe_mismatch).
+    mismatch = probe_mismatch(json.loads(a.probe.read_text()) if a.probe and a.probe.is_file() else None, a.gpu)
+    if mismatch:
+        a.probe = None
     cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.batch)
     args = {
         "artifact": str(a.artifact),
@@ -73,7 +79,8 @@ def _bench(a):
             "latency_iterations": a.latency_iterations,
         },
     }
-    result = run_cell(cell, args, a.out, a.timeout)
+    gpu = {**a.gpu, "probe_mismatch": mismatch} if a.gpu else None
+    result = run_cell(cell, args, a.out, a.timeout, extra={"gpu": gpu})
     print(cell_line(result))
 
 
@@ -130,7 +137,7 @@ def _probe(a):
     from infbench.measure import probe
 
     kwargs = {"budget_s": a.budget, "matmul_n": a.matmul_n or None, "copy_mb": a.copy_mb or None}
-    result = probe.write(a.device, a.threads or os.cpu_count(), a.out, **kwargs)
+    result = probe.write(a.device, a.threads or os.cpu_count(), a.out, extra={"gpu": a.gpu}, **kwargs)
     if result["status"] != "ok":
         print(f"probe {a.device}: {result['status']}: {result['error']}")
         return
@@ -259,6 +266,32 @@ def _plan(a):
     from infbench.plan import main
 
     print("\n".join(main(a.configfile)))
+
+
+def _gpu_slot(a):
+    from infbench import gpu_slots
+
+    if a.list:
+        for gpu in gpu_slots.usable(gpu_slots.discover(), os.environ.get("CUDA_VISIBLE_DEVICES")):
+            print(gpu_slots.describe(gpu))
+        return
+    command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not command:
+        raise ValueError("gpu-slot needs a command to run: infbench gpu-slot -- COMMAND [ARGS...]")
+    # The command itself holds the slot's lock (inherited across exec): released when it ends, even by kill -9.
+    gpu, fd = gpu_slots.take(shlex.join(command), a.timeout)
+    if fd is not None:
+        os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    os.execvp(command[0], command)
+
+
+# Stages that use the GPU on --device cuda (Torch-TensorRT builds always): each holds a GPU of its own.
+GPU_STAGES = {"bench", "probe", "accuracy", "compile-aoti", "compile-torch-tensorrt"}
+
+
+def _uses_gpu(a) -> bool:
+    return a.stage in GPU_STAGES and getattr(a, "device", "cuda") == "cuda"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -444,6 +477,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--configfile", type=Path, nargs="+", default=[Path("config/config.yaml")], help="merged in order")
     s.set_defaults(func=_plan)
 
+    s = sub.add_parser("gpu-slot", help="run a command on a free GPU of its own (CUDA_VISIBLE_DEVICES), or --list")
+    s.add_argument("--list", action="store_true", help="print the GPUs that slots are taken from, and exit")
+    s.add_argument("--timeout", type=float, default=None, help="seconds to wait for a free GPU (default 3600)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    s.set_defaults(func=_gpu_slot)
+
     s = sub.add_parser("report", help="summary + meta → index.html, summary.md, plots/")
     s.add_argument("--summary", type=Path, required=True)
     s.add_argument("--meta", type=Path, required=True)
@@ -458,7 +497,12 @@ def main(argv: list[str] | None = None) -> int:
         print("command: infbench " + shlex.join(argv), flush=True)
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        from infbench.gpu_slots import slot
+
+        # GPU jobs: a GPU slot for the whole stage, exported before any measuring process starts.
+        label = f"{args.stage} {getattr(args, 'out', '')}".strip()
+        with slot(label) if _uses_gpu(args) else contextlib.nullcontext() as args.gpu:
+            args.func(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"infbench {args.stage}: error: {exc}", file=sys.stderr)
         return 1

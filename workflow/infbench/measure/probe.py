@@ -247,8 +247,8 @@ def probe(
     return result
 
 
-def write(device: str, threads: int, out, **kwargs) -> dict:
-    result = probe(device, threads, **kwargs)
+def write(device: str, threads: int, out, extra: dict | None = None, **kwargs) -> dict:
+    result = {**probe(device, threads, **kwargs), **(extra or {})}
     write_json(out, result)
     return result
 
