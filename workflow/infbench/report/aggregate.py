@@ -49,6 +49,7 @@ FIELDS = {
     "energy_mj_per_image": ("nvml", "energy_mj_per_image"),
     "energy_window_img_s": ("nvml", "window_img_s"),
     "machine": ("environment", "machine"),
+    "gpu_uuid": ("gpu", "uuid"),  # the GPU the cell held (gpu_slots), null on the CPU
 }
 
 

@@ -20,6 +20,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "image_size": pl.Int64,
     "batch_size": pl.Int64,
     "machine": pl.Utf8,
+    "gpu_uuid": pl.Utf8,
     "status": pl.Utf8,  # ok, unstable (numbers kept, marked; no finding rests on it), error, oom, timeout, unavailable
     "stability": pl.Utf8,  # stable / unstable
     "error": pl.Utf8,
