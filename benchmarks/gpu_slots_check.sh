@@ -35,10 +35,13 @@ echo "== probe and one cell, each on its slot"
 ib prepare-data --dataset digits --data-dir "$WORK/data" --out "$WORK/digits.npz" | tail -1
 ib train --dataset "$WORK/digits.npz" --checkpoint "$WORK/ckpt.pt" --metrics "$WORK/train.json" --epochs 1 | tail -1
 ib flops --checkpoint "$WORK/ckpt.pt" --size 32 --out "$WORK/flops.json" | tail -1
+ib reference --checkpoint "$WORK/ckpt.pt" --dataset "$WORK/digits.npz" --size 32 --images 16 --out "$WORK/ref.npz"
 ib probe --device cuda --out "$OUT/probe.json" --budget 0.3
 ib bench --backend torch --precision fp32 --device cuda --size 32 --batch 8 --artifact "$WORK/ckpt.pt" \
-  --checkpoint "$WORK/ckpt.pt" --dataset "$WORK/digits.npz" --probe "$OUT/probe.json" --flops "$WORK/flops.json" --out "$OUT/cell.json" \
-  --time-budget 1 --warmup-budget 0.5
+  --reference "$WORK/ref.npz" --probe "$OUT/probe.json" --flops "$WORK/flops.json" --out "$OUT/cell.json" \
+  --timeout 120 --mode device --repetitions 2 --max-extra-repetitions 0 --tolerance 0.05 --warmup 0.3 --window 0.1 \
+  --window-iterations 5 --windows 3 --latency 0.2 --latency-iterations 20 --energy-window 0.5 \
+  --canary-slowdown 1.3 --foreign-cores 0.25
 python3 - "$OUT/probe.json" "$OUT/cell.json" <<'PY'
 import json, sys
 probe, cell = (json.load(open(p)) for p in sys.argv[1:])
