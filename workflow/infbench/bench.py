@@ -26,6 +26,7 @@ import numpy as np
 from infbench import data
 from infbench.backends.base import BackendUnavailable, Cell
 from infbench.backends.registry import spec
+from infbench.integrity import DamagedInput
 from infbench.io import write_json
 from infbench.measure import environment
 from infbench.measure import flops as flop_count
@@ -200,6 +201,8 @@ def _child_main(args_path: str, out_path: str) -> None:
     args = json.loads(Path(args_path).read_text())
     try:
         payload = {"status": "ok", "error": None, **measure_cell(args)}
+    except DamagedInput as exc:  # no result at all: the parent fails the job (infbench.integrity)
+        payload = {"status": "damaged_input", "error": str(exc), "damaged": [str(exc.path), exc.rule, exc.detail]}
     except BaseException as exc:  # every failure is a result, not a crash
         traceback.print_exc()
         payload = {"status": status_of(exc), "error": f"{type(exc).__name__}: {exc}"}
@@ -265,6 +268,8 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float) -> dict:
             )
         else:
             result.update(status="error", error=f"the measuring process exited with code {code}: {' | '.join(tail)}")
+    if result["status"] == "damaged_input":
+        raise DamagedInput(*result["damaged"])
     # Peak resident memory of the child (the only process this one waited for), from the kernel.
     memory = result.setdefault("memory", {})
     memory["host_peak_mb"] = host_peak_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)

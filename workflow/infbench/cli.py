@@ -349,8 +349,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     print("command: infbench " + shlex.join(argv), flush=True)
     args = parser().parse_args(argv)
+    from infbench import integrity
+
+    integrity.WRITER["stage"] = args.stage
     try:
         args.func(args)
+    except integrity.DamagedInput as exc:  # never a result made of a damaged input: fail, rebuild it next run
+        integrity.remove(exc.path)
+        print(
+            f"infbench {args.stage}: error: {exc}; removed it, the next `snakemake --cores 1 report` rebuilds it",
+            file=sys.stderr,
+        )
+        return 1
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"infbench {args.stage}: error: {exc}", file=sys.stderr)
         return 1

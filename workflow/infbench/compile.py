@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from infbench import integrity
 from infbench.backends.torch_compile import use_result_caches
 
 DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
@@ -67,6 +68,7 @@ def build_aoti(
     try:
         path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=options)
         os.replace(path, out)
+        integrity.record(out)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -98,6 +100,7 @@ def write_unavailable(out: Path, backend: str, error: str) -> dict:
     tmp = _tmp_for(out, ".json")
     tmp.write_text(json.dumps(stub, indent=1))
     os.replace(tmp, out)
+    integrity.record(out)
     print(f"{backend} is unavailable here ({error}); wrote a stub to {out}")
     return stub
 
@@ -184,6 +187,7 @@ def build_torch_tensorrt(
     try:
         torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", inputs=[example])
         os.replace(tmp, out)
+        integrity.record(out)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -4,7 +4,7 @@
 
 from infbench.accuracy import eval_artifact, eval_cell, planned
 
-ACCURACY = planned(CELLS)
+ACCURACY = planned(CELLS, config["dataset"])
 # report_meta() plus the tolerance the report marks variants against
 ACCURACY_REPORT_META = json.dumps(
     {
@@ -23,9 +23,9 @@ rule accuracy:
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
-        "results/accuracy/{model}/{backend}/{precision}/{device}.json",
+        f"{STUDY}/accuracy/{{backend}}/{{precision}}/{{device}}.json",
     log:
-        "results/logs/accuracy/{model}/{backend}/{precision}/{device}.log",
+        f"{STUDY}/logs/accuracy/{{backend}}/{{precision}}/{{device}}.log",
     conda:
         cell_env
     # Like a cell: every core on the CPU (nothing is measured beside it), one GPU on CUDA.

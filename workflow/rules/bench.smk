@@ -3,12 +3,12 @@ rule bench_cell:
         artifact=cell_artifact,
         checkpoint=CHECKPOINT,
         dataset=DATASET,
-        flops="results/flops/{model}/{size}.json",
+        flops=f"{STUDY}/flops/{{size}}.json",
         probe="results/probe/{device}.json",
     output:
-        "results/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.json",
+        f"{STUDY}/bench/{{backend}}/{{precision}}/{{device}}/{{size}}x{{batch}}.json",
     log:
-        "results/logs/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.log",
+        f"{STUDY}/logs/bench/{{backend}}/{{precision}}/{{device}}/{{size}}x{{batch}}.log",
     conda:
         cell_env
     threads: cell_threads

@@ -1,34 +1,38 @@
 import json
 import sys
 
-from infbench import grid, locks
+from infbench import grid, integrity, locks
 from infbench.backends.registry import BACKENDS
 from infbench.config import check_config
 
 check_config(config, workflow.basedir)
 
-# A run killed with SIGKILL leaves Snakemake's lock behind: clear it when that run is gone, so that
-# `snakemake report` resumes without `--unlock` (infbench/locks.py says when a lock is left alone).
+# One run at a time in this folder: a second one stops here, naming the first. The locks a run
+# killed with SIGKILL left behind are cleared, so that `snakemake report` resumes without
+# `--unlock` (infbench/locks.py says when a lock is left alone).
 if workflow.is_main_process:
-    for note in locks.clear_stale():
-        print(note, file=sys.stderr)
-
-
-onstart:
-    if workflow.is_main_process:
-        locks.record_owner(getattr(workflow.persistence, "_lockfile", {}).values())
+    try:
+        for note in locks.acquire():
+            print(note, file=sys.stderr)
+    except locks.FolderBusy as busy:
+        sys.exit(f"infbench: {busy}")
 
 
 CELLS, DROPPED = grid.expand(config)
 MODEL = config["model"]["name"]
-DATASET = f"results/data/{config['dataset']}.npz"
-CHECKPOINT = f"results/models/{MODEL}/checkpoint.pt"
-TRAIN_METRICS = f"results/models/{MODEL}/train_metrics.json"
-ONNX_FP32 = f"results/models/{MODEL}/onnx/fp32.onnx"
+# Everything a study (dataset, model) writes lives in its own folder, beside other studies'.
+# STUDY is the rules' pattern (the model a wildcard), STUDY_DIR this run's folder.
+STUDY = grid.study_dir(config["dataset"], "{model}")
+STUDY_DIR = grid.study_dir(config["dataset"], MODEL)
+DATASET = f"results/{config['dataset']}/data.npz"
+CHECKPOINT = f"{STUDY_DIR}/checkpoint.pt"
+TRAIN_METRICS = f"{STUDY_DIR}/train_metrics.json"
+ONNX_FP32 = f"{STUDY_DIR}/onnx/fp32.onnx"
+REPORT_DIR = f"{STUDY_DIR}/report"
 
 
 wildcard_constraints:
-    model="[A-Za-z0-9_]+",
+    model=MODEL,
     backend="|".join(BACKENDS),
     precision="[a-z0-9_]+",
     device="cpu|cuda",
@@ -55,8 +59,7 @@ def device_env(wildcards):
 
 
 def cell_artifact(wildcards):
-    cell = grid.cell_from_wildcards(wildcards)
-    return BACKENDS[cell.backend].artifact(cell).path
+    return grid.artifact_path(grid.cell_from_wildcards(wildcards), config["dataset"])
 
 
 def cell_threads(wildcards):

@@ -8,11 +8,11 @@ PROBED_DEVICES = sorted({c.device for c in CELLS})
 
 rule flops:
     input:
-        "results/models/{model}/checkpoint.pt",
+        f"{STUDY}/checkpoint.pt",
     output:
-        "results/flops/{model}/{size}.json",
+        f"{STUDY}/flops/{{size}}.json",
     log:
-        "results/logs/flops/{model}/{size}.log",
+        f"{STUDY}/logs/flops/{{size}}.log",
     conda:
         CORE_ENV
     threads: 1
