@@ -81,7 +81,7 @@ def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
 def trained_workflow(tmp_path_factory) -> Path:
     """A workflow folder with the tiny config, run up to the fp32 ONNX export (once per session)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("trained"), TINY_CONFIG)
-    snakemake(workdir, "results/models/resnet18/onnx/fp32.onnx")
+    snakemake(workdir, "results/digits/resnet18/onnx/fp32.onnx")
     return workdir
 
 

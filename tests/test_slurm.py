@@ -123,12 +123,12 @@ def test_report_through_slurm(slurm_cluster, tmp_path):
     assert any("bench_cell" in kind for kind in gpu_jobs), f"no benchmark job asked SLURM for a GPU: {kind_of}"
 
     # The CUDA cell ran inside that job; without a GPU it says so instead of failing the workflow.
-    bench = workdir / "results" / "bench" / "resnet18" / "torch" / "fp32"
+    bench = workdir / "results/digits/resnet18/bench/torch/fp32"
     cpu_cell = json.loads((bench / "cpu" / "32x4.json").read_text())
     cuda_cell = json.loads((bench / "cuda" / "32x4.json").read_text())
     assert cpu_cell["status"] == "ok", cpu_cell.get("error")
     assert cuda_cell["status"] in ("ok", "unavailable"), cuda_cell.get("error")
 
-    report = workdir / "results" / "report"
+    report = workdir / "results/digits/resnet18/report"
     for name in ("index.html", "summary.md", "summary.csv"):
         assert (report / name).stat().st_size > 0, name
