@@ -256,7 +256,8 @@ def test_an_overlay_that_gives_backends_gives_all_of_them(reported_copy):
 
     empty = snakemake(wd, "-n", "report", "--config", 'grid={"backends": {}}', check=False)
     assert empty.returncode != 0
-    assert "grid.backends: empty; name at least one of: torch, onnxruntime" in empty.stderr, empty.stderr[-2000:]
+    message = empty.stdout + empty.stderr
+    assert "grid.backends: empty; name at least one of: torch, onnxruntime" in message, message[-2000:]
 
 
 # -- 5. errors: one line, with the file, the line, the fix ---------------------------------------

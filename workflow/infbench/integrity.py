@@ -47,9 +47,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write(path: Path, digest: str) -> None:
+def _write(path: Path, digest: str, stage: str | None) -> None:
     st = path.stat()
-    record = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "stage": WRITER["stage"]}
+    record = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "stage": stage}
     tmp = sidecar(path).with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record))
     os.replace(tmp, sidecar(path))
@@ -57,7 +57,7 @@ def _write(path: Path, digest: str) -> None:
 
 def record(path: Path | str, digest: str | None = None) -> None:
     """Note the content of `path` (of sha256 `digest`) as just written by this process."""
-    _write(Path(path), digest or sha256(Path(path)))
+    _write(Path(path), digest or sha256(Path(path)), WRITER["stage"])
 
 
 def forget(path: Path | str) -> None:
@@ -80,7 +80,7 @@ def damaged(path: Path) -> str | None:
     if st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime_ns"):
         return None
     if sha256(path) == rec.get("sha256"):
-        _write(path, rec["sha256"])  # touched or copied, not changed: remember the new mtime
+        _write(path, rec["sha256"], rec.get("stage"))  # touched or copied, not changed: note the new mtime
         return None
     writer = f"`infbench {rec['stage']}`" if rec.get("stage") else "its rule"
     sizes = f"{rec.get('size')} bytes then, {st.st_size} now"
