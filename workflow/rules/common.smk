@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 
 from infbench import grid, integrity, locks
@@ -91,3 +92,29 @@ def report_meta():
         },
         sort_keys=True,
     )
+
+
+# Every file this run plans, from the dataset to the cells: the `report` target asks for all of
+# them, so that one deleted (or removed as damaged, see report.smk) is rebuilt with what depends
+# on it. Snakemake rebuilds a missing file only when a target asks for it: a report made from it
+# is otherwise "up to date".
+def planned_files():
+    files = {
+        DATASET,
+        CHECKPOINT,
+        TRAIN_METRICS,
+        *ACCURACY,
+        *expand("results/probe/{device}.json", device=PROBED_DEVICES),
+    }
+    for cell in CELLS:
+        files |= {
+            grid.result_path(cell, config["dataset"]),
+            grid.artifact_path(cell, config["dataset"]),
+        }
+        files.add(f"{STUDY_DIR}/flops/{cell.image_size}.json")
+    for c in {(c.model, c.backend, c.precision, c.device) for c in CELLS}:
+        files.add(eval_artifact(*c, config))
+    # every ONNX variant is made from the fp32 one
+    if any("/onnx/" in f for f in files):
+        files.add(ONNX_FP32)
+    return sorted(files)

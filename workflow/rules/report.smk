@@ -26,11 +26,12 @@ rule aggregate:
             f"--compare {c['label']}={c['path']}" for c in config["report"]["compare"]
         ),
         code=grid.code_hash("report/aggregate.py"),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "infbench aggregate --results {input.cells:q} --train-metrics {input.metrics:q} --meta {params.meta:q}"
         " --probes {input.probes:q}"
         " --accuracy {input.accuracy:q}"
-        " {params.compare} --out-dir {REPORT_DIR} > {log} 2>&1"
+        " {params.compare} --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
 # The HTML report, the charts and summary.md (the `report` target in the Snakefile asks for them).
@@ -61,37 +62,12 @@ rule render_report:
         runtime=10,
     params:
         code=grid.code_hash("report"),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "infbench report --summary {input.summary:q} --meta {input.meta:q} --out-dir {REPORT_DIR} > {log} 2>&1"
+        "infbench report --summary {input.summary:q} --meta {input.meta:q} --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
-# Every file this run plans, from the dataset to the report: the `report` target asks for all of
-# them, so that one deleted (or removed as damaged below) is rebuilt with what depends on it.
-# (Snakemake rebuilds a missing file only when a target asks for it: a report built from it is
-# otherwise "up to date".)
-def planned_files():
-    files = {
-        DATASET,
-        CHECKPOINT,
-        TRAIN_METRICS,
-        *ACCURACY,
-        *rules.aggregate.input.probes,
-    }
-    for cell in CELLS:
-        files |= {
-            grid.result_path(cell, config["dataset"]),
-            grid.artifact_path(cell, config["dataset"]),
-        }
-        files.add(f"{STUDY_DIR}/flops/{cell.image_size}.json")
-    for c in {(c.model, c.backend, c.precision, c.device) for c in CELLS}:
-        files.add(eval_artifact(*c, config))
-    if any(
-        "/onnx/" in f for f in files
-    ):  # every ONNX variant is made from the fp32 one
-        files.add(ONNX_FP32)
-    return sorted(files)
-
-
+# Every file this run plans (planned_files in common.smk), asked for by the `report` target.
 PLANNED = planned_files()
 
 # A planned file whose content is no longer what its rule wrote is removed before any job starts,
