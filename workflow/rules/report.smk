@@ -73,5 +73,6 @@ PLANNED = planned_files()
 # A planned file whose content is no longer what its rule wrote is removed before any job starts,
 # so that this run rebuilds it (infbench/integrity.py): no job reads it, no result is made of it.
 if workflow.is_main_process:
-    for note in integrity.check(PLANNED):
+    report_files = [*rules.aggregate.output, *rules.render_report.output[:2]]
+    for note in integrity.check([*PLANNED, *report_files]):
         print(note, file=sys.stderr)
