@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from infbench import accuracy, quantize
 from infbench.backends.base import Cell
+from infbench.integrity import DamagedInput
 
 KEYS = {
     "variant",
@@ -211,11 +212,14 @@ def test_a_missing_device_gives_unavailable_with_null_numbers(trained_workflow, 
     assert all(r[k] is None for k in NUMBERS)
 
 
-def test_a_broken_artifact_is_an_error_result_not_a_crash(trained_workflow, tmp_path):
+def test_a_broken_artifact_is_no_result_but_a_file_to_rebuild(trained_workflow, tmp_path):
+    """A damaged input is not the variant's accuracy: no error result, the job fails naming the rule
+    that rebuilds the file (`infbench.cli` then removes it; tests/test_integrity.py)."""
     broken = tmp_path / "int8_static.onnx"
     broken.write_bytes(b"\x08\x01truncated")
-    r = evaluate(trained_workflow, "onnxruntime", "int8", broken)
-    assert r["status"] == "error" and "quantize_int8" in r["error"] and r["accuracy_top1"] is None
+    with pytest.raises(DamagedInput) as info:
+        evaluate(trained_workflow, "onnxruntime", "int8", broken)
+    assert str(broken) in str(info.value) and "'quantize_int8'" in str(info.value)
 
 
 # -- through Snakemake -----------------------------------------------------------------------------

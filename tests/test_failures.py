@@ -210,7 +210,7 @@ def test_truncated_onnx_names_the_file_and_rule(damaged, keep):
     cell = Cell("resnet18", "onnxruntime", "fp32", "cpu", 32, 4)
     backend_spec = spec("onnxruntime")
     artifact = backend_spec.artifact(cell)
-    path = damaged(artifact.path, keep)
+    path = damaged(f"results/digits/resnet18/{artifact.path}", keep)
     backend = backend_spec.load_class()(cell, path, 1, artifact.rule)
     with pytest.raises(ValueError) as info:
         backend.load()
