@@ -55,6 +55,30 @@ TINY_CONFIG = {
 MEASURED = ("ok", "unstable")
 
 
+def protocol_args(**bench) -> list[str]:
+    """The measurement flags `infbench bench` requires, from TINY_CONFIG's bench section and the
+    schema's defaults (the rule passes them the same way), `bench` overriding."""
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())["properties"]["bench"]["properties"]
+    values = {k: v["default"] for k, v in schema.items()} | TINY_CONFIG["bench"] | bench
+    flags = {
+        "timeout_s": "--timeout",
+        "mode": "--mode",
+        "repetitions": "--repetitions",
+        "max_extra_repetitions": "--max-extra-repetitions",
+        "tolerance": "--tolerance",
+        "warmup_s": "--warmup",
+        "window_s": "--window",
+        "window_iterations": "--window-iterations",
+        "windows": "--windows",
+        "latency_s": "--latency",
+        "latency_iterations": "--latency-iterations",
+        "energy_window_s": "--energy-window",
+        "canary_slowdown": "--canary-slowdown",
+        "foreign_cores": "--foreign-cores",
+    }
+    return [arg for key, flag in flags.items() for arg in (flag, str(values[key]))]
+
+
 def copy_workflow(dest: Path, config: dict | None = None) -> Path:
     """Snakefile, workflow/, config/, envs/ and profiles/ in `dest`, with `config` as config/config.yaml."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -102,7 +126,7 @@ def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
 def trained_workflow(tmp_path_factory) -> Path:
     """A workflow folder with the tiny config, run up to the fp32 ONNX export (once per session)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("trained"), TINY_CONFIG)
-    snakemake(workdir, "results/models/resnet18/onnx/fp32.onnx")
+    snakemake(workdir, "results/digits/resnet18/onnx/fp32.onnx")
     return workdir
 
 

@@ -18,6 +18,8 @@ from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
 from onnx import numpy_helper
 
 from infbench import accuracy, quantize
+from infbench.backends.base import Cell
+from infbench.integrity import DamagedInput
 
 KEYS = {
     "variant",
@@ -34,14 +36,14 @@ KEYS = {
     "images",
 }
 NUMBERS = ["accuracy_top1", "accuracy_drop", "top1_agreement", "max_abs_logit_diff", "over_tolerance", "images"]
-MODEL = "results/models/resnet18"
+MODEL = "results/digits/resnet18"
 
 
 def files(workdir: Path) -> dict[str, Path]:
     return {
         "checkpoint": workdir / MODEL / "checkpoint.pt",
         "fp32": workdir / MODEL / "onnx/fp32.onnx",
-        "dataset": workdir / "results/data/digits.npz",
+        "dataset": workdir / "results/digits/data.npz",
     }
 
 
@@ -133,13 +135,9 @@ def test_backend_sees_only_its_batch_size_and_every_image_is_scored_once():
 
 
 def test_variant_names():
-    assert accuracy.variant_name("onnxruntime", "int8", Path("results/models/resnet18/onnx/int8_static.onnx")) == (
-        "onnx/int8_static"
-    )
-    assert accuracy.variant_name("torch", "bf16", Path("results/models/resnet18/checkpoint.pt")) == "checkpoint"
-    assert accuracy.variant_name("aotinductor", "fp32", Path("results/models/resnet18/aoti/cpu/fp32/32x8.pt2")) == (
-        "aoti/cpu/fp32/32x8"
-    )
+    assert accuracy.variant_name(Cell("resnet18", "onnxruntime", "int8", "cpu", 32, 8)) == "onnx/int8_static"
+    assert accuracy.variant_name(Cell("resnet18", "torch", "bf16", "cpu", 32, 8)) == "checkpoint"
+    assert accuracy.variant_name(Cell("resnet18", "aotinductor", "fp32", "cpu", 32, 8)) == "aoti/cpu/fp32/32x8"
 
 
 # -- real sessions on the trained model ------------------------------------------------------------
@@ -214,11 +212,14 @@ def test_a_missing_device_gives_unavailable_with_null_numbers(trained_workflow, 
     assert all(r[k] is None for k in NUMBERS)
 
 
-def test_a_broken_artifact_is_an_error_result_not_a_crash(trained_workflow, tmp_path):
+def test_a_broken_artifact_is_no_result_but_a_file_to_rebuild(trained_workflow, tmp_path):
+    """A damaged input is not the variant's accuracy: no error result, the job fails naming the rule
+    that rebuilds the file (`infbench.cli` then removes it; tests/test_integrity.py)."""
     broken = tmp_path / "int8_static.onnx"
     broken.write_bytes(b"\x08\x01truncated")
-    r = evaluate(trained_workflow, "onnxruntime", "int8", broken)
-    assert r["status"] == "error" and "quantize_int8" in r["error"] and r["accuracy_top1"] is None
+    with pytest.raises(DamagedInput) as info:
+        evaluate(trained_workflow, "onnxruntime", "int8", broken)
+    assert str(broken) in str(info.value) and "'quantize_int8'" in str(info.value)
 
 
 # -- through Snakemake -----------------------------------------------------------------------------
@@ -231,12 +232,12 @@ def test_workflow_builds_variants_scores_each_and_joins_the_summary(workflow_cop
     config["quantize"] = {"calibration_method": "Percentile", "calibration_samples": 48}
     config["accuracy"] = {"tolerance_points": 1.0}
     write_config(workflow_copy, config)
-    jobs = planned_jobs(workflow_copy, "results/report/summary.csv")
+    jobs = planned_jobs(workflow_copy, "results/digits/resnet18/report/summary.csv")
     # one per backend × precision × device with cells (cuda has torch fp32 and onnxruntime fp32)
     assert jobs["accuracy"] == 6 and jobs["quantize_int8"] == 2 and "convert_fp16" not in jobs
-    snakemake(workflow_copy, "results/report/summary.csv")
+    snakemake(workflow_copy, "results/digits/resnet18/report/summary.csv")
 
-    root = workflow_copy / "results/accuracy/resnet18"
+    root = workflow_copy / "results/digits/resnet18/accuracy"
     got = {p.relative_to(root).with_suffix("").as_posix(): json.loads(p.read_text()) for p in root.rglob("*.json")}
     assert set(got) == {
         "torch/fp32/cpu",
@@ -257,29 +258,29 @@ def test_workflow_builds_variants_scores_each_and_joins_the_summary(workflow_cop
         if got[key]["status"] != "ok":  # no GPU here
             assert got[key]["status"] == "unavailable" and got[key]["accuracy_top1"] is None
 
-    df = pl.read_csv(workflow_copy / "results/report/summary.csv")
+    df = pl.read_csv(workflow_copy / "results/digits/resnet18/report/summary.csv")
     row = df.filter((pl.col("backend") == "onnxruntime") & (pl.col("precision") == "int8")).row(0, named=True)
     assert row["accuracy_top1"] == pytest.approx(static["accuracy_top1"])
     assert row["over_tolerance"] is False and row["model_size_mb"] == pytest.approx(static["model_size_mb"])
     assert row["top1_agreement"] >= 0.9  # the cell's own check at its size
-    meta = json.loads((workflow_copy / "results/report/meta.json").read_text())
+    meta = json.loads((workflow_copy / "results/digits/resnet18/report/meta.json").read_text())
     assert meta["tolerance_points"] == 1.0 and len(meta["accuracy"]) == 6
 
     # A calibration change rebuilds the static model only, and reruns what reads it.
     config["quantize"]["calibration_method"] = "MinMax"
     write_config(workflow_copy, config)
-    jobs = planned_jobs(workflow_copy, "results/report/summary.csv")
+    jobs = planned_jobs(workflow_copy, "results/digits/resnet18/report/summary.csv")
     assert jobs["quantize_int8"] == 1 and jobs["accuracy"] == 1 and jobs["bench_cell"] == 1, jobs
     # A tolerance change rescores, and rebuilds nothing.
     config["quantize"]["calibration_method"] = "Percentile"
     config["accuracy"]["tolerance_points"] = 0.5
     write_config(workflow_copy, config)
-    jobs = planned_jobs(workflow_copy, "results/report/summary.csv")
+    jobs = planned_jobs(workflow_copy, "results/digits/resnet18/report/summary.csv")
     assert "quantize_int8" not in jobs and "bench_cell" not in jobs and jobs["accuracy"] == 6, jobs
     # A grid value added (a larger batch, a size) runs its cells only: accuracy is at a fixed shape.
     config["accuracy"]["tolerance_points"] = 1.0
     config["grid"]["batch_sizes"] = [4, 8]
     config["grid"]["image_sizes"] = [32, 48]
     write_config(workflow_copy, config)
-    jobs = planned_jobs(workflow_copy, "results/report/summary.csv")
+    jobs = planned_jobs(workflow_copy, "results/digits/resnet18/report/summary.csv")
     assert "accuracy" not in jobs and "quantize_int8" not in jobs and jobs["bench_cell"] == 18, jobs

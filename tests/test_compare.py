@@ -21,8 +21,8 @@ def test_compared_folders_of_every_kind_load(reported_copy):
     assert {r["_machine"] for r in from_summary} == {"H100"}
     first = from_summary[0]
     assert first["cell"]["device"] == "cuda" and first["timing"]["median_ms"] > 0
-    bench = reported_copy / "results" / "bench"
-    for folder in (bench, bench.parent, bench.parent / "report"):  # results/bench, results, results/report
+    bench = reported_copy / "results/digits/resnet18/bench"
+    for folder in (bench, bench.parent, bench.parent / "report"):  # <study>/bench, <study>, <study>/report
         loaded = compare.load(folder, "here")
         assert len(loaded) == 2 and {r["cell"]["backend"] for r in loaded} == {"torch", "onnxruntime"}, folder
     with pytest.raises(FileNotFoundError, match="holds no results"):
@@ -33,20 +33,20 @@ def test_this_run_beside_the_h100_in_one_report(reported_copy, tmp_path):
     extra = reported_copy / "compare.yaml"
     extra.write_text(yaml.safe_dump({"report": {"compare": [{"label": "H100", "path": str(H100)}]}}))
     snakemake(reported_copy, "report", "--configfile", str(extra))
-    df = pl.read_parquet(reported_copy / "results/report/summary.parquet")
+    df = pl.read_parquet(reported_copy / "results/digits/resnet18/report/summary.parquet")
     machines = dict(df.group_by("machine").len().iter_rows())
     assert machines.pop("H100") == 28 and list(machines.values()) == [2], machines
     h100 = df.filter(pl.col("machine") == "H100")
     assert h100.filter((pl.col("backend") == "torch") & (pl.col("precision") == "fp32"))[
         "speedup_vs_baseline"
     ].to_list() == [1.0, 1.0]
-    html = (reported_copy / "results/report/index.html").read_text()
+    html = (reported_copy / "results/digits/resnet18/report/index.html").read_text()
     assert "<b>H100</b>" in html and "[H100, cuda] Highest throughput" in html
 
     browser = pytest.importorskip("test_report_browser")
     if not Path(browser.CHROMIUM).exists():
         pytest.skip(f"headless Chromium not found at {browser.CHROMIUM} (apt-get install chromium)")
-    state = browser.check_report(reported_copy / "results/report/index.html", tmp_path / "compare.png")
+    state = browser.check_report(reported_copy / "results/digits/resnet18/report/index.html", tmp_path / "compare.png")
     assert state["problems"] == [], state["problems"]
     assert state["failed"] == 0 and state["rendered"] == len(state["charts"]) > 0
     for chart in state["charts"]:

@@ -71,13 +71,13 @@ def test_dry_run_shows_the_compile_commands(tmp_path):
         workdir,
         "-n",
         "-p",
-        "results/bench/resnet18/torch_tensorrt/fp16/cuda/32x2.json",
-        "results/bench/resnet18/aotinductor/fp32/cpu/32x2.json",
+        "results/digits/resnet18/bench/torch_tensorrt/fp16/cuda/32x2.json",
+        "results/digits/resnet18/bench/aotinductor/fp32/cpu/32x2.json",
     ).stdout
     assert "infbench compile-aoti" in out and "--device cpu --precision fp32 --size 32 --batch 2" in out
     assert "infbench compile-torch-tensorrt" in out and "--precision fp16 --size 32 --batch 2" in out
-    assert "results/models/resnet18/aoti/cpu/fp32/32x2.pt2" in out
-    assert "results/models/resnet18/torch_tensorrt/fp16/32x2.ep" in out
+    assert "results/digits/resnet18/aoti/cpu/fp32/32x2.pt2" in out
+    assert "results/digits/resnet18/torch_tensorrt/fp16/32x2.ep" in out
 
 
 def test_backend_options_reach_the_cell_command_and_rerun_only_that_backend(tmp_path):
@@ -85,7 +85,7 @@ def test_backend_options_reach_the_cell_command_and_rerun_only_that_backend(tmp_
     config["grid"]["backends"] = {"torch": ["fp32"], "torchscript": ["fp32"]}
     config["backend_options"] = {"torch": {"channels_last": True}}
     workdir = copy_workflow(tmp_path / "wf", config)
-    out = snakemake(workdir, "-n", "-p", "results/bench/resnet18/torch/fp32/cpu/32x4.json").stdout
+    out = snakemake(workdir, "-n", "-p", "results/digits/resnet18/bench/torch/fp32/cpu/32x4.json").stdout
     assert "--option channels_last=true" in out
 
 
@@ -102,10 +102,10 @@ def test_aoti_and_unavailable_tensorrt_cells_through_snakemake(workflow_copy):
     config["grid"]["backends"] = {"aotinductor": ["fp32"], "torch_tensorrt": ["fp16"]}
     config["grid"]["devices"] = ["cpu", "cuda"]
     (workflow_copy / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    aoti_cell = "results/bench/resnet18/aotinductor/fp32/cpu/32x4.json"
-    trt_cell = "results/bench/resnet18/torch_tensorrt/fp16/cuda/32x4.json"
+    aoti_cell = "results/digits/resnet18/bench/aotinductor/fp32/cpu/32x4.json"
+    trt_cell = "results/digits/resnet18/bench/torch_tensorrt/fp16/cuda/32x4.json"
     snakemake(workflow_copy, aoti_cell, trt_cell, timeout=1800)
-    package = workflow_copy / "results/models/resnet18/aoti/cpu/fp32/32x4.pt2"
+    package = workflow_copy / "results/digits/resnet18/aoti/cpu/fp32/32x4.pt2"
     assert package.stat().st_size > 0
     aoti = json.loads((workflow_copy / aoti_cell).read_text())
     assert aoti["status"] == "ok", aoti.get("error")
@@ -113,7 +113,7 @@ def test_aoti_and_unavailable_tensorrt_cells_through_snakemake(workflow_copy):
     trt = json.loads((workflow_copy / trt_cell).read_text())
     assert trt["status"] == "unavailable", trt
     if not HAS_TORCH_TENSORRT:
-        stub = json.loads((workflow_copy / "results/models/resnet18/torch_tensorrt/fp16/32x4.ep").read_text())
+        stub = json.loads((workflow_copy / "results/digits/resnet18/torch_tensorrt/fp16/32x4.ep").read_text())
         assert "torch_tensorrt" in stub["error"]
     # Nothing left to do: the artifacts are cached, the cells are not rerun.
     assert planned_jobs(workflow_copy, aoti_cell, trt_cell) == {}

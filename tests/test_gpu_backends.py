@@ -113,10 +113,10 @@ def test_modes_are_separate_backends_and_gpu_only_ones_are_dropped_on_cpu():
 
 def test_artifact_paths_are_per_shape_and_precision():
     c = Cell("resnet18", "aotinductor", "fp16", "cuda", 224, 8)
-    assert spec("aotinductor").artifact(c).path == "results/models/resnet18/aoti/cuda/fp16/224x8.pt2"
+    assert spec("aotinductor").artifact(c).path == "aoti/cuda/fp16/224x8.pt2"
     assert spec("aotinductor").artifact(c).rule == "compile_aoti"
     c = Cell("resnet18", "torch_tensorrt", "int8", "cuda", 384, 16)
-    assert spec("torch_tensorrt").artifact(c).path == "results/models/resnet18/torch_tensorrt/int8/384x16.ep"
+    assert spec("torch_tensorrt").artifact(c).path == "torch_tensorrt/int8/384x16.ep"
     assert spec("torch_tensorrt").artifact(c).rule == "compile_torch_tensorrt"
     trt = spec("onnxruntime_trt")
     # strongly typed TensorRT: the precision is in the model (fp16 ONNX; symmetric int8 Q/DQ ONNX)
@@ -185,7 +185,7 @@ def test_torch_compile_on_cpu_matches_eager_and_caches_under_results(checkpoint,
 def test_aoti_package_builds_once_and_loads_on_cpu(checkpoint, tmp_path):
     from infbench.compile import build_aoti
 
-    out = tmp_path / "results/models/resnet18/aoti/cpu/fp32/32x1.pt2"
+    out = tmp_path / "results/digits/resnet18/aoti/cpu/fp32/32x1.pt2"
     info = build_aoti(checkpoint, out, "cpu", "fp32", 32, 1)
     assert out.stat().st_size > 0 and info["shape"] == [1, 3, 32, 32]
     assert not list(out.parent.glob(".*tmp*"))  # written atomically, no temp file left

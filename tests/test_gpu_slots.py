@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY_CONFIG, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, protocol_args, snakemake, write_config
 
 from infbench import gpu_slots
 
@@ -208,7 +208,7 @@ def test_every_gpu_stage_on_cuda_takes_a_slot_and_nothing_else_does():
     from infbench.cli import _uses_gpu, parser
 
     common = ["--checkpoint", "c", "--out", "o", "--precision", "fp16", "--size", "32", "--batch", "1"]
-    cell = ["--backend", "torch", "--artifact", "a", "--dataset", "d", *common]
+    cell = ["--backend", "torch", "--artifact", "a", "--reference", "r", *common[2:], *protocol_args()]
     takes = {
         ("compile-torch-tensorrt", *common): True,
         ("compile-aoti", "--device", "cuda", *common): True,
@@ -217,7 +217,7 @@ def test_every_gpu_stage_on_cuda_takes_a_slot_and_nothing_else_does():
         ("bench", "--device", "cpu", *cell): False,
         ("probe", "--device", "cuda", "--out", "o"): True,
         ("probe", "--device", "cpu", "--out", "o"): False,
-        ("accuracy", "--device", "cuda", "--image-size", "32", *cell[:6], *common[:6]): True,
+        ("accuracy", "--device", "cuda", "--image-size", "32", *cell[:4], "--dataset", "d", *common[:6]): True,
         ("flops", "--checkpoint", "c", "--size", "32", "--out", "o"): False,
     }
     for argv, expected in takes.items():
@@ -225,19 +225,21 @@ def test_every_gpu_stage_on_cuda_takes_a_slot_and_nothing_else_does():
 
 
 # -- through the CLI and Snakemake -----------------------------------------------------------------------
-CHECKPOINT = "results/models/resnet18/checkpoint.pt"
+CHECKPOINT = "results/digits/resnet18/checkpoint.pt"
+REFERENCE = "results/digits/resnet18/reference/32.npz"
 
 
 def test_cuda_cell_records_its_gpu_and_ignores_another_models_probe(fake, workflow_copy):
     env = fake(TWO)
+    snakemake(workflow_copy, REFERENCE)
     probe = workflow_copy / "probe_other.json"
     probe.write_text(json.dumps({"status": "ok", "peak_tflops": {"fp32": 50.0}, "gpu": {"name": "Other", "uuid": "x"}}))
     out = workflow_copy / "cell.json"
     # fmt: off
     cmd = [
         sys.executable, "-m", "infbench.cli", "bench", "--backend", "torch", "--precision", "fp32",
-        "--device", "cuda", "--size", "32", "--batch", "4", "--artifact", CHECKPOINT, "--checkpoint", CHECKPOINT,
-        "--dataset", "results/data/digits.npz", "--out", str(out), "--probe", str(probe),
+        "--device", "cuda", "--size", "32", "--batch", "4", "--artifact", CHECKPOINT,
+        "--reference", REFERENCE, "--out", str(out), "--probe", str(probe), *protocol_args(),
     ]
     # fmt: on
     env["PYTHONPATH"] = str(workflow_copy / "workflow")
@@ -252,7 +254,7 @@ def test_cuda_cell_records_its_gpu_and_ignores_another_models_probe(fake, workfl
     cpu = workflow_copy / "cpu.json"
     cmd[cmd.index("cuda")] = "cpu"
     cmd[cmd.index(str(out))] = str(cpu)
-    proc = subprocess.run(cmd + ["--time-budget", "0.2"], cwd=workflow_copy, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=workflow_copy, env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and "gpu slot" not in proc.stdout, proc.stdout + proc.stderr
     assert json.loads(cpu.read_text())["gpu"] is None
 
@@ -279,9 +281,10 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     write_config(workflow_copy, config)
     snakemake(workflow_copy, "report", "--resources", "gpu=2")
 
-    logs = workflow_copy / "results" / "logs"
-    holds = slot_holds(logs)
-    bench_logs = [log for log in holds if log.is_relative_to(logs / "bench")]
+    results = workflow_copy / "results"
+    study = results / "digits" / "resnet18"
+    holds = slot_holds(results)
+    bench_logs = [log for log in holds if log.is_relative_to(study / "logs" / "bench")]
     # 6 cells, the CUDA probe and the 2 variants' accuracy jobs: every GPU job held a slot.
     assert len(bench_logs) == 6 and len(holds) == 9, sorted(map(str, holds))
     assert {uuid for uuid, _, _ in holds.values()} == {"GPU-aaaa", "GPU-bbbb"}  # both GPUs used
@@ -294,9 +297,9 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     # Each result names the GPU its job held; the fake GPUs are two models, so the cells on the other
     # model than the probe's say that its peak is not theirs.
     probe = json.loads((workflow_copy / "results" / "probe" / "cuda.json").read_text())
-    assert probe["gpu"]["uuid"] == holds[logs / "probe" / "cuda.log"][0]
+    assert probe["gpu"]["uuid"] == holds[results / "logs" / "probe" / "cuda.log"][0]
     for log in bench_logs:
-        result = workflow_copy / "results" / "bench" / log.relative_to(logs / "bench").with_suffix(".json")
+        result = study / "bench" / log.relative_to(study / "logs" / "bench").with_suffix(".json")
         gpu = json.loads(result.read_text())["gpu"]
         assert gpu["uuid"] == holds[log][0]
         assert (gpu["probe_mismatch"] is None) == (gpu["name"] == probe["gpu"]["name"]), gpu

@@ -27,11 +27,11 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
     # Stability is judged by disturbance alone here (tolerance 1): what this test is about.
     cfg["bench"].update(repetitions=2, max_extra_repetitions=1, latency_s=0.5, canary_slowdown=1.3, foreign_cores=0.25)
     write_config(wd, cfg)
-    shutil.rmtree(wd / "results" / "bench")
+    shutil.rmtree(wd / "results/digits/resnet18/bench")
 
     run = start_snakemake(wd, "report")
     deadline = time.monotonic() + 600
-    while not list((wd / "results" / "bench").rglob("*.json")):  # the load starts once a cell is done
+    while not list((wd / "results/digits/resnet18/bench").rglob("*.json")):  # the load starts once a cell is done
         assert run.poll() is None, (wd / "snakemake.out").read_text()
         assert time.monotonic() < deadline, "no cell finished in time"
         time.sleep(0.1)
@@ -44,7 +44,7 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
     load_off = time.time()
     assert run.wait(timeout=900) == 0, (wd / "snakemake.out").read_text()
 
-    cells = [json.loads(p.read_text()) for p in sorted((wd / "results" / "bench").rglob("*.json"))]
+    cells = [json.loads(p.read_text()) for p in sorted((wd / "results/digits/resnet18/bench").rglob("*.json"))]
     runs = [(c, r) for c in cells for r in c["repetition_runs"]]
     # A repetition that ran inside the loaded stretch (by more than a second) was seen as disturbed.
     hit = [(c, r) for c, r in runs if min(r["ended"], load_off) - max(r["started"], load_on) > 1.0]
@@ -60,8 +60,8 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
             assert c["status"] == "unstable", c["error"]
     assert sum(c["disturbed_repetitions"] for c in cells) >= 1
 
-    summary = pl.read_parquet(wd / "results/report/summary.parquet")
-    meta = json.loads((wd / "results/report/meta.json").read_text())
+    summary = pl.read_parquet(wd / "results/digits/resnet18/report/summary.parquet")
+    meta = json.loads((wd / "results/digits/resnet18/report/meta.json").read_text())
     assert meta["repetitions_disturbed"] == sum(c["disturbed_repetitions"] for c in cells)
     from infbench.report.findings import findings
 

@@ -23,7 +23,7 @@ def planned_outputs(workdir, *targets: str) -> list[str]:
 
 
 def bench_outputs(workdir) -> list[str]:
-    return sorted(o for o in planned_outputs(workdir, "report") if o.startswith("results/bench/"))
+    return sorted(o for o in planned_outputs(workdir, "report") if o.startswith("results/digits/resnet18/bench/"))
 
 
 def config(**grid) -> dict:
@@ -35,7 +35,7 @@ def config(**grid) -> dict:
 def touch_module(workdir, rel: str) -> None:
     """A real edit of a module of the copy's package (the copy's package comes first on PYTHONPATH)."""
     path = workdir / "workflow" / "infbench" / rel
-    path.write_text(path.read_text() + "\n# an edit that changes the code\n")
+    path.write_text(path.read_text() + "\nEDITED = True  # an edit that changes the code\n")
 
 
 def test_nothing_changed_nothing_runs(reported_copy):
@@ -44,15 +44,19 @@ def test_nothing_changed_nothing_runs(reported_copy):
 
 def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     wd = reported_copy
-    cells_before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (wd / "results/bench").rglob("*.json")}
+    cells_before = {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (wd / "results/digits/resnet18/bench").rglob("*.json")
+    }
     assert len(cells_before) == CELLS
     # A batch below the largest one: the accuracy jobs run at the largest batch of the grid.
     write_config(wd, config(batch_sizes=[2, 4]))
-    assert planned_jobs(wd, "report") == {"bench_cell": CELLS, "aggregate": 1, "report": 1}
+    assert planned_jobs(wd, "report") == {"bench_cell": CELLS, "aggregate": 1, "render_report": 1, "report": 1}
     assert all(o.endswith("/32x2.json") for o in bench_outputs(wd))
 
     snakemake(wd, "report")  # the real run: the finished cells are neither rerun nor rewritten
-    cells_after = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (wd / "results/bench").rglob("*.json")}
+    cells_after = {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (wd / "results/digits/resnet18/bench").rglob("*.json")
+    }
     assert len(cells_after) == 2 * CELLS
     assert {p: cells_after[p] for p in cells_before} == cells_before
     assert planned_jobs(wd, "report") == {}
@@ -60,7 +64,12 @@ def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
 
 def test_a_larger_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     write_config(reported_copy, config(batch_sizes=[4, 8]))
-    assert planned_jobs(reported_copy, "report") == {"bench_cell": CELLS, "aggregate": 1, "report": 1}
+    assert planned_jobs(reported_copy, "report") == {
+        "bench_cell": CELLS,
+        "aggregate": 1,
+        "render_report": 1,
+        "report": 1,
+    }
 
 
 def test_a_training_hyper_parameter_reruns_training_and_everything_downstream(reported_copy):
@@ -79,9 +88,14 @@ def test_a_training_hyper_parameter_reruns_training_and_everything_downstream(re
 def test_a_backend_code_change_reruns_only_that_backends_cells(reported_copy):
     touch_module(reported_copy, "backends/onnxruntime_ep.py")
     jobs = planned_jobs(reported_copy, "report")
-    assert jobs.pop("bench_cell") == 1 and jobs.pop("aggregate") == 1 and jobs.pop("report") == 1
+    assert (
+        jobs.pop("bench_cell") == 1
+        and jobs.pop("aggregate") == 1
+        and jobs.pop("render_report") == 1
+        and jobs.pop("report") == 1
+    )
     assert jobs in ({}, {"accuracy": 1}), jobs  # its accuracy job runs the same backend code
-    assert bench_outputs(reported_copy) == ["results/bench/resnet18/onnxruntime/fp32/cpu/32x4.json"]
+    assert bench_outputs(reported_copy) == ["results/digits/resnet18/bench/onnxruntime/fp32/cpu/32x4.json"]
 
 
 def test_a_measurement_code_change_reruns_every_cell_but_not_training(reported_copy):
@@ -110,9 +124,14 @@ def fake_distribution(site, name: str, version: str) -> None:
 def test_a_backend_package_change_reruns_only_its_cells(reported_copy, name, change):
     fake_distribution(reported_copy / "workflow", name, "99.0.0")
     jobs = planned_jobs(reported_copy, "report")
-    assert jobs.pop("bench_cell") == 1 and jobs.pop("aggregate") == 1 and jobs.pop("report") == 1, change
+    assert (
+        jobs.pop("bench_cell") == 1
+        and jobs.pop("aggregate") == 1
+        and jobs.pop("render_report") == 1
+        and jobs.pop("report") == 1
+    ), change
     assert jobs in ({}, {"accuracy": 1}), jobs
-    assert bench_outputs(reported_copy) == ["results/bench/resnet18/onnxruntime/fp32/cpu/32x4.json"]
+    assert bench_outputs(reported_copy) == ["results/digits/resnet18/bench/onnxruntime/fp32/cpu/32x4.json"]
 
 
 def test_a_chart_change_reruns_only_the_report(reported_copy):
@@ -120,12 +139,12 @@ def test_a_chart_change_reruns_only_the_report(reported_copy):
     if not charts.exists():
         pytest.skip("no chart module yet")
     touch_module(reported_copy, "report/charts.py")
-    assert planned_jobs(reported_copy, "report") == {"report": 1}
+    assert planned_jobs(reported_copy, "report") == {"render_report": 1, "report": 1}
 
 
 def test_an_aggregation_change_reruns_the_aggregation_and_the_report(reported_copy):
     touch_module(reported_copy, "report/aggregate.py")
-    assert planned_jobs(reported_copy, "report") == {"aggregate": 1, "report": 1}
+    assert planned_jobs(reported_copy, "report") == {"aggregate": 1, "render_report": 1, "report": 1}
 
 
 def test_a_backend_that_builds_on_another_also_hashes_its_code():

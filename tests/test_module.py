@@ -33,7 +33,7 @@ use rule * from infbench as infbench_*
 rule everything:
     default_target: True
     input:
-        "results/report/index.html",
+        "results/digits/resnet18/report/index.html",
 """
 
 
@@ -69,14 +69,14 @@ def test_infbench_runs_as_a_module_of_another_workflow(trained_workflow, tmp_pat
     # the outer workflow has no profile: it asks for infbench's short output itself
     proc = run(outer, "--cores", "2", "--logger", "infbench")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    df = pl.read_parquet(outer / "results/report/summary.parquet")
+    df = pl.read_parquet(outer / "results/digits/resnet18/report/summary.parquet")
     assert df.select("backend", "precision", "status").rows() == [("torch", "fp32", "ok")]
-    assert (outer / "results/report/index.html").stat().st_size > 0
+    assert (outer / "results/digits/resnet18/report/index.html").stat().st_size > 0
     # the module's rules, under the outer workflow's prefix; the cell's line all the same
     text = proc.stdout + proc.stderr
     assert "infbench_bench_cell" in text
     assert re.search(r"^\[1/1\] torch fp32 cpu 32×4 +[\d,.]+ img/s", text, re.MULTILINE), text
-    assert f"Report: {(outer / 'results/report/index.html').resolve()}" in text
+    assert f"Report: {(outer / 'results/digits/resnet18/report/index.html').resolve()}" in text
 
     again = run(outer, "--cores", "2")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -14,7 +14,7 @@ from infbench.backends.base import Cell
 
 
 def write_result(root: Path, cell: Cell, **fields) -> Path:
-    path = root / grid.result_path(cell)
+    path = root / grid.result_path(cell, "digits")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"cell": dataclasses.asdict(cell), **fields}))
     return path

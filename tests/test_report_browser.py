@@ -230,7 +230,7 @@ def test_report_renders_in_headless_chromium(tmp_path, machines, gpu):
 
 
 def test_existing_report_renders(tmp_path):
-    """INFBENCH_REPORT=results/report/index.html pytest -k existing: the same checks on a real report."""
+    """INFBENCH_REPORT=results/<dataset>/<model>/report/index.html pytest -k existing: checks a real report."""
     index = os.environ.get("INFBENCH_REPORT")
     if not index:
         pytest.skip("set INFBENCH_REPORT to the index.html of a report to check it")

@@ -25,7 +25,9 @@ BATCHES = [1, 2, 4]
 
 def cell_files(workdir) -> dict:
     """Result file → (inode, mtime) of every cell result on disk."""
-    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (workdir / "results" / "bench").rglob("*.json")}
+    return {
+        p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (workdir / "results/digits/resnet18/bench").rglob("*.json")
+    }
 
 
 def test_kill_9_mid_grid_then_resume_keeps_finished_cells(reported_copy):
@@ -35,8 +37,8 @@ def test_kill_9_mid_grid_then_resume_keeps_finished_cells(reported_copy):
     # Each repetition measures latency for 3 s, so the kill surely lands mid-measurement.
     cfg["bench"].update(latency_s=3)
     write_config(wd, cfg)
-    shutil.rmtree(wd / "results" / "bench")  # the earlier run's cells: this grid measures its own
-    report_before = (wd / "results/report/index.html").stat().st_mtime_ns
+    shutil.rmtree(wd / "results/digits/resnet18/bench")  # the earlier run's cells: this grid measures its own
+    report_before = (wd / "results/digits/resnet18/report/index.html").stat().st_mtime_ns
 
     run = start_snakemake(wd, "report")
     deadline = time.monotonic() + 600
@@ -63,7 +65,7 @@ def test_kill_9_mid_grid_then_resume_keeps_finished_cells(reported_copy):
     assert 1 <= len(finished) < len(BATCHES), finished
     for path in finished:  # whatever is on disk under a result's name is a whole result
         assert json.loads(path.read_text())["status"] in MEASURED, path
-    assert (wd / "results/report/index.html").stat().st_mtime_ns == report_before
+    assert (wd / "results/digits/resnet18/report/index.html").stat().st_mtime_ns == report_before
 
     resumed = snakemake(wd, "report")
     log = resumed.stdout + resumed.stderr
@@ -77,33 +79,46 @@ def test_kill_9_mid_grid_then_resume_keeps_finished_cells(reported_copy):
     for path in after:
         assert json.loads(path.read_text())["status"] in MEASURED, path
     # Nothing half-written was taken as a result: the summary has exactly the grid's cells.
-    summary = pl.read_parquet(wd / "results/report/summary.parquet")
+    summary = pl.read_parquet(wd / "results/digits/resnet18/report/summary.parquet")
     assert summary.height == len(BATCHES) and summary["status"].is_in(MEASURED).all()
-    assert (wd / "results/report/index.html").stat().st_size > 0
+    assert (wd / "results/digits/resnet18/report/index.html").stat().st_size > 0
     assert not list((wd / "results").rglob("*.tmp")), "a temporary file was left in results/"
     assert planned_jobs(wd, "report") == {}
 
 
 def test_a_live_runs_lock_is_never_cleared(tmp_path):
-    """Only the lock of a run that is gone is removed: not a live one's, not another host's."""
+    """Only the locks of a run that is gone are removed: not a live one's, not another host's."""
     from infbench import locks
 
-    lockdir = tmp_path / "locks"
-    lockdir.mkdir()
-    for name in ("0.input.lock", "0.output.lock", "1.input.lock"):
-        (lockdir / name).write_text("results/x.json\n")
-    locks.record_owner([lockdir / "0.input.lock", lockdir / "0.output.lock"], lockdir)  # this process: alive
-    assert locks.clear_stale(lockdir) == []
-    assert len(list(lockdir.glob("*.lock"))) == 3
+    run_lock, snakemake_locks = tmp_path / "infbench-run.lock", tmp_path / "locks"
+    snakemake_locks.mkdir()
+    (snakemake_locks / "0.input.lock").write_text("results/x.json\n")
+    # A live run (another process) holds the folder: this one is refused, and its locks are kept.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from infbench import locks; locks.acquire({str(run_lock)!r}, {str(tmp_path)!r}); "
+         "print('held', flush=True); input()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        locks.acquire(run_lock, snakemake_locks)
+        raise AssertionError("a live run's folder was taken")
+    except locks.FolderBusy as busy:
+        assert f"pid {holder.pid} on " in str(busy) and f"kill {holder.pid}" in str(busy), busy
+    assert (snakemake_locks / "0.input.lock").exists()
+    holder.kill()
+    holder.wait()
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(gone.stdout)
-    record = json.loads((lockdir / f"infbench-owner-{os.getpid()}.json").read_text())
-    (lockdir / f"infbench-owner-{os.getpid()}.json").unlink()
-    elsewhere = {**record, "pid": dead_pid, "host": "another-host", "locks": ["1.input.lock"]}
-    (lockdir / f"infbench-owner-{dead_pid}-x.json").write_text(json.dumps(elsewhere))
-    here = {**record, "pid": dead_pid, "start": None}
-    (lockdir / f"infbench-owner-{dead_pid}.json").write_text(json.dumps(here))
-    cleared = locks.clear_stale(lockdir)
-    assert len(cleared) == 1 and str(dead_pid) in cleared[0]
-    assert sorted(p.name for p in lockdir.glob("*.lock")) == ["1.input.lock"]  # another host's lock stays
+    # Gone (killed): its Snakemake locks on this host are stale and removed.
+    notes = locks.acquire(run_lock, snakemake_locks)
+    assert len(notes) == 1 and f"pid {holder.pid}" in notes[0], notes
+    assert not list(snakemake_locks.glob("*.lock"))
+    locks.release(run_lock)
+
+    # A record of another host (a shared filesystem): its locks are left to Snakemake's own check.
+    record = json.loads(run_lock.read_text())
+    run_lock.write_text(json.dumps({**record, "host": "another-host"}))
+    (snakemake_locks / "1.input.lock").write_text("results/y.json\n")
+    assert locks.acquire(run_lock, snakemake_locks) == []
+    assert (snakemake_locks / "1.input.lock").exists()
+    locks.release(run_lock)

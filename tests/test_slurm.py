@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent / "slurm"))
 import cluster as slurm  # noqa: E402
 
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
-CPU_RULES = ("prepare_data", "train", "export_onnx", "aggregate", "report")
+CPU_RULES = ("prepare_data", "train", "export_onnx", "aggregate", "render_report")
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +101,7 @@ def test_report_through_slurm(slurm_cluster, tmp_path):
     # SLURM logs live in .snakemake/slurm_logs/<rule_NAME | group_GROUP_RULES>/[wildcards/…]<jobid>.log
     kind_of = {job_id: rule_dir(slurm_logs, path) for job_id, path in submitted.items()}
     kinds = set(kind_of.values())
-    for rule in ("prepare_data", "train", "aggregate", "report"):
+    for rule in ("prepare_data", "train", "aggregate", "render_report"):
         assert f"rule_{rule}" in kinds, (rule, kinds)
     assert any("bench_cell" in kind for kind in kinds), kinds
     assert all((workdir / p if not p.is_absolute() else p).exists() for p in submitted.values()), submitted
@@ -123,12 +123,12 @@ def test_report_through_slurm(slurm_cluster, tmp_path):
     assert any("bench_cell" in kind for kind in gpu_jobs), f"no benchmark job asked SLURM for a GPU: {kind_of}"
 
     # The CUDA cell ran inside that job; without a GPU it says so instead of failing the workflow.
-    bench = workdir / "results" / "bench" / "resnet18" / "torch" / "fp32"
+    bench = workdir / "results/digits/resnet18/bench/torch/fp32"
     cpu_cell = json.loads((bench / "cpu" / "32x4.json").read_text())
     cuda_cell = json.loads((bench / "cuda" / "32x4.json").read_text())
     assert cpu_cell["status"] in MEASURED, cpu_cell.get("error")
     assert cuda_cell["status"] in (*MEASURED, "unavailable"), cuda_cell.get("error")
 
-    report = workdir / "results" / "report"
+    report = workdir / "results/digits/resnet18/report"
     for name in ("index.html", "summary.md", "summary.csv"):
         assert (report / name).stat().st_size > 0, name

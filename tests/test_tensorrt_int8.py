@@ -141,8 +141,8 @@ def trained(trained_workflow, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def qdq(trained) -> Path:
-    snakemake(trained, "results/models/resnet18/onnx/int8_trt.onnx")
-    return trained / "results/models/resnet18/onnx/int8_trt.onnx"
+    snakemake(trained, "results/digits/resnet18/onnx/int8_trt.onnx")
+    return trained / "results/digits/resnet18/onnx/int8_trt.onnx"
 
 
 def test_qdq_model_is_symmetric_int8_node_by_node(qdq):
@@ -175,8 +175,8 @@ def test_qdq_model_is_symmetric_int8_node_by_node(qdq):
 
 def test_the_checker_names_an_asymmetric_model(trained, tmp_path):
     """The CPU variant (uint8, asymmetric activations) is exactly what TensorRT refuses."""
-    snakemake(trained, "results/models/resnet18/onnx/int8_static.onnx")
-    problems = quantize.tensorrt_qdq_problems(trained / "results/models/resnet18/onnx/int8_static.onnx")
+    snakemake(trained, "results/digits/resnet18/onnx/int8_static.onnx")
+    problems = quantize.tensorrt_qdq_problems(trained / "results/digits/resnet18/onnx/int8_static.onnx")
     assert problems and any("UINT8" in p for p in problems)
 
 
@@ -193,7 +193,7 @@ def test_expected_tensorrt_accuracy_is_measured_and_reported(trained, qdq, tmp_p
     write_config(workdir, config)
     snakemake(workdir, "report")
     results = {
-        b: json.loads((workdir / f"results/accuracy/resnet18/expected_tensorrt/{b}.json").read_text())
+        b: json.loads((workdir / f"results/digits/resnet18/accuracy/expected_tensorrt/{b}.json").read_text())
         for b in ("onnxruntime_trt", "torch_tensorrt")
     }
     qdq_result = results["onnxruntime_trt"]
@@ -209,10 +209,10 @@ def test_expected_tensorrt_accuracy_is_measured_and_reported(trained, qdq, tmp_p
         assert modelopt_result["reference_top1"] == qdq_result["reference_top1"]
     else:
         assert modelopt_result["status"] == "unavailable" and "pip install nvidia-modelopt" in modelopt_result["error"]
-    html = (workdir / "results/report/index.html").read_text()
+    html = (workdir / "results/digits/resnet18/report/index.html").read_text()
     assert html.count("expected accuracy on TensorRT") >= 2
     # rows of their own: they attach to no benchmark cell
-    summary = (workdir / "results/report/summary.csv").read_text()
+    summary = (workdir / "results/digits/resnet18/report/summary.csv").read_text()
     assert "onnxruntime_trt" not in summary and "torch_tensorrt" not in summary
 
 
@@ -232,7 +232,7 @@ def test_tensorrt_ep_reads_the_model_that_carries_its_precision(precision, varia
     from infbench.backends.registry import spec
 
     artifact = spec("onnxruntime_trt").artifact(Cell("resnet18", "onnxruntime_trt", precision, "cuda", 224, 8))
-    assert artifact.path == f"results/models/resnet18/onnx/{variant}.onnx"
+    assert artifact.path == f"onnx/{variant}.onnx"
 
 
 def test_tensorrt_ep_options_pin_the_profile_and_cache_per_shape(tmp_path, monkeypatch):
@@ -297,7 +297,7 @@ def test_torch_tensorrt_on_cuda_matches_its_expectation(trained, precision, tmp_
     from infbench.backends.base import Cell
     from infbench.backends.torch_tensorrt_backend import TorchTensorRT
 
-    ckpt = trained / "results/models/resnet18/checkpoint.pt"
+    ckpt = trained / "results/digits/resnet18/checkpoint.pt"
     dataset = trained / "results/data/digits.npz"
     out = tmp_path / f"{precision}.ep"
     info = build.build_torch_tensorrt(ckpt, out, precision, 32, 8, dataset, calib_images=64)
@@ -334,7 +334,7 @@ def test_onnxruntime_tensorrt_ep_on_cuda_matches_its_expectation(trained, qdq, p
     from infbench.backends.registry import spec
 
     monkeypatch.chdir(trained)
-    snakemake(trained, "results/models/resnet18/onnx/fp16.onnx")
+    snakemake(trained, "results/digits/resnet18/onnx/fp16.onnx")
     cell = Cell("resnet18", "onnxruntime_trt", precision, "cuda", 32, 8)
     artifact = trained / spec("onnxruntime_trt").artifact(cell).path
     runner = OnnxRuntimeTensorRT(cell, artifact, 1, "quantize_int8")
@@ -343,7 +343,7 @@ def test_onnxruntime_tensorrt_ep_on_cuda_matches_its_expectation(trained, qdq, p
     assert list(runner.engine_cache().glob("*.engine"))  # built before anything is timed
     x = data.to_input(data.load_split(trained / "results/data/digits.npz", "test")[0], 32)
     logits = accuracy.backend_logits(runner, x, 8)
-    ckpt = trained / "results/models/resnet18/checkpoint.pt"
+    ckpt = trained / "results/digits/resnet18/checkpoint.pt"
     expected = (
         tensorrt_int8.qdq_logits("resnet18", qdq, x, 8, 2)
         if precision == "int8"

@@ -23,7 +23,7 @@ def test_a_run_prints_one_line_per_job_then_the_findings_and_the_report(workflow
     # jobs of this run: one line each, with the share done
     jobs = int(re.search(r"^(\d+) jobs to run: ", text, re.MULTILINE).group(1))
     assert len([line for line in lines if " · " in line and ("done in" in line or CELL_LINE.match(line))]) == jobs
-    assert lines[-1] == f"Report: {(workflow_copy / 'results/report/index.html').resolve()}", text
+    assert lines[-1] == f"Report: {(workflow_copy / 'results/digits/resnet18/report/index.html').resolve()}", text
     assert any(line.startswith("  - Highest throughput: ") for line in lines), text
     # about one line per job: the plan, the job lines, the closing summary and Snakemake's profile notice
     assert len(lines) <= jobs + 12, text
@@ -31,7 +31,7 @@ def test_a_run_prints_one_line_per_job_then_the_findings_and_the_report(workflow
     again = snakemake(workflow_copy, "report")
     text = again.stdout + again.stderr
     assert "Nothing to be done" in text and "Plan: 2 cells on cpu; 2 done, 0 to measure" in text
-    assert f"Report: {(workflow_copy / 'results/report/index.html').resolve()}" in text
+    assert f"Report: {(workflow_copy / 'results/digits/resnet18/report/index.html').resolve()}" in text
 
 
 def test_dry_run_keeps_the_plan_and_the_job_table_and_p_brings_every_job_back(workflow_copy):

@@ -45,7 +45,7 @@ def test_dry_run_lists_jobs_and_runs_none(tmp_path):
 
 def test_report_end_to_end_then_nothing_to_do(workflow_copy):
     snakemake(workflow_copy, "report")
-    report = workflow_copy / "results" / "report"
+    report = workflow_copy / "results/digits/resnet18/report"
     for name in ("index.html", "summary.md", "summary.csv", "summary.parquet"):
         assert (report / name).stat().st_size > 0, name
     df = pl.read_parquet(report / "summary.parquet")
@@ -62,8 +62,8 @@ def test_report_end_to_end_then_nothing_to_do(workflow_copy):
 
 
 def test_a_cell_reruns_by_hand_from_its_log(workflow_copy):
-    snakemake(workflow_copy, "results/bench/resnet18/onnxruntime/fp32/cpu/32x4.json")
-    log = workflow_copy / "results/logs/bench/resnet18/onnxruntime/fp32/cpu/32x4.log"
+    snakemake(workflow_copy, "results/digits/resnet18/bench/onnxruntime/fp32/cpu/32x4.json")
+    log = workflow_copy / "results/digits/resnet18/logs/bench/onnxruntime/fp32/cpu/32x4.log"
     first = log.read_text().splitlines()[0]
     assert first.startswith("command: infbench bench ")
     argv = shlex.split(first.removeprefix("command: "))

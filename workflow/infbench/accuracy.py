@@ -19,7 +19,9 @@ import numpy as np
 
 from infbench import data
 from infbench.backends.base import BackendUnavailable, Cell
-from infbench.backends.registry import ONNX_VARIANT, spec
+from infbench.backends.registry import spec
+from infbench.grid import artifact_path, study_dir
+from infbench.integrity import DamagedInput
 from infbench.io import write_json
 
 NUMBERS = (
@@ -34,13 +36,13 @@ NUMBERS = (
 )
 
 
-def result_path(model: str, backend: str, precision: str, device: str) -> str:
-    return f"results/accuracy/{model}/{backend}/{precision}/{device}.json"
+def result_path(dataset: str, model: str, backend: str, precision: str, device: str) -> str:
+    return f"{study_dir(dataset, model)}/accuracy/{backend}/{precision}/{device}.json"
 
 
-def planned(cells) -> list[str]:
+def planned(cells, dataset: str) -> list[str]:
     """One accuracy result per (model, backend, precision, device) that has benchmark cells."""
-    return sorted({result_path(c.model, c.backend, c.precision, c.device) for c in cells})
+    return sorted({result_path(dataset, c.model, c.backend, c.precision, c.device) for c in cells})
 
 
 def eval_cell(model: str, backend: str, precision: str, device: str, config: dict) -> Cell:
@@ -53,20 +55,14 @@ def eval_cell(model: str, backend: str, precision: str, device: str, config: dic
 
 def eval_artifact(model: str, backend: str, precision: str, device: str, config: dict) -> str:
     """The file an accuracy job loads (the one that backend's cells load, at the eval cell's shape)."""
-    return spec(backend).artifact(eval_cell(model, backend, precision, device, config)).path
+    return artifact_path(eval_cell(model, backend, precision, device, config), config["dataset"])
 
 
-def variant_name(backend: str, precision: str, artifact: Path) -> str:
-    """What the numbers are of: the ONNX variant, or the artifact a PyTorch-based backend loads
-    (the precision is its own column)."""
-    artifact = Path(artifact)
-    if artifact.suffix == ".onnx" and precision in ONNX_VARIANT:
-        return f"onnx/{artifact.stem}"
-    parts = artifact.parts
-    if "models" in parts:  # results/models/<model>/<rest>: name it by <rest> without the extension
-        rest = Path(*parts[parts.index("models") + 2 :])
-        return str(rest.with_suffix(""))
-    return artifact.stem
+def variant_name(cell: Cell) -> str:
+    """What the numbers are of: the artifact the backend loads, named within the study's folder
+    without its extension (onnx/int8_static, checkpoint, aoti/cuda/fp16/224x32); the precision is
+    its own column."""
+    return str(Path(spec(cell.backend).artifact(cell).path).with_suffix(""))
 
 
 def size_mb(path: Path) -> float | None:
@@ -142,7 +138,7 @@ def evaluate(
     cell = Cell(model, backend, precision, device, image_size, batch)
     backend_spec = spec(backend)
     result = {
-        "variant": variant_name(backend, precision, artifact),
+        "variant": variant_name(cell),
         "model": model,
         "backend": backend,
         "precision": precision,
@@ -167,6 +163,8 @@ def evaluate(
         result["status"] = "ok"
     except BackendUnavailable as exc:
         result.update(status="unavailable", error=str(exc))
+    except DamagedInput:  # not the variant's failure: the job fails and the file is rebuilt
+        raise
     except Exception as exc:  # a broken variant is a result to show, not a crash of the workflow
         traceback.print_exc()
         result.update(status="error", error=f"{type(exc).__name__}: {exc}")

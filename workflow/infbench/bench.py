@@ -32,6 +32,7 @@ import numpy as np
 from infbench import reference
 from infbench.backends.base import BackendUnavailable, Cell
 from infbench.backends.registry import spec
+from infbench.integrity import DamagedInput
 from infbench.io import write_json
 from infbench.measure import environment, repetitions, timing
 from infbench.measure import flops as flop_count
@@ -195,6 +196,8 @@ def _child_main(args_path: str, out_path: str) -> None:
     args = json.loads(Path(args_path).read_text())
     try:
         payload = {"status": "ok", "error": None, **measure_repetition(args)}
+    except DamagedInput as exc:  # no result at all: the parent fails the job (infbench.integrity)
+        payload = {"status": "damaged_input", "error": str(exc), "damaged": [str(exc.path), exc.rule, exc.detail]}
     except BaseException as exc:  # every failure is a result, not a crash
         traceback.print_exc()
         payload = {"status": status_of(exc), "error": f"{type(exc).__name__}: {exc}"}
@@ -380,6 +383,8 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | 
     started = time.time()
     probe = _read_optional(args.get("probe")) or {}
     runs, failure = repeat(cell, args, timeout_s, probe.get("canary_ms"))
+    if failure is not None and failure["status"] == "damaged_input":
+        raise DamagedInput(*failure["damaged"])  # no result: the old one stays, the file is rebuilt
     result["repetition_runs"] = [_summary_of(r) for r in [*runs, *([failure] if failure else [])]]
     if failure is not None:
         result.update(status=failure["status"], error=failure["error"])

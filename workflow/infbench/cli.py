@@ -496,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] != ["plan"]:  # a rule's log starts with its command; `plan` is for people
         print("command: infbench " + shlex.join(argv), flush=True)
     args = parser().parse_args(argv)
+    from infbench import integrity
+
+    integrity.WRITER["stage"] = args.stage
     try:
         from infbench.gpu_slots import slot
 
@@ -503,6 +506,13 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{args.stage} {getattr(args, 'out', '')}".strip()
         with slot(label) if _uses_gpu(args) else contextlib.nullcontext() as args.gpu:
             args.func(args)
+    except integrity.DamagedInput as exc:  # never a result made of a damaged input: fail, rebuild it next run
+        integrity.remove(exc.path)
+        print(
+            f"infbench {args.stage}: error: {exc}; removed it, the next `snakemake --cores 1 report` rebuilds it",
+            file=sys.stderr,
+        )
+        return 1
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"infbench {args.stage}: error: {exc}", file=sys.stderr)
         return 1

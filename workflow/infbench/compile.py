@@ -18,6 +18,7 @@ import os
 import time
 from pathlib import Path
 
+from infbench import integrity
 from infbench.backends.torch_compile import use_result_caches
 from infbench.io import write_json
 
@@ -70,6 +71,7 @@ def build_aoti(
     try:
         path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=options)
         os.replace(path, out)
+        integrity.record(out)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -101,6 +103,7 @@ def write_unavailable(out: Path, backend: str, error: str) -> dict:
     tmp = _tmp_for(out, ".json")
     tmp.write_text(json.dumps(stub, indent=1))
     os.replace(tmp, out)
+    integrity.record(out)
     print(f"{backend} is unavailable here ({error}); wrote a stub to {out}")
     return stub
 
@@ -210,6 +213,7 @@ def build_torch_tensorrt(
     try:
         torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", arg_inputs=[example])
         os.replace(tmp, out)
+        integrity.record(out)
     finally:
         if tmp.exists():
             tmp.unlink()

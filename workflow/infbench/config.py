@@ -219,3 +219,73 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
         raise ConfigError(
             f"the config has {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n  " + "\n  ".join(problems)
         )
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file's mapping; a missing file or a YAML syntax error is one line with file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} does not exist (looked in {path.resolve().parent}); give the path of a YAML "
+            "file, e.g. --configfile config/config.yaml mine.yaml"
+        ) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}; fix it there (indentation, ':', brackets)") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: a config file is a mapping of keys (dataset:, grid:, …), not {_type_name(loaded)}")
+    return loaded
+
+
+def command_line_configfiles(argv: list[str]) -> list[str]:
+    """The files given to --configfile/--configfiles on a Snakemake command line."""
+    files, taking = [], False
+    for arg in argv[1:]:
+        if arg in ("--configfile", "--configfiles"):
+            taking = True
+        elif arg.startswith(("--configfile=", "--configfiles=")):
+            files.append(arg.split("=", 1)[1])
+            taking = True
+        elif arg.startswith("-"):
+            taking = False
+        elif taking:
+            files.append(arg)
+    return files
+
+
+def check_command_line(argv: list[str] | None = None) -> None:
+    """Stop with one line when a --configfile is missing or not valid YAML.
+
+    Called from the workflow profile (profiles/default/config.yaml), which Snakemake reads before
+    it loads the config files itself: its own messages give no file or line (bad YAML) or a long
+    traceback (a missing file).
+    """
+    import sys
+
+    for path in command_line_configfiles(sys.argv if argv is None else argv):
+        try:
+            read_yaml(path)
+        except ConfigError as exc:
+            sys.exit(f"infbench: {exc}")
+
+
+def overlay_backends(configfiles, cli_config) -> dict | None:
+    """`grid.backends` as the last --configfile or --config that gives it has it, else None.
+
+    Snakemake merges nested maps, so an overlay's backends would be added to the default ones;
+    the Snakefile puts this map in their place: an overlay that lists backends lists all of them.
+    """
+    found = None
+    for layer in [*(read_yaml(f) for f in configfiles), dict(cli_config or {})]:
+        grid = layer.get("grid")
+        if isinstance(grid, dict) and "backends" in grid:
+            found = grid["backends"]
+    return found

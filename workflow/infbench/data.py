@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from infbench.integrity import DamagedInput
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
@@ -66,8 +68,9 @@ def fetch_cifar10(data_dir: Path, expected_md5: str = CIFAR10_MD5) -> Path:
     actual = md5sum(archive)
     if actual != expected_md5:
         raise ValueError(
-            f"{archive} has md5 {actual}, expected {expected_md5}: the file is corrupt or truncated. "
-            f"Delete it and download '{CIFAR10_ARCHIVE}' again."
+            f"{archive} has md5 {actual}, expected {expected_md5}: if it is your own copy of CIFAR-10 (a "
+            f"repack, a subset), set cifar10_md5: {actual} in your config; if not, it is damaged: delete it "
+            f"and download '{CIFAR10_ARCHIVE}' again"
         )
     return archive
 
@@ -124,10 +127,7 @@ def load_split(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise FileNotFoundError(f"dataset file {path} is missing; rebuild it with the rule 'prepare_data'") from None
     except Exception as exc:  # a truncated .npz raises BadZipFile, EOFError, zlib.error, ValueError…
-        raise ValueError(
-            f"dataset file {path} is corrupt or truncated ({type(exc).__name__}: {exc}); "
-            "delete it and rerun the rule 'prepare_data'"
-        ) from exc
+        raise DamagedInput(path, "prepare_data", f"{type(exc).__name__}: {exc}") from exc
     if f"{name}_x" not in arrays or f"{name}_y" not in arrays:
         raise ValueError(f"dataset file {path} has no split '{name}' (has: {', '.join(splits)})")
     return arrays[f"{name}_x"], arrays[f"{name}_y"]

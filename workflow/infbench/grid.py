@@ -6,6 +6,7 @@ which cells exist.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import itertools
 import re
@@ -48,8 +49,22 @@ def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:
     return cells, dropped
 
 
-def result_path(cell: Cell) -> str:
-    return f"results/bench/{cell.key}.json"
+def study_dir(dataset: str, model: str) -> str:
+    """The folder of one study: everything its runs write, beside (never over) other studies'.
+
+    The one place that decides the layout; the rules call it with the pattern "{model}".
+    """
+    return f"results/{dataset}/{model}"
+
+
+def result_path(cell: Cell, dataset: str) -> str:
+    size = f"{cell.image_size}x{cell.batch_size}"
+    return f"{study_dir(dataset, cell.model)}/bench/{cell.backend}/{cell.precision}/{cell.device}/{size}.json"
+
+
+def artifact_path(cell: Cell, dataset: str) -> str:
+    """The file a cell loads (the registry names it within the study's folder)."""
+    return f"{study_dir(dataset, cell.model)}/{spec(cell.backend).artifact(cell).path}"
 
 
 def cell_from_wildcards(wc) -> Cell:
@@ -59,7 +74,8 @@ def cell_from_wildcards(wc) -> Cell:
 def code_hash(*relative_paths: str) -> str:
     """Hash of package source files/folders (relative to the package), for a rule's `params`.
 
-    A changed module then reruns exactly the rules whose params name it.
+    A changed module then reruns exactly the rules whose params name it. What is hashed is the
+    module's syntax tree without docstrings: comments, docstrings and layout rerun nothing.
     """
     digest = hashlib.sha256()
     for rel in relative_paths:
@@ -67,8 +83,24 @@ def code_hash(*relative_paths: str) -> str:
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for f in files:
             digest.update(str(f.relative_to(PACKAGE_ROOT)).encode())
-            digest.update(f.read_bytes())
+            digest.update(code_of(f.read_text()).encode())
     return digest.hexdigest()[:16]
+
+
+def code_of(source: str) -> str:
+    """What a module does: its syntax tree (no line numbers) with the docstrings left out."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def package_versions(*names: str) -> str:

@@ -1,4 +1,8 @@
-"""Atomic writes: a file under results/ is either complete or absent, never half-written."""
+"""Atomic writes: a file under results/ is either complete or absent, never half-written.
+
+Each file written here also gets its checksum sidecar (`infbench.integrity`), so that a later
+plan can tell a damaged file from the one its rule wrote.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from infbench import integrity
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -20,9 +26,12 @@ def atomic_path(path: Path | str):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are as readable as any file
+    integrity.forget(path)  # the old content's checksum no longer applies
     try:
         yield Path(tmp)
+        digest = integrity.sha256(Path(tmp))
         os.replace(tmp, path)
+        integrity.record(path, digest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -1,76 +1,101 @@
-"""Resume after a killed run: Snakemake's directory lock is cleared once the run that took it is gone.
+"""One run at a time in a workflow folder; resume after a killed run without `--unlock`.
 
-Snakemake locks the working directory while it runs and removes the lock when it ends. A run
-killed with SIGKILL (a node failure, `kill -9`, the OOM killer) cannot remove it, and the next
-`snakemake report` then refuses to start until `snakemake --unlock`. infbench records which
-process took each lock (host, pid and the pid's start time, from the `onstart` hook, which runs
-once Snakemake holds the lock) and, when the workflow is parsed again, removes the locks whose
-process is no longer running on this host. A lock held by a live run, by another host (a shared
-filesystem) or by a run that left no record is never touched: Snakemake's own check then applies.
+Snakemake's own directory lock is a set of files it checks and then writes: two runs started
+together can both pass the check (or one reads a lock file the other just removed and dies with a
+raw FileNotFoundError), and a run killed with SIGKILL leaves its files behind. So infbench takes
+its own lock first, while the Snakefile is read: an exclusive `flock` on `.snakemake/infbench-run.lock`,
+held by the Snakemake process until it ends. The kernel releases it however the process ends
+(`kill -9`, the OOM killer), so:
+
+* a second run finds it held and stops at once, naming the run that holds it, since when, and
+  what to do;
+* a run that gets it knows that the run recorded in the file before it is gone. Snakemake's lock
+  files that such a run left on this host are then stale and removed (one line), and the run
+  resumes. Locks recorded by another host (a shared filesystem), or with no record, are left to
+  Snakemake's own check.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import json
 import os
 import socket
-from collections.abc import Iterable
+import sys
 from pathlib import Path
 
-LOCKS = Path(".snakemake") / "locks"
-OWNER_GLOB = "infbench-owner-*.json"
+SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
+RUN_LOCK = Path(".snakemake") / "infbench-run.lock"
+
+_held: dict[Path, int] = {}  # lock file → open descriptor, for this process's lifetime
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+class FolderBusy(RuntimeError):
+    pass
+
+
+def _command() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "snakemake"
+
+
+def acquire(run_lock: Path = RUN_LOCK, snakemake_locks: Path = SNAKEMAKE_LOCKS) -> list[str]:
+    """Hold the folder for this process, or raise FolderBusy; returns notes on stale locks cleared."""
+    run_lock = Path(run_lock)
+    if run_lock in _held:
+        return []
+    run_lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read(fd)
+        os.close(fd)
+        who = (
+            f"pid {holder['pid']} on {holder['host']}, started {holder['since']} ({holder['command']})"
+            if holder
+            else "a run that is just starting"
+        )
+        kill = f"`kill {holder['pid']}`" if holder else "Ctrl-C in its terminal"
+        raise FolderBusy(
+            f"another Snakemake run holds this folder: {who}; wait for it to finish, or stop it with {kill}, "
+            "then run again (it keeps every finished result)"
+        ) from None
+    _held[run_lock] = fd
+    notes = _clear_stale(_read(fd), Path(snakemake_locks))
+    me = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": _command(),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    return notes
+
+
+def release(run_lock: Path = RUN_LOCK) -> None:
+    fd = _held.pop(Path(run_lock), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _read(fd: int) -> dict | None:
+    try:
+        record = json.loads(os.pread(fd, 65536, 0) or b"null")
+        return record if isinstance(record, dict) and {"pid", "host"} <= record.keys() else None
+    except ValueError:
         return None
 
 
-def _running(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    now = _start_time(pid)
-    return start is None or now is None or now == start
-
-
-def record_owner(lockfiles: Iterable[str | Path], locks: Path = LOCKS) -> None:
-    """Note that this process holds `lockfiles` (called from the `onstart` hook)."""
-    names = sorted(Path(f).name for f in lockfiles)
-    if not names:
-        return
-    pid = os.getpid()
-    locks.mkdir(parents=True, exist_ok=True)
-    owner = {"host": socket.gethostname(), "pid": pid, "start": _start_time(pid), "locks": names}
-    tmp = locks / f".infbench-owner-{pid}.tmp"
-    tmp.write_text(json.dumps(owner))
-    os.replace(tmp, locks / f"infbench-owner-{pid}.json")
-
-
-def clear_stale(locks: Path = LOCKS) -> list[str]:
-    """Remove the locks of recorded runs on this host that are gone; one line per run cleared."""
-    cleared = []
-    host = socket.gethostname()
-    for record in sorted(locks.glob(OWNER_GLOB)):
-        try:
-            owner = json.loads(record.read_text())
-            pid = int(owner["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if owner.get("host") != host or _running(pid, owner.get("start")):
-            continue
-        for name in owner.get("locks", []):
-            if name.endswith(".lock") and "/" not in name:
-                (locks / name).unlink(missing_ok=True)
-        record.unlink(missing_ok=True)
-        cleared.append(
-            f"infbench: removed the lock of an earlier Snakemake run that is gone (pid {pid} on {host}, "
-            f"killed?); its unfinished jobs run again"
-        )
-    return cleared
+def _clear_stale(previous: dict | None, snakemake_locks: Path) -> list[str]:
+    """Snakemake's lock files, left by the recorded run (gone, since we hold its flock) on this host."""
+    stale = sorted(snakemake_locks.glob("*.lock"))
+    if not stale or previous is None or previous.get("host") != socket.gethostname():
+        return []
+    for lock in stale:
+        lock.unlink(missing_ok=True)
+    return [
+        f"infbench: removed the lock of an earlier Snakemake run that is gone (pid {previous['pid']} on "
+        f"{previous['host']}, started {previous.get('since')}, killed?); its unfinished jobs run again"
+    ]

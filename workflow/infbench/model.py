@@ -26,6 +26,7 @@ def load_checkpoint(path: Path):
     import torch
 
     from infbench.backends.base import check_artifact
+    from infbench.integrity import DamagedInput
 
     check_artifact(path, "train")
     try:
@@ -33,7 +34,5 @@ def load_checkpoint(path: Path):
         model = build(ckpt["arch"], ckpt["num_classes"], ckpt["stem"])
         model.load_state_dict(ckpt["state_dict"])
     except Exception as exc:  # torch raises several types for a damaged zip/pickle
-        raise ValueError(
-            f"checkpoint {path} is corrupt or truncated ({exc}); delete it and rerun the rule 'train'"
-        ) from exc
+        raise DamagedInput(path, "train", f"torch cannot load the checkpoint: {exc}") from exc
     return model.eval()

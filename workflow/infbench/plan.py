@@ -43,9 +43,9 @@ def plan(config: dict, root: Path = Path(".")) -> list[dict]:
         groups[(cell.device, cell.backend)].append(cell)
     rows = []
     for (device, backend), members in groups.items():
-        done = [c for c in members if (root / grid.result_path(c)).exists()]
+        done = [c for c in members if (root / grid.result_path(c, config["dataset"])).exists()]
         # every result of this backend and device on disk, this grid's or an earlier one's
-        bench_dir = root / "results" / "bench" / config["model"]["name"] / backend
+        bench_dir = root / grid.study_dir(config["dataset"], config["model"]["name"]) / "bench" / backend
         walls = [w for p in sorted(bench_dir.glob(f"*/{device}/*.json")) if (w := _wall_s(p)) is not None]
         each = sum(walls) / len(walls) if walls else default_cell_s(config, device)
         source = f"mean of {len(walls)} earlier cell{'s' if len(walls) > 1 else ''}" if walls else "default"

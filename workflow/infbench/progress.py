@@ -13,12 +13,9 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from infbench import grid
-from infbench.backends.base import Cell
-
 BENCH_RULE = "bench_cell"
 REPORT_RULE = "report"
-REPORT_DIR = Path("results/report")
+
 # Findings the closing summary shows first (report/findings.py keys), in this order.
 HEADLINE_KEYS = ("max_throughput", "min_latency_batch1", "best_within_tolerance")
 HEADLINES = 3
@@ -66,13 +63,17 @@ def cell_label(cell: dict) -> str:
     return " ".join(str(p) for p in parts if p) + " " + shape
 
 
-def baseline_path(cell: dict, root: Path = Path(".")) -> Path | None:
-    """Where the torch fp32 cell of the same model, device, size and batch writes its result."""
-    try:
-        base = Cell(cell["model"], "torch", "fp32", cell["device"], int(cell["image_size"]), int(cell["batch_size"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-    return root / grid.result_path(base)
+def baseline_path(path: str | Path) -> Path:
+    """Where the torch fp32 cell of the same study, device, size and batch writes its result: beside
+    `path` (<study>/bench/<backend>/<precision>/<device>/<shape>.json)."""
+    path = Path(path)
+    return path.parents[3] / "torch" / "fp32" / path.parent.name / path.name
+
+
+def report_dir(root: Path = Path(".")) -> Path:
+    """The report folder of the study run last (results/<dataset>/<model>/report)."""
+    found = sorted(root.glob("results/*/*/report/index.html"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else root / "results"
 
 
 def uncertainty_pct(result: dict) -> float | None:
@@ -116,8 +117,7 @@ def cell_line(path: str | Path, color: bool = False) -> str:
     if result is None:
         return f"{path}: no readable result"
     cell = result.get("cell") or {}
-    parents = Path(path).parents  # <root>/results/bench/<model>/<backend>/<precision>/<device>/<shape>.json
-    base_path = baseline_path(cell, parents[6] if len(parents) > 6 else Path("."))
+    base_path = baseline_path(path) if len(Path(path).parents) > 4 else None
     baseline = _read(base_path) if base_path and base_path != Path(path) else None
     return f"{cell_label(cell):<32} {cell_result(result, baseline, color)}"
 
@@ -182,9 +182,9 @@ class Progress:
         return f"[{self.cells_done:>{len(str(cells))}}/{cells}]"
 
 
-def headlines(report_dir: Path = REPORT_DIR, n: int = HEADLINES) -> list[str]:
+def headlines(folder: Path, n: int = HEADLINES) -> list[str]:
     """The report's cell count and its first `n` determined findings, headline objectives first."""
-    summary, meta = report_dir / "summary.parquet", _read(report_dir / "meta.json")
+    summary, meta = folder / "summary.parquet", _read(folder / "meta.json")
     if not summary.exists() or meta is None:
         return []
     import polars as pl
@@ -200,12 +200,13 @@ def headlines(report_dir: Path = REPORT_DIR, n: int = HEADLINES) -> list[str]:
     return status + [f.text for f in ranked[:n]]
 
 
-def closing(report_dir: Path = REPORT_DIR, elapsed: float | None = None) -> list[str]:
+def closing(folder: Path | None = None, elapsed: float | None = None) -> list[str]:
     """The lines a run ends with: how long it took, the headline findings, where the report is."""
+    folder = folder or report_dir()
     lines = [f"Finished in {duration(elapsed)}." if elapsed is not None else "Finished."]
-    index = report_dir / "index.html"
+    index = folder / "index.html"
     try:
-        lines += [f"  - {text}" for text in headlines(report_dir)]
+        lines += [f"  - {text}" for text in headlines(folder)]
     except Exception as exc:  # a summary the findings cannot read must not hide where the report is
         lines.append(f"  (findings not shown: {type(exc).__name__}: {exc})")
     if index.exists():

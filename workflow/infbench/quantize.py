@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench import data
+from infbench.integrity import DamagedInput
 from infbench.io import atomic_path
 
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
@@ -113,10 +114,21 @@ def metadata(path: Path) -> dict:
     return {p.key.removeprefix("infbench."): p.value for p in model.metadata_props if p.key.startswith("infbench.")}
 
 
+def read_fp32(fp32: Path):
+    """The fp32 model every variant is made from; one ONNX cannot parse is named with its rule."""
+    import onnx
+
+    try:
+        return onnx.load(str(fp32))
+    except Exception as exc:  # protobuf's DecodeError and friends name neither the file nor the rule
+        raise DamagedInput(fp32, "export_onnx", f"onnx cannot parse it: {type(exc).__name__}: {exc}") from exc
+
+
 def preprocess(fp32: Path, out: Path) -> None:
     """ORT's quantisation pre-processing: symbolic shape inference and graph optimisation."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    read_fp32(fp32)
     quant_pre_process(str(fp32), str(out))
 
 
@@ -300,7 +312,7 @@ def convert_fp16(fp32: Path, out: Path) -> dict:
     """float16 weights and compute, float32 inputs and outputs → `out`."""
     import onnx
 
-    model = _float16_converter()(onnx.load(str(fp32)), keep_io_types=True)
+    model = _float16_converter()(read_fp32(fp32), keep_io_types=True)
     topological_sort(model.graph)
     onnx.checker.check_model(model)
     info = {"mode": "fp16", "keep_io_types": True}

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench import accuracy, data
+from infbench.grid import study_dir
 from infbench.io import write_json
 
 # nvidia-modelopt 0.47 imports huggingface_hub from modelopt.torch without declaring it.
@@ -92,14 +93,14 @@ def qdq_logits(model: str, artifact: Path, x: np.ndarray, batch: int, threads: i
     return accuracy.backend_logits(runner, x, batch)
 
 
-def expected_path(model: str, backend: str) -> str:
-    return f"results/accuracy/{model}/expected_tensorrt/{backend}.json"
+def expected_path(dataset: str, model: str, backend: str) -> str:
+    return f"{study_dir(dataset, model)}/accuracy/expected_tensorrt/{backend}.json"
 
 
 def planned(config: dict) -> list[str]:
     """The expected-accuracy results the config asks for (accuracy.expected_tensorrt)."""
     backends = config.get("accuracy", {}).get("expected_tensorrt", [])
-    return [expected_path(config["model"]["name"], b) for b in backends]
+    return [expected_path(config["dataset"], config["model"]["name"], b) for b in backends]
 
 
 def evaluate_expected(

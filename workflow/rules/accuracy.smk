@@ -7,7 +7,7 @@
 from infbench import tensorrt_int8
 from infbench.accuracy import eval_artifact, eval_cell, planned
 
-ACCURACY = planned(CELLS) + tensorrt_int8.planned(config)
+ACCURACY = planned(CELLS, config["dataset"]) + tensorrt_int8.planned(config)
 # report_meta() plus the tolerance the report marks variants against
 ACCURACY_REPORT_META = json.dumps(
     {
@@ -26,9 +26,9 @@ rule accuracy:
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
-        "results/accuracy/{model}/{backend}/{precision}/{device}.json",
+        f"{STUDY}/accuracy/{{backend}}/{{precision}}/{{device}}.json",
     log:
-        "results/logs/accuracy/{model}/{backend}/{precision}/{device}.log",
+        f"{STUDY}/logs/accuracy/{{backend}}/{{precision}}/{{device}}.log",
     conda:
         cell_env
     # Like a cell: every core on the CPU (nothing is measured beside it), one GPU on CUDA.
@@ -65,16 +65,16 @@ rule expected_accuracy_tensorrt:
     input:
         # onnxruntime_trt: the Q/DQ ONNX its int8 cells read; torch_tensorrt quantises the checkpoint
         artifact=lambda wc: (
-            f"results/models/{wc.model}/onnx/int8_trt.onnx"
+            f"{grid.study_dir(config['dataset'], wc.model)}/onnx/int8_trt.onnx"
             if wc.backend == "onnxruntime_trt"
             else []
         ),
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
-        "results/accuracy/{model}/expected_tensorrt/{backend}.json",
+        f"{STUDY}/accuracy/expected_tensorrt/{{backend}}.json",
     log:
-        "results/logs/accuracy/{model}/expected_tensorrt/{backend}.log",
+        f"{STUDY}/logs/accuracy/expected_tensorrt/{{backend}}.log",
     wildcard_constraints:
         backend="onnxruntime_trt|torch_tensorrt",
     conda:

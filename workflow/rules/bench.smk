@@ -1,13 +1,13 @@
 rule bench_cell:
     input:
         artifact=cell_artifact,
-        reference="results/reference/{model}/{size}.npz",
-        flops="results/flops/{model}/{size}.json",
+        reference=f"{STUDY}/reference/{{size}}.npz",
+        flops=f"{STUDY}/flops/{{size}}.json",
         probe="results/probe/{device}.json",
     output:
-        "results/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.json",
+        f"{STUDY}/bench/{{backend}}/{{precision}}/{{device}}/{{size}}x{{batch}}.json",
     log:
-        "results/logs/bench/{model}/{backend}/{precision}/{device}/{size}x{batch}.log",
+        f"{STUDY}/logs/bench/{{backend}}/{{precision}}/{{device}}/{{size}}x{{batch}}.log",
     conda:
         cell_env
     threads: cell_threads

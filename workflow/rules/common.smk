@@ -1,7 +1,8 @@
 import json
+import os
 import sys
 
-from infbench import devices, grid, locks, plan
+from infbench import devices, grid, integrity, locks, plan
 from infbench.backends.registry import BACKENDS
 from infbench.config import check_config
 from snakemake.exceptions import WorkflowError
@@ -9,16 +10,15 @@ from snakemake.logging import logger
 
 check_config(config, workflow.basedir)
 
-# A run killed with SIGKILL leaves Snakemake's lock behind: clear it when that run is gone, so that
-# `snakemake report` resumes without `--unlock` (infbench/locks.py says when a lock is left alone).
+# One run at a time in this folder: a second one stops here, naming the first. The locks a run
+# killed with SIGKILL left behind are cleared, so that `snakemake report` resumes without
+# `--unlock` (infbench/locks.py says when a lock is left alone).
 if workflow.is_main_process:
-    for note in locks.clear_stale():
-        print(note, file=sys.stderr)
-
-
-onstart:
-    if workflow.is_main_process:
-        locks.record_owner(getattr(workflow.persistence, "_lockfile", {}).values())
+    try:
+        for note in locks.acquire():
+            print(note, file=sys.stderr)
+    except locks.FolderBusy as busy:
+        sys.exit(f"infbench: {busy}")
 
 
 CELLS, DROPPED = grid.expand(config)
@@ -28,14 +28,19 @@ if workflow.is_main_process:
     for line in plan.lines(config):
         logger.info(line)
 MODEL = config["model"]["name"]
-DATASET = f"results/data/{config['dataset']}.npz"
-CHECKPOINT = f"results/models/{MODEL}/checkpoint.pt"
-TRAIN_METRICS = f"results/models/{MODEL}/train_metrics.json"
-ONNX_FP32 = f"results/models/{MODEL}/onnx/fp32.onnx"
+# Everything a study (dataset, model) writes lives in its own folder, beside other studies'.
+# STUDY is the rules' pattern (the model a wildcard), STUDY_DIR this run's folder.
+STUDY = grid.study_dir(config["dataset"], "{model}")
+STUDY_DIR = grid.study_dir(config["dataset"], MODEL)
+DATASET = f"results/{config['dataset']}/data.npz"
+CHECKPOINT = f"{STUDY_DIR}/checkpoint.pt"
+TRAIN_METRICS = f"{STUDY_DIR}/train_metrics.json"
+ONNX_FP32 = f"{STUDY_DIR}/onnx/fp32.onnx"
+REPORT_DIR = f"{STUDY_DIR}/report"
 
 
 wildcard_constraints:
-    model="[A-Za-z0-9_]+",
+    model=MODEL,
     backend="|".join(BACKENDS),
     precision="[a-z0-9_]+",
     device="cpu|cuda",
@@ -66,8 +71,7 @@ def device_env(wildcards):
 
 
 def cell_artifact(wildcards):
-    cell = grid.cell_from_wildcards(wildcards)
-    return BACKENDS[cell.backend].artifact(cell).path
+    return grid.artifact_path(grid.cell_from_wildcards(wildcards), config["dataset"])
 
 
 def all_cores(wildcards=None):
@@ -111,3 +115,29 @@ def report_meta():
         },
         sort_keys=True,
     )
+
+
+# Every file this run plans, from the dataset to the cells: the `report` target asks for all of
+# them, so that one deleted (or removed as damaged, see report.smk) is rebuilt with what depends
+# on it. Snakemake rebuilds a missing file only when a target asks for it: a report made from it
+# is otherwise "up to date".
+def planned_files():
+    files = {
+        DATASET,
+        CHECKPOINT,
+        TRAIN_METRICS,
+        *ACCURACY,
+        *expand("results/probe/{device}.json", device=PROBED_DEVICES),
+    }
+    for cell in CELLS:
+        files |= {
+            grid.result_path(cell, config["dataset"]),
+            grid.artifact_path(cell, config["dataset"]),
+        }
+        files.add(f"{STUDY_DIR}/flops/{cell.image_size}.json")
+    for c in {(c.model, c.backend, c.precision, c.device) for c in CELLS}:
+        files.add(eval_artifact(*c, config))
+    # every ONNX variant is made from the fp32 one
+    if any("/onnx/" in f for f in files):
+        files.add(ONNX_FP32)
+    return sorted(files)

@@ -9,9 +9,9 @@ rule compile_aoti:
     input:
         checkpoint=CHECKPOINT,
     output:
-        "results/models/{model}/aoti/{device}/{precision}/{size}x{batch}.pt2",
+        f"{STUDY}/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.pt2",
     log:
-        "results/logs/compile/{model}/aoti/{device}/{precision}/{size}x{batch}.log",
+        f"{STUDY}/logs/compile/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.log",
     conda:
         device_env
     threads: all_cores
@@ -41,10 +41,10 @@ rule compile_torch_tensorrt:
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
-        program="results/models/{model}/torch_tensorrt/{precision}/{size}x{batch}.ep",
-        info="results/models/{model}/torch_tensorrt/{precision}/{size}x{batch}.json",
+        program=f"{STUDY}/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.ep",
+        info=f"{STUDY}/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.json",
     log:
-        "results/logs/compile/{model}/torch_tensorrt/{precision}/{size}x{batch}.log",
+        f"{STUDY}/logs/compile/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.log",
     conda:
         "../../envs/tensorrt.yaml"
     threads: all_cores

@@ -2,7 +2,7 @@ rule prepare_data:
     output:
         DATASET,
     log:
-        "results/logs/prepare_data.log",
+        f"results/{config['dataset']}/logs/prepare_data.log",
     conda:
         CORE_ENV
     threads: 1

@@ -5,7 +5,7 @@ rule export_onnx:
     output:
         ONNX_FP32,
     log:
-        f"results/logs/export/{MODEL}_fp32.log",
+        f"{STUDY_DIR}/logs/export/fp32.log",
     conda:
         CORE_ENV
     threads: 1

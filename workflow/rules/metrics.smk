@@ -14,11 +14,11 @@ REFERENCE_IMAGES = images_needed(
 
 rule flops:
     input:
-        "results/models/{model}/checkpoint.pt",
+        f"{STUDY}/checkpoint.pt",
     output:
-        "results/flops/{model}/{size}.json",
+        f"{STUDY}/flops/{{size}}.json",
     log:
-        "results/logs/flops/{model}/{size}.log",
+        f"{STUDY}/logs/flops/{{size}}.log",
     conda:
         CORE_ENV
     threads: 1
@@ -33,12 +33,12 @@ rule flops:
 
 rule reference_logits:
     input:
-        checkpoint="results/models/{model}/checkpoint.pt",
+        checkpoint=f"{STUDY}/checkpoint.pt",
         dataset=DATASET,
     output:
-        "results/reference/{model}/{size}.npz",
+        f"{STUDY}/reference/{{size}}.npz",
     log:
-        "results/logs/reference/{model}/{size}.log",
+        f"{STUDY}/logs/reference/{{size}}.log",
     conda:
         CORE_ENV
     threads: 1

@@ -1,4 +1,4 @@
-# Precision variants of the fp32 ONNX model, cached under results/models/{model}/onnx/:
+# Precision variants of the fp32 ONNX model, cached in the study's folder under onnx/:
 # int8_static.onnx (calibrated static INT8, QDQ), int8_trt.onnx (the same calibration as symmetric
 # int8 Q/DQ, what TensorRT's explicit quantisation takes), int8_dynamic.onnx (opt-in dynamic INT8)
 # and fp16.onnx (float16 compute with float32 inputs/outputs, for the GPU execution providers).
@@ -9,13 +9,13 @@ from infbench import quantize
 
 rule quantize_int8:
     input:
-        onnx="results/models/{model}/onnx/fp32.onnx",
+        onnx=f"{STUDY}/onnx/fp32.onnx",
         # the calibration split, for the static model only
         dataset=lambda wc: DATASET if wc.qmode != "dynamic" else [],
     output:
-        "results/models/{model}/onnx/int8_{qmode}.onnx",
+        f"{STUDY}/onnx/int8_{{qmode}}.onnx",
     log:
-        "results/logs/quantize/{model}/int8_{qmode}.log",
+        f"{STUDY}/logs/quantize/int8_{{qmode}}.log",
     wildcard_constraints:
         qmode="static|dynamic|trt",
     conda:
@@ -38,11 +38,11 @@ rule quantize_int8:
 
 rule convert_fp16:
     input:
-        onnx="results/models/{model}/onnx/fp32.onnx",
+        onnx=f"{STUDY}/onnx/fp32.onnx",
     output:
-        "results/models/{model}/onnx/fp16.onnx",
+        f"{STUDY}/onnx/fp16.onnx",
     log:
-        "results/logs/quantize/{model}/fp16.log",
+        f"{STUDY}/logs/quantize/fp16.log",
     conda:
         CORE_ENV
     threads: 1

@@ -1,19 +1,19 @@
 rule aggregate:
     input:
-        cells=[grid.result_path(c) for c in CELLS],
+        cells=[grid.result_path(c, config["dataset"]) for c in CELLS],
         metrics=TRAIN_METRICS,
         accuracy=ACCURACY,
         probes=expand("results/probe/{device}.json", device=PROBED_DEVICES),
     output:
-        parquet="results/report/summary.parquet",
+        parquet=f"{REPORT_DIR}/summary.parquet",
         csv=report(
-            "results/report/summary.csv",
+            f"{REPORT_DIR}/summary.csv",
             caption="../report/summary.rst",
             category="Summary",
         ),
-        meta="results/report/meta.json",
+        meta=f"{REPORT_DIR}/meta.json",
     log:
-        "results/logs/aggregate.log",
+        f"{STUDY_DIR}/logs/aggregate.log",
     conda:
         CORE_ENV
     threads: 1
@@ -26,32 +26,34 @@ rule aggregate:
             f"--compare {c['label']}={c['path']}" for c in config["report"]["compare"]
         ),
         code=grid.code_hash("report/aggregate.py"),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "infbench aggregate --results {input.cells:q} --train-metrics {input.metrics:q} --meta {params.meta:q}"
         " --probes {input.probes:q}"
         " --accuracy {input.accuracy:q}"
-        " {params.compare} --out-dir results/report > {log} 2>&1"
+        " {params.compare} --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
-rule report:
+# The HTML report, the charts and summary.md (the `report` target in the Snakefile asks for them).
+rule render_report:
     input:
         summary=rules.aggregate.output.parquet,
         meta=rules.aggregate.output.meta,
     output:
         html=report(
-            "results/report/index.html",
+            f"{REPORT_DIR}/index.html",
             caption="../report/index.rst",
             category="Report",
         ),
-        md="results/report/summary.md",
+        md=f"{REPORT_DIR}/summary.md",
         plots=report(
-            directory("results/report/plots"),
+            directory(f"{REPORT_DIR}/plots"),
             patterns=["{name}.svg"],
             caption="../report/plots.rst",
             category="Plots",
         ),
     log:
-        "results/logs/report.log",
+        f"{STUDY_DIR}/logs/report.log",
     conda:
         CORE_ENV
     threads: 1
@@ -60,5 +62,17 @@ rule report:
         runtime=10,
     params:
         code=grid.code_hash("report"),
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "infbench report --summary {input.summary:q} --meta {input.meta:q} --out-dir results/report > {log} 2>&1"
+        "infbench report --summary {input.summary:q} --meta {input.meta:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+
+
+# Every file this run plans (planned_files in common.smk), asked for by the `report` target.
+PLANNED = planned_files()
+
+# A planned file whose content is no longer what its rule wrote is removed before any job starts,
+# so that this run rebuilds it (infbench/integrity.py): no job reads it, no result is made of it.
+if workflow.is_main_process:
+    report_files = [*rules.aggregate.output, *rules.render_report.output[:2]]
+    for note in integrity.check([*PLANNED, *report_files]):
+        print(note, file=sys.stderr)

@@ -5,7 +5,7 @@ rule train:
         checkpoint=CHECKPOINT,
         metrics=TRAIN_METRICS,
     log:
-        f"results/logs/train/{MODEL}.log",
+        f"{STUDY_DIR}/logs/train.log",
     conda:
         CORE_ENV
     threads: all_cores

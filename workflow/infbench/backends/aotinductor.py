@@ -7,7 +7,7 @@ once with `torch._inductor.aoti_compile_and_package`; a cell only loads it
 
 from __future__ import annotations
 
-from infbench.backends.base import check_artifact
+from infbench.backends.base import DamagedInput, check_artifact
 from infbench.backends.torch_eager import TorchEager, setup_precision, to_input
 
 
@@ -24,10 +24,7 @@ class AOTInductor(TorchEager):
         try:
             self.model = torch._inductor.aoti_load_package(str(self.artifact))
         except Exception as exc:
-            raise ValueError(
-                f"cannot load the AOTInductor package {self.artifact} ({exc}); delete it and rerun the rule "
-                f"'{self.artifact_rule}'"
-            ) from exc
+            raise DamagedInput(self.artifact, self.artifact_rule, f"AOTInductor cannot load it: {exc}") from exc
 
     def prepare(self, batch):
         return to_input(batch, self.cell.device, self.dtype)

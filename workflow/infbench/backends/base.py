@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from infbench.integrity import DamagedInput
+
 
 class BackendUnavailable(RuntimeError):
     """The backend or the device cannot run here (not installed, no GPU); the message says why."""
@@ -98,4 +100,4 @@ def check_artifact(path: Path, rule: str) -> None:
     if not Path(path).exists():
         raise FileNotFoundError(f"artifact {path} is missing; rebuild it with the rule '{rule}'")
     if Path(path).stat().st_size == 0:
-        raise ValueError(f"artifact {path} is empty (truncated?); delete it and rerun the rule '{rule}'")
+        raise DamagedInput(path, rule, "empty: truncated?")

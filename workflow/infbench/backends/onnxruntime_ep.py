@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench.backends.base import Backend, BackendUnavailable, check_artifact
+from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact
 
 # TensorRT engines built by the TensorRT EP are cached here, per precision (see OnnxRuntimeTensorRT).
 TRT_CACHE_ROOT = Path("results/cache/ort_trt")
@@ -93,10 +93,7 @@ class OnnxRuntime(Backend):
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
             if self.cell.device == "cuda" and "onnx" not in str(exc).lower():
                 raise BackendUnavailable(f"{self.provider} could not start ({exc})") from exc
-            raise ValueError(
-                f"cannot load {self.artifact} ({exc}); it may be truncated or corrupt: delete it and rerun "
-                f"the rule '{self.artifact_rule}'"
-            ) from exc
+            raise DamagedInput(self.artifact, self.artifact_rule, f"ONNX Runtime cannot load it: {exc}") from exc
         active = self.session.get_providers()
         if not active or active[0] != self.provider:
             raise BackendUnavailable(

@@ -29,33 +29,27 @@ ONNX_RULE = {
 
 @dataclass(frozen=True)
 class Artifact:
-    path: str  # relative to the workflow root
+    path: str  # relative to the study's folder (`infbench.grid.study_dir`)
     rule: str  # the rule that writes it
 
 
 def checkpoint_artifact(cell: Cell) -> Artifact:
-    return Artifact(f"results/models/{cell.model}/checkpoint.pt", "train")
+    return Artifact("checkpoint.pt", "train")
 
 
 def onnx_artifact(cell: Cell) -> Artifact:
     variant = ONNX_VARIANT[cell.precision]
-    return Artifact(f"results/models/{cell.model}/onnx/{variant}.onnx", ONNX_RULE[variant])
+    return Artifact(f"onnx/{variant}.onnx", ONNX_RULE[variant])
 
 
 def aoti_artifact(cell: Cell) -> Artifact:
     """An AOTInductor package per device, precision and shape (rule compile_aoti)."""
-    return Artifact(
-        f"results/models/{cell.model}/aoti/{cell.device}/{cell.precision}/{cell.image_size}x{cell.batch_size}.pt2",
-        "compile_aoti",
-    )
+    return Artifact(f"aoti/{cell.device}/{cell.precision}/{cell.image_size}x{cell.batch_size}.pt2", "compile_aoti")
 
 
 def torch_tensorrt_artifact(cell: Cell) -> Artifact:
     """A Torch-TensorRT ExportedProgram per precision and shape profile (rule compile_torch_tensorrt)."""
-    return Artifact(
-        f"results/models/{cell.model}/torch_tensorrt/{cell.precision}/{cell.image_size}x{cell.batch_size}.ep",
-        "compile_torch_tensorrt",
-    )
+    return Artifact(f"torch_tensorrt/{cell.precision}/{cell.image_size}x{cell.batch_size}.ep", "compile_torch_tensorrt")
 
 
 # What the TensorRT EP reads per precision: TensorRT 11 is strongly typed, so the precision is in the
@@ -65,7 +59,7 @@ ONNX_TRT_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_trt"}
 
 def onnx_trt_artifact(cell: Cell) -> Artifact:
     variant = ONNX_TRT_VARIANT[cell.precision]
-    return Artifact(f"results/models/{cell.model}/onnx/{variant}.onnx", ONNX_RULE[variant])
+    return Artifact(f"onnx/{variant}.onnx", ONNX_RULE[variant])
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import altair as alt
 import polars as pl
 import vl_convert
 
+from infbench import integrity
 from infbench.devices import note as devices_note
 from infbench.io import atomic_path
 from infbench.report.aggregate import BASELINE_TEXT
@@ -68,6 +69,7 @@ def export_plots(charts: list[Chart], plots_dir: Path) -> list[Path]:
     for stale in plots_dir.glob("*"):  # a chart that became a note leaves no old file behind
         if stale.is_file() and stale not in written and stale.suffix in (".svg", ".png"):
             stale.unlink()
+            integrity.forget(stale)  # and its checksum (infbench.integrity)
     return written
 
 
