@@ -7,7 +7,7 @@ uncertainty in the report's summary.csv. Prints one row per cell and the share t
 inside.
 
   python benchmarks/reproduce_cells.py                    # in the workflow folder, after `snakemake report`
-  python benchmarks/reproduce_cells.py --results results --out reproduce.json
+  python benchmarks/reproduce_cells.py --study results/digits/resnet18 --out reproduce.json
 """
 
 from __future__ import annotations
@@ -33,17 +33,17 @@ def rerun(log: Path, out: Path) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--study", type=Path, default=Path("results/digits/resnet18"), help="the study's folder")
     p.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = p.parse_args(argv)
 
-    summary = pl.read_csv(args.results / "report" / "summary.csv")
+    summary = pl.read_csv(args.study / "report" / "summary.csv")
     measured = summary.filter(pl.col("throughput_img_s").is_not_null())
     rows = []
     with tempfile.TemporaryDirectory(prefix="reproduce-") as tmp:
         for r in measured.iter_rows(named=True):
-            name = f"{r['model']}/{r['backend']}/{r['precision']}/{r['device']}/{r['image_size']}x{r['batch_size']}"
-            again = rerun(args.results / "logs" / "bench" / f"{name}.log", Path(tmp, "cell.json"))
+            name = f"{r['backend']}/{r['precision']}/{r['device']}/{r['image_size']}x{r['batch_size']}"
+            again = rerun(args.study / "logs" / "bench" / f"{name}.log", Path(tmp, "cell.json"))
             u = r["throughput_uncertainty_pct"] / 100
             new = again.get("throughput_img_s")
             diff = None if new is None else (new - r["throughput_img_s"]) / r["throughput_img_s"]
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             )
             x = rows[-1]
             print(
-                f"{name:45s} {x['status']:8s} {x['printed_img_s']:10.1f} ±{x['printed_pct']:5.1f}%  "
+                f"{name:32s} {x['status']:8s} {x['printed_img_s']:10.1f} ±{x['printed_pct']:5.1f}%  "
                 f"rerun {x['rerun_img_s'] or 0:10.1f} ({x['diff_pct'] or 0:+6.1f}%)  {'yes' if x['within'] else 'NO'}",
                 flush=True,
             )
