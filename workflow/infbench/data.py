@@ -7,7 +7,6 @@ Both get a fixed, seeded split into train / calibration / test.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import tarfile
 import urllib.request
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench.integrity import DamagedInput
+from infbench.integrity import DamagedInput, file_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -41,11 +40,7 @@ def load_digits_images(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
 
 
 def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def fetch_cifar10(data_dir: Path, expected_md5: str = CIFAR10_MD5) -> Path:

@@ -39,8 +39,9 @@ def sidecar(path: Path | str) -> Path:
     return path.with_name(f".{path.name}.sha256")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB chunks (`algorithm`: any hashlib name, e.g. md5)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
@@ -57,7 +58,7 @@ def _write(path: Path, digest: str, stage: str | None) -> None:
 
 def record(path: Path | str, digest: str | None = None) -> None:
     """Note the content of `path` (of sha256 `digest`) as just written by this process."""
-    _write(Path(path), digest or sha256(Path(path)), WRITER["stage"])
+    _write(Path(path), digest or file_digest(Path(path)), WRITER["stage"])
 
 
 def forget(path: Path | str) -> None:
@@ -79,7 +80,7 @@ def damaged(path: Path) -> str | None:
         return None
     if st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime_ns"):
         return None
-    if sha256(path) == rec.get("sha256"):
+    if file_digest(path) == rec.get("sha256"):
         _write(path, rec["sha256"], rec.get("stage"))  # touched or copied, not changed: note the new mtime
         return None
     writer = f"`infbench {rec['stage']}`" if rec.get("stage") else "its rule"

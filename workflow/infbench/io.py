@@ -29,7 +29,7 @@ def atomic_path(path: Path | str):
     integrity.forget(path)  # the old content's checksum no longer applies
     try:
         yield Path(tmp)
-        digest = integrity.sha256(Path(tmp))
+        digest = integrity.file_digest(Path(tmp))
         os.replace(tmp, path)
         integrity.record(path, digest)
     finally:
