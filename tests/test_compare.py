@@ -20,7 +20,7 @@ def test_compared_folders_of_every_kind_load(reported_copy):
     assert len(from_summary) == pl.read_csv(H100 / "summary.csv").height
     assert {r["_machine"] for r in from_summary} == {"H100"}
     first = from_summary[0]
-    assert first["cell"]["device"] == "cuda" and first["timing"]["median_ms"] > 0
+    assert first["cell"]["device"] == "cuda" and first["throughput_img_s"] > 0
     bench = reported_copy / "results/digits/resnet18/bench"
     for folder in (bench, bench.parent, bench.parent / "report"):  # <study>/bench, <study>, <study>/report
         loaded = compare.load(folder, "here")

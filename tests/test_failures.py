@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import TINY_CONFIG, measuring_processes, snakemake, start_snakemake, write_config
+from conftest import TINY_CONFIG, measuring_processes, protocol_args, snakemake, start_snakemake, write_config
 
 from infbench.backends.base import BackendUnavailable, Cell, check_artifact
 from infbench.backends.registry import spec
@@ -31,6 +31,7 @@ from infbench.bench import status_of
 ONNX = "results/digits/resnet18/onnx/fp32.onnx"
 CHECKPOINT = "results/digits/resnet18/checkpoint.pt"
 DATASET = "results/digits/data.npz"
+REFERENCE = "results/digits/resnet18/reference/32.npz"
 
 
 def result(workdir: Path, backend: str, size: int = 32, batch: int = 4) -> dict:
@@ -154,11 +155,12 @@ def test_a_missing_device_is_unavailable_with_the_reason(workflow_copy):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: a CUDA cell is not unavailable here")
+    snakemake(workflow_copy, REFERENCE)
     out = workflow_copy / "cuda_cell.json"
     proc = subprocess.run(
         [sys.executable, "-m", "infbench.cli", "bench", "--backend", "torch", "--precision", "fp32",
-         "--device", "cuda", "--size", "32", "--batch", "4", "--artifact", CHECKPOINT, "--checkpoint", CHECKPOINT,
-         "--dataset", DATASET, "--out", str(out), "--time-budget", "0.3", "--warmup-budget", "0.2"],
+         "--device", "cuda", "--size", "32", "--batch", "4", "--artifact", CHECKPOINT, "--reference", REFERENCE,
+         "--out", str(out), *protocol_args()],
         cwd=workflow_copy, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONPATH": str(workflow_copy / "workflow")},
     )  # fmt: skip

@@ -303,4 +303,4 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
         gpu = json.loads(result.read_text())["gpu"]
         assert gpu["uuid"] == holds[log][0]
         assert (gpu["probe_mismatch"] is None) == (gpu["name"] == probe["gpu"]["name"]), gpu
-    assert (workflow_copy / "results" / "report" / "index.html").exists()
+    assert (workflow_copy / "results/digits/resnet18/report/index.html").exists()

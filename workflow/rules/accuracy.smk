@@ -80,7 +80,7 @@ rule expected_accuracy_tensorrt:
     conda:
         CORE_ENV
     # Runs on the CPU like a CPU cell: every core, nothing measured beside it.
-    threads: workflow.cores
+    threads: all_cores()
     resources:
         mem_mb=8000,
         runtime=30,
