@@ -127,7 +127,7 @@ def test_ctrl_c_mid_cell_then_the_rerun_finishes_it_and_a_second_run_is_refused_
     cell = f"{STUDY}/bench/{measured['backend']}/fp32/cpu/32x4.json"
     assert not (wd / cell).exists(), "the interrupted cell's old result was kept as if it were current"
 
-    resumed = snakemake(wd, "report")
+    resumed = snakemake(wd, "-p", "report")  # -p: every job's block, to count the cells
     log = resumed.stdout + resumed.stderr
     assert status(wd, TORCH_CELL) in MEASURED and status(wd, ORT_CELL) in MEASURED
     assert log.count("rule bench_cell:") >= 1
@@ -266,7 +266,8 @@ def test_an_overlay_that_gives_backends_gives_all_of_them(reported_copy):
     empty = snakemake(wd, "-n", "report", "--config", 'grid={"backends": {}}', check=False)
     assert empty.returncode != 0
     message = empty.stdout + empty.stderr
-    assert "grid.backends: empty; name at least one of: torch, onnxruntime" in message, message[-2000:]
+    expected = "grid.backends: empty; name at least one of: torch, torch_cudagraphs, onnxruntime"
+    assert expected in message, message[-2000:]
 
 
 # -- 5. errors: one line, with the file, the line, the fix ---------------------------------------
