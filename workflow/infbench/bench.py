@@ -307,10 +307,7 @@ def repeat(cell: Cell, args: dict, timeout_s: float, quiet_canary_ms: float | No
         runs.append(rep)
         good = [r for r in runs if not r["disturbed"]]
         if len(good) >= policy["repetitions"]:
-            tp = repetitions.combine(
-                [r["throughput"]["img_s"] for r in good], [r["throughput"]["ci95_rel"] for r in good]
-            )
-            if repetitions.verdict(tp, args["tolerance"], policy["repetitions"]) == "stable":
+            if repetitions.verdict(_throughput(good), args["tolerance"], policy["repetitions"]) == "stable":
                 break
     return runs, None
 
