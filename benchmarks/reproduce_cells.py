@@ -2,9 +2,9 @@
 
 A benchmark (it times things; run it with nothing else running). For each cell of a finished
 study, the command at the top of the cell's log (`command: infbench bench …`) is run again by
-hand in a fresh process, writing elsewhere (it measures all the cell's repetitions, back to back); the new throughput is held against the value ± the
-uncertainty in the report's summary.csv. Prints one row per cell and the share that landed
-inside.
+hand in a fresh process, writing elsewhere (it measures all the cell's repetitions, back to
+back); the new throughput is held against the value ± the uncertainty in the report's
+summary.csv. Prints one row per cell and the share that landed inside.
 
   python benchmarks/reproduce_cells.py                    # in the workflow folder, after `snakemake report`
   python benchmarks/reproduce_cells.py --study results/digits/resnet18 --out reproduce.json

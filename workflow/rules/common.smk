@@ -113,8 +113,13 @@ def repetition_params(wildcards):
     return {k: v for k, v in config["bench"].items() if k not in CELL_ONLY}
 
 
+# Scheduling order: every job that makes a cell's input first, then the cells' repetitions in rounds
+# (all first repetitions, then all second ones, ...), so that a cell's repetitions lie far apart.
+BUILD_PRIORITY = config["bench"]["repetitions"] + 1
+
+
 def repetition_priority(wildcards):
-    return config["bench"]["repetitions"] + 1 - int(wildcards.rep)
+    return BUILD_PRIORITY - int(wildcards.rep)
 
 
 def cell_repetitions(wildcards):
