@@ -51,7 +51,7 @@ def test_report_end_to_end_then_nothing_to_do(workflow_copy):
     df = pl.read_parquet(report / "summary.parquet")
     assert set(REQUIRED_COLUMNS) <= set(df.columns)
     assert df.height == 2 and df["status"].is_in(MEASURED).all(), df.select("backend", "status", "error")
-    assert (df["throughput_img_s"] > 0).all() and (df["repetitions"] == 2).all()
+    assert (df["throughput_img_s"] > 0).all() and (df["repetitions"] >= 2).all()  # more where they disagreed
     baseline = df.filter(pl.col("backend") == "torch")
     assert baseline["speedup_vs_baseline"].to_list() == [pytest.approx(1.0)]
     # Each cell checked that it computes the same thing as the fp32 reference, on real images.
