@@ -98,6 +98,7 @@ def measure_repetition(args: dict) -> dict:
     device_memory.baseline()
     result = {"canary_before_ms": canary_ms(cell.device)}
     backend.reset_device_memory_peak()  # before load: a CUDA-graph capture or compilation counts too
+    result["load_started_at"] = time.time()  # wall clock, against the parent's `started` (process start)
     load_start = time.perf_counter()
     backend.load()
     result["load_s"] = round(time.perf_counter() - load_start, 3)
@@ -120,6 +121,7 @@ def measure_repetition(args: dict) -> dict:
             backend.run(inputs)
 
     device_memory.mark("after_inputs")
+    result["measure_started_at"] = time.time()
     result.update(timing.measure_repetition(step, backend.synchronize, TimingPolicy(**args["timing"]), cell.batch_size))
     result["synchronous_run"] = backend.synchronous_run
     sampled_peak = None
@@ -134,6 +136,7 @@ def measure_repetition(args: dict) -> dict:
         sampled_peak = sampler.peak_used_bytes()
     else:
         result["nvml"] = nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)")
+    result["measure_ended_at"] = time.time()
     device_memory.mark("after_run")
     if cell.device == "cuda":
         result["memory"] = device_memory.section(backend.device_memory_peak_mb(), sampled_peak)
@@ -275,6 +278,8 @@ def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "load_s")
+    # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
+    keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s")}
     if rep.get("status") == "ok":
         out["throughput_img_s"] = rep["throughput"]["img_s"]
@@ -356,6 +361,8 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         "host_issue_fraction": host_fraction,
         "launch_bound": launch_bound,
         "load_s": statistics.median(r["load_s"] for r in good),
+        # time to first inference: load plus the first batch (where torch.compile compiles and autotunes)
+        "first_inference_s": statistics.median(r["load_s"] + r.get("first_batch_s", 0.0) for r in good),
         "nvml": nvml,
         "memory": dict(memory),
     }
