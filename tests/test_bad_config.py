@@ -81,10 +81,7 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         {"grid.backends": {}},
         ["grid.backends: empty; name at least one of: torch, torch_cudagraphs, onnxruntime"],
     ),
-    "empty precision list": (
-        {"grid.backends": {"torch": []}},
-        ["grid.backends: every backend's precision list is empty; give one at least a precision"],
-    ),
+    "empty precision list": ({"grid.backends": {"torch": []}}, ["grid.backends.torch: the list is empty"]),
     "batch size 0": ({"grid.batch_sizes": [0, 4]}, ["grid.batch_sizes[0]: 0 is out of range; it must be >= 1"]),
     "negative image size": ({"grid.image_sizes": [-32]}, ["grid.image_sizes[0]: -32 is out of range; it must be >= 8"]),
     "duplicate batch sizes": ({"grid.batch_sizes": [4, 4]}, ["grid.batch_sizes: 4 listed more than once"]),

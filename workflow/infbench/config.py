@@ -209,9 +209,7 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
             )
     if not unknown:
         cells, dropped = grid.expand(config)
-        if not cells and not dropped:
-            problems.append("grid.backends: every backend's precision list is empty; give one at least a precision")
-        elif not cells:
+        if not cells:
             reasons = "; ".join(d.reason for d in dropped)
             problems.append(
                 "grid: every backend/precision/device combination is unsupported, no cell is left "
