@@ -8,7 +8,8 @@
 #   seeds [SECONDS]  the seeds' grid (benchmarks/h100_seeds.yaml: 224/256/384/512 × 1…64, seven variants)
 #             through snakemake, up to SECONDS (default 560; resumes where the last call stopped), then the
 #             wall-time breakdown (benchmarks/wall_time.py) once the report exists
-#   peak [SECONDS]   the opt-in peak overlay (benchmarks/h100_peak.yaml: batches 128–512, peak settings)
+#   peak [SECONDS]   the opt-in peak overlay (benchmarks/h100_peak.yaml: 224 × {1, 128, 256, 512}, peak
+#             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
 #   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})
 #   gputests  the GPU tests of the suite (skipped on the CPU-only CI), on this GPU
 #   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, fp32 b64, fp16 b64, CUDA graphs b64)
@@ -70,9 +71,17 @@ seeds)
   fi
   pack
   ;;
-peak)
-  snake "${1:-560}" "${PEAK[@]}"
-  pack
+peak)  # in a folder of its own (see h100_peak.yaml), from the seeds' inputs; the compile caches shared
+  P=/tmp/peak; mkdir -p $P/results/digits $P/$STUDY
+  cp -a Snakefile workflow config envs profiles benchmarks $P/
+  for f in results/digits/data.npz results/probe $STUDY/checkpoint.pt $STUDY/train_metrics.json $STUDY/onnx \
+    $STUDY/reference $STUDY/flops; do [ -e $P/$f ] || cp -a $f $P/$f 2>/dev/null; done
+  mkdir -p results/cache; [ -e $P/results/cache ] || ln -s "$PWD/results/cache" $P/results/cache
+  cd $P && OUT=$OUT snake "${1:-560}" "${PEAK[@]}"
+  if [ -f $STUDY/report/index.html ]; then
+    python3 benchmarks/wall_time.py $STUDY --out "$OUT/peak_wall_time"
+    cp $STUDY/report/summary.md "$OUT/peak_summary.md"; cp $STUDY/report/summary.csv "$OUT/peak_summary.csv"
+  fi
   ;;
 study)
   snake "${1:-540}" "${DIGITS[@]}"
