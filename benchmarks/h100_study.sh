@@ -8,6 +8,7 @@
 #   seeds [SECONDS]  the seeds' grid (benchmarks/h100_seeds.yaml: 224/256/384/512 × 1…64, seven variants)
 #             through snakemake, up to SECONDS (default 560; resumes where the last call stopped), then the
 #             wall-time breakdown (benchmarks/wall_time.py) once the report exists
+#   warmcache [ARGS]  benchmarks/warm_compile_cache.py: the max-autotune cells' compiles up front (JOBS at a time)
 #   peak [SECONDS]   the opt-in peak overlay (benchmarks/h100_peak.yaml: 224 × {1, 128, 256, 512}, peak
 #             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
 #   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})
@@ -15,6 +16,7 @@
 #   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, fp32 b64, fp16 b64, CUDA graphs b64)
 #   e2e       one cell in end_to_end mode beside its device-mode twin
 #   aoti      each built AOTInductor package loaded and run in a bare process, beside its cell's status
+#   save      the small results and the checkpoint (15 MiB parts) under $OUT, for `restore` on the next machine
 #   restore   a fresh machine: the checkpoint and small results of the last one (carried in .devrestore)
 # Environment: TARGETS="file ..." builds those first; TRIGGERS="input code params" after a restore.
 # Everything small worth keeping is copied under $OUT (at most 8 files come back: keep it so).
@@ -24,12 +26,16 @@ export PYTHONPATH=/tmp/site:$PWD/workflow PATH=/tmp/bin:$PATH PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 STUDY=results/digits/resnet18  # grid.study_dir("digits", "resnet18")
 DIGITS=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
-SEEDS=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml --config dataset=digits)
+# GRID='{image_sizes: [224, 512], batch_sizes: [1, 64]}' narrows the seeds' grid (a config file given last, merged
+# into grid:, its backends kept; Snakemake's --config would read the numbers as strings)
+[ -n "${GRID:-}" ] && printf 'grid: %s\n' "$GRID" > /tmp/seeds-grid.yaml
+SEEDS=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml ${GRID:+/tmp/seeds-grid.yaml} --config dataset=digits)
 PEAK=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/h100_peak.yaml --config dataset=digits)
 
 pack() {  # the small results in one archive; the report's tables and page beside it
+  # artifacts, images (reference/, data.npz) and caches stay: `restore` and the rules rebuild them
   tar czf "$OUT/results.tgz" --exclude="$STUDY/checkpoint.pt" --exclude='*.pt2' --exclude='*.onnx' \
-    --exclude='*.ep' --exclude='results/cache' results 2>/dev/null || true
+    --exclude='*.ep' --exclude='*.npz' --exclude='results/cache' results 2>/dev/null || true
   if [ -f $STUDY/report/index.html ]; then
     cp $STUDY/report/summary.md $STUDY/report/summary.csv $STUDY/report/index.html "$OUT/" 2>/dev/null
   fi
@@ -71,6 +77,11 @@ seeds)
   fi
   pack
   ;;
+warmcache)  # Inductor's caches for the max-autotune cells, before they are measured (needs the checkpoint:
+  # TARGETS=results/digits/resnet18/checkpoint.pt bash benchmarks/h100_study.sh seeds 300)
+  python3 benchmarks/warm_compile_cache.py --checkpoint $STUDY/checkpoint.pt --backend torch_compile_max_autotune \
+    --precision fp16 --device cuda --option channels_last=true --jobs "${JOBS:-1}" "$@" 2>&1 | tee "$OUT/warmcache.log"
+  ;;
 peak)  # in a folder of its own (see h100_peak.yaml), from the seeds' inputs; the compile caches shared
   P=/tmp/peak; mkdir -p $P/results/digits $P/$STUDY
   cp -a Snakefile workflow config envs profiles benchmarks $P/
@@ -92,6 +103,11 @@ gputests)
   ;;
 fidelity)
   python3 benchmarks/harness_fidelity.py --out "$OUT/fidelity.json" "$@" 2>&1 | tee "$OUT/fidelity.log"
+  ;;
+save)  # before the machine goes back: what `restore` needs on the next one (copy $OUT's files to .devrestore/)
+  pack
+  split -b 15M -d -a 2 $STUDY/checkpoint.pt "$OUT/ckpt.part."
+  ls -l "$OUT"
   ;;
 restore)  # a fresh machine: the checkpoint and the small results of the last one (carried in .devrestore)
   mkdir -p $STUDY && cat .devrestore/ckpt.part.* > $STUDY/checkpoint.pt
@@ -129,6 +145,7 @@ e2e)
   cp results/e2e/*.json "$OUT/" 2>/dev/null
   ;;
 *)
-  echo "unknown step '$step' (setup aoticheck seeds peak study gputests fidelity restore aoti e2e)"; exit 2
+  echo "unknown step '$step' (setup aoticheck seeds warmcache peak study gputests fidelity save restore aoti e2e)"
+  exit 2
   ;;
 esac
