@@ -57,6 +57,8 @@ def test_the_seeds_grid_is_seven_variants_on_cuda():
     bench = config["bench"]
     assert bench["repetitions"] == 3 and bench["tolerance"] == 0.05 and bench["windows"] == 5
     assert bench["window_s"] == 0.1 and bench["latency_iterations"] == 100 and bench["energy_window_s"] == 1
+    # no TensorRT INT8 accuracy job (no variant of it here; nvidia-modelopt is not on the device)
+    assert config["accuracy"]["expected_tensorrt"] == []
     # the techniques keep cifar10.yaml's channels-last; the baseline stays plain
     assert config["backend_options"]["torch_compile_max_autotune"]["channels_last"] is True
     assert config["backend_options"].get("torch", {}).get("channels_last", False) is False
