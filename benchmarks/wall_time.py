@@ -12,8 +12,8 @@ Reads what the run left behind, nothing else:
 * the cells' result JSONs (`bench/**/*.json`): each repetition's process (started, ended, process_s,
   load_s, and where recorded load_started_at, first_batch_s, measure_started_at, warmup_wall_s,
   measure_ended_at), which split a repetition into process start (interpreter, imports, CUDA context,
-  canary), load, first batch (compilation, autotuning), warm-up, measurement (throughput windows,
-  latency, energy window), the rest inside the process (agreement check, inputs, closing canary, exit);
+  canary), load, first batch (compilation, autotuning), agreement check and inputs, warm-up,
+  measurement (throughput windows, latency, energy window) and exit (closing canary, process end);
   and the cell job's own time around its repetitions.
 
 Prints a Markdown breakdown; with --out writes PREFIX.md and PREFIX.json. Never writes under results/.
@@ -32,12 +32,13 @@ from pathlib import Path
 REPORT_RULE = "render_report"
 # the split of one repetition, in order, as (key, label)
 PHASES = (
-    ("start", "process start (interpreter, imports, CUDA context, canary)"),
+    ("start", "process start (interpreter, imports, CUDA context, NVML, canary)"),
     ("load", "load / build (artifact → runnable model)"),
     ("first_batch", "first batch (lazy init, compilation, autotuning)"),
+    ("checks", "agreement check and inputs"),
     ("warmup", "warm-up (until two windows agree)"),
     ("measure", "measurement (throughput windows, latency, energy window)"),
-    ("other", "rest of the process (agreement, inputs, closing canary, exit)"),
+    ("exit", "closing canary, memory figures, process exit"),
     ("unsplit", "start + measurement, not split (results before the split was recorded)"),
 )
 
@@ -86,15 +87,17 @@ def repetition_phases(rep: dict) -> dict[str, float]:
     if any(rep.get(k) is None for k in (*keys, "started")):
         return {"load": load, "unsplit": max(0.0, process - load)}
     start = max(0.0, rep["load_started_at"] - rep["started"])
-    first, warm = rep["first_batch_s"], max(0.0, rep["warmup_wall_s"] - rep["first_batch_s"])
-    measure = max(0.0, rep["measure_ended_at"] - rep["measure_started_at"] - rep["warmup_wall_s"])
+    first, warm = rep["first_batch_s"], rep["warmup_wall_s"]
+    checks = max(0.0, rep["measure_started_at"] - rep["load_started_at"] - load - first)
+    measure = max(0.0, rep["measure_ended_at"] - rep["measure_started_at"] - warm)
     return {
         "start": start,
         "load": load,
         "first_batch": first,
+        "checks": checks,
         "warmup": warm,
         "measure": measure,
-        "other": max(0.0, process - start - load - first - warm - measure),
+        "exit": max(0.0, process - start - load - first - checks - warm - measure),
     }
 
 

@@ -124,16 +124,12 @@ def latencies(step, synchronize, policy: TimingPolicy) -> dict:
 def measure_repetition(step, synchronize, policy: TimingPolicy, batch_size: int) -> dict:
     """Warm-up, throughput windows, latency: the timing part of one repetition."""
     started = time.perf_counter()
-    # The first batch on its own: lazy initialisation, compilation and autotuning happen here (time to
-    # first inference = load + this); the warm-up's budget then starts after it.
-    first_batch_s = _window(step, synchronize, 1)
     warmup_batches, per_batch = warm_up(step, synchronize, policy)
     warmed = time.perf_counter()
     throughput = throughput_windows(step, synchronize, policy, per_batch, batch_size)
     latency = latencies(step, synchronize, policy)
     return {
-        "first_batch_s": round(first_batch_s, 4),
-        "warmup_batches": 1 + warmup_batches,
+        "warmup_batches": warmup_batches,
         "warmup_wall_s": round(warmed - started, 3),
         "throughput": throughput,
         "latency": latency,
