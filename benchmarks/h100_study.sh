@@ -44,8 +44,7 @@ pack() {  # the small results in one archive; the report's tables and page besid
 snake() {  # snakemake for at most $1 seconds on the config given after it, then the cells measured so far
   local secs=$1; shift
   timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=1 \
-    --scheduler greedy --rerun-incomplete --keep-going ${TARGETS:-report} "$@" 2>&1 | tee -a "$OUT/study.log" |
-    grep -E "^\[|rule |Finished|Error|error|steps \(" | tail -40
+    --scheduler greedy --rerun-incomplete --keep-going ${TARGETS:-report} "$@" 2>&1 | tee -a "$OUT/study.log" | tail -40
   echo "cells measured: $(ls $STUDY/bench/*/*/cuda/*.json 2>/dev/null | wc -l)"
 }
 
@@ -60,10 +59,11 @@ setup)
   printf '#!/bin/sh\nexec python3 -m infbench.cli "$@"\n' > /tmp/bin/infbench; chmod +x /tmp/bin/infbench
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.csv"
   python3 - <<'PY'
-import sys, torch, onnxruntime as ort, snakemake, polars, altair, vl_convert
-print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_name(), "ort", ort.__version__,
-      ort.get_available_providers(), "snakemake", snakemake.__version__, "polars", polars.__version__,
-      "altair", altair.__version__, "vl-convert", vl_convert.__version__)
+import sys, torch, onnxruntime as ort, snakemake, polars, altair, vl_convert  # each must import
+from importlib.metadata import version
+print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_name(), "onnxruntime-gpu",
+      version("onnxruntime-gpu"), ort.get_available_providers(), *(f"{n} {version(n)}" for n in
+      ("snakemake", "polars", "altair", "vl-convert-python")))
 PY
   infbench --help | head -2
   ;;
