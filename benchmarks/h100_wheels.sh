@@ -14,8 +14,8 @@
 # 2.14 needs typing-extensions>=4.16 and altair 6.3 narwhals>=2.4, newer than the image may hold.
 # connection-pool 0.0.3 (snakemake needs >=0.0.3) has no wheel on PyPI: it is built here (pure Python).
 #
-# Output: .device-wheels/c1 … cN (git-ignored), each at most 60 MiB (a call carries the working tree,
-# ~3 MiB, plus one chunk, at most 64 MiB). `bash benchmarks/h100_study.sh setup` joins and installs them.
+# Output: .device-wheels/c1 … cN (git-ignored), each at most CHUNK_MIB (default 60) MiB: a call carries the
+# working tree (~3 MiB) plus one chunk, at most 64 MiB. `bash benchmarks/h100_study.sh setup` joins and installs them.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 WHEELS=(
@@ -33,13 +33,14 @@ WHEELS=(
 )
 SDIST_ONLY=(connection-pool==0.0.3)
 dir=.device-wheels
-limit=$((60 * 1024 * 1024))
+chunk_mib=${CHUNK_MIB:-60}  # lower it if a call says the working tree is over 64 MiB
+limit=$((chunk_mib * 1024 * 1024))
 rm -rf "$dir"; mkdir -p "$dir/dl"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 -d "$dir/dl" "${WHEELS[@]}"
 python3 -m pip wheel -q --no-deps -w "$dir/dl" "${SDIST_ONLY[@]}"
-(cd "$dir/dl" && for w in *.whl; do split -b 60M -d -a 2 "$w" "$w.part."; rm "$w"; done)
+(cd "$dir/dl" && for w in *.whl; do split -b "${chunk_mib}M" -d -a 2 "$w" "$w.part."; rm "$w"; done)
 # Largest pieces first, each into the first chunk it fits (first-fit decreasing): fewest chunks, fewest calls.
 declare -a fill=()
 while read -r size name; do
