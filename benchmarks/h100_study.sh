@@ -85,8 +85,9 @@ warmcache)  # Inductor's caches for the max-autotune cells, before they are meas
 peak)  # in a folder of its own (see h100_peak.yaml), from the seeds' inputs; the compile caches shared
   P=/tmp/peak; mkdir -p $P/results/digits $P/$STUDY
   cp -a Snakefile workflow config envs profiles benchmarks $P/
+  # not reference/: the peak's batches need more images in it (a copy carries no Snakemake record to tell)
   for f in results/digits/data.npz results/probe $STUDY/checkpoint.pt $STUDY/train_metrics.json $STUDY/onnx \
-    $STUDY/reference $STUDY/flops; do [ -e $P/$f ] || cp -a $f $P/$f 2>/dev/null; done
+    $STUDY/flops; do [ -e $P/$f ] || cp -a $f $P/$f 2>/dev/null; done
   mkdir -p results/cache; [ -e $P/results/cache ] || ln -s "$PWD/results/cache" $P/results/cache
   cd $P && OUT=$OUT snake "${1:-560}" "${PEAK[@]}"
   if [ -f $STUDY/report/index.html ]; then

@@ -16,7 +16,9 @@ Reads what the run left behind, nothing else:
   measurement (throughput windows, latency, energy window) and exit (closing canary, process end);
   and the cell job's own time around its repetitions.
 
-Prints a Markdown breakdown; with --out writes PREFIX.md and PREFIX.json. Never writes under results/.
+Every job recorded in the folder counts, also those of an earlier run (a checkpoint trained last week moves
+the start back): measure a study in a folder of its own. Prints a Markdown breakdown; with --out writes
+PREFIX.md and PREFIX.json. Never writes under results/.
 """
 
 from __future__ import annotations
