@@ -14,7 +14,8 @@ Reads what the run left behind, nothing else:
   measure_ended_at), which split a repetition into process start (interpreter, imports, CUDA context,
   canary), load, first batch (compilation, autotuning), agreement check and inputs, warm-up,
   measurement (throughput windows, latency, energy window) and exit (closing canary, process end);
-  and the cell job's own time around its repetitions.
+  and the jobs' own time around the measuring processes (a repetition's job, rule bench_repetition; the
+  cell's job, which combines them and runs any extra repetition itself).
 
 Every job recorded in the folder counts, also those of an earlier run (a checkpoint trained last week moves
 the start back): measure a study in a folder of its own. Prints a Markdown breakdown; with --out writes
@@ -141,11 +142,14 @@ def breakdown(study: Path) -> dict:
         }
     phases: dict[str, float] = defaultdict(float)
     per_backend: dict[str, dict] = defaultdict(lambda: {"cells": 0, "repetitions": 0, "load_s": [], "first_s": []})
-    reps_total = around = 0.0
+    reps_total = around = rep_jobs = 0.0
     n_reps = 0
     job_s = {o: j["end"] - j["start"] for j in jobs for o in j["outputs"]}
     for path, result in results:
         runs = result.get("repetition_runs") or []
+        c = result["cell"]
+        folder = f"{study.relative_to(workdir)}/repetitions/{c['backend']}/{c['precision']}/{c['device']}"
+        in_cell_job = 0.0  # repetitions the cell's own job ran (all of them before rule bench_repetition)
         b = per_backend[f"{result['cell']['backend']} {result['cell']['precision']} {result['cell']['device']}"]
         b["cells"] += 1
         b["repetitions"] += len(runs)
@@ -154,17 +158,24 @@ def breakdown(study: Path) -> dict:
                 phases[k] += v
             n_reps += 1
             reps_total += rep.get("process_s") or 0.0
+            # a repetition measured by a job of its own (rule bench_repetition): that job's time around it
+            own = job_s.get(f"{folder}/{c['image_size']}x{c['batch_size']}/{rep.get('repetition')}.json")
+            if own is not None:
+                rep_jobs += max(0.0, own - (rep.get("process_s") or 0.0))
+            else:
+                in_cell_job += rep.get("process_s") or 0.0
         if result.get("load_s") is not None:
             b["load_s"].append(result["load_s"])
         if result.get("first_inference_s") is not None:
             b["first_s"].append(result["first_inference_s"])
         outside = job_s.get(str(path.relative_to(workdir)), result.get("wall_s"))  # the job, else the cell's own
         if outside is not None:
-            around += max(0.0, outside - sum(r.get("process_s") or 0.0 for r in runs))
+            around += max(0.0, outside - in_cell_job)
     out["repetitions"] = n_reps
     out["repetition_s"] = reps_total
     out["phases_s"] = {k: phases[k] for k, _ in PHASES if phases.get(k)}
     out["cell_jobs_outside_repetitions_s"] = around
+    out["repetition_jobs_outside_their_process_s"] = rep_jobs
     out["backends"] = {
         name: {
             "cells": b["cells"],
@@ -211,7 +222,9 @@ def markdown(b: dict) -> str:
         share = f"{100 * v / total:.0f}%" if total else "–"
         lines.append(f"| {labels[k]} | {_s(v)} | {share} |")
     lines += [
-        f"| cell jobs outside their repetitions (`infbench bench` start, environment, result) | "
+        f"| repetition jobs around their measuring process (`infbench bench --repetition` start, result) | "
+        f"{_s(b['repetition_jobs_outside_their_process_s'])} | |",
+        f"| cell jobs outside the repetitions they ran (`infbench bench` start, environment, combining) | "
         f"{_s(b['cell_jobs_outside_repetitions_s'])} | |",
         "",
         "| backend precision device | cells | repetitions | median load s | median first inference s |",

@@ -23,6 +23,9 @@ def test_wall_time_splits_the_run_and_each_repetition(reported_workflow, tmp_pat
     # Snakemake's job times: the span ends with the report, every cell was one bench job inside it
     assert b["span_ends_at"] == "render_report"
     assert b["rules"]["bench_cell"]["jobs"] == len(cells)
+    # the first repetitions (2 in the tiny config) are jobs of their own; their time around the process is counted
+    assert b["rules"]["bench_repetition"]["jobs"] == 2 * len(cells)
+    assert b["repetition_jobs_outside_their_process_s"] > 0
     assert 0 < b["rules"]["bench_cell"]["wall_s"] <= b["span_s"]
     assert {"prepare_data", "train", "aggregate", "render_report"} <= set(b["rules"])
     # every repetition recorded its split: the phases add up to the processes' time
