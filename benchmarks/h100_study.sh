@@ -1,39 +1,103 @@
 #!/usr/bin/env bash
-# Driver for the lent H100 (see the device tool's README): one step per call, back to back.
-#   setup   after the last wheel chunk: unpack the carried site-packages (snakemake, polars,
-#           altair, vl-convert, onnxruntime-gpu) into /tmp/site; a shim for the `infbench` command
+# Driver for the lent H100 (see the device tool's README): one step per call, back to back (the
+# machine keeps its files only while warm, 30 s after a call). Run from the repository root.
+#   setup     after the last wheel chunk (benchmarks/h100_wheels.sh prepares .device-wheels/c1…cN, each call
+#             copies one to /tmp/device-wheels): join and install them into /tmp/site (snakemake, polars,
+#             altair, vl-convert, onnxruntime-gpu), put an `infbench` shim on PATH, print the versions
+#   aoticheck benchmarks/aoti_load_check.py on CUDA: AOTInductor built and loaded in fresh processes, each way
+#   seeds [SECONDS]  the seeds' grid (benchmarks/h100_seeds.yaml: 224/256/384/512 × 1…64, seven variants)
+#             through snakemake, up to SECONDS (default 560; resumes where the last call stopped), then the
+#             wall-time breakdown (benchmarks/wall_time.py) once the report exists
+#   warmcache [ARGS]  benchmarks/warm_compile_cache.py: the max-autotune cells' compiles up front (JOBS at a time)
+#   peak [SECONDS]   the opt-in peak overlay (benchmarks/h100_peak.yaml: 224 × {1, 128, 256, 512}, peak
+#             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
+#   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})
 #   gputests  the GPU tests of the suite (skipped on the CPU-only CI), on this GPU
-#   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, max-autotune fp16 b256, ORT CUDA fp32 b1)
-#   study [SECONDS]  the study grid through snakemake (resumes where the last call stopped);
-#           TARGETS="file ..." builds those first (the cells most worth the device time)
-#   e2e     one cell in end_to_end mode beside its device-mode twin
-#   aoti    each built AOTInductor package loaded and run in a bare process, beside its cell's status
-# Everything small worth keeping is copied under $OUT.
+#   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, fp32 b64, fp16 b64, CUDA graphs b64)
+#   e2e       one cell in end_to_end mode beside its device-mode twin
+#   aoti      each built AOTInductor package loaded and run in a bare process, beside its cell's status
+#   save      the small results and the checkpoint (15 MiB parts) under $OUT, for `restore` on the next machine
+#   restore   a fresh machine: the checkpoint and small results of the last one (carried in .devrestore)
+# Environment: TARGETS="file ..." builds those first; TRIGGERS="input code params" after a restore.
+# Everything small worth keeping is copied under $OUT (at most 8 files come back: keep it so).
 set -uo pipefail
 step=${1:?step}; shift || true
 export PYTHONPATH=/tmp/site:$PWD/workflow PATH=/tmp/bin:$PATH PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-CONF=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
+STUDY=results/digits/resnet18  # grid.study_dir("digits", "resnet18")
+DIGITS=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
+# GRID='{image_sizes: [224, 512], batch_sizes: [1, 64]}' narrows the seeds' grid (a config file given last, merged
+# into grid:, its backends kept; Snakemake's --config would read the numbers as strings)
+[ -n "${GRID:-}" ] && printf 'grid: %s\n' "$GRID" > /tmp/seeds-grid.yaml
+SEEDS=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml ${GRID:+/tmp/seeds-grid.yaml} --config dataset=digits)
+PEAK=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/h100_peak.yaml --config dataset=digits)
 
-pack() {  # the small results, one archive
-  tar czf "$OUT/results.tgz" --exclude='results/models' --exclude='results/cache' results 2>/dev/null || true
-  if [ -f results/report/index.html ]; then
-    cp results/report/summary.md results/report/summary.csv results/report/index.html "$OUT/" 2>/dev/null
-    tar czf "$OUT/report.tgz" results/report 2>/dev/null
+pack() {  # the small results in one archive; the report's tables and page beside it
+  # artifacts, images (reference/, data.npz) and caches stay: `restore` and the rules rebuild them
+  tar czf "$OUT/results.tgz" --exclude="$STUDY/checkpoint.pt" --exclude='*.pt2' --exclude='*.onnx' \
+    --exclude='*.ep' --exclude='*.npz' --exclude='results/cache' results 2>/dev/null || true
+  if [ -f $STUDY/report/index.html ]; then
+    cp $STUDY/report/summary.md $STUDY/report/summary.csv $STUDY/report/index.html "$OUT/" 2>/dev/null
   fi
+}
+
+snake() {  # snakemake for at most $1 seconds on the config given after it, then the cells measured so far
+  local secs=$1; shift
+  timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=1 \
+    --scheduler greedy --rerun-incomplete --keep-going ${TARGETS:-report} "$@" 2>&1 | tee -a "$OUT/study.log" | tail -40
+  echo "cells measured: $(ls $STUDY/bench/*/*/cuda/*.json 2>/dev/null | wc -l)"
 }
 
 case $step in
 setup)
-  cd /tmp/device-wheels && cat site.tar.xz.part.* | xz -d -T0 | tar x -C /tmp && cd - >/dev/null
+  cd /tmp/device-wheels || exit 1
+  for first in *.whl.part.00; do w=${first%.part.00}; cat "$w".part.* > "$w" && rm "$w".part.*; done
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site ./*.whl ||
+    exit 1
+  cd - >/dev/null
   mkdir -p /tmp/bin
   printf '#!/bin/sh\nexec python3 -m infbench.cli "$@"\n' > /tmp/bin/infbench; chmod +x /tmp/bin/infbench
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.csv"
   python3 - <<'PY'
-import sys, torch, onnxruntime as ort, snakemake, polars
-print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_name(), "ort", ort.__version__,
-      ort.get_available_providers(), "snakemake", snakemake.__version__, "polars", polars.__version__)
+import sys, torch, onnxruntime as ort, snakemake, polars, altair, vl_convert  # each must import
+from importlib.metadata import version
+print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_name(), "onnxruntime-gpu",
+      version("onnxruntime-gpu"), ort.get_available_providers(), *(f"{n} {version(n)}" for n in
+      ("snakemake", "polars", "altair", "vl-convert-python")))
 PY
+  infbench --help | head -2
+  ;;
+aoticheck)
+  python3 benchmarks/aoti_load_check.py --device cuda --out "$OUT/aoti_check.json" "$@" 2>&1 | tee "$OUT/aoti_check.log"
+  ;;
+seeds)
+  snake "${1:-560}" "${SEEDS[@]}"
+  if [ -f $STUDY/report/index.html ]; then
+    python3 benchmarks/wall_time.py $STUDY --out "$OUT/wall_time" && cp $STUDY/report/summary.md "$OUT/" 2>/dev/null
+  fi
+  pack
+  ;;
+warmcache)  # Inductor's caches for the max-autotune cells, before they are measured (needs the checkpoint:
+  # TARGETS=results/digits/resnet18/checkpoint.pt bash benchmarks/h100_study.sh seeds 300)
+  python3 benchmarks/warm_compile_cache.py --checkpoint $STUDY/checkpoint.pt --backend torch_compile_max_autotune \
+    --precision fp16 --device cuda --option channels_last=true --jobs "${JOBS:-1}" "$@" 2>&1 | tee "$OUT/warmcache.log"
+  ;;
+peak)  # in a folder of its own (see h100_peak.yaml), from the seeds' inputs; the compile caches shared
+  P=/tmp/peak; mkdir -p $P/results/digits $P/$STUDY
+  cp -a Snakefile workflow config envs profiles benchmarks $P/
+  # not reference/: the peak's batches need more images in it (a copy carries no Snakemake record to tell)
+  for f in results/digits/data.npz results/probe $STUDY/checkpoint.pt $STUDY/train_metrics.json $STUDY/onnx \
+    $STUDY/flops; do [ -e $P/$f ] || cp -a $f $P/$f 2>/dev/null; done
+  mkdir -p results/cache; [ -e $P/results/cache ] || ln -s "$PWD/results/cache" $P/results/cache
+  cd $P && OUT=$OUT snake "${1:-560}" "${PEAK[@]}"
+  if [ -f $STUDY/report/index.html ]; then
+    python3 benchmarks/wall_time.py $STUDY --out "$OUT/peak_wall_time"
+    cp $STUDY/report/summary.md "$OUT/peak_summary.md"; cp $STUDY/report/summary.csv "$OUT/peak_summary.csv"
+  fi
+  ;;
+study)
+  snake "${1:-540}" "${DIGITS[@]}"
+  pack
   ;;
 gputests)
   python3 -m pytest -q -rs -p no:cacheprovider tests/test_gpu_backends.py tests/test_timing.py 2>&1 | tee "$OUT/gputests.log" | tail -25
@@ -41,23 +105,20 @@ gputests)
 fidelity)
   python3 benchmarks/harness_fidelity.py --out "$OUT/fidelity.json" "$@" 2>&1 | tee "$OUT/fidelity.log"
   ;;
-restore)  # a fresh machine: the checkpoint and the small results of the last one (carried in .devrestore)
-  mkdir -p results/models/resnet18 && cat .devrestore/ckpt.part.* > results/models/resnet18/checkpoint.pt
-  tar xzf .devrestore/results.tgz
-  infbench prepare-data --dataset digits --data-dir data --out results/data/digits.npz --calib 200 --test 400 \
-    --seed 0 --cifar-md5 c58f30108f718f92721af3b95e74349a | tail -1
-  ls results/bench/resnet18/*/*/cuda | wc -l
-  ;;
-study)
-  secs=${1:-540}
-  # After a restore there is no Snakemake metadata: judge by params/code/input, not by file times.
-  timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=1 --scheduler greedy --rerun-incomplete --keep-going \
-    ${TARGETS:-report} "${CONF[@]}" 2>&1 | tee -a "$OUT/study.log" | grep -E "^\[|rule |Finished|Error|error|steps \(" | tail -60
-  ls results/bench/resnet18/*/*/cuda/ 2>/dev/null | head -80
+save)  # before the machine goes back: what `restore` needs on the next one (copy $OUT's files to .devrestore/)
   pack
+  split -b 15M -d -a 2 $STUDY/checkpoint.pt "$OUT/ckpt.part."
+  ls -l "$OUT"
+  ;;
+restore)  # a fresh machine: the checkpoint and the small results of the last one (carried in .devrestore)
+  mkdir -p $STUDY && cat .devrestore/ckpt.part.* > $STUDY/checkpoint.pt
+  tar xzf .devrestore/results.tgz
+  infbench prepare-data --dataset digits --data-dir data --out results/digits/data.npz --calib 200 --test 400 \
+    --seed 0 --cifar-md5 c58f30108f718f92721af3b95e74349a | tail -1
+  ls $STUDY/bench/*/*/cuda | wc -l
   ;;
 aoti)
-  for pkg in results/models/resnet18/aoti/cuda/*/*.pt2; do
+  for pkg in $STUDY/aoti/cuda/*/*.pt2; do
     python3 -X faulthandler - "$pkg" <<'PY' 2>&1 | tail -12
 import sys, torch
 pkg = sys.argv[1]
@@ -70,16 +131,22 @@ torch.cuda.synchronize()
 print(pkg, "bare load+run ok", tuple((out[0] if isinstance(out, (list, tuple)) else out).shape))
 PY
   done
-  for f in results/bench/resnet18/aotinductor/*/cuda/*.json; do
+  for f in $STUDY/bench/aotinductor/*/cuda/*.json; do
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1], d['status'], d['error'])" "$f"
   done
   ;;
 e2e)
   for mode in end_to_end device; do
     infbench bench --backend torch --precision fp16 --device cuda --size 224 --batch 16 --mode $mode \
-      --artifact results/models/resnet18/checkpoint.pt --checkpoint results/models/resnet18/checkpoint.pt \
-      --dataset results/data/digits.npz --out results/e2e/torch_fp16_224x16_$mode.json --time-budget 3 2>&1 | tail -2
+      --artifact $STUDY/checkpoint.pt --reference $STUDY/reference/224.npz \
+      --out results/e2e/torch_fp16_224x16_$mode.json --timeout 300 --repetitions 3 --max-extra-repetitions 2 \
+      --tolerance 0.05 --warmup 1 --window 0.2 --window-iterations 5 --windows 5 --latency 0.5 \
+      --latency-iterations 100 --energy-window 1 --canary-slowdown 1.3 --foreign-cores 0.25 2>&1 | tail -2
   done
-  pack
+  cp results/e2e/*.json "$OUT/" 2>/dev/null
+  ;;
+*)
+  echo "unknown step '$step' (setup aoticheck seeds warmcache peak study gputests fidelity save restore aoti e2e)"
+  exit 2
   ;;
 esac

@@ -9,8 +9,8 @@ The two must agree within --max-diff (2%) for GPU-bound cells. Rounds alternate 
 infbench, bare, ...) so that clock drift hits both alike; the reported difference is between the
 medians of the rounds of each.
 
-  PYTHONPATH=workflow python benchmarks/harness_fidelity.py --checkpoint results/models/resnet18/checkpoint.pt \\
-      --onnx results/models/resnet18/onnx/fp32.onnx
+  PYTHONPATH=workflow python benchmarks/harness_fidelity.py --checkpoint results/digits/resnet18/checkpoint.pt \\
+      --onnx results/digits/resnet18/onnx/fp32.onnx
 Without --checkpoint/--onnx a randomly initialised ResNet-18 is written to a temporary folder.
 """
 

@@ -102,11 +102,18 @@ def measure_repetition(args: dict) -> dict:
     device_memory.baseline()
     result = {"canary_before_ms": canary_ms(cell.device)}
     backend.reset_device_memory_peak()  # before load: a CUDA-graph capture or compilation counts too
+    result["load_started_at"] = time.time()  # wall clock, against the parent's `started` (process start)
     load_start = time.perf_counter()
     backend.load()
     result["load_s"] = round(time.perf_counter() - load_start, 3)
     device_memory.mark("after_load")
     images, ref = reference.load(Path(args["reference"]))
+    # Time to first inference (with the load): the first batch, where lazy initialisation, compilation
+    # and autotuning happen, timed before the agreement check and the warm-up would absorb it.
+    first = time.perf_counter()
+    backend.run(backend.prepare(np.ascontiguousarray(images[: cell.batch_size])))
+    backend.synchronize()
+    result["first_batch_s"] = round(time.perf_counter() - first, 4)
     if args["check_agreement"]:
         result["agreement"] = agreement(backend, images, ref)
 
@@ -124,6 +131,7 @@ def measure_repetition(args: dict) -> dict:
             backend.run(inputs)
 
     device_memory.mark("after_inputs")
+    result["measure_started_at"] = time.time()
     result.update(timing.measure_repetition(step, backend.synchronize, TimingPolicy(**args["timing"]), cell.batch_size))
     result["synchronous_run"] = backend.synchronous_run
     sampled_peak = None
@@ -138,6 +146,7 @@ def measure_repetition(args: dict) -> dict:
         sampled_peak = sampler.peak_used_bytes()
     else:
         result["nvml"] = nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)")
+    result["measure_ended_at"] = time.time()
     device_memory.mark("after_run")
     if cell.device == "cuda":
         result["memory"] = device_memory.section(backend.device_memory_peak_mb(), sampled_peak)
@@ -310,6 +319,8 @@ def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "load_s")
+    # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
+    keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
     if rep.get("gpu"):
         out["gpu_uuid"] = rep["gpu"].get("uuid")
@@ -399,6 +410,8 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         "host_issue_fraction": host_fraction,
         "launch_bound": launch_bound,
         "load_s": statistics.median(r["load_s"] for r in good),
+        # time to first inference: load plus the first batch (where torch.compile compiles and autotunes)
+        "first_inference_s": statistics.median(r["load_s"] + r.get("first_batch_s", 0.0) for r in good),
         "nvml": nvml,
         "memory": dict(memory),
     }
@@ -487,3 +500,12 @@ if __name__ == "__main__":
     faulthandler.enable()  # a segfault in a runtime leaves the Python stack in the cell's error
     _die_with_parent(sys.argv[1])
     _child_main(sys.argv[1], sys.argv[2])
+    # The result file is written and closed: skip the interpreter's teardown of torch and the runtimes
+    # (about 1.4 s per repetition on a 2-core CPU, paid 3-5 times per cell); the kernel frees the rest.
+    # Inductor's compile workers are shut down as a normal exit would, so none outlives the repetition.
+    compile_pool = sys.modules.get("torch._inductor.async_compile")
+    if compile_pool is not None:
+        compile_pool.shutdown_compile_workers()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -106,11 +106,14 @@ def cell_threads(wildcards):
 
 
 def cell_options(wildcards):
-    """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments."""
+    """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments
+    (a null value is left out: the backend's own choice, e.g. torch.compile's cudagraphs).
+    """
     options = config.get("backend_options", {}).get(wildcards.backend, {})
     return " ".join(
         f"--option {k}={str(v).lower() if isinstance(v, bool) else v}"
         for k, v in sorted(options.items())
+        if v is not None
     )
 
 

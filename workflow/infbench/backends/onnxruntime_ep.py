@@ -7,6 +7,14 @@ host copy happens inside the timed region (only in end-to-end mode, where `prepa
 `to_numpy` are timed too). ORT runs on PyTorch's current CUDA stream (`user_compute_stream`), so
 the CUDA events of the measurement bracket exactly its work. A session that silently fell back to
 the CPU provider is refused as `unavailable`.
+
+Options of the CUDA execution provider (config `backend_options.onnxruntime`, `--option KEY=VALUE`):
+  enable_cuda_graph=true   the EP captures the session's kernels in a CUDA graph and replays it (the input
+                           and output stay at fixed device addresses: `prepare` copies into one input buffer)
+  prefer_nhwc=true         NHWC convolutions (the EP inserts the layout transposes once, at session creation)
+  cudnn_conv_use_max_workspace=true|false   cuDNN may take its largest workspace to pick convolution kernels
+  fixed_shape=true         the session's free dimensions (batch, height, width) pinned to the cell's shape, so
+                           the graph is optimised for that one shape
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact
+from infbench.backends.torch_eager import flag
 
 # TensorRT engines built by the TensorRT EP are cached here, per precision (see OnnxRuntimeTensorRT).
 TRT_CACHE_ROOT = Path("results/cache/ort_trt")
@@ -56,6 +65,10 @@ class OnnxRuntime(Backend):
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if flag(self.options, "fixed_shape"):  # the names export.py gives the dynamic axes
+            c = self.cell
+            for name, value in (("batch", c.batch_size), ("height", c.image_size), ("width", c.image_size)):
+                opts.add_free_dimension_override_by_name(name, value)
         return opts
 
     def cuda_stream_options(self) -> dict:
@@ -70,7 +83,13 @@ class OnnxRuntime(Backend):
     def cuda_ep_options(self) -> dict:
         # The CUDA EP computes fp32 convolutions and GEMMs in TF32 unless told otherwise (use_tf32
         # defaults to 1): its "fp32" cells would be TF32 cells, twice as fast as PyTorch's fp32.
-        return {**self.cuda_stream_options(), "use_tf32": "1" if self.cell.precision == "tf32" else "0"}
+        tf32 = "1" if self.cell.precision == "tf32" else "0"
+        return {**self.cuda_stream_options(), "use_tf32": tf32, **self.cuda_option_overrides()}
+
+    def cuda_option_overrides(self) -> dict:
+        """The CUDA EP's settings the backend's options turn on or off (unset: ONNX Runtime's defaults)."""
+        keys = ("enable_cuda_graph", "prefer_nhwc", "cudnn_conv_use_max_workspace")
+        return {k: "1" if flag(self.options, k) else "0" for k in keys if k in self.options}
 
     def providers(self) -> list:
         if self.cell.device == "cuda":
@@ -106,6 +125,8 @@ class OnnxRuntime(Backend):
             dims = self.session.get_outputs()[0].shape
             self.num_classes = dims[-1] if isinstance(dims[-1], int) else None
             self._output_buffer = None
+            self._input_buffer = None  # CUDA graph: one input at a fixed device address, refilled in place
+            self.cuda_graph = flag(self.options, "enable_cuda_graph")
 
     # -- CPU: plain numpy in, numpy out ------------------------------------------------------
     # -- CUDA: device OrtValues bound to an IOBinding ------------------------------------------
@@ -126,7 +147,13 @@ class OnnxRuntime(Backend):
             return host
         import onnxruntime as ort
 
-        device_in = ort.OrtValue.ortvalue_from_numpy(host, "cuda", 0)
+        if self.cuda_graph and self._input_buffer is not None:
+            self._input_buffer.update_inplace(host)  # the captured graph reads this address
+            device_in = self._input_buffer
+        else:
+            device_in = ort.OrtValue.ortvalue_from_numpy(host, "cuda", 0)
+            if self.cuda_graph:
+                self._input_buffer = device_in
         binding = self.session.io_binding()
         binding.bind_ortvalue_input(self.input_name, device_in)
         out = self._device_output(len(host))

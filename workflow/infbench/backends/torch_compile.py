@@ -7,7 +7,11 @@
 One cell compiles one static shape (`dynamic=False`) in its own process; the compilation happens
 in the first call, which the measurement's warm-up absorbs. Inductor's and Triton's caches live
 under `results/cache/` (not the user's home), so a rerun of a cell reuses the compiled kernels.
-Options: `channels_last=true`.
+Options (config `backend_options.<backend>`, passed as `--option KEY=VALUE`):
+  channels_last=true   NHWC weights and inputs (as for `torch`)
+  freezing=true        Inductor freezing: weights become constants, folded into the graph (conv+bn, layouts)
+  cudagraphs=true|false  CUDA graphs inside the compiled module (Inductor's triton.cudagraphs); the modes'
+                       own choice where unset (max-autotune and reduce-overhead: on; default: off)
 """
 
 from __future__ import annotations
@@ -39,10 +43,26 @@ class TorchCompile(TorchEager):
         self.channels_last = flag(self.options, "channels_last")
         self.graph = None
         eager = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
-        self.model = torch.compile(eager, mode=self.mode, dynamic=False, fullgraph=True)
+        overrides = self.inductor_overrides()
+        if overrides:  # the mode's own settings with the options' on top (torch.compile takes mode or options)
+            options = {**torch._inductor.list_mode_options(self.mode), **overrides}
+            self.model = torch.compile(eager, options=options, dynamic=False, fullgraph=True)
+        else:
+            options = torch._inductor.list_mode_options(self.mode)
+            self.model = torch.compile(eager, mode=self.mode, dynamic=False, fullgraph=True)
+        self.cudagraphs = bool(options.get("triton.cudagraphs")) and self.cell.device == "cuda"
+
+    def inductor_overrides(self) -> dict:
+        """Inductor settings from the backend's options (empty: the mode as it is)."""
+        overrides = {}
+        if flag(self.options, "freezing"):
+            overrides["freezing"] = True
+        if "cudagraphs" in self.options:
+            overrides["triton.cudagraphs"] = flag(self.options, "cudagraphs")
+        return overrides
 
     def run(self, inputs):
-        if self.mode != "default" and self.cell.device == "cuda":
+        if self.cudagraphs:
             # CUDA-graph trees: each call is a new step; the previous output may be overwritten.
             self.torch.compiler.cudagraph_mark_step_begin()
         with self.torch.inference_mode():

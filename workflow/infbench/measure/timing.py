@@ -125,10 +125,12 @@ def measure_repetition(step, synchronize, policy: TimingPolicy, batch_size: int)
     """Warm-up, throughput windows, latency: the timing part of one repetition."""
     started = time.perf_counter()
     warmup_batches, per_batch = warm_up(step, synchronize, policy)
+    warmed = time.perf_counter()
     throughput = throughput_windows(step, synchronize, policy, per_batch, batch_size)
     latency = latencies(step, synchronize, policy)
     return {
         "warmup_batches": warmup_batches,
+        "warmup_wall_s": round(warmed - started, 3),
         "throughput": throughput,
         "latency": latency,
         "wall_s": round(time.perf_counter() - started, 3),

@@ -35,6 +35,7 @@ FIELDS = {
     "launch_bound": ("launch_bound",),
     "host_issue_fraction": ("host_issue_fraction",),
     "load_s": ("load_s",),
+    "first_inference_s": ("first_inference_s",),
     "top1_agreement": ("agreement", "top1_agreement"),
     "max_abs_logit_diff": ("agreement", "max_abs_logit_diff"),
     "device_memory_peak_mb": ("memory", "device_peak_mb"),

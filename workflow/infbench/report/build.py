@@ -96,6 +96,7 @@ SUMMARY_COLUMNS = {
     "launch_bound": "launch-bound",
     "host_issue_fraction": "host issue",
     "load_s": "load (s)",
+    "first_inference_s": "first inference (s)",
     "mode": "mode",
     "accuracy_top1": "top-1 acc.",
     "accuracy_drop": "acc. drop (pts)",
@@ -132,7 +133,9 @@ TITLES = {  # header tooltips: what the less obvious columns mean
     "disturbed_repetitions": "repetitions run while something else loaded the machine (measured again)",
     "launch_bound": "the host's launches, not the device, set the pace",
     "host_issue_fraction": "share of the wall time the host spent issuing work",
-    "load_s": "time to load or compile the artifact (a proxy for time to first inference)",
+    "load_s": "time to load or compile the artifact",
+    "first_inference_s": "time to first inference: load plus the first batch, where torch.compile compiles and "
+    "autotunes (median over repetitions; a warm compile cache shortens it)",
     "device_memory_peak_mb": "device-level peak (NVML, process baseline subtracted), the same for every backend",
     "allocator_memory_peak_mb": "the runtime allocator's own peak, where it has one",
 }

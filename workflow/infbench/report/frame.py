@@ -37,6 +37,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "launch_bound": pl.Boolean,
     "host_issue_fraction": pl.Float64,
     "load_s": pl.Float64,
+    "first_inference_s": pl.Float64,
     "speedup_vs_baseline": pl.Float64,
     "speedup_low": pl.Float64,
     "speedup_high": pl.Float64,

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The wheels the lent H100 lacks, in chunks the device tool can carry (one chunk per call).
+#
+#   bash benchmarks/h100_wheels.sh          # in the repository root of the checkout the device calls send
+#
+# The device image (Python 3.12, torch 2.11 cu130, numpy, onnx, CPU-only onnxruntime 1.30, jinja2,
+# narwhals, pyyaml, requests, psutil, ...; /work/.library/device/KINDS.md) has no Snakemake, polars,
+# altair, vl-convert nor onnxruntime-gpu. WHEELS is snakemake 9.27.1's dependency closure minus what the
+# image holds (read off importlib.metadata of this project's environment), polars and the report's
+# rendering (altair, vl-convert), and onnxruntime-gpu 1.31.1, whose PyPI build is for CUDA 13 (its
+# `cuda` extra asks for nvidia-cuda-runtime~=13.0 and nvidia-cudnn-cu13), so it runs with torch cu130's
+# libraries. Left out on purpose: pulp (only Snakemake's ILP scheduler imports it; the study runs
+# --scheduler greedy). typing-extensions and narwhals are carried although the image has them: pydantic
+# 2.14 needs typing-extensions>=4.16 and altair 6.3 narwhals>=2.4, newer than the image may hold.
+# connection-pool 0.0.3 (snakemake needs >=0.0.3) has no wheel on PyPI: it is built here (pure Python).
+#
+# Output: .device-wheels/c1 … cN (git-ignored), each at most CHUNK_MIB (default 60) MiB: a call carries the
+# working tree (~3 MiB) plus one chunk, at most 64 MiB. `bash benchmarks/h100_study.sh setup` joins and installs them.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+WHEELS=(
+  snakemake==9.27.1 snakemake-interface-common==1.23.0 snakemake-interface-executor-plugins==9.4.0
+  snakemake-interface-logger-plugins==2.1.0 snakemake-interface-report-plugins==1.3.0
+  snakemake-interface-scheduler-plugins==2.0.2 snakemake-interface-storage-plugins==4.4.1
+  argparse-dataclass==2.0.0 conda-inject==1.3.2 configargparse==1.9.0 docutils==0.22.4 dpath==2.2.0
+  fastjsonschema==2.22.3 gitdb==4.0.12 gitpython==3.2.1 greenlet==3.5.6 humanfriendly==10.0 immutables==0.21
+  jsonschema==4.26.0 jsonschema-specifications==2025.9.1 jupyter-core==5.9.1 nbformat==5.11.1
+  platformdirs==4.14.8 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
+  referencing==0.37.0 rpds-py==2026.9.1 smart-open==7.7.1 smmap==5.0.3 sqlalchemy==2.0.58 sqlmodel==0.0.37
+  tenacity==9.2.1 throttler==1.2.3 traitlets==5.16.1 yte==1.9.4 typing-extensions==4.16.0
+  polars==2.1.0 polars-runtime-32==2.1.0 altair==6.3.0 narwhals==2.29.0 vl-convert-python==1.9.0.post1
+  onnxruntime-gpu==1.31.1
+)
+SDIST_ONLY=(connection-pool==0.0.3)
+dir=.device-wheels
+chunk_mib=${CHUNK_MIB:-60}  # lower it if a call says the working tree is over 64 MiB
+limit=$((chunk_mib * 1024 * 1024))
+rm -rf "$dir"; mkdir -p "$dir/dl"
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+  --platform manylinux2014_x86_64 -d "$dir/dl" "${WHEELS[@]}"
+python3 -m pip wheel -q --no-deps -w "$dir/dl" "${SDIST_ONLY[@]}"
+(cd "$dir/dl" && for w in *.whl; do split -b "${chunk_mib}M" -d -a 2 "$w" "$w.part."; rm "$w"; done)
+# Largest pieces first, each into the first chunk it fits (first-fit decreasing): fewest chunks, fewest calls.
+declare -a fill=()
+while read -r size name; do
+  for ((i = 0; ; i++)); do
+    if [ $i -ge ${#fill[@]} ]; then fill[i]=0; mkdir -p "$dir/c$((i + 1))"; fi
+    if [ $((fill[i] + size)) -le $limit ]; then
+      mv "$dir/dl/$name" "$dir/c$((i + 1))/"; fill[i]=$((fill[i] + size)); break
+    fi
+  done
+done < <(cd "$dir/dl" && stat -c '%s %n' * | sort -rn)
+rmdir "$dir/dl"
+n=${#fill[@]}
+echo "$(ls "$dir"/c*/ | grep -c '\.part\.00$') wheels, $(du -sm "$dir" | cut -f1) MiB in $n chunks under $dir:"
+for i in $(seq 1 "$n"); do echo "  c$i $((fill[i - 1] / 1048576)) MiB"; done
+echo "Device calls, back to back (the machine keeps files 30 s after a call):"
+for i in $(seq 1 "$n"); do
+  cmd="mkdir -p /tmp/device-wheels && cp $dir/c$i/* /tmp/device-wheels/"
+  [ "$i" -eq "$n" ] && cmd="$cmd && bash benchmarks/h100_study.sh setup"
+  echo "  carry [\"$dir/c$i\"]  command: $cmd"
+done

@@ -1,0 +1,79 @@
+"""Fill Inductor's on-disk caches (results/cache/) for a study's torch.compile cells before they are measured.
+
+Each repetition of a torch.compile cell is a fresh process that compiles in its first batch; with Inductor's
+FX graph cache and autotuning cache under results/cache/ (backends/torch_compile.py) only the first process
+of each shape compiles cold: the others load the compiled graph. On a lent GPU the cold compiles of a whole
+grid (max-autotune: tens of seconds per shape) dominate; this does them up front, several shapes at once
+(--jobs), each in a fresh process that loads the backend exactly as a cell does (same class, options,
+precision settings, hence the same cache keys), runs one batch and reports its seconds. The measurement
+itself is untouched: cells still time every repetition in its own process, and a cache hit only skips the
+compilation. With --jobs > 1 the autotuning of concurrent shapes shares the GPU, so its kernel choices may
+differ from an undisturbed run's (those choices are what the cells then measure): use --jobs 1 for that.
+
+  PYTHONPATH=workflow python benchmarks/warm_compile_cache.py --checkpoint results/digits/resnet18/checkpoint.pt \\
+      --backend torch_compile_max_autotune --precision fp16 --device cuda --option channels_last=true \\
+      --sizes 224 256 384 512 --batches 1 4 8 16 32 64 --jobs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+from infbench.backends.base import Cell
+from infbench.backends.registry import spec
+backend_name, precision, device, size, batch, checkpoint, options = sys.argv[1:8]
+cell = Cell("resnet18", backend_name, precision, device, int(size), int(batch))
+s = spec(backend_name)
+backend = s.load_class()(cell, checkpoint, 1, "train", json.loads(options))
+backend.check_available()
+started = time.perf_counter()
+backend.load()
+backend.run(backend.prepare(np.zeros((cell.batch_size, 3, cell.image_size, cell.image_size), np.float32)))
+backend.synchronize()
+print(json.dumps({"seconds": round(time.perf_counter() - started, 1)}))
+"""
+
+
+def warm(args, size: int, batch: int) -> tuple[int, int, str]:
+    cmd = [sys.executable, "-c", CHILD, args.backend, args.precision, args.device, str(size), str(batch)]
+    cmd += [str(args.checkpoint), json.dumps(dict(o.split("=", 1) for o in args.option))]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        return size, batch, f"failed: {tail[0]}"
+    return size, batch, f"{json.loads(proc.stdout.strip().splitlines()[-1])['seconds']} s"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--backend", default="torch_compile_max_autotune")
+    p.add_argument("--precision", default="fp16")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="as the study's backend_options")
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 256, 384, 512])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16, 32, 64])
+    p.add_argument("--jobs", type=int, default=1, help="shapes compiled at once")
+    args = p.parse_args()
+    if not args.checkpoint.is_file():
+        sys.exit(f"warm_compile_cache: {args.checkpoint} does not exist; train first (snakemake ... {args.checkpoint})")
+    shapes = [(s, b) for s in args.sizes for b in args.batches]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for size, batch, what in pool.map(lambda sb: warm(args, *sb), shapes):
+            print(f"{args.backend} {args.precision} {args.device} {size}x{batch}: {what}", flush=True)
+    print(f"{len(shapes)} shapes in {time.perf_counter() - started:.0f} s ({args.jobs} at a time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
