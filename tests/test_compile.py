@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY_CONFIG, copy_workflow, planned_jobs, snakemake
+from conftest import MEASURED, REPO, TINY_CONFIG, copy_workflow, planned_jobs, snakemake
 
 HAS_TORCH_TENSORRT = importlib.util.find_spec("torch_tensorrt") is not None
 
@@ -108,7 +108,7 @@ def test_aoti_and_unavailable_tensorrt_cells_through_snakemake(workflow_copy):
     package = workflow_copy / "results/digits/resnet18/aoti/cpu/fp32/32x4.pt2"
     assert package.stat().st_size > 0
     aoti = json.loads((workflow_copy / aoti_cell).read_text())
-    assert aoti["status"] == "ok", aoti.get("error")
+    assert aoti["status"] in MEASURED, aoti.get("error")  # measured (stable or not: that is the machine's)
     assert aoti["agreement"]["top1_agreement"] >= 0.99
     trt = json.loads((workflow_copy / trt_cell).read_text())
     assert trt["status"] == "unavailable", trt
