@@ -202,7 +202,7 @@ def _accuracy(a):
             f", top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "
             f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of "
             f"{r['tolerance_points']}), agreement {r['top1_agreement']:.4f}, max |Δ logits| "
-            f"{r['max_abs_logit_diff']:.3g}, {r['model_size_mb']:.2f} MiB"
+            f"{r['max_abs_logit_diff']:.3g}, {r['model_size_mib']:.2f} MiB"
         )
     else:
         line += f": {r['error']}"

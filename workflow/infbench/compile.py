@@ -14,20 +14,15 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import time
 from pathlib import Path
 
-from infbench import integrity
+from infbench import precisions
+from infbench.backends.base import BackendUnavailable
 from infbench.backends.torch_compile import use_result_caches
-from infbench.io import write_json
+from infbench.io import atomic_path, write_json
 
-DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 UNAVAILABLE_KIND = "infbench-unavailable-artifact"
-
-
-def _tmp_for(out: Path, suffix: str) -> Path:
-    return out.with_name(f".{out.stem}.{os.getpid()}.tmp{suffix}")
 
 
 def _example(batch: int, size: int, device: str, dtype):
@@ -56,25 +51,16 @@ def build_aoti(
         torch.set_num_threads(threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("compile_aoti for cuda needs a CUDA device (torch.cuda.is_available() is False)")
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    dtype = getattr(torch, DTYPES[precision])
+    precisions.allow_tf32(precision)
+    dtype = precisions.torch_dtype(precision)
     model = load_module(checkpoint, device, dtype)
     example = (_example(batch, size, device, dtype),)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(out, ".pt2")
     started = time.time()
     with torch.inference_mode():
         program = torch.export.export(model, example)
     options = {"max_autotune": True} if max_autotune else {}
-    try:
-        path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=options)
-        os.replace(path, out)
-        integrity.record(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out, ".pt2") as tmp:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=options)
     info = {
         "artifact": str(out),
         "device": device,
@@ -87,23 +73,10 @@ def build_aoti(
     return info
 
 
-def torch_tensorrt_import_error() -> str | None:
-    """None when torch_tensorrt imports, else the error (type and message)."""
-    try:
-        import torch_tensorrt  # noqa: F401
-    except Exception as exc:  # ImportError, or OSError from a missing libnvinfer
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 def write_unavailable(out: Path, backend: str, error: str) -> dict:
     stub = {"kind": UNAVAILABLE_KIND, "backend": backend, "error": error}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(out, ".json")
-    tmp.write_text(json.dumps(stub, indent=1))
-    os.replace(tmp, out)
-    integrity.record(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(stub, indent=1))
     print(f"{backend} is unavailable here ({error}); wrote a stub to {out}")
     return stub
 
@@ -132,11 +105,10 @@ def torch_tensorrt_model(
     Strongly typed (TensorRT 11, Torch-TensorRT ≥ 2.12): the precision is the model's own dtype, so
     fp16/bf16 cast the model and its input; int8 is the fp32 model with Model Optimizer's Q/DQ
     quantisers calibrated on the dataset's calibration split (infbench.tensorrt_int8)."""
-    import torch
 
     from infbench.backends.torch_eager import load_module
 
-    dtype = getattr(torch, DTYPES[precision])
+    dtype = precisions.torch_dtype(precision)
     model = load_module(checkpoint, device, dtype)
     if precision == "int8":
         from infbench.quantize import calibration_images
@@ -187,17 +159,16 @@ def build_torch_tensorrt(
     `tensorrt::quantize_op` nodes, and `torch_tensorrt.dynamo.compile` turns those into TensorRT
     Q/DQ layers."""
     info_out = Path(info_out) if info_out else Path(out).with_suffix(".json")
-    error = torch_tensorrt_import_error()
-    if error:
-        stub = write_unavailable(out, "torch_tensorrt", f"{error}; {TORCH_TENSORRT_INSTALL}")
-        write_json(info_out, {**stub, "precision": precision, "shape": [batch, 3, size, size]})
-        return stub
+    from infbench.backends.torch_tensorrt_backend import import_torch_tensorrt
 
-    import torch
-    import torch_tensorrt
+    try:
+        torch_tensorrt = import_torch_tensorrt()
+        import torch
 
-    if not torch.cuda.is_available():
-        stub = write_unavailable(out, "torch_tensorrt", "no CUDA device visible (torch.cuda.is_available() is False)")
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("no CUDA device visible (torch.cuda.is_available() is False)")
+    except BackendUnavailable as exc:  # a stub the cell reads as 'unavailable'; rebuilt once installed
+        stub = write_unavailable(out, "torch_tensorrt", str(exc))
         write_json(info_out, {**stub, "precision": precision, "shape": [batch, 3, size, size]})
         return stub
     model, example = torch_tensorrt_model(checkpoint, precision, size, batch, "cuda", dataset, calib_images)
@@ -207,16 +178,8 @@ def build_torch_tensorrt(
         program = torch.export.export(model, (example,), strict=False)
         compiled = torch_tensorrt.dynamo.compile(program, arg_inputs=[example], **settings)
     build_s = time.time() - started
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(out, ".ep")
-    try:
+    with atomic_path(out, ".ep") as tmp:
         torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", arg_inputs=[example])
-        os.replace(tmp, out)
-        integrity.record(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     info = {
         "artifact": str(out),
         "precision": precision,

@@ -90,11 +90,8 @@ def cell_threads(wildcards):
 
 def cell_options(wildcards):
     """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments."""
-    options = config.get("backend_options", {}).get(wildcards.backend, {})
-    return " ".join(
-        f"--option {k}={str(v).lower() if isinstance(v, bool) else v}"
-        for k, v in sorted(options.items())
-    )
+    given = config["backend_options"].get(wildcards.backend, {})
+    return BACKENDS[wildcards.backend].option_args(given)
 
 
 def cell_gpus(wildcards):

@@ -8,28 +8,14 @@ once with `torch._inductor.aoti_compile_and_package`; a cell only loads it
 from __future__ import annotations
 
 from infbench.backends.base import DamagedInput, check_artifact
-from infbench.backends.torch_eager import TorchEager, setup_precision, to_input
+from infbench.backends.torch_eager import TorchEager
 
 
 class AOTInductor(TorchEager):
     def load(self) -> None:
-        import torch
-
         check_artifact(self.artifact, self.artifact_rule)
-        self.torch = torch
-        self.dtype = setup_precision(self.cell.precision, self.threads)
-        self.device = torch.device(self.cell.device)
-        self.channels_last = False
-        self.graph = None
+        self.setup()
         try:
-            self.model = torch._inductor.aoti_load_package(str(self.artifact))
+            self.model = self.torch._inductor.aoti_load_package(str(self.artifact))
         except Exception as exc:
             raise DamagedInput(self.artifact, self.artifact_rule, f"AOTInductor cannot load it: {exc}") from exc
-
-    def prepare(self, batch):
-        return to_input(batch, self.cell.device, self.dtype)
-
-    def run(self, inputs):
-        with self.torch.inference_mode():
-            out = self.model(inputs)
-        return out[0] if isinstance(out, (list, tuple)) else out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact
+from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact, import_or_unavailable
 
 # TensorRT engines built by the TensorRT EP are cached here, per precision (see OnnxRuntimeTensorRT).
 TRT_CACHE_ROOT = Path("results/cache/ort_trt")
@@ -181,12 +181,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     def check_available(self) -> None:
         if self.cell.device != "cuda":
             raise BackendUnavailable("the TensorRT execution provider runs on CUDA only")
-        try:
-            import tensorrt  # noqa: F401  (the EP loads libnvinfer from here or the system)
-        except Exception as exc:
-            raise BackendUnavailable(
-                f"TensorRT cannot be imported ({type(exc).__name__}: {exc}); {ORT_TENSORRT_INSTALL}"
-            ) from exc
+        import_or_unavailable("tensorrt", ORT_TENSORRT_INSTALL, "TensorRT")  # the EP loads libnvinfer from it
         super().check_available()
 
     def engine_cache(self) -> Path:
@@ -216,9 +211,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         super().load()
         # One run at the cell's shape now: the engine exists (built or read from the cache) before
         # anything is timed, whether the EP built it with the session or defers it to the first run.
-        c = self.cell
-        zeros = np.zeros((c.batch_size, 3, c.image_size, c.image_size), dtype=np.float32)
-        self.session.run(None, {self.input_name: zeros})
+        self.session.run(None, {self.input_name: np.zeros(self.cell.input_shape, np.float32)})
 
     def providers(self) -> list:
         import onnx

@@ -7,7 +7,7 @@
 One cell compiles one static shape (`dynamic=False`) in its own process; the compilation happens
 in the first call, which the measurement's warm-up absorbs. Inductor's and Triton's caches live
 under `results/cache/` (not the user's home), so a rerun of a cell reuses the compiled kernels.
-Options: `channels_last=true`.
+Options: `channels_last` (as for `torch`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infbench.backends.torch_eager import TorchEager, flag, load_module, setup_precision
+from infbench.backends.torch_eager import TorchEager, load_module
 
 CACHE_ROOT = Path("results/cache")
 
@@ -30,16 +30,10 @@ class TorchCompile(TorchEager):
     mode = "default"
 
     def load(self) -> None:
-        import torch
-
         use_result_caches()
-        self.torch = torch
-        self.dtype = setup_precision(self.cell.precision, self.threads)
-        self.device = torch.device(self.cell.device)
-        self.channels_last = flag(self.options, "channels_last")
-        self.graph = None
+        self.setup()
         eager = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
-        self.model = torch.compile(eager, mode=self.mode, dynamic=False, fullgraph=True)
+        self.model = self.torch.compile(eager, mode=self.mode, dynamic=False, fullgraph=True)
 
     def run(self, inputs):
         if self.mode != "default" and self.cell.device == "cuda":
