@@ -337,8 +337,8 @@ def test_a_cuda_cell_through_the_protocol(tmp_path, checkpoint, backend):
     assert result["throughput_img_s"] > 0 and result["throughput_uncertainty_pct"] >= 0
     assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"]
     assert isinstance(result["launch_bound"], bool) and 0 < result["host_issue_fraction"] <= 1.5
-    assert result["memory"]["device_peak_mb"] > 0 and result["memory"]["device_method"] == "nvml device used delta"
-    assert result["memory"]["allocator_peak_mb"] > 0
+    assert result["memory"]["device_peak_mib"] > 0 and result["memory"]["device_method"] == "nvml device used delta"
+    assert result["memory"]["allocator_peak_mib"] > 0
     n = result["nvml"]
     assert n["window_s"] >= 0.5 and n["energy_mj_per_image"] > 0
     assert n["energy_mj_per_image"] / 1000 * n["window_img_s"] == pytest.approx(n["power_w"], rel=0.02)

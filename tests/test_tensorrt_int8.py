@@ -202,7 +202,7 @@ def test_expected_tensorrt_accuracy_is_measured_and_reported(trained, qdq, tmp_p
     assert qdq_result["images"] == TINY_CONFIG["split"]["test"]
     assert qdq_result["top1_agreement"] >= 0.9  # int8 keeps the fp32 decisions
     assert abs(qdq_result["accuracy_drop"]) <= 5
-    assert 0 < qdq_result["model_size_mib"] < 15  # int8 weights: about a quarter of the 43 MB fp32 model
+    assert 0 < qdq_result["model_size_mib"] < 15  # int8 weights: about a quarter of the 43 MiB fp32 model
     modelopt_result = results["torch_tensorrt"]
     if HAS_MODELOPT:
         assert modelopt_result["status"] == "ok", modelopt_result["error"]

@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from infbench import reference
-from infbench.backends.base import BackendUnavailable, Cell
+from infbench.backends.base import BackendUnavailable, Cell, run_batches
 from infbench.backends.registry import spec
 from infbench.integrity import DamagedInput
-from infbench.io import write_json
+from infbench.io import size_mib, write_json
 from infbench.measure import environment, repetitions, timing
 from infbench.measure import flops as flop_count
 from infbench.measure.interference import canary_ms, cpu_busy_s, disturbance
-from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mb
+from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mib
 from infbench.measure.nvml import Nvml, Sampler, summarize
 from infbench.measure.nvml import empty as nvml_empty
 from infbench.measure.timing import TimingPolicy
@@ -68,19 +68,8 @@ def status_of(exc: BaseException) -> str:
 def agreement(backend, images: np.ndarray, ref: np.ndarray) -> dict:
     """Top-1 agreement and max |Δ logits| of the backend against the fp32 reference logits
     (infbench/reference.py), on whole batches."""
-    batch = backend.cell.batch_size
-    n = len(ref) // batch * batch
-    got = []
-    for i in range(0, n, batch):
-        out = backend.run(backend.prepare(images[i : i + batch]))
-        backend.synchronize()
-        got.append(backend.to_numpy(out))
-    got, ref = np.concatenate(got), ref[:n]
-    return {
-        "images": n,
-        "top1_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
-        "max_abs_logit_diff": float(np.abs(got - ref).max()),
-    }
+    n = len(ref) // backend.cell.batch_size * backend.cell.batch_size
+    return reference.agreement(run_batches(backend, images[:n], backend.cell.batch_size), ref[:n])
 
 
 def measure_repetition(args: dict) -> dict:
@@ -136,7 +125,7 @@ def measure_repetition(args: dict) -> dict:
         result["nvml"] = nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)")
     device_memory.mark("after_run")
     if cell.device == "cuda":
-        result["memory"] = device_memory.section(backend.device_memory_peak_mb(), sampled_peak)
+        result["memory"] = device_memory.section(backend.device_memory_peak_mib(), sampled_peak)
     else:
         result["memory"] = cpu_section()
     if nvml is not None:
@@ -181,15 +170,6 @@ def _read_optional(path) -> dict | None:
     if not path or not Path(path).exists():
         return None
     return json.loads(Path(path).read_text())
-
-
-def _artifact_mb(path) -> float | None:
-    p = Path(path)
-    if p.is_file():
-        return p.stat().st_size / 2**20
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
-    return None
 
 
 def _child_main(args_path: str, out_path: str) -> None:
@@ -337,7 +317,7 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         if energy
         else good[0]["nvml"]
     )
-    memory = max(good, key=lambda r: r["memory"].get("device_peak_mb") or 0)["memory"]
+    memory = max(good, key=lambda r: r["memory"].get("device_peak_mib") or 0)["memory"]
     return {
         "stability": stability,
         "throughput_img_s": tp["value"],
@@ -392,10 +372,10 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | 
         result["canary_quiet_ms"] = probe.get("canary_ms")
     # Peak resident memory of the measuring processes (the only ones this one waited for).
     memory = result.setdefault("memory", {})
-    memory["host_peak_mb"] = host_peak_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    memory["artifact_mb"] = _artifact_mb(args["artifact"])
+    memory["host_peak_mib"] = host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    memory["artifact_mib"] = size_mib(args["artifact"])
     if failure is not None:  # not measured: the device and GPU figures are null, and say why
-        memory.setdefault("device_peak_mb", None)
+        memory.setdefault("device_peak_mib", None)
         memory.setdefault("device_note", f"not measured (cell {result['status']})")
         result.setdefault("nvml", nvml_empty(f"not measured (cell {result['status']})"))
     # FLOPs per image (counted once per model and size) and utilisation against the device's probe.

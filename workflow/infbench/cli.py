@@ -136,7 +136,7 @@ def _flops(a):
 def _probe(a):
     from infbench.measure import probe
 
-    kwargs = {"budget_s": a.budget, "matmul_n": a.matmul_n or None, "copy_mb": a.copy_mb or None}
+    kwargs = {"budget_s": a.budget, "matmul_n": a.matmul_n or None, "copy_mib": a.copy_mib or None}
     result = probe.write(a.device, a.threads or os.cpu_count(), a.out, extra={"gpu": a.gpu}, **kwargs)
     if result["status"] != "ok":
         print(f"probe {a.device}: {result['status']}: {result['error']}")
@@ -384,7 +384,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
     s.add_argument("--budget", type=float, default=1.5, help="seconds per measurement (per precision, and the copy)")
     s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
-    s.add_argument("--copy-mb", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
+    s.add_argument("--copy-mib", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
     s.set_defaults(func=_probe)
 
     s = sub.add_parser("compile-aoti", help="checkpoint → AOTInductor package (.pt2) for one device/precision/shape")

@@ -105,7 +105,7 @@ def report_meta():
             "dataset": config["dataset"],
             "model": MODEL,
             "dropped": dropped,
-            "memory_cap_mb": config["report"]["memory_cap_mb"],
+            "memory_cap_mib": config["report"]["memory_cap_mib"],
             "devices": devices.summary(
                 config["grid"]["devices"], config["grid"]["backends"]
             ),

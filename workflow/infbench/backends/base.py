@@ -89,7 +89,7 @@ class Backend:
         raise NotImplementedError
 
     # -- probes -------------------------------------------------------------------------------
-    def device_memory_peak_mb(self) -> float | None:
+    def device_memory_peak_mib(self) -> float | None:
         """Peak device memory this backend's allocator saw, or None where it cannot tell.
 
         On CUDA, None makes the cell fall back to NVML's device-level used-memory delta around

@@ -93,7 +93,7 @@ class TorchEager(Backend):
     def to_numpy(self, outputs) -> np.ndarray:
         return outputs.float().cpu().numpy()
 
-    def device_memory_peak_mb(self) -> float | None:
+    def device_memory_peak_mib(self) -> float | None:
         if self.cell.device != "cuda":
             return None
         return self.torch.cuda.max_memory_allocated() / 2**20

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 
+from infbench import precisions
 from infbench.io import write_json
 from infbench.measure.interference import canary_ms
 
@@ -38,7 +39,7 @@ PEAK_PRECISION = {
 # Square size of the products and of the copied buffer: big enough to reach the peak, small
 # enough to keep the CPU probe within a few seconds a precision.
 MATMUL_N = {"cpu": 2048, "cuda": 8192}
-COPY_MB = {"cpu": 256, "cuda": 1024}
+COPY_MIB = {"cpu": 256, "cuda": 1024}
 
 
 def peak_for(probe: dict | None, precision: str) -> tuple[float | None, str | None, str | None]:
@@ -97,6 +98,11 @@ def _best_rate(fn, work: float, timer: _Timer, budget_s: float, min_runs: int = 
     return {"rate": work / best, "best_s": best, "runs": runs, "reps": reps, "first_s": first}
 
 
+def _runs(r: dict) -> dict:
+    """What a probe result keeps of `_best_rate`'s timing (no error: it was measured)."""
+    return {"best_s": r["best_s"], "runs": r["runs"], "error": None}
+
+
 def matmul_peak(device: str, precision: str, n: int, budget_s: float) -> dict:
     """Dense n×n matrix product throughput in `precision` on `device`."""
     import torch
@@ -115,9 +121,7 @@ def matmul_peak(device: str, precision: str, n: int, budget_s: float) -> dict:
                 torch._int_mm(a, b)
 
         else:
-            dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
-                precision
-            ]
+            dtype = precisions.torch_dtype(precision)
             torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
             a = torch.randn(n, n, device=dev).to(dtype)
             b = torch.randn(n, n, device=dev).to(dtype)
@@ -145,38 +149,25 @@ def matmul_peak(device: str, precision: str, n: int, budget_s: float) -> dict:
                     r, layout = r_col, "column-major second operand"
             except Exception:  # that layout is not supported by this build: the row-major figure stands
                 pass
-        return {
-            "tflops": r["rate"] / 1e12,
-            "n": n,
-            "best_s": r["best_s"],
-            "runs": r["runs"],
-            "layout": layout,
-            "error": None,
-        }
+        return {"tflops": r["rate"] / 1e12, "n": n, **_runs(r), "layout": layout}
     except Exception as exc:  # a precision this device or build cannot do: recorded, not fatal
         return {"tflops": None, "n": n, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved_tf32
 
 
-def copy_bandwidth(device: str, megabytes: int, budget_s: float) -> dict:
+def copy_bandwidth(device: str, mib: int, budget_s: float) -> dict:
     """Copy bandwidth in GB/s (bytes read + bytes written per second)."""
     import torch
 
     try:
-        numel = megabytes * 2**20 // 4
+        numel = mib * 2**20 // 4
         src = torch.ones(numel, dtype=torch.float32, device=device)
         dst = torch.empty_like(src)
         r = _best_rate(lambda: dst.copy_(src), 2.0 * numel * 4, _Timer(device), budget_s)
-        return {
-            "gb_s": r["rate"] / 1e9,
-            "megabytes": megabytes,
-            "best_s": r["best_s"],
-            "runs": r["runs"],
-            "error": None,
-        }
+        return {"gb_s": r["rate"] / 1e9, "mib": mib, **_runs(r)}
     except Exception as exc:
-        return {"gb_s": None, "megabytes": megabytes, "error": f"{type(exc).__name__}: {exc}"}
+        return {"gb_s": None, "mib": mib, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _device_info(device: str) -> dict:
@@ -188,7 +179,7 @@ def _device_info(device: str) -> dict:
 
         props = torch.cuda.get_device_properties(0)
         info.update(
-            gpu=props.name, gpu_memory_mb=props.total_memory / 2**20, compute_capability=f"{props.major}.{props.minor}"
+            gpu=props.name, gpu_memory_mib=props.total_memory / 2**20, compute_capability=f"{props.major}.{props.minor}"
         )
     return info
 
@@ -206,7 +197,7 @@ def unavailable_reason(device: str) -> str | None:
 
 
 def probe(
-    device: str, threads: int, budget_s: float = 1.5, matmul_n: int | None = None, copy_mb: int | None = None
+    device: str, threads: int, budget_s: float = 1.5, matmul_n: int | None = None, copy_mib: int | None = None
 ) -> dict:
     """Measure the device; never raises for a device that is missing (status 'unavailable')."""
     from infbench.measure.environment import fingerprint
@@ -241,7 +232,7 @@ def probe(
         m = matmul_peak(device, precision, n, budget_s)
         result["matmul"][precision] = m
         result["peak_tflops"][precision] = m["tflops"]
-    result["copy"] = copy_bandwidth(device, copy_mb or COPY_MB[device], budget_s)
+    result["copy"] = copy_bandwidth(device, copy_mib or COPY_MIB[device], budget_s)
     result["bandwidth_gb_s"] = result["copy"]["gb_s"]
     result["wall_s"] = round(time.perf_counter() - started, 3)
     return result

@@ -11,46 +11,10 @@ from pathlib import Path
 import polars as pl
 
 from infbench.io import atomic_path, read_json, write_json
-from infbench.report.frame import MEASURED, SCHEMA
+from infbench.report.frame import MEASURED, SCHEMA, SOURCE
 
 BASELINE = {"backend": "torch", "precision": "fp32"}
 BASELINE_TEXT = "torch fp32 (plain eager) on the same machine, device, image size and batch size"
-CELL_KEYS = ["model", "backend", "precision", "device", "image_size", "batch_size"]
-
-# Summary column → where it sits in a result JSON.
-FIELDS = {
-    "status": ("status",),
-    "stability": ("stability",),
-    "error": ("error",),
-    "mode": ("mode",),
-    "throughput_img_s": ("throughput_img_s",),
-    "throughput_uncertainty_pct": ("throughput_uncertainty_pct",),
-    "time_per_image_ms": ("time_per_image_ms",),
-    "latency_ms_p50": ("latency_ms_p50",),
-    "latency_ms_p90": ("latency_ms_p90",),
-    "latency_ms_p99": ("latency_ms_p99",),
-    "latency_uncertainty_pct": ("latency_uncertainty_pct",),
-    "repetitions": ("repetitions",),
-    "disturbed_repetitions": ("disturbed_repetitions",),
-    "launch_bound": ("launch_bound",),
-    "host_issue_fraction": ("host_issue_fraction",),
-    "load_s": ("load_s",),
-    "top1_agreement": ("agreement", "top1_agreement"),
-    "max_abs_logit_diff": ("agreement", "max_abs_logit_diff"),
-    "device_memory_peak_mb": ("memory", "device_peak_mb"),
-    "allocator_memory_peak_mb": ("memory", "allocator_peak_mb"),
-    "host_memory_peak_mb": ("memory", "host_peak_mb"),
-    "gflops_per_image": ("flops", "gflops_per_image"),
-    "achieved_tflops": ("flops", "achieved_tflops"),
-    "utilization_pct": ("flops", "utilization_pct"),
-    "arithmetic_intensity": ("flops", "arithmetic_intensity"),
-    "gpu_util_pct": ("nvml", "gpu_util_pct"),
-    "power_w": ("nvml", "power_w"),
-    "energy_mj_per_image": ("nvml", "energy_mj_per_image"),
-    "energy_window_img_s": ("nvml", "window_img_s"),
-    "machine": ("environment", "machine"),
-    "gpu_uuid": ("gpu", "uuid"),  # the GPU the cell held (gpu_slots), null on the CPU
-}
 
 
 def _get(result: dict, path: tuple[str, ...]):
@@ -63,8 +27,7 @@ def _get(result: dict, path: tuple[str, ...]):
 
 
 def row_of(result: dict, machine: str | None = None) -> dict:
-    row = {key: result["cell"][key] for key in CELL_KEYS}
-    row.update({column: _get(result, path) for column, path in FIELDS.items()})
+    row = {column: _get(result, path) for column, path in SOURCE.items()}
     if machine:
         row["machine"] = machine
     return row
@@ -72,7 +35,7 @@ def row_of(result: dict, machine: str | None = None) -> dict:
 
 def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl.DataFrame:
     rows = [row_of(r, r.get("_machine")) for r in results]
-    schema = {name: SCHEMA[name] for name in [*CELL_KEYS, *FIELDS]}
+    schema = {name: SCHEMA[name] for name in SOURCE}
     df = pl.DataFrame(rows, schema=schema)
     df = with_speedup(with_graph_check(df))
     return with_accuracy(df, accuracy or [])
@@ -129,14 +92,9 @@ def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
 
 def with_accuracy(df: pl.DataFrame, accuracy: list[dict]) -> pl.DataFrame:
     """Attach each variant's test-split accuracy (from the accuracy jobs) to its cells."""
-    columns = ["accuracy_top1", "accuracy_drop", "over_tolerance", "model_size_mb"]
+    columns = ["accuracy_top1", "accuracy_drop", "over_tolerance"]
     if not accuracy:
-        return df.with_columns(
-            pl.lit(None, pl.Float64).alias("accuracy_top1"),
-            pl.lit(None, pl.Float64).alias("accuracy_drop"),
-            pl.lit(None, pl.Boolean).alias("over_tolerance"),
-            pl.lit(None, pl.Float64).alias("model_size_mb"),
-        )
+        return df.with_columns(pl.lit(None, SCHEMA[c]).alias(c) for c in columns)
     acc = pl.DataFrame(accuracy).select("backend", "precision", "device", *columns)
     return df.join(acc, on=["backend", "precision", "device"], how="left")
 

@@ -24,6 +24,7 @@ from infbench.report.charts import Chart, build_charts
 from infbench.report.findings import Finding, findings
 from infbench.report.frame import (
     SCHEMA,
+    accuracy_rows,
     complete,
     failed_cells,
     num,
@@ -77,7 +78,7 @@ def export_plots(charts: list[Chart], plots_dir: Path) -> list[Path]:
 
 # column → header in the HTML summary table. The uncertainty, interval and stability columns are printed inside the
 # figures they qualify (img/s ± u, p50 ± u, speedup (low–high), an "unstable" tag), not as columns of their own.
-SUMMARY_COLUMNS = {
+CELL_COLUMNS = {
     "machine": "machine",
     "backend": "backend",
     "precision": "precision",
@@ -85,6 +86,9 @@ SUMMARY_COLUMNS = {
     "image_size": "size (px)",
     "batch_size": "batch",
     "status": "status",
+}
+SUMMARY_COLUMNS = {
+    **CELL_COLUMNS,
     "throughput_img_s": "img/s",
     "time_per_image_ms": "ms/img",
     "latency_ms_p50": "p50 (ms)",
@@ -102,14 +106,14 @@ SUMMARY_COLUMNS = {
     "over_tolerance": "over tol.",
     "top1_agreement": "top-1 agreement",
     "max_abs_logit_diff": "max |Δ logit|",
-    "model_size_mb": "model (MB)",
+    "model_size_mib": "model (MiB)",
     "gflops_per_image": "GFLOP/img",
     "achieved_tflops": "TFLOP/s",
     "utilization_pct": "util. (%)",
     "arithmetic_intensity": "FLOP/byte",
-    "device_memory_peak_mb": "device mem (MB)",
-    "allocator_memory_peak_mb": "allocator mem (MB)",
-    "host_memory_peak_mb": "host mem (MB)",
+    "device_memory_peak_mib": "device mem (MiB)",
+    "allocator_memory_peak_mib": "allocator mem (MiB)",
+    "host_memory_peak_mib": "host mem (MiB)",
     "gpu_util_pct": "GPU util (%)",
     "power_w": "power (W)",
     "energy_mj_per_image": "mJ/img",
@@ -133,8 +137,8 @@ TITLES = {  # header tooltips: what the less obvious columns mean
     "launch_bound": "the host's launches, not the device, set the pace",
     "host_issue_fraction": "share of the wall time the host spent issuing work",
     "load_s": "time to load or compile the artifact (a proxy for time to first inference)",
-    "device_memory_peak_mb": "device-level peak (NVML, process baseline subtracted), the same for every backend",
-    "allocator_memory_peak_mb": "the runtime allocator's own peak, where it has one",
+    "device_memory_peak_mib": "device-level peak (NVML, process baseline subtracted), the same for every backend",
+    "allocator_memory_peak_mib": "the runtime allocator's own peak, where it has one",
 }
 
 
@@ -195,15 +199,6 @@ def html_table(rows: list[dict], columns: dict[str, str], table_id: str, sortabl
     )
 
 
-def accuracy_rows(summary: pl.DataFrame, meta: dict) -> list[dict]:
-    if meta.get("accuracy"):
-        return [dict(a) for a in meta["accuracy"]]
-    cols = ["backend", "precision", "device", "accuracy_top1", "accuracy_drop", "top1_agreement", "over_tolerance"]
-    cols += ["max_abs_logit_diff", "model_size_mb"]
-    have = summary.filter(pl.col("accuracy_top1").is_not_null())
-    return have.select(cols).unique(["backend", "precision", "device"], maintain_order=True).to_dicts()
-
-
 ACCURACY_COLUMNS = {
     "variant": "variant",
     "backend": "backend",
@@ -214,18 +209,9 @@ ACCURACY_COLUMNS = {
     "over_tolerance": "over tolerance",
     "top1_agreement": "top-1 agreement with fp32",
     "max_abs_logit_diff": "max |Δ logit|",
-    "model_size_mb": "model size (MB)",
+    "model_size_mib": "model size (MiB)",
 }
-FAILURE_COLUMNS = {
-    "machine": "machine",
-    "backend": "backend",
-    "precision": "precision",
-    "device": "device",
-    "image_size": "size (px)",
-    "batch_size": "batch",
-    "status": "status",
-    "error": "message",
-}
+FAILURE_COLUMNS = {**CELL_COLUMNS, "error": "message"}
 DROPPED_COLUMNS = {"backend": "backend", "precision": "precision", "device": "device", "reason": "reason"}
 
 # --- Markdown -----------------------------------------------------------------------------------------------------
@@ -454,7 +440,7 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
             f'<br><span class="muted">{e(versions or "versions not recorded")}</span></li>'
         )
     tol = meta.get("tolerance_points")
-    cap = meta.get("memory_cap_mb")
+    cap = meta.get("memory_cap_mib")
     rows = [
         ("Dataset", e(str(meta.get("dataset", "n/a")))),
         (
@@ -474,7 +460,7 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
         ),
         ("Baseline", e(meta.get("baseline") or BASELINE_TEXT)),
         ("Accuracy tolerance", f"{num(tol)} points" if tol is not None else "not set"),
-        ("Memory cap", num(cap, "MB") if cap is not None else "not set"),
+        ("Memory cap", num(cap, "MiB") if cap is not None else "not set"),
     ]
     return '<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
