@@ -305,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--calib", type=int, default=200)
     s.add_argument("--test", type=int, default=400)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--cifar-md5", default="c58f30108f718f92721af3b95e74349a")
+    s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: infbench.data's")
     s.set_defaults(func=_prepare_data)
 
     s = sub.add_parser("train", help="train ResNet-18 → checkpoint + metrics")

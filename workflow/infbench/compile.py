@@ -159,39 +159,52 @@ def build_torch_tensorrt(
     `tensorrt::quantize_op` nodes, and `torch_tensorrt.dynamo.compile` turns those into TensorRT
     Q/DQ layers."""
     info_out = Path(info_out) if info_out else Path(out).with_suffix(".json")
-    from infbench.backends.torch_tensorrt_backend import import_torch_tensorrt
-
+    shape = {"precision": precision, "shape": [batch, 3, size, size]}
     try:
-        torch_tensorrt = import_torch_tensorrt()
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("no CUDA device visible (torch.cuda.is_available() is False)")
+        torch_tensorrt = _torch_tensorrt_on_cuda()
     except BackendUnavailable as exc:  # a stub the cell reads as 'unavailable'; rebuilt once installed
         stub = write_unavailable(out, "torch_tensorrt", str(exc))
-        write_json(info_out, {**stub, "precision": precision, "shape": [batch, 3, size, size]})
+        write_json(info_out, {**stub, **shape})
         return stub
     model, example = torch_tensorrt_model(checkpoint, precision, size, batch, "cuda", dataset, calib_images)
     settings = torch_tensorrt_settings(torch_tensorrt.dynamo.compile, precision, workspace_gb)
     started = time.time()
-    with torch.no_grad(), _export_mode(precision):
-        program = torch.export.export(model, (example,), strict=False)
-        compiled = torch_tensorrt.dynamo.compile(program, arg_inputs=[example], **settings)
+    compiled = _compile_program(torch_tensorrt, model, example, precision, settings)
     build_s = time.time() - started
     with atomic_path(out, ".ep") as tmp:
         torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", arg_inputs=[example])
     info = {
         "artifact": str(out),
-        "precision": precision,
-        "shape": [batch, 3, size, size],
+        **shape,
         "compile_s": round(build_s, 2),
         "settings": settings,
         "calibration_images": calib_images if precision == "int8" else None,
-        "versions": {"torch": torch.__version__, "torch_tensorrt": torch_tensorrt.__version__, **_trt_versions()},
+        "versions": _trt_versions(),
     }
     write_json(info_out, info)
     print(json.dumps(info))
     return info
+
+
+def _torch_tensorrt_on_cuda():
+    """The torch_tensorrt module where it imports and a GPU is visible, else BackendUnavailable saying why."""
+    from infbench.backends.torch_tensorrt_backend import import_torch_tensorrt
+
+    torch_tensorrt = import_torch_tensorrt()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("no CUDA device visible (torch.cuda.is_available() is False)")
+    return torch_tensorrt
+
+
+def _compile_program(torch_tensorrt, model, example, precision: str, settings: dict):
+    """`model` exported at `example`'s shape and compiled by Torch-TensorRT's dynamo path."""
+    import torch
+
+    with torch.no_grad(), _export_mode(precision):
+        program = torch.export.export(model, (example,), strict=False)
+        return torch_tensorrt.dynamo.compile(program, arg_inputs=[example], **settings)
 
 
 def _export_mode(precision: str):
@@ -204,8 +217,9 @@ def _export_mode(precision: str):
 
 
 def _trt_versions() -> dict:
+    """Versions of what a Torch-TensorRT build used (those installed)."""
     versions = {}
-    for name in ("tensorrt", "modelopt"):
+    for name in ("torch", "torch_tensorrt", "tensorrt", "modelopt"):
         try:
             versions[name] = importlib.import_module(name).__version__
         except Exception:  # not installed: nothing to record

@@ -17,7 +17,7 @@ import numpy as np
 from infbench.integrity import DamagedInput, file_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the config's default (cifar10_md5) is the same
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 
 # Normalisation every backend's input gets (ImageNet statistics; fine for both datasets).
@@ -97,11 +97,11 @@ def split(images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: i
     return out
 
 
-def prepare(dataset: str, data_dir: Path, out: Path, calib: int, test: int, seed: int, cifar_md5: str = CIFAR10_MD5):
+def prepare(dataset: str, data_dir: Path, out: Path, calib: int, test: int, seed: int, cifar_md5: str | None = None):
     if dataset == "digits":
         images, labels = load_digits_images()
     elif dataset == "cifar10":
-        images, labels = read_cifar10(fetch_cifar10(Path(data_dir), cifar_md5))
+        images, labels = read_cifar10(fetch_cifar10(Path(data_dir), cifar_md5 or CIFAR10_MD5))
     else:
         raise ValueError(f"unknown dataset '{dataset}' (choose digits or cifar10)")
     arrays = split(images, labels, calib, test, seed)

@@ -478,6 +478,28 @@ def _chart_section(c: Chart, specs: list[str]) -> str:
     return head + desc + f'<div class="chart" id="vis-{c.name}" data-spec="spec-{c.name}"></div>{files}</section>'
 
 
+def _table_or(rows: list[dict], columns: dict[str, str], table_id: str, empty: str) -> str:
+    """The rows as a sortable table, or the sentence that says there are none."""
+    return html_table(rows, columns, table_id) if rows else empty
+
+
+def _accuracy_html(df: pl.DataFrame, meta: dict) -> str:
+    acc = accuracy_rows(df, meta)
+    columns = ACCURACY_COLUMNS if any(a.get("variant") for a in acc) else dict(list(ACCURACY_COLUMNS.items())[1:])
+    return _table_or(acc, columns, "accuracy-table", NO_ACCURACY)
+
+
+NO_ACCURACY = '<p class="note">No accuracy figures: the accuracy jobs did not run.</p>'
+NAV = (
+    ("findings", "Findings"),
+    ("charts", "Charts"),
+    ("summary", "Summary table"),
+    ("accuracy", "Accuracy"),
+    ("failures", "Failures"),
+    ("dropped", "Dropped"),
+)
+
+
 def render_html(df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[Finding], bundle: str) -> str:
     e = html.escape
     specs: list[str] = []
@@ -485,38 +507,13 @@ def render_html(df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[F
     items = "\n".join(
         f'<li class="{"" if f.determined else "undetermined"}" data-key="{e(f.key)}">{e(f.text)}</li>' for f in found
     )
-    failures = failed_cells(df).to_dicts()
-    failures_html = (
-        html_table(failures, FAILURE_COLUMNS, "failures-table")
-        if failures
-        else '<p class="muted">Every cell ran (ok or unstable).</p>'
-    )
-    dropped = meta.get("dropped") or []
-    dropped_html = (
-        html_table(dropped, DROPPED_COLUMNS, "dropped-table")
-        if dropped
-        else '<p class="muted">No combination was dropped at expansion.</p>'
-    )
-    acc = accuracy_rows(df, meta)
-    acc_columns = ACCURACY_COLUMNS if any(a.get("variant") for a in acc) else dict(list(ACCURACY_COLUMNS.items())[1:])
-    accuracy_html = (
-        html_table(acc, acc_columns, "accuracy-table")
-        if acc
-        else '<p class="note">No accuracy figures: the accuracy jobs did not run.</p>'
-    )
+    every_cell_ran = '<p class="muted">Every cell ran (ok or unstable).</p>'
+    failures_html = _table_or(failed_cells(df).to_dicts(), FAILURE_COLUMNS, "failures-table", every_cell_ran)
+    none_dropped = '<p class="muted">No combination was dropped at expansion.</p>'
+    dropped_html = _table_or(meta.get("dropped") or [], DROPPED_COLUMNS, "dropped-table", none_dropped)
     summary_cols = {c: t for c, t in SUMMARY_COLUMNS.items() if c != "machine" or several_machines(df)}
     title = f"infbench: {meta.get('model', 'model')} on {meta.get('dataset', 'dataset')}"
-    nav = " ".join(
-        f'<a href="#{a}">{t}</a>'
-        for a, t in (
-            ("findings", "Findings"),
-            ("charts", "Charts"),
-            ("summary", "Summary table"),
-            ("accuracy", "Accuracy"),
-            ("failures", "Failures"),
-            ("dropped", "Dropped"),
-        )
-    )
+    nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in NAV)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -548,7 +545,7 @@ them); hollow points and faded bars are unstable cells, drawn but never used by 
 what it means.</p>
 {html_table(df.to_dicts(), summary_cols, "summary-table")}
 <h2 id="accuracy">Accuracy per variant</h2>
-{accuracy_html}
+{_accuracy_html(df, meta)}
 <h2 id="failures">Failures</h2>
 {failures_html}
 <h2 id="dropped">Combinations dropped at expansion</h2>
