@@ -12,6 +12,8 @@ the report shows it).
 
 from __future__ import annotations
 
+import inspect
+import os
 import traceback
 from pathlib import Path
 
@@ -159,7 +161,51 @@ def evaluate(
     return score(result, logits_of, checkpoint, dataset, image_size, tolerance_points)
 
 
-def write(out: Path, **kwargs) -> dict:
-    result = evaluate(**kwargs)
-    write_json(out, result)
+def add_arguments(s) -> None:
+    """The arguments of both accuracy stages (`accuracy`, `expected-accuracy`)."""
+    s.add_argument("--model", default="resnet18")
+    s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference")
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--image-size", type=int, required=True, help="the training resolution")
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
+    s.add_argument("--tolerance-points", type=float, default=1.0, help="allowed top-1 drop in points")
+    s.add_argument("--out", type=Path, required=True)
+
+
+def add_parser(sub) -> None:
+    """`infbench accuracy` (holds a GPU on --device cuda)."""
+    s = sub.add_parser("accuracy", help="one variant's top-1 on the test split vs the fp32 reference → JSON")
+    add_arguments(s)
+    s.add_argument("--backend", required=True)
+    s.add_argument("--precision", required=True)
+    s.add_argument("--device", required=True)
+    s.add_argument("--artifact", type=Path, required=True)
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
+    s.set_defaults(
+        func=lambda a: run_stage(evaluate, a, options=spec(a.backend).parse_options(a.option)), gpu_stage=True
+    )
+
+
+def run_stage(evaluate_fn, a, **more) -> dict:
+    """An accuracy stage: `evaluate_fn` called with the command line's arguments of the same names (threads 0:
+    every core), its record written to --out and summed up in one line."""
+    given = {**vars(a), "threads": a.threads or os.cpu_count(), **more}
+    result = evaluate_fn(**{k: given[k] for k in inspect.signature(evaluate_fn).parameters})
+    write_json(a.out, result)
+    print(line(result))
     return result
+
+
+def line(r: dict) -> str:
+    """One line per accuracy record: its figures against the reference, or why it has none."""
+    name = r["variant"] if r.get("expected_on") else f"{r['backend']} {r['precision']} {r['device']} ({r['variant']})"
+    if r["status"] != "ok":
+        return f"{name}: {r['status']}: {r['error']}"
+    flag = "OVER TOLERANCE" if r["over_tolerance"] else "within tolerance"
+    size = f", {r['model_size_mib']:.2f} MiB" if r.get("model_size_mib") is not None else ""
+    return (
+        f"{name}: ok, top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "
+        f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of {r['tolerance_points']}), "
+        f"agreement {r['top1_agreement']:.4f}, max |Δ logits| {r['max_abs_logit_diff']:.3g}{size}"
+    )

@@ -225,3 +225,40 @@ def _trt_versions() -> dict:
         except Exception:  # not installed: nothing to record
             pass
     return versions
+
+
+def add_parser(sub) -> None:
+    """`infbench compile-aoti` and `infbench compile-torch-tensorrt` (each holds a GPU on CUDA)."""
+    s = sub.add_parser("compile-aoti", help="checkpoint → AOTInductor package (.pt2) for one device/precision/shape")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--device", required=True, choices=["cpu", "cuda"])
+    s.add_argument("--precision", required=True, choices=["fp32", "tf32", "fp16", "bf16"])
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--max-autotune", action="store_true", help="Inductor max_autotune while compiling")
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads while exporting; 0 = default")
+    s.set_defaults(func=_aoti_command, gpu_stage=True)
+
+    help = "checkpoint → Torch-TensorRT ExportedProgram (.ep) for one precision/shape"
+    s = sub.add_parser("compile-torch-tensorrt", help=help)
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--info", type=Path, default=None, help="build record (time, settings); default: --out as .json")
+    s.add_argument("--precision", required=True, choices=["fp32", "fp16", "bf16", "int8"])
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--dataset", type=Path, default=None, help="calibration images for int8")
+    s.add_argument("--calib-images", type=int, default=128)
+    s.add_argument("--workspace-gb", type=float, default=4.0)
+    s.set_defaults(func=_torch_tensorrt_command, gpu_stage=True)
+
+
+def _aoti_command(a) -> None:
+    build_aoti(a.checkpoint, a.out, a.device, a.precision, a.size, a.batch, a.max_autotune, a.threads)
+
+
+def _torch_tensorrt_command(a) -> None:
+    build_torch_tensorrt(
+        a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb, a.info
+    )

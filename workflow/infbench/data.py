@@ -137,3 +137,21 @@ def to_input(images: np.ndarray, size: int) -> np.ndarray:
 
         x = F.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", align_corners=False).numpy()
     return np.ascontiguousarray((x - MEAN[:, None, None]) / STD[:, None, None], dtype=np.float32)
+
+
+def add_parser(sub) -> None:
+    """`infbench prepare-data`."""
+    s = sub.add_parser("prepare-data", help="dataset → results/data/<name>.npz")
+    s.add_argument("--dataset", required=True, choices=["digits", "cifar10"])
+    s.add_argument("--data-dir", type=Path, default=Path("data"))
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--calib", type=int, default=200)
+    s.add_argument("--test", type=int, default=400)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: CIFAR10_MD5")
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5)
+    print("wrote", a.out, {k: list(v) for k, v in shapes.items()})

@@ -56,3 +56,20 @@ def parity(net, onnx_path: Path, dataset: Path, image_size: int, images: int) ->
     x = data.to_input(x_img[:images], image_size)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return reference.agreement(sess.run(None, {"input": x})[0], model_lib.logits(net, x, len(x)))
+
+
+def add_parser(sub) -> None:
+    """`infbench export-onnx`."""
+    s = sub.add_parser("export-onnx", help="checkpoint → ONNX (dynamic shapes), checked against PyTorch")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--image-size", type=int, default=32)
+    s.add_argument("--opset", type=int, default=17)
+    s.add_argument("--parity-images", type=int, default=64)
+    s.add_argument("--atol", type=float, default=1e-4)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    export_onnx(a.checkpoint, a.out, a.dataset, a.image_size, a.opset, a.parity_images, a.atol)

@@ -59,3 +59,19 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"reference file {path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun the rule "
             "'reference_logits'"
         ) from exc
+
+
+def add_parser(sub) -> None:
+    """`infbench reference`."""
+    s = sub.add_parser("reference", help="checkpoint → fp32 logits of the first test images (agreement reference)")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--images", type=int, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    n = write(a.checkpoint, a.dataset, a.size, a.images, a.out)
+    print(f"fp32 reference logits of {n} test images at {a.size}x{a.size} → {a.out}")

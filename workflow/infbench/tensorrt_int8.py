@@ -25,7 +25,6 @@ import numpy as np
 from infbench import accuracy
 from infbench.backends.base import import_or_unavailable, run_batches
 from infbench.grid import study_dir
-from infbench.io import write_json
 
 # nvidia-modelopt 0.47 imports huggingface_hub from modelopt.torch without declaring it.
 MODELOPT_INSTALL = "pip install nvidia-modelopt huggingface_hub (PyPI; no extras: [onnx] pins an older onnxruntime)"
@@ -121,7 +120,12 @@ def evaluate_expected(
     return accuracy.score(result, logits_of, checkpoint, dataset, image_size, tolerance_points)
 
 
-def write_expected(out: Path, **kwargs) -> dict:
-    result = evaluate_expected(**kwargs)
-    write_json(out, result)
-    return result
+def add_parser(sub) -> None:
+    """`infbench expected-accuracy`."""
+    help = "a TensorRT INT8 variant's accuracy simulated on the CPU (before TensorRT exists)"
+    s = sub.add_parser("expected-accuracy", help=help)
+    accuracy.add_arguments(s)
+    s.add_argument("--backend", required=True, choices=BACKENDS)
+    s.add_argument("--artifact", type=Path, default=None, help="onnxruntime_trt: the Q/DQ ONNX (int8_trt.onnx)")
+    s.add_argument("--calib-images", type=int, default=128, help="torch_tensorrt: Model Optimizer calibration images")
+    s.set_defaults(func=lambda a: accuracy.run_stage(evaluate_expected, a))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -93,3 +94,39 @@ def train(
     }
     write_json(metrics, result)
     return result
+
+
+def add_parser(sub) -> None:
+    """`infbench train`."""
+    s = sub.add_parser("train", help="train ResNet-18 → checkpoint + metrics")
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--metrics", type=Path, required=True)
+    s.add_argument("--arch", default="resnet18")
+    s.add_argument("--stem", default="imagenet", choices=["imagenet", "cifar"])
+    s.add_argument("--epochs", type=int, default=6)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--weight-decay", type=float, default=5e-4)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=os.cpu_count())
+    s.add_argument("--image-size", type=int, default=32)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    result = train(
+        a.dataset,
+        a.checkpoint,
+        a.metrics,
+        a.arch,
+        a.stem,
+        a.epochs,
+        a.batch_size,
+        a.lr,
+        a.weight_decay,
+        a.seed,
+        a.threads,
+        a.image_size,
+    )
+    print(f"final test accuracy {result['test_accuracy']:.4f}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from infbench import precisions
 from infbench.io import write_json
@@ -261,3 +262,30 @@ def peaks_rows(probes: list[dict]) -> list[dict]:
                 }
             )
     return rows
+
+
+def add_parser(sub) -> None:
+    """`infbench probe` (holds a GPU on --device cuda)."""
+    s = sub.add_parser("probe", help="measure a device's peak matmul FLOP/s per precision and copy bandwidth")
+    s.add_argument("--device", required=True, choices=["cpu", "cuda"])
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
+    s.add_argument("--budget", type=float, default=1.5, help="seconds per measurement (per precision, and the copy)")
+    s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
+    s.add_argument("--copy-mib", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
+    s.set_defaults(func=_command, gpu_stage=True)
+
+
+def _command(a) -> None:
+    kwargs = {"budget_s": a.budget, "matmul_n": a.matmul_n or None, "copy_mib": a.copy_mib or None}
+    result = write(a.device, a.threads or os.cpu_count(), a.out, extra={"gpu": a.gpu}, **kwargs)
+    if result["status"] != "ok":
+        print(f"probe {a.device}: {result['status']}: {result['error']}")
+        return
+    peaks = ", ".join(f"{p} {v:.3f}" if v else f"{p} n/a" for p, v in result["peak_tflops"].items())
+    bandwidth = result["bandwidth_gb_s"]
+    print(
+        f"probe {a.device}: peak TFLOP/s {peaks}; copy bandwidth "
+        + (f"{bandwidth:.1f} GB/s" if bandwidth else "n/a")
+        + f" ({result['wall_s']} s)"
+    )

@@ -6,6 +6,7 @@ Speedups are computed here, against one named baseline, never inside a cell.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import polars as pl
@@ -158,3 +159,28 @@ def aggregate(
     }
     write_json(out_dir / "meta.json", meta)
     return df
+
+
+def add_parser(sub) -> None:
+    """`infbench aggregate`."""
+    s = sub.add_parser("aggregate", help="result JSONs → summary.parquet/csv + meta.json")
+    s.add_argument("--results", type=Path, nargs="*", default=[])
+    s.add_argument("--accuracy", type=Path, nargs="*", default=[])
+    s.add_argument("--probes", type=Path, nargs="*", default=[], help="hardware probe JSONs → meta.json 'peaks'")
+    s.add_argument("--train-metrics", type=Path, required=True)
+    s.add_argument("--meta", default="{}", help="JSON object merged into meta.json")
+    s.add_argument("--compare", action="append", default=[], metavar="LABEL=FOLDER")
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    meta = json.loads(a.meta)
+    meta["model_accuracy"] = read_json(a.train_metrics)["test_accuracy"]
+    if a.probes:
+        from infbench.measure.probe import peaks_rows
+
+        meta["peaks"] = peaks_rows([read_json(p) for p in a.probes])
+    compare = [dict(label=c.split("=", 1)[0], path=c.split("=", 1)[-1]) for c in a.compare]
+    df = aggregate(a.results, a.out_dir, meta, compare, [read_json(p) for p in a.accuracy])
+    print(f"aggregated {df.height} cells into {a.out_dir}")

@@ -570,3 +570,19 @@ def build_report(summary: pl.DataFrame, meta: dict, out_dir: Path) -> None:
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
             tmp.chmod(0o644)
+
+
+def add_parser(sub) -> None:
+    """`infbench report`."""
+    s = sub.add_parser("report", help="summary + meta → index.html, summary.md, plots/")
+    s.add_argument("--summary", type=Path, required=True)
+    s.add_argument("--meta", type=Path, required=True)
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    from infbench.io import read_json
+
+    build_report(pl.read_parquet(a.summary), read_json(a.meta), a.out_dir)
+    print(f"report written to {a.out_dir / 'index.html'}")
