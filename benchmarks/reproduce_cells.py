@@ -2,9 +2,9 @@
 
 A benchmark (it times things; run it with nothing else running). For each cell of a finished
 study, the command at the top of the cell's log (`command: infbench bench …`) is run again by
-hand in a fresh process, writing elsewhere; the new throughput is held against the value ± the
-uncertainty in the report's summary.csv. Prints one row per cell and the share that landed
-inside.
+hand in a fresh process, writing elsewhere (it measures all the cell's repetitions, back to
+back); the new throughput is held against the value ± the uncertainty in the report's
+summary.csv. Prints one row per cell and the share that landed inside.
 
   python benchmarks/reproduce_cells.py                    # in the workflow folder, after `snakemake report`
   python benchmarks/reproduce_cells.py --study results/digits/resnet18 --out reproduce.json
@@ -24,9 +24,15 @@ import polars as pl
 
 
 def rerun(log: Path, out: Path) -> dict:
+    """The cell's command from its log, writing `out`, measuring every repetition itself (the
+    repetitions the workflow measured in jobs of their own, `--repetition-results`, left out)."""
     first = log.read_text().splitlines()[0]
     argv = shlex.split(first.removeprefix("command: "))
     argv[argv.index("--out") + 1] = str(out)
+    if "--repetition-results" in argv:
+        start = argv.index("--repetition-results")
+        end = next((i for i in range(start + 1, len(argv)) if argv[i].startswith("--")), len(argv))
+        del argv[start:end]
     subprocess.run(argv, check=True, capture_output=True)
     return json.loads(out.read_text())
 

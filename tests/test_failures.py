@@ -83,7 +83,7 @@ def test_a_segfault_becomes_a_result_and_the_report_completes(reported_copy):
     but a file to rebuild: tests/test_integrity.py.)"""
     wd = reported_copy
     before = (wd / "results/digits/resnet18/report/index.html").stat().st_mtime_ns
-    run = start_snakemake(wd, "report", "--forcerun", "bench_cell")
+    run = start_snakemake(wd, "report", "--forcerun", "bench_repetition")  # each cell's repetitions, then the cell
     pid = wait_for_child(wd, run, "torch")
     resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))  # a segfault, without a core file
     os.kill(pid, signal.SIGSEGV)

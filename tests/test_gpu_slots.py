@@ -285,8 +285,11 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     study = results / "digits" / "resnet18"
     holds = slot_holds(results)
     bench_logs = [log for log in holds if log.is_relative_to(study / "logs" / "bench")]
-    # 6 cells, the CUDA probe and the 2 variants' accuracy jobs: every GPU job held a slot.
-    assert len(bench_logs) == 6 and len(holds) == 9, sorted(map(str, holds))
+    rep_logs = [log for log in holds if log.is_relative_to(study / "logs" / "repetitions")]
+    reps = config["bench"]["repetitions"]
+    # 6 cells and their repetitions, the CUDA probe and the 2 variants' accuracy jobs: every GPU job held a slot.
+    assert len(bench_logs) == 6 and len(rep_logs) == 6 * reps, sorted(map(str, holds))
+    assert len(holds) == 6 + 6 * reps + 3, sorted(map(str, holds))
     assert {uuid for uuid, _, _ in holds.values()} == {"GPU-aaaa", "GPU-bbbb"}  # both GPUs used
     for uuid in ("GPU-aaaa", "GPU-bbbb"):
         assert not overlaps([(t0, t1) for u, t0, t1 in holds.values() if u == uuid]), holds
@@ -298,9 +301,15 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     # model than the probe's say that its peak is not theirs.
     probe = json.loads((workflow_copy / "results" / "probe" / "cuda.json").read_text())
     assert probe["gpu"]["uuid"] == holds[results / "logs" / "probe" / "cuda.log"][0]
-    for log in bench_logs:
-        result = study / "bench" / log.relative_to(study / "logs" / "bench").with_suffix(".json")
-        gpu = json.loads(result.read_text())["gpu"]
+    for log in rep_logs:
+        rep = study / "repetitions" / log.relative_to(study / "logs" / "repetitions").with_suffix(".json")
+        gpu = json.loads(rep.read_text())["gpu"]
         assert gpu["uuid"] == holds[log][0]
         assert (gpu["probe_mismatch"] is None) == (gpu["name"] == probe["gpu"]["name"]), gpu
+    for log in bench_logs:  # a cell names the GPU of its repetitions (the first, if they differ)
+        result = json.loads(
+            (study / "bench" / log.relative_to(study / "logs" / "bench").with_suffix(".json")).read_text()
+        )
+        first = min(result["repetition_runs"], key=lambda r: r["started"])
+        assert result["gpu"]["uuid"] == first["gpu_uuid"]
     assert (workflow_copy / "results/digits/resnet18/report/index.html").exists()

@@ -69,12 +69,14 @@ def truncate_keeping_mtime(path: Path) -> None:
 # -- 1. a deleted result is rebuilt, with what depends on it -----------------------------------
 
 
+REPS = TINY_CONFIG["bench"]["repetitions"]  # per cell, a job each (rule bench_repetition)
 DELETED = {
-    TORCH_CELL: {"bench_cell": 1},
+    TORCH_CELL: {"bench_cell": 1},  # its repetitions are kept: the cell's job combines them again
+    f"{STUDY}/repetitions/torch/fp32/cpu/32x4/1.json": {"bench_repetition": 1, "bench_cell": 1},
     f"{STUDY}/accuracy/onnxruntime/fp32/cpu.json": {"accuracy": 1},
-    "results/probe/cpu.json": {"probe": 1, "bench_cell": 2},
-    f"{STUDY}/flops/32.json": {"flops": 1, "bench_cell": 2},
-    ONNX: {"export_onnx": 1, "bench_cell": 1, "accuracy": 1},
+    "results/probe/cpu.json": {"probe": 1, "bench_repetition": 2 * REPS, "bench_cell": 2},
+    f"{STUDY}/flops/32.json": {"flops": 1, "bench_repetition": 2 * REPS, "bench_cell": 2},
+    ONNX: {"export_onnx": 1, "bench_repetition": REPS, "bench_cell": 1, "accuracy": 1},
 }
 
 
@@ -124,14 +126,17 @@ def test_ctrl_c_mid_cell_then_the_rerun_finishes_it_and_a_second_run_is_refused_
 
     os.killpg(run.pid, signal.SIGINT)
     run.wait(timeout=120)
-    cell = f"{STUDY}/bench/{measured['backend']}/fp32/cpu/32x4.json"
-    assert not (wd / cell).exists(), "the interrupted cell's old result was kept as if it were current"
+    # Snakemake removed the interrupted repetition's output: the next run measures it, then its cell.
+    reps = sorted((wd / STUDY / "repetitions" / measured["backend"] / "fp32/cpu/32x4").glob("*.json"))
+    assert len(reps) < TINY_CONFIG["bench"]["repetitions"], "the interrupted repetition's old result was kept"
+    assert planned_jobs(wd, "report").get("bench_cell") == 2
 
     resumed = snakemake(wd, "-p", "report")  # -p: every job's block, to count the cells
     log = resumed.stdout + resumed.stderr
     assert status(wd, TORCH_CELL) in MEASURED and status(wd, ORT_CELL) in MEASURED
     assert log.count("rule bench_cell:") >= 1
-    kept(before, finished(wd), {TORCH_CELL, ORT_CELL, *(p for p in before if "/report/" in p)})
+    remeasured = {p for p in before if "/report/" in p or "/repetitions/" in p}
+    kept(before, finished(wd), {TORCH_CELL, ORT_CELL, *remeasured})
     assert planned_jobs(wd, "report") == {}
 
 
@@ -148,6 +153,7 @@ def test_a_damaged_artifact_is_removed_and_rebuilt_and_no_ok_result_becomes_an_e
     assert "export_onnx" in run.stdout + run.stderr  # the job ran (one line per job)
     assert status(wd, ORT_CELL) in MEASURED and status(wd, f"{STUDY}/accuracy/onnxruntime/fp32/cpu.json") == "ok"
     rebuilt = {ONNX, ORT_CELL, f"{STUDY}/accuracy/onnxruntime/fp32/cpu.json"}
+    rebuilt |= {p for p in before if "/repetitions/onnxruntime/" in p}
     kept(before, finished(wd), rebuilt | {p for p in before if "/report/" in p})
     summary = pl.read_parquet(wd / STUDY / "report/summary.parquet")
     assert summary["status"].to_list() == ["ok", "ok"], summary.select("backend", "status", "error")
@@ -190,7 +196,8 @@ def test_a_damage_the_checksum_cannot_see_fails_the_job_and_keeps_the_result(rep
 
     # The removed ONNX is rebuilt by the next run, with exactly what depends on it.
     assert planned_jobs(wd, "report") == {
-        "export_onnx": 1, "bench_cell": 1, "accuracy": 1, "aggregate": 1, "render_report": 1, "report": 1,
+        "export_onnx": 1, "bench_repetition": REPS, "bench_cell": 1, "accuracy": 1,
+        "aggregate": 1, "render_report": 1, "report": 1,
     }  # fmt: skip
 
 

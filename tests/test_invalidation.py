@@ -14,6 +14,8 @@ import pytest
 from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
 
 CELLS = len(TINY_CONFIG["grid"]["backends"])  # one size, one batch, one device, fp32 each
+REPS = TINY_CONFIG["bench"]["repetitions"]  # a job each (rule bench_repetition), then the cell's job
+NEW_CELLS = {"bench_repetition": CELLS * REPS, "bench_cell": CELLS}
 
 
 def planned_outputs(workdir, *targets: str) -> list[str]:
@@ -23,7 +25,17 @@ def planned_outputs(workdir, *targets: str) -> list[str]:
 
 
 def bench_outputs(workdir) -> list[str]:
-    return sorted(o for o in planned_outputs(workdir, "report") if o.startswith("results/digits/resnet18/bench/"))
+    """The cells' and their repetitions' files a dry run plans."""
+    study = "results/digits/resnet18"
+    return sorted(
+        o for o in planned_outputs(workdir, "report") if o.startswith((f"{study}/bench/", f"{study}/repetitions/"))
+    )
+
+
+ONNXRUNTIME_OUTPUTS = [
+    "results/digits/resnet18/bench/onnxruntime/fp32/cpu/32x4.json",
+    *(f"results/digits/resnet18/repetitions/onnxruntime/fp32/cpu/32x4/{r}.json" for r in range(1, REPS + 1)),
+]
 
 
 def config(**grid) -> dict:
@@ -50,8 +62,8 @@ def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     assert len(cells_before) == CELLS
     # A batch below the largest one: the accuracy jobs run at the largest batch of the grid.
     write_config(wd, config(batch_sizes=[2, 4]))
-    assert planned_jobs(wd, "report") == {"bench_cell": CELLS, "aggregate": 1, "render_report": 1, "report": 1}
-    assert all(o.endswith("/32x2.json") for o in bench_outputs(wd))
+    assert planned_jobs(wd, "report") == {**NEW_CELLS, "aggregate": 1, "render_report": 1, "report": 1}
+    assert all(o.endswith("/32x2.json") or "/32x2/" in o for o in bench_outputs(wd))
 
     snakemake(wd, "report")  # the real run: the finished cells are neither rerun nor rewritten
     cells_after = {
@@ -65,7 +77,7 @@ def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
 def test_a_larger_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     write_config(reported_copy, config(batch_sizes=[4, 8]))
     assert planned_jobs(reported_copy, "report") == {
-        "bench_cell": CELLS,
+        **NEW_CELLS,
         "aggregate": 1,
         "render_report": 1,
         "report": 1,
@@ -80,7 +92,8 @@ def test_a_training_hyper_parameter_reruns_training_and_everything_downstream(re
     # Upstream of training (the dataset) and independent of it (the hardware probe) are kept.
     assert "prepare_data" not in jobs and "probe" not in jobs, jobs
     assert jobs["train"] == 1 and jobs["export_onnx"] == 1
-    assert jobs["bench_cell"] == CELLS and jobs["aggregate"] == 1 and jobs["report"] == 1
+    assert jobs["bench_cell"] == CELLS and jobs["bench_repetition"] == CELLS * REPS
+    assert jobs["aggregate"] == 1 and jobs["report"] == 1
     if "accuracy" in jobs:  # one per variant, all downstream of the checkpoint
         assert jobs["accuracy"] == CELLS
 
@@ -90,18 +103,39 @@ def test_a_backend_code_change_reruns_only_that_backends_cells(reported_copy):
     jobs = planned_jobs(reported_copy, "report")
     assert (
         jobs.pop("bench_cell") == 1
+        and jobs.pop("bench_repetition") == REPS
         and jobs.pop("aggregate") == 1
         and jobs.pop("render_report") == 1
         and jobs.pop("report") == 1
     )
     assert jobs in ({}, {"accuracy": 1}), jobs  # its accuracy job runs the same backend code
-    assert bench_outputs(reported_copy) == ["results/digits/resnet18/bench/onnxruntime/fp32/cpu/32x4.json"]
+    assert bench_outputs(reported_copy) == ONNXRUNTIME_OUTPUTS
 
 
 def test_a_measurement_code_change_reruns_every_cell_but_not_training(reported_copy):
     touch_module(reported_copy, "measure/timing.py")
     jobs = planned_jobs(reported_copy, "report")
     assert jobs["bench_cell"] == CELLS and "train" not in jobs and "export_onnx" not in jobs, jobs
+
+
+def test_a_judging_setting_reruns_the_cells_jobs_not_their_repetitions(reported_copy):
+    """The tolerance judges repetitions already measured: the cells combine them again, nothing is re-measured."""
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["bench"]["tolerance"] = 0.5
+    write_config(reported_copy, cfg)
+    assert planned_jobs(reported_copy, "report") == {
+        "bench_cell": CELLS,
+        "aggregate": 1,
+        "render_report": 1,
+        "report": 1,
+    }
+
+
+def test_a_measuring_setting_reruns_the_repetitions(reported_copy):
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["bench"]["warmup_s"] = 0.3
+    write_config(reported_copy, cfg)
+    assert planned_jobs(reported_copy, "report") == {**NEW_CELLS, "aggregate": 1, "render_report": 1, "report": 1}
 
 
 def fake_distribution(site, name: str, version: str) -> None:
@@ -126,12 +160,13 @@ def test_a_backend_package_change_reruns_only_its_cells(reported_copy, name, cha
     jobs = planned_jobs(reported_copy, "report")
     assert (
         jobs.pop("bench_cell") == 1
+        and jobs.pop("bench_repetition") == REPS
         and jobs.pop("aggregate") == 1
         and jobs.pop("render_report") == 1
         and jobs.pop("report") == 1
     ), change
     assert jobs in ({}, {"accuracy": 1}), jobs
-    assert bench_outputs(reported_copy) == ["results/digits/resnet18/bench/onnxruntime/fp32/cpu/32x4.json"]
+    assert bench_outputs(reported_copy) == ONNXRUNTIME_OUTPUTS
 
 
 def test_a_chart_change_reruns_only_the_report(reported_copy):

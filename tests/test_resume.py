@@ -1,4 +1,4 @@
-"""Resume after `kill -9` of Snakemake mid-grid: finished cells kept, nothing half-written used.
+"""Resume after `kill -9` of Snakemake mid-grid: finished measurements kept, nothing half-written used.
 
 A real run of a grid of several cells is killed with SIGKILL (its whole process group, as a
 node failure or `kill -9 -PGID` would) while a cell is measuring. Then `snakemake report` runs
@@ -23,32 +23,33 @@ from conftest import MEASURED, TINY_CONFIG, measuring_processes, planned_jobs, s
 BATCHES = [1, 2, 4]
 
 
-def cell_files(workdir) -> dict:
-    """Result file → (inode, mtime) of every cell result on disk."""
+REPS = TINY_CONFIG["bench"]["repetitions"]
+
+
+def measured_files(workdir, folder: str = "repetitions") -> dict:
+    """Result file → (inode, mtime) of every repetition (or, folder "bench", cell) result on disk."""
     return {
-        p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (workdir / "results/digits/resnet18/bench").rglob("*.json")
+        p: (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in (workdir / f"results/digits/resnet18/{folder}").rglob("*.json")
     }
 
 
-def test_kill_9_mid_grid_then_resume_keeps_finished_cells(reported_copy):
+def test_kill_9_mid_grid_then_resume_keeps_finished_repetitions(reported_copy):
     wd = reported_copy
     cfg = copy.deepcopy(TINY_CONFIG)
     cfg["grid"].update(backends={"torch": ["fp32"]}, batch_sizes=BATCHES)
     # Each repetition measures latency for 3 s, so the kill surely lands mid-measurement.
     cfg["bench"].update(latency_s=3)
     write_config(wd, cfg)
-    shutil.rmtree(wd / "results/digits/resnet18/bench")  # the earlier run's cells: this grid measures its own
+    for folder in ("bench", "repetitions"):  # the earlier run's cells: this grid measures its own
+        shutil.rmtree(wd / "results/digits/resnet18" / folder)
     report_before = (wd / "results/digits/resnet18/report/index.html").stat().st_mtime_ns
 
     run = start_snakemake(wd, "report")
     deadline = time.monotonic() + 600
-    while True:
-        done = cell_files(wd)
-        measuring = [c for c in measuring_processes(wd).values() if f"32x{c['batch_size']}.json" not in str(done)]
-        if done and measuring:
-            break
+    while not (measured_files(wd) and measuring_processes(wd)):  # one repetition done, the next measuring
         assert run.poll() is None, "the run ended before it could be killed:\n" + (wd / "snakemake.out").read_text()
-        assert time.monotonic() < deadline, "no cell finished in time"
+        assert time.monotonic() < deadline, "no repetition finished in time"
         time.sleep(0.05)
     time.sleep(0.5)
     os.killpg(run.pid, signal.SIGKILL)
@@ -61,22 +62,25 @@ def test_kill_9_mid_grid_then_resume_keeps_finished_cells(reported_copy):
         time.sleep(0.1)
     assert not measuring_processes(wd), "an orphaned measuring process outlived the killed run"
 
-    finished = cell_files(wd)
-    assert 1 <= len(finished) < len(BATCHES), finished
+    finished = measured_files(wd)
+    assert 1 <= len(finished) < len(BATCHES) * REPS, finished
     for path in finished:  # whatever is on disk under a result's name is a whole result
-        assert json.loads(path.read_text())["status"] in MEASURED, path
+        assert json.loads(path.read_text())["status"] == "ok", path
     assert (wd / "results/digits/resnet18/report/index.html").stat().st_mtime_ns == report_before
 
     resumed = snakemake(wd, "report")
     log = resumed.stdout + resumed.stderr
     # The killed run's lock was cleared (its process is gone): no `snakemake --unlock` needed.
     assert "removed the lock of an earlier Snakemake run that is gone" in log, log
-    # Only the cells that had not finished ran again, and the finished ones were not rewritten.
-    assert len(re.findall(r"^\[ *\d+/\d+\] torch fp32 cpu ", log, re.MULTILINE)) == len(BATCHES) - len(finished), log
-    after = cell_files(wd)
+    # Only the repetitions that had not finished ran again, and the finished ones were not rewritten.
+    again = re.findall(r"^ +repetition \d+ of torch fp32 cpu ", log, re.MULTILINE)
+    assert len(again) == len(BATCHES) * REPS - len(finished), log
+    after = measured_files(wd)
     assert {p: after[p] for p in finished} == finished
-    assert len(after) == len(BATCHES)
-    for path in after:
+    assert len(after) == len(BATCHES) * REPS
+    cells = measured_files(wd, "bench")
+    assert len(cells) == len(BATCHES)
+    for path in cells:
         assert json.loads(path.read_text())["status"] in MEASURED, path
     # Nothing half-written was taken as a result: the summary has exactly the grid's cells.
     summary = pl.read_parquet(wd / "results/digits/resnet18/report/summary.parquet")

@@ -1,10 +1,14 @@
-"""One benchmark cell: repetitions in fresh processes, always a result.
+"""One benchmark cell: repetitions in fresh processes, separated in time, always a result.
 
-The parent (`run_cell`) runs the cell's repetitions one after another, each in a new process
-(`measure_repetition`, run as `python -m infbench.bench`) with its own warm-up, and holds each
-against the interference signals (measure/interference.py). It re-measures disturbed repetitions
-and repetitions that disagree, a bounded number of times, and combines the rest
-(measure/repetitions.py) into the cell's figures, their uncertainty and its stability verdict.
+A repetition (`run_repetition`) is a new process (`measure_repetition`, run as
+`python -m infbench.bench`) with its own warm-up. In a workflow each of a cell's first
+repetitions is a Snakemake job of its own (`record_repetition`, rule `bench_repetition`),
+and jobs are ordered by round, so a cell's repetitions lie minutes apart: a transient state of
+the machine (a neighbour's load, a clock, a cache) reaches at most one of them. The cell's job
+(`run_cell`) reads them, holds each against the interference signals (measure/interference.py),
+re-measures disturbed repetitions and repetitions that disagree, a bounded number of times, and
+combines the rest (measure/repetitions.py) into the cell's figures, their uncertainty and its
+stability verdict. Run by hand without earlier repetitions, `run_cell` measures all of them.
 
 It never raises for a failure of the measurement: a crash, an out-of-memory, a timeout or an
 exception in a repetition becomes the cell's `status` and `error`, so one bad cell never takes
@@ -249,13 +253,46 @@ def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
         rep["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 3)
     rep["process_s"] = round(t1 - t0, 3)
     rep["started"], rep["ended"] = started, time.time()
+    # Peak resident memory of the measuring processes this one waited for (so far).
+    rep["host_peak_mib"] = host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return rep
+
+
+def record_repetition(cell: Cell, args: dict, number: int, out: Path, timeout_s: float, extra: dict | None) -> dict:
+    """Repetition `number` of `cell` as a job of its own: its whole result (or failure) → `out`.
+
+    The first repetition also checks agreement with the fp32 reference. A damaged input raises
+    (no file is written: `infbench.integrity`); every other failure is written, for the cell's
+    job to report.
+    """
+    rep = run_repetition(cell, {**args, "check_agreement": number == 1}, timeout_s)
+    if rep["status"] == "damaged_input":
+        raise DamagedInput(*rep["damaged"])
+    rep.update(repetition=number, cell=asdict(cell), **(extra or {}))
+    write_json(out, rep)
+    return rep
+
+
+def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
+    """Repetitions measured by earlier jobs (`record_repetition`), in the order they were measured."""
+    reps = []
+    for path in paths:
+        try:
+            rep = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise DamagedInput(path, "bench_repetition", f"not a repetition result: {exc}") from exc
+        if rep.get("cell") != asdict(cell):
+            raise DamagedInput(path, "bench_repetition", f"it is a repetition of another cell ({rep.get('cell')})")
+        reps.append(rep)
+    return sorted(reps, key=lambda r: r["started"])
 
 
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "load_s")
-    out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s")}
+    out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
+    if rep.get("gpu"):
+        out["gpu_uuid"] = rep["gpu"].get("uuid")
     if rep.get("status") == "ok":
         out["throughput_img_s"] = rep["throughput"]["img_s"]
         out["throughput_ci95_rel"] = rep["throughput"]["ci95_rel"]
@@ -266,14 +303,20 @@ def _summary_of(rep: dict) -> dict:
     return out
 
 
-def repeat(cell: Cell, args: dict, timeout_s: float, quiet_canary_ms: float | None) -> tuple[list[dict], dict | None]:
+def repeat(
+    cell: Cell, args: dict, timeout_s: float, quiet_canary_ms: float | None, earlier: list[dict] = ()
+) -> tuple[list[dict], dict | None]:
     """Repetitions until `repetitions` undisturbed ones agree within the tolerance, or the extra
-    runs allowed are spent: (every repetition run, the failure that stopped them or None)."""
+    runs allowed are spent: (every repetition run, the failure that stopped them or None).
+    `earlier`: repetitions already measured (by their own jobs), taken first."""
     policy = args["repetitions"]
     runs: list[dict] = []
+    pending = list(earlier)
     while len(runs) < policy["repetitions"] + policy["max_extra"]:
-        rep_args = {**args, "check_agreement": not runs}  # agreement once, in the first repetition
-        rep = run_repetition(cell, rep_args, timeout_s)
+        if pending:
+            rep = pending.pop(0)
+        else:  # agreement once, in the first repetition
+            rep = run_repetition(cell, {**args, "check_agreement": not runs}, timeout_s)
         if rep["status"] != "ok":
             return runs, rep
         rep["disturbed"] = disturbance(
@@ -286,7 +329,7 @@ def repeat(cell: Cell, args: dict, timeout_s: float, quiet_canary_ms: float | No
         )
         runs.append(rep)
         good = [r for r in runs if not r["disturbed"]]
-        if len(good) >= policy["repetitions"]:
+        if not pending and len(good) >= policy["repetitions"]:
             if repetitions.verdict(_throughput(good), args["tolerance"], policy["repetitions"]) == "stable":
                 break
     return runs, None
@@ -341,9 +384,12 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
     }
 
 
-def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | None = None) -> dict:
+def run_cell(
+    cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | None = None, earlier: list[dict] = ()
+) -> dict:
     """Measure `cell` in repetitions (fresh processes) and write its result JSON to `out` (atomically).
 
+    `earlier`: repetitions measured by jobs of their own (`record_repetition`), used first.
     `extra` keys are merged into the result (e.g. which GPU the cell held).
     """
     result = {
@@ -359,7 +405,7 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | 
     }
     started = time.time()
     probe = _read_optional(args.get("probe")) or {}
-    runs, failure = repeat(cell, args, timeout_s, probe.get("canary_ms"))
+    runs, failure = repeat(cell, args, timeout_s, probe.get("canary_ms"), earlier)
     if failure is not None and failure["status"] == "damaged_input":
         raise DamagedInput(*failure["damaged"])  # no result: the old one stays, the file is rebuilt
     result["repetition_runs"] = [_summary_of(r) for r in [*runs, *([failure] if failure else [])]]
@@ -368,11 +414,14 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | 
     else:
         result.update(cell_figures(cell, runs, args["tolerance"], args["repetitions"]["repetitions"]))
         result["status"] = "ok" if result["stability"] == "stable" else "unstable"
-        result["agreement"] = runs[0].get("agreement")
+        result["agreement"] = next((r["agreement"] for r in runs if r.get("agreement")), None)
         result["canary_quiet_ms"] = probe.get("canary_ms")
-    # Peak resident memory of the measuring processes (the only ones this one waited for).
+    # Peak resident memory of the measuring processes (this job's and the repetition jobs').
     memory = result.setdefault("memory", {})
-    memory["host_peak_mib"] = host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    memory["host_peak_mib"] = max(
+        [host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)]
+        + [r["host_peak_mib"] for r in earlier if r.get("host_peak_mib") is not None]
+    )
     memory["artifact_mib"] = size_mib(args["artifact"])
     if failure is not None:  # not measured: the device and GPU figures are null, and say why
         memory.setdefault("device_peak_mib", None)
@@ -386,7 +435,8 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | 
         cell.batch_size,
         result.get("throughput_img_s"),
     )
-    result["wall_s"] = round(time.time() - started, 3)
+    # The cell's measuring time: this job's and its repetition jobs' (a plan's estimate per cell).
+    result["wall_s"] = round(time.time() - started + sum(r.get("process_s") or 0 for r in earlier), 3)
     write_json(out, result)
     return result
 

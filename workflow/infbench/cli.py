@@ -50,7 +50,7 @@ def _export_onnx(a):
 
 def _bench(a):
     from infbench.backends.base import Cell
-    from infbench.bench import run_cell
+    from infbench.bench import load_repetitions, record_repetition, run_cell
     from infbench.gpu_slots import probe_mismatch
 
     # A probe of another GPU model than this cell's gives no peak to compare with (gpu_slots.probe_mismatch).
@@ -79,8 +79,19 @@ def _bench(a):
             "latency_iterations": a.latency_iterations,
         },
     }
+    judge = ("repetitions", "max_extra_repetitions", "tolerance", "canary_slowdown", "foreign_cores")
+    missing = [f"--{k.replace('_', '-')}" for k in judge if getattr(a, k) is None]
+    if missing and a.repetition is None:
+        raise ValueError(f"bench needs {', '.join(missing)} (or --repetition N to measure one repetition)")
     gpu = {**a.gpu, "probe_mismatch": mismatch} if a.gpu else None
-    result = run_cell(cell, args, a.out, a.timeout, extra={"gpu": gpu})
+    if a.repetition is not None:  # one repetition, a job of its own
+        rep = record_repetition(cell, args, a.repetition, a.out, a.timeout, extra={"gpu": gpu})
+        print(f"{cell.key}: repetition {a.repetition}: {rep['status']}" + (f": {rep['error']}" if rep["error"] else ""))
+        return
+    earlier = load_repetitions(cell, a.repetition_results)
+    if earlier and earlier[0].get("gpu"):
+        gpu = earlier[0]["gpu"]  # the cell's GPU is the one its repetitions ran on
+    result = run_cell(cell, args, a.out, a.timeout, extra={"gpu": gpu}, earlier=earlier)
     print(cell_line(result))
 
 
@@ -347,9 +358,6 @@ def parser() -> argparse.ArgumentParser:
     # The measurement protocol's settings: required, their defaults live in config/schema.yaml only.
     s.add_argument("--timeout", type=float, required=True, help="seconds a repetition may take")
     s.add_argument("--mode", required=True, choices=["device", "end_to_end"])
-    s.add_argument("--repetitions", type=int, required=True)
-    s.add_argument("--max-extra-repetitions", type=int, required=True)
-    s.add_argument("--tolerance", type=float, required=True)
     s.add_argument("--warmup", type=float, required=True, help="warm-up budget per repetition, s")
     s.add_argument("--window", type=float, required=True, help="least duration of a throughput window, s")
     s.add_argument("--window-iterations", type=int, required=True)
@@ -357,11 +365,19 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--latency", type=float, required=True, help="least duration of the latency phase, s")
     s.add_argument("--latency-iterations", type=int, required=True)
     s.add_argument("--energy-window", type=float, required=True, help="GPU energy window, s (0: none)")
-    s.add_argument("--canary-slowdown", type=float, required=True, help="canary/quiet time that marks disturbed")
-    s.add_argument("--foreign-cores", type=float, required=True, help="other processes' cores that mark disturbed")
+    # How repetitions are judged: required unless --repetition (one repetition judges nothing).
+    s.add_argument("--repetitions", type=int)
+    s.add_argument("--max-extra-repetitions", type=int)
+    s.add_argument("--tolerance", type=float)
+    s.add_argument("--canary-slowdown", type=float, help="canary/quiet time that marks disturbed")
+    s.add_argument("--foreign-cores", type=float, help="other processes' cores that mark disturbed")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
     s.add_argument("--flops", type=Path, default=None, help="FLOP count of the model at this size (infbench flops)")
     s.add_argument("--probe", type=Path, default=None, help="hardware probe of the device (infbench probe)")
+    s.add_argument("--repetition", type=int, default=None, help="measure only this repetition (1, 2, …) → --out")
+    s.add_argument(
+        "--repetition-results", type=Path, nargs="*", default=[], help="repetitions measured by earlier jobs"
+    )
     s.set_defaults(func=_bench)
 
     s = sub.add_parser("reference", help="checkpoint → fp32 logits of the first test images (agreement reference)")

@@ -62,6 +62,13 @@ def result_path(cell: Cell, dataset: str) -> str:
     return f"{study_dir(dataset, cell.model)}/bench/{cell.backend}/{cell.precision}/{cell.device}/{size}.json"
 
 
+def repetition_paths(cell: Cell, dataset: str, repetitions: int) -> list[str]:
+    """The files of a cell's first repetitions, each measured by a job of its own (rules/bench.smk)."""
+    size = f"{cell.image_size}x{cell.batch_size}"
+    folder = f"{study_dir(dataset, cell.model)}/repetitions/{cell.backend}/{cell.precision}/{cell.device}/{size}"
+    return [f"{folder}/{rep}.json" for rep in range(1, repetitions + 1)]
+
+
 def artifact_path(cell: Cell, dataset: str) -> str:
     """The file a cell loads (the registry names it within the study's folder)."""
     return f"{study_dir(dataset, cell.model)}/{spec(cell.backend).artifact(cell).path}"

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 BENCH_RULE = "bench_cell"
+REPETITION_RULE = "bench_repetition"
 REPORT_RULE = "report"
 
 # Findings the closing summary shows first (report/findings.py keys), in this order.
@@ -120,6 +121,17 @@ def cell_line(path: str | Path, color: bool = False) -> str:
     base_path = baseline_path(path) if len(Path(path).parents) > 4 else None
     baseline = _read(base_path) if base_path and base_path != Path(path) else None
     return f"{cell_label(cell):<32} {cell_result(result, baseline, color)}"
+
+
+def repetition_line(path: str | Path) -> str:
+    """'repetition 2 of torch fp32 cpu 32×8: 1,640 img/s', from one repetition's JSON (rule bench_repetition)."""
+    rep = _read(path)
+    if rep is None:
+        return f"{path}: no readable repetition"
+    head = f"repetition {rep.get('repetition', '?')} of {cell_label(rep.get('cell') or {})}"
+    if rep.get("status") != "ok":
+        return f"{head}: {rep.get('status')}: {str(rep.get('error'))[:ERROR_WIDTH]}"
+    return f"{head}: {throughput(rep['throughput']['img_s'])}"
 
 
 class Progress:

@@ -1,36 +1,85 @@
-rule bench_cell:
+# A cell is measured in repetitions separated in time (DESIGN.md, "Measuring honestly"): each of
+# its first `bench.repetitions` is a job of its own, and a job of round r outranks every job of a
+# later round, so all cells' first repetitions run before any second one. The cell's job then
+# combines them (measuring more only where they disagree or were disturbed).
+
+# The command of both rules; a repetition's job leaves out the CELL_ONLY settings (JUDGE).
+MEASURE = (
+    "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
+    " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
+    " --artifact {input.artifact:q} --reference {input.reference:q}"
+    " --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]}"
+    " --timeout {params.bench[timeout_s]} --mode {params.bench[mode]} --warmup {params.bench[warmup_s]}"
+    " --window {params.bench[window_s]} --window-iterations {params.bench[window_iterations]}"
+    " --windows {params.bench[windows]} --latency {params.bench[latency_s]}"
+    " --latency-iterations {params.bench[latency_iterations]} --energy-window {params.bench[energy_window_s]}"
+    " {params.options}"
+)
+JUDGE = (
+    " --repetitions {params.bench[repetitions]} --max-extra-repetitions {params.bench[max_extra_repetitions]}"
+    " --tolerance {params.bench[tolerance]}"
+    " --canary-slowdown {params.bench[canary_slowdown]} --foreign-cores {params.bench[foreign_cores]}"
+)
+CELL_INPUT = {
+    "artifact": cell_artifact,
+    "reference": f"{STUDY}/reference/{{size}}.npz",
+    "flops": f"{STUDY}/flops/{{size}}.json",
+    "probe": "results/probe/{device}.json",
+}
+CELL_PATH = "{backend}/{precision}/{device}/{size}x{batch}"
+
+
+rule bench_repetition:
     input:
-        artifact=cell_artifact,
-        reference=f"{STUDY}/reference/{{size}}.npz",
-        flops=f"{STUDY}/flops/{{size}}.json",
-        probe="results/probe/{device}.json",
+        **CELL_INPUT,
     output:
-        f"{STUDY}/bench/{{backend}}/{{precision}}/{{device}}/{{size}}x{{batch}}.json",
+        f"{STUDY}/repetitions/{CELL_PATH}/{{rep}}.json",
     log:
-        f"{STUDY}/logs/bench/{{backend}}/{{precision}}/{{device}}/{{size}}x{{batch}}.log",
+        f"{STUDY}/logs/repetitions/{CELL_PATH}/{{rep}}.log",
+    wildcard_constraints:
+        rep=r"\d+",
+    priority: repetition_priority
     conda:
         cell_env
     threads: cell_threads
     resources:
         gpu=cell_gpus,
         mem_mb=8000,
-        runtime=lambda wc: int(CELL_RUNS * config["bench"]["timeout_s"] / 60) + 5,
+        runtime=lambda wc: int(config["bench"]["timeout_s"] / 60) + 5,
     params:
-        bench=config["bench"],
+        bench=repetition_params,
         options=cell_options,
         # A backend's code or installed version changing reruns that backend's cells only.
         code=lambda wc: grid.backend_code_hash(wc.backend),
         versions=lambda wc: grid.backend_versions(wc.backend),
     shell:
-        "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
-        " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
-        " --artifact {input.artifact:q} --reference {input.reference:q}"
-        " --out {output:q} --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]}"
-        " --timeout {params.bench[timeout_s]} --mode {params.bench[mode]}"
-        " --repetitions {params.bench[repetitions]} --max-extra-repetitions {params.bench[max_extra_repetitions]}"
-        " --tolerance {params.bench[tolerance]} --warmup {params.bench[warmup_s]}"
-        " --window {params.bench[window_s]} --window-iterations {params.bench[window_iterations]}"
-        " --windows {params.bench[windows]} --latency {params.bench[latency_s]}"
-        " --latency-iterations {params.bench[latency_iterations]} --energy-window {params.bench[energy_window_s]}"
-        " --canary-slowdown {params.bench[canary_slowdown]} --foreign-cores {params.bench[foreign_cores]}"
-        " {params.options} > {log} 2>&1"
+        f"{MEASURE} --repetition {{wildcards.rep}} --out {{output:q}} > {{log}} 2>&1"
+
+
+rule bench_cell:
+    input:
+        **CELL_INPUT,
+        repetitions=cell_repetitions,
+    output:
+        f"{STUDY}/bench/{CELL_PATH}.json",
+    log:
+        f"{STUDY}/logs/bench/{CELL_PATH}.log",
+    conda:
+        cell_env
+    threads: cell_threads
+    resources:
+        gpu=cell_gpus,
+        mem_mb=8000,
+        runtime=lambda wc: int(
+            config["bench"]["max_extra_repetitions"]
+            * config["bench"]["timeout_s"]
+            / 60
+        )
+        + 5,
+    params:
+        bench=config["bench"],
+        options=cell_options,
+        code=lambda wc: grid.backend_code_hash(wc.backend),
+        versions=lambda wc: grid.backend_versions(wc.backend),
+    shell:
+        f"{MEASURE}{JUDGE} --repetition-results {{input.repetitions:q}} --out {{output:q}} > {{log}} 2>&1"

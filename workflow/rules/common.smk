@@ -49,13 +49,13 @@ wildcard_constraints:
 
 
 CORE_ENV = "../../envs/core.yaml"
-# The most repetition processes a cell may start (its time limit on a cluster scales with it).
-CELL_RUNS = config["bench"]["repetitions"] + config["bench"]["max_extra_repetitions"]
 
 
 def cell_env(wildcards):
     """Conda environment (for --sdm conda) of a cell: GPU cells need onnxruntime-gpu, TensorRT ones TensorRT."""
-    if wildcards.backend == "onnxruntime_trt":  # TensorRT 10 (its EP's), not Torch-TensorRT's 11
+    if (
+        wildcards.backend == "onnxruntime_trt"
+    ):  # TensorRT 10 (its EP's), not Torch-TensorRT's 11
         return "../../envs/ort_tensorrt.yaml"
     if wildcards.backend == "torch_tensorrt":
         return "../../envs/tensorrt.yaml"
@@ -94,6 +94,38 @@ def cell_options(wildcards):
     return BACKENDS[wildcards.backend].option_args(given)
 
 
+# Settings that only judge repetitions already measured: changing them reruns the cells' jobs,
+# not their repetitions.
+CELL_ONLY = {
+    "repetitions",
+    "max_extra_repetitions",
+    "tolerance",
+    "canary_slowdown",
+    "foreign_cores",
+}
+
+
+def repetition_params(wildcards):
+    """What a repetition's measurement depends on: the bench settings but those in CELL_ONLY."""
+    return {k: v for k, v in config["bench"].items() if k not in CELL_ONLY}
+
+
+# Scheduling order: every job that makes a cell's input first, then the cells' repetitions in rounds
+# (all first repetitions, then all second ones, ...), so that a cell's repetitions lie far apart.
+BUILD_PRIORITY = config["bench"]["repetitions"] + 1
+
+
+def repetition_priority(wildcards):
+    return BUILD_PRIORITY - int(wildcards.rep)
+
+
+def cell_repetitions(wildcards):
+    cell = grid.cell_from_wildcards(wildcards)
+    return grid.repetition_paths(
+        cell, config["dataset"], config["bench"]["repetitions"]
+    )
+
+
 def cell_gpus(wildcards):
     return 1 if wildcards.device == "cuda" else 0
 
@@ -130,6 +162,9 @@ def planned_files():
         files |= {
             grid.result_path(cell, config["dataset"]),
             grid.artifact_path(cell, config["dataset"]),
+            *grid.repetition_paths(
+                cell, config["dataset"], config["bench"]["repetitions"]
+            ),
         }
         files.add(f"{STUDY_DIR}/flops/{cell.image_size}.json")
     for c in {(c.model, c.backend, c.precision, c.device) for c in CELLS}:

@@ -12,6 +12,7 @@ rule compile_aoti:
         f"{STUDY}/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.pt2",
     log:
         f"{STUDY}/logs/compile/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.log",
+    priority: BUILD_PRIORITY
     conda:
         device_env
     threads: all_cores
@@ -45,6 +46,7 @@ rule compile_torch_tensorrt:
         info=f"{STUDY}/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.json",
     log:
         f"{STUDY}/logs/compile/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.log",
+    priority: BUILD_PRIORITY
     conda:
         "../../envs/tensorrt.yaml"
     threads: all_cores

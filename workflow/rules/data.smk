@@ -3,6 +3,7 @@ rule prepare_data:
         DATASET,
     log:
         f"results/{config['dataset']}/logs/prepare_data.log",
+    priority: BUILD_PRIORITY
     conda:
         CORE_ENV
     threads: 1

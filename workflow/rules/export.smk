@@ -6,6 +6,7 @@ rule export_onnx:
         ONNX_FP32,
     log:
         f"{STUDY_DIR}/logs/export/fp32.log",
+    priority: BUILD_PRIORITY
     conda:
         CORE_ENV
     threads: 1

@@ -19,6 +19,7 @@ rule flops:
         f"{STUDY}/flops/{{size}}.json",
     log:
         f"{STUDY}/logs/flops/{{size}}.log",
+    priority: BUILD_PRIORITY
     conda:
         CORE_ENV
     threads: 1
@@ -39,6 +40,7 @@ rule reference_logits:
         f"{STUDY}/reference/{{size}}.npz",
     log:
         f"{STUDY}/logs/reference/{{size}}.log",
+    priority: BUILD_PRIORITY
     conda:
         CORE_ENV
     threads: 1
@@ -58,6 +60,7 @@ rule probe:
         "results/probe/{device}.json",
     log:
         "results/logs/probe/{device}.log",
+    priority: BUILD_PRIORITY
     conda:
         device_env
     # Like a cell: every core on the CPU, the whole GPU on CUDA, so nothing else disturbs it.

@@ -18,6 +18,7 @@ rule quantize_int8:
         f"{STUDY}/logs/quantize/int8_{{qmode}}.log",
     wildcard_constraints:
         qmode="static|dynamic|trt",
+    priority: BUILD_PRIORITY
     conda:
         CORE_ENV
     # Calibration runs the model: it takes every core, so no measurement runs beside it.
@@ -43,6 +44,7 @@ rule convert_fp16:
         f"{STUDY}/onnx/fp16.onnx",
     log:
         f"{STUDY}/logs/quantize/fp16.log",
+    priority: BUILD_PRIORITY
     conda:
         CORE_ENV
     threads: 1

@@ -6,6 +6,7 @@ rule train:
         metrics=TRAIN_METRICS,
     log:
         f"{STUDY_DIR}/logs/train.log",
+    priority: BUILD_PRIORITY
     conda:
         CORE_ENV
     threads: all_cores

@@ -142,6 +142,8 @@ class LogHandler(LogHandlerBase):
         outputs = self.outputs.pop(jobid, [])
         if progress.is_rule(rule, progress.BENCH_RULE) and outputs:
             line = f"{self.progress.cell_counter()} {progress.cell_line(outputs[0], self.color)}"
+        elif progress.is_rule(rule, progress.REPETITION_RULE) and outputs:
+            line = f"{'':{len(self.progress.cell_counter())}} {progress.repetition_line(outputs[0])}"
         else:
             line = f"{'':{len(self.progress.cell_counter())}} {rule} done in {progress.duration(took)}"
         if progress.is_rule(rule, progress.REPORT_RULE):
