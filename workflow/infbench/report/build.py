@@ -259,9 +259,7 @@ def cells_line(df: pl.DataFrame, meta: dict) -> str:
     """'18 cells: 10 ok, 8 unstable, 0 failed; 5 repetitions disturbed and re-measured.' (plain text)."""
     unstable = df.filter(pl.col("status") == "unstable").height
     failed = failed_cells(df).height
-    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if df.height else 0
-    if not disturbed:
-        disturbed = int(meta.get("repetitions_disturbed") or 0)
+    disturbed = _disturbed(df, meta)
     return (
         f"{df.height} cells: {df.height - unstable - failed} ok, {unstable} unstable, {failed} failed; "
         f"{disturbed} repetitions disturbed by other load and re-measured."
@@ -406,39 +404,50 @@ def _json_script(element_id: str, data) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
-def _header(df: pl.DataFrame, meta: dict) -> str:
-    e = html.escape
-    accuracy = meta.get("model_accuracy")
+def _disturbed(df: pl.DataFrame, meta: dict) -> int:
+    """Repetitions disturbed by other load and measured again (from the cells, else meta's count)."""
+    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if df.height else 0
+    return disturbed or int(meta.get("repetitions_disturbed") or 0)
+
+
+def _cells_html(df: pl.DataFrame) -> str:
+    """'12 cells ran; 2 failed; 1 unstable (…)', with links to the tables that show them."""
     failed = failed_cells(df).height
     unstable = df.filter(pl.col("status") == "unstable").height
-    total = df.height
-    cells = f"{total} cells ran; "
+    cells = f"{df.height} cells ran; "
     cells += f'<a href="#failures">{failed} failed</a>' if failed else "none failed"
-    cells += (
+    if not unstable:
+        return cells + "; none unstable"
+    return cells + (
         f'; <a href="#summary">{unstable} unstable</a> (repetitions disagreed even after re-measuring: '
         "shown marked, no finding uses them)"
-        if unstable
-        else "; none unstable"
     )
-    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if total else 0
-    disturbed = disturbed or int(meta.get("repetitions_disturbed") or 0)
-    machines = []
+
+
+def _machines_html(meta: dict) -> str:
+    """Each machine of the report: hardware, then package versions."""
+    e = html.escape
+    items = []
     for m in meta.get("machines") or []:
-        hw = ", ".join(
-            str(x)
-            for x in (
-                m.get("cpu"),
-                f"{m['cores']} cores" if m.get("cores") else None,
-                m.get("gpu"),
-                f"driver {m['driver']}" if m.get("driver") else None,
-            )
-            if x
+        hardware = (
+            m.get("cpu"),
+            f"{m['cores']} cores" if m.get("cores") else None,
+            m.get("gpu"),
+            f"driver {m['driver']}" if m.get("driver") else None,
         )
+        hw = ", ".join(str(x) for x in hardware if x)
         versions = ", ".join(f"{k} {v}" for k, v in sorted((m.get("versions") or {}).items()))
-        machines.append(
+        items.append(
             f"<li><b>{e(str(m.get('machine') or 'this machine'))}</b>: {e(hw or 'hardware not recorded')}"
             f'<br><span class="muted">{e(versions or "versions not recorded")}</span></li>'
         )
+    return "<ul>" + "".join(items) + "</ul>" if items else "not recorded"
+
+
+def _header(df: pl.DataFrame, meta: dict) -> str:
+    e = html.escape
+    accuracy = meta.get("model_accuracy")
+    disturbed = _disturbed(df, meta)
     tol = meta.get("tolerance_points")
     cap = meta.get("memory_cap_mib")
     rows = [
@@ -448,10 +457,10 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
             e(str(meta.get("model", "n/a")))
             + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded"),
         ),
-        ("Machines", "<ul>" + "".join(machines) + "</ul>" if machines else "not recorded"),
+        ("Machines", _machines_html(meta)),
         *([("Devices", e(devices_note(meta["devices"])))] if meta.get("devices") else []),
         ("Created", e(str(meta.get("created", "n/a")))),
-        ("Cells", cells),
+        ("Cells", _cells_html(df)),
         (
             "Repetitions",
             f"{disturbed} disturbed by other load on the machine and measured again"

@@ -522,6 +522,27 @@ def _roof_lines(peaks: list[dict], lo: float, hi: float, multi_machine: bool) ->
     return rows
 
 
+def _roofs(d: pl.DataFrame, peaks: list[dict], multi_machine: bool) -> list:
+    """The measured roofs as one line layer (none without peaks), over the cells' intensities and every ridge."""
+    lo = d.get_column("arithmetic_intensity").min() / 4
+    hi = d.get_column("arithmetic_intensity").max() * 4
+    for p in peaks:
+        if p.get("bandwidth_gb_s"):
+            ridge = p["peak_tflops"] * 1000 / p["bandwidth_gb_s"]
+            lo, hi = min(lo, ridge / 4), max(hi, ridge * 4)
+    roofs = _roof_lines(peaks, lo, hi, multi_machine)
+    if not roofs:
+        return []
+    tips = [
+        alt.Tooltip("roof:N", title="roof"),
+        _tip("peak_tflops", "peak TFLOP/s"),
+        _tip("bandwidth_gb_s", "bandwidth (GB/s)"),
+    ]
+    line = alt.Chart(alt.Data(values=roofs)).mark_line(color="#444")
+    strokes = alt.StrokeDash("roof:N", title="measured roof")
+    return [line.encode(x=alt.X("arithmetic_intensity:Q"), y=alt.Y("tflops:Q"), strokeDash=strokes, tooltip=tips)]
+
+
 def roofline(cells, meta):
     reason = "No roofline: the cells have no arithmetic intensity or achieved FLOP/s (FLOP counts missing)."
     d, note = _need(cells, ["arithmetic_intensity", "achieved_tflops"], reason)
@@ -539,13 +560,6 @@ def roofline(cells, meta):
     if d.height == 0:
         c.note = "No roofline: no cell has a positive arithmetic intensity and achieved FLOP/s."
         return c
-    multi = several_machines(cells)
-    lo = d.get_column("arithmetic_intensity").min() / 4
-    hi = d.get_column("arithmetic_intensity").max() * 4
-    for p in peaks:
-        if p.get("bandwidth_gb_s"):
-            ridge = p["peak_tflops"] * 1000 / p["bandwidth_gb_s"]
-            lo, hi = min(lo, ridge / 4), max(hi, ridge * 4)
     x = alt.X("arithmetic_intensity:Q", title="arithmetic intensity (FLOP/byte)", scale=alt.Scale(type="log"))
     y = alt.Y("achieved_tflops:Q", title="TFLOP/s", scale=alt.Scale(type="log"))
     tips = CELL_TIPS + [
@@ -555,27 +569,8 @@ def roofline(cells, meta):
     ]
     data = _values(d, TIP_COLUMNS + ["arithmetic_intensity", "achieved_tflops", "utilization_pct"])
     dots = _points(alt.Chart(data), x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
-    layers = [dots]
-    roofs = _roof_lines(peaks, lo, hi, multi)
-    if roofs:
-        roof_tips = [
-            alt.Tooltip("roof:N", title="roof"),
-            _tip("peak_tflops", "peak TFLOP/s"),
-            _tip("bandwidth_gb_s", "bandwidth (GB/s)"),
-        ]
-        layers.insert(
-            0,
-            alt.Chart(alt.Data(values=roofs))
-            .mark_line(color="#444")
-            .encode(
-                x=alt.X("arithmetic_intensity:Q"),
-                y=alt.Y("tflops:Q"),
-                strokeDash=alt.StrokeDash("roof:N", title="measured roof"),
-                tooltip=roof_tips,
-            ),
-        )
     c.chart = (
-        alt.layer(*layers)
+        alt.layer(*_roofs(d, peaks, several_machines(cells)), dots)
         .properties(width=520, height=320)
         .resolve_scale(strokeDash="independent", stroke="independent")
     )
