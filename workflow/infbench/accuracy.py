@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench import data
+from infbench.arguments import paths
 from infbench.backends.base import BackendUnavailable, Cell, run_batches
 from infbench.backends.registry import spec
 from infbench.grid import artifact_path, study_dir
@@ -180,7 +181,7 @@ def add_parser(sub) -> None:
     s.add_argument("--backend", required=True)
     s.add_argument("--precision", required=True)
     s.add_argument("--device", required=True)
-    s.add_argument("--artifact", type=Path, required=True)
+    paths(s, "--artifact")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
     s.set_defaults(
         func=lambda a: run_stage(evaluate, a, options=spec(a.backend).parse_options(a.option)), gpu_stage=True

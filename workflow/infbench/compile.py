@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from infbench import precisions
+from infbench.arguments import paths
 from infbench.backends.base import BackendUnavailable
 from infbench.backends.torch_compile import use_result_caches
 from infbench.io import atomic_path, write_json
@@ -230,8 +231,7 @@ def _trt_versions() -> dict:
 def add_parser(sub) -> None:
     """`infbench compile-aoti` and `infbench compile-torch-tensorrt` (each holds a GPU on CUDA)."""
     s = sub.add_parser("compile-aoti", help="checkpoint → AOTInductor package (.pt2) for one device/precision/shape")
-    s.add_argument("--checkpoint", type=Path, required=True)
-    s.add_argument("--out", type=Path, required=True)
+    paths(s, "--checkpoint", "--out")
     s.add_argument("--device", required=True, choices=["cpu", "cuda"])
     s.add_argument("--precision", required=True, choices=["fp32", "tf32", "fp16", "bf16"])
     s.add_argument("--size", type=int, required=True)
@@ -242,8 +242,7 @@ def add_parser(sub) -> None:
 
     help = "checkpoint → Torch-TensorRT ExportedProgram (.ep) for one precision/shape"
     s = sub.add_parser("compile-torch-tensorrt", help=help)
-    s.add_argument("--checkpoint", type=Path, required=True)
-    s.add_argument("--out", type=Path, required=True)
+    paths(s, "--checkpoint", "--out")
     s.add_argument("--info", type=Path, default=None, help="build record (time, settings); default: --out as .json")
     s.add_argument("--precision", required=True, choices=["fp32", "fp16", "bf16", "int8"])
     s.add_argument("--size", type=int, required=True)

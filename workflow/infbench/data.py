@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from infbench.arguments import paths
 from infbench.integrity import DamagedInput, file_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -144,7 +145,7 @@ def add_parser(sub) -> None:
     s = sub.add_parser("prepare-data", help="dataset → results/data/<name>.npz")
     s.add_argument("--dataset", required=True, choices=["digits", "cifar10"])
     s.add_argument("--data-dir", type=Path, default=Path("data"))
-    s.add_argument("--out", type=Path, required=True)
+    paths(s, "--out")
     s.add_argument("--calib", type=int, default=200)
     s.add_argument("--test", type=int, default=400)
     s.add_argument("--seed", type=int, default=0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from infbench import data, reference
 from infbench import model as model_lib
+from infbench.arguments import paths
 from infbench.io import atomic_path
 
 
@@ -61,9 +62,7 @@ def parity(net, onnx_path: Path, dataset: Path, image_size: int, images: int) ->
 def add_parser(sub) -> None:
     """`infbench export-onnx`."""
     s = sub.add_parser("export-onnx", help="checkpoint → ONNX (dynamic shapes), checked against PyTorch")
-    s.add_argument("--checkpoint", type=Path, required=True)
-    s.add_argument("--dataset", type=Path, required=True)
-    s.add_argument("--out", type=Path, required=True)
+    paths(s, "--checkpoint", "--dataset", "--out")
     s.add_argument("--image-size", type=int, default=32)
     s.add_argument("--opset", type=int, default=17)
     s.add_argument("--parity-images", type=int, default=64)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench import data
+from infbench.arguments import paths
 from infbench.integrity import DamagedInput
 from infbench.io import atomic_path
 
@@ -328,7 +329,7 @@ def add_parser(sub) -> None:
     """`infbench quantize-int8` and `infbench convert-fp16`."""
     s = sub.add_parser("quantize-int8", help="fp32 ONNX → INT8 ONNX (static QDQ calibrated, or dynamic)")
     s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
-    s.add_argument("--out", type=Path, required=True)
+    paths(s, "--out")
     s.add_argument(
         "--mode", default="static", choices=["static", "dynamic", "trt"], help="trt: symmetric int8 Q/DQ for TensorRT"
     )
@@ -342,7 +343,7 @@ def add_parser(sub) -> None:
 
     s = sub.add_parser("convert-fp16", help="fp32 ONNX → fp16 ONNX (float32 inputs and outputs) for GPU EPs")
     s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
-    s.add_argument("--out", type=Path, required=True)
+    paths(s, "--out")
     s.set_defaults(func=lambda a: convert_fp16(a.onnx, a.out))
 
 

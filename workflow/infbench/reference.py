@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench import data
+from infbench.arguments import paths
 from infbench.io import atomic_path
 
 
@@ -64,11 +65,9 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def add_parser(sub) -> None:
     """`infbench reference`."""
     s = sub.add_parser("reference", help="checkpoint → fp32 logits of the first test images (agreement reference)")
-    s.add_argument("--checkpoint", type=Path, required=True)
-    s.add_argument("--dataset", type=Path, required=True)
+    paths(s, "--checkpoint", "--dataset", "--out")
     s.add_argument("--size", type=int, required=True)
     s.add_argument("--images", type=int, required=True)
-    s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_command)
 
 

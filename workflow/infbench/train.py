@@ -10,6 +10,7 @@ import numpy as np
 
 from infbench import data
 from infbench import model as model_lib
+from infbench.arguments import paths
 from infbench.io import atomic_path, write_json
 
 
@@ -99,9 +100,7 @@ def train(
 def add_parser(sub) -> None:
     """`infbench train`."""
     s = sub.add_parser("train", help="train ResNet-18 → checkpoint + metrics")
-    s.add_argument("--dataset", type=Path, required=True)
-    s.add_argument("--checkpoint", type=Path, required=True)
-    s.add_argument("--metrics", type=Path, required=True)
+    paths(s, "--dataset", "--checkpoint", "--metrics")
     s.add_argument("--arch", default="resnet18")
     s.add_argument("--stem", default="imagenet", choices=["imagenet", "cifar"])
     s.add_argument("--epochs", type=int, default=6)

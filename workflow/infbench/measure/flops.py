@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infbench.arguments import paths
 from infbench.io import write_json
 
 SCHEMA_VERSION = 1
@@ -226,9 +227,8 @@ def cell_metrics(
 def add_parser(sub) -> None:
     """`infbench flops`."""
     s = sub.add_parser("flops", help="checkpoint → FLOPs and bytes moved per image at one image size")
-    s.add_argument("--checkpoint", type=Path, required=True)
+    paths(s, "--checkpoint", "--out")
     s.add_argument("--size", type=int, required=True)
-    s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=_command)
 
 

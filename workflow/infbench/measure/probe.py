@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 from infbench import precisions
+from infbench.arguments import paths
 from infbench.io import write_json
 from infbench.measure.interference import canary_ms
 
@@ -268,7 +268,7 @@ def add_parser(sub) -> None:
     """`infbench probe` (holds a GPU on --device cuda)."""
     s = sub.add_parser("probe", help="measure a device's peak matmul FLOP/s per precision and copy bandwidth")
     s.add_argument("--device", required=True, choices=["cpu", "cuda"])
-    s.add_argument("--out", type=Path, required=True)
+    paths(s, "--out")
     s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
     s.add_argument("--budget", type=float, default=1.5, help="seconds per measurement (per precision, and the copy)")
     s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")

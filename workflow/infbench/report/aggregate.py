@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from infbench.arguments import paths
 from infbench.io import atomic_path, read_json, write_json
 from infbench.report.frame import MEASURED, SCHEMA, SOURCE
 
@@ -167,10 +168,9 @@ def add_parser(sub) -> None:
     s.add_argument("--results", type=Path, nargs="*", default=[])
     s.add_argument("--accuracy", type=Path, nargs="*", default=[])
     s.add_argument("--probes", type=Path, nargs="*", default=[], help="hardware probe JSONs → meta.json 'peaks'")
-    s.add_argument("--train-metrics", type=Path, required=True)
+    paths(s, "--train-metrics", "--out-dir")
     s.add_argument("--meta", default="{}", help="JSON object merged into meta.json")
     s.add_argument("--compare", action="append", default=[], metavar="LABEL=FOLDER")
-    s.add_argument("--out-dir", type=Path, required=True)
     s.set_defaults(func=_command)
 
 

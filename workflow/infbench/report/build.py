@@ -17,6 +17,7 @@ import polars as pl
 import vl_convert
 
 from infbench import integrity
+from infbench.arguments import paths
 from infbench.devices import note as devices_note
 from infbench.io import atomic_path
 from infbench.report.aggregate import BASELINE_TEXT
@@ -584,9 +585,7 @@ def build_report(summary: pl.DataFrame, meta: dict, out_dir: Path) -> None:
 def add_parser(sub) -> None:
     """`infbench report`."""
     s = sub.add_parser("report", help="summary + meta → index.html, summary.md, plots/")
-    s.add_argument("--summary", type=Path, required=True)
-    s.add_argument("--meta", type=Path, required=True)
-    s.add_argument("--out-dir", type=Path, required=True)
+    paths(s, "--summary", "--meta", "--out-dir")
     s.set_defaults(func=_command)
 
 
