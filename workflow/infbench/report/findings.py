@@ -293,6 +293,19 @@ def saturation(ok: pl.DataFrame) -> list[dict]:
     return out
 
 
+def _saturation_part(r: dict) -> str:
+    """One image size of a saturation finding: where the throughput saturates, or that it still rises."""
+    if not r["saturated"]:
+        return (
+            f"{r['image_size']} px: not reached, still rising at batch {r['largest_batch']} "
+            f"(the largest tried, {num(r['max_throughput'], 'img/s')})"
+        )
+    return (
+        f"{r['image_size']} px: batch {r['saturation_batch']} ({num(r['saturation_throughput'], 'img/s')}; "
+        f"max {num(r['max_throughput'], 'img/s')} at batch {r['max_batch']})"
+    )
+
+
 def _saturation_findings(ok: pl.DataFrame, df: pl.DataFrame, multi_machine: bool) -> list[Finding]:
     """Saturation per group, except groups where a cell is unstable: the batch curve has a hole there, and a
     saturation claim must not rest on (or around) an unstable cell."""
@@ -311,32 +324,16 @@ def _saturation_findings(ok: pl.DataFrame, df: pl.DataFrame, multi_machine: bool
                 data={"left_out": left_out},
             )
         )
-    variants = {(r["machine"], r["backend"], r["precision"], r["device"]): [] for r in rows}
+    variants: dict[tuple, list[dict]] = {}
     for r in rows:
-        variants[(r["machine"], r["backend"], r["precision"], r["device"])].append(r)
+        variants.setdefault((r["machine"], r["backend"], r["precision"], r["device"]), []).append(r)
     for (machine, backend, precision, device), group in variants.items():
-        parts = []
-        for r in group:
-            if r["saturated"]:
-                parts.append(
-                    f"{r['image_size']} px: batch {r['saturation_batch']} "
-                    f"({num(r['saturation_throughput'], 'img/s')}; max {num(r['max_throughput'], 'img/s')} at batch "
-                    f"{r['max_batch']})"
-                )
-            else:
-                parts.append(
-                    f"{r['image_size']} px: not reached, still rising at batch {r['largest_batch']} "
-                    f"(the largest tried, {num(r['max_throughput'], 'img/s')})"
-                )
         where = f" [{machine}]" if multi_machine else ""
-        out.append(
-            Finding(
-                "saturation",
-                f"Batch saturation (first batch within 10% of the maximum throughput), {backend} {precision} on "
-                f"{device}{where}: " + "; ".join(parts) + ".",
-                data={"groups": group},
-            )
+        text = (
+            f"Batch saturation (first batch within 10% of the maximum throughput), {backend} {precision} on "
+            f"{device}{where}: " + "; ".join(_saturation_part(r) for r in group) + "."
         )
+        out.append(Finding("saturation", text, data={"groups": group}))
     if left_out:
         names = [
             f"{r['backend']} {r['precision']} on {r['device']}"
