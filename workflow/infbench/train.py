@@ -25,6 +25,25 @@ def evaluate(net, images: np.ndarray, labels: np.ndarray, size: int, batch: int 
     return correct / len(images)
 
 
+def _epoch(net, opt, sched, x_all, y_all, order, batch_size: int) -> tuple[float, int]:
+    """One pass over the training images in `order`: (the last batch's loss, images classified right)."""
+    import torch
+
+    net.train()
+    correct = 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        logits = net(x_all[idx])
+        loss = torch.nn.functional.cross_entropy(logits, y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        correct += int((logits.argmax(1) == y_all[idx]).sum())
+    net.eval()
+    return loss.item(), correct
+
+
 def train(
     dataset: Path,
     checkpoint: Path,
@@ -55,23 +74,11 @@ def train(
     history = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(x_all), generator=gen)
-        correct = 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            logits = net(x_all[idx])
-            loss = torch.nn.functional.cross_entropy(logits, y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            correct += int((logits.argmax(1) == y_all[idx]).sum())
-        net.eval()
+        loss, correct = _epoch(net, opt, sched, x_all, y_all, torch.randperm(len(x_all), generator=gen), batch_size)
         test_acc = evaluate(net, test_x, test_y, image_size)
         row = {
             "epoch": epoch,
-            "loss": loss.item(),
+            "loss": loss,
             "train_accuracy": correct / len(x_all),
             "test_accuracy": test_acc,
             "seconds": round(time.perf_counter() - start, 2),
