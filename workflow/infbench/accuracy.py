@@ -141,7 +141,6 @@ def evaluate(
 ) -> dict:
     """The accuracy record of one variant, run through its backend (see `score`)."""
     cell = Cell(model, backend, precision, device, image_size, batch)
-    backend_spec = spec(backend)
     result = record(
         variant_name(cell),
         model,
@@ -154,7 +153,7 @@ def evaluate(
     )
 
     def logits_of(x: np.ndarray) -> np.ndarray:
-        runner = backend_spec.load_class()(cell, Path(artifact), threads, backend_spec.artifact(cell).rule, options)
+        runner = spec(backend).instance(cell, artifact, threads, options)
         runner.check_available()
         runner.load()
         return run_batches(runner, x, batch)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from infbench import precisions
 from infbench.backends.base import Backend, Cell
@@ -124,6 +125,10 @@ class BackendSpec:
 
     def load_class(self) -> type[Backend]:
         return getattr(importlib.import_module(f"infbench.backends.{self.module}"), self.cls)
+
+    def instance(self, cell: Cell, artifact, threads: int, options: dict | None = None) -> Backend:
+        """This backend for `cell`, on `artifact` (the error messages name the rule that rebuilds it)."""
+        return self.load_class()(cell, Path(artifact), threads, self.artifact(cell).rule, options)
 
     def option_values(self, given: dict) -> dict:
         """Every option of this backend, typed: `given` (config values or command-line text) over the defaults.

@@ -25,7 +25,7 @@ from infbench.arguments import paths
 from infbench.io import write_json
 from infbench.measure.interference import canary_ms
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: copy buffer size as `mib`
 
 PRECISIONS = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "tf32", "fp16", "bf16", "int8")}
 # The matrix-product precision whose peak a cell of each precision is compared with.
