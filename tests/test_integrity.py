@@ -156,7 +156,7 @@ def test_a_damaged_artifact_is_removed_and_rebuilt_and_no_ok_result_becomes_an_e
     rebuilt |= {p for p in before if "/repetitions/onnxruntime/" in p}
     kept(before, finished(wd), rebuilt | {p for p in before if "/report/" in p})
     summary = pl.read_parquet(wd / STUDY / "report/summary.parquet")
-    assert summary["status"].to_list() == ["ok", "ok"], summary.select("backend", "status", "error")
+    assert summary["status"].is_in(MEASURED).all(), summary.select("backend", "status", "error")
     assert planned_jobs(wd, "report") == {}
 
 
@@ -318,6 +318,7 @@ def test_a_comment_or_docstring_edit_reruns_nothing_and_a_code_edit_reruns_its_c
     ort = wd / "workflow/infbench/backends/onnxruntime_ep.py"
     ort.write_text(ort.read_text() + "\nEDITED = 1\n")
     assert planned_jobs(wd, "report") == {
+        "bench_repetition": REPS,
         "bench_cell": 1,
         "accuracy": 1,
         "aggregate": 1,

@@ -7,6 +7,7 @@ which cells exist.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import itertools
 import re
@@ -78,6 +79,9 @@ def cell_from_wildcards(wc) -> Cell:
     return Cell(wc.model, wc.backend, wc.precision, wc.device, int(wc.size), int(wc.batch))
 
 
+# Cached: Snakemake re-evaluates the params of every waiting job each second while jobs run,
+# and that work is CPU time taken from the cell being measured.
+@functools.cache
 def code_hash(*relative_paths: str) -> str:
     """Hash of package source files/folders (relative to the package), for a rule's `params`.
 
@@ -110,6 +114,7 @@ def code_of(source: str) -> str:
     return ast.dump(tree)
 
 
+@functools.cache
 def package_versions(*names: str) -> str:
     """Installed versions of distributions ('name==version' or 'name absent'), for `params`."""
     parts = []

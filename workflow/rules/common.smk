@@ -21,6 +21,23 @@ if workflow.is_main_process:
         sys.exit(f"infbench: {busy}")
 
 
+# Snakemake's job-rate limiter (--max-jobs-per-timespan, on by default) wakes the scheduler from a
+# 1-s timer after every scheduling round, and every finished job starts one more such chain: late in
+# a grid the main process re-plans dozens of times a second, CPU time taken from the cell being
+# measured (seen on 2 cores: 0.02 of a core early in the default run, 0.1 late, the cells measured
+# late 10-20% slower). A local run starts a job every few seconds at most: it needs no limiter.
+# (The scheduler exists only once the run starts, hence onstart; a Snakemake without the
+# attribute keeps its limiter.)
+def drop_local_rate_limiter():
+    scheduler = getattr(workflow, "scheduler", None)
+    if workflow.local_exec and hasattr(scheduler, "job_rate_limiter"):
+        scheduler.job_rate_limiter = None
+
+
+onstart:
+    drop_local_rate_limiter()
+
+
 CELLS, DROPPED = grid.expand(config)
 
 # The plan (cells per device and backend, what is done, the time left) before a run or dry run.
