@@ -113,8 +113,8 @@ def main(argv=None) -> int:
             print(
                 f"{'':32s} energy {n['energy_mj_per_image']:.3f} mJ/img × {n['window_img_s']:.0f} img/s = "
                 f"{n['energy_mj_per_image'] * n['window_img_s'] / 1000:.1f} W; power {n['power_w']:.1f} W; "
-                f"device memory {r['memory'].get('device_peak_mb')} MiB "
-                f"(allocator {r['memory'].get('allocator_peak_mb')})"
+                f"device memory {r['memory'].get('device_peak_mib')} MiB "
+                f"(allocator {r['memory'].get('allocator_peak_mib')})"
             )
     if args.out:
         args.out.write_text(json.dumps(results, indent=1, default=str))

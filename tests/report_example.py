@@ -17,7 +17,7 @@ import polars as pl
 
 from infbench.report.aggregate import BASELINE_TEXT, with_speedup
 
-# (backend, precision, device) → (relative speed, accuracy drop in points, model size MB)
+# (backend, precision, device) → (relative speed, accuracy drop in points, model size MiB)
 VARIANTS = {
     ("torch", "fp32", "cpu"): (1.0, 0.0, 44.8),
     ("onnxruntime", "fp32", "cpu"): (1.3, 0.0, 44.7),
@@ -38,7 +38,7 @@ DISTURBED = {("onnxruntime", "int8", "cpu", 32, 4): 1, ("torch", "fp16", "cuda",
 
 def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool = True) -> pl.DataFrame:
     rows = []
-    for (backend, precision, device), (rel, drop, size_mb) in VARIANTS.items():
+    for (backend, precision, device), (rel, drop, size_mib) in VARIANTS.items():
         if device == "cuda" and not gpu:
             continue
         for image in SIZES:
@@ -91,16 +91,18 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
                         "over_tolerance": drop > 1.0,
                         "top1_agreement": 1.0 - drop / 100 - 0.002,
                         "max_abs_logit_diff": 1e-5 if precision == "fp32" else 0.05 + drop / 10,
-                        "model_size_mb": size_mb,
+                        "model_size_mib": size_mib,
                         "gflops_per_image": flops,
                         "achieved_tflops": tflops,
                         "utilization_pct": 100.0 * tflops / peak_tflops,
                         "arithmetic_intensity": 20.0 * (image / 32) * batch / (batch + 2),
-                        "device_memory_peak_mb": (500 + size_mb + batch * image * image * 0.004) if gpu_cell else None,
-                        "allocator_memory_peak_mb": (60 + size_mb + batch * image * image * 0.004)
+                        "device_memory_peak_mib": (500 + size_mib + batch * image * image * 0.004)
+                        if gpu_cell
+                        else None,
+                        "allocator_memory_peak_mib": (60 + size_mib + batch * image * image * 0.004)
                         if gpu_cell and backend == "torch"
                         else None,
-                        "host_memory_peak_mb": 300 + size_mb + batch * image * image * 0.002,
+                        "host_memory_peak_mib": 300 + size_mib + batch * image * image * 0.002,
                         "gpu_util_pct": min(99.0, 30 + batch * 4.0) if gpu_cell else None,
                         "power_w": 120 + batch * 3.0 if gpu_cell else None,
                         "energy_mj_per_image": (120 + batch * 3.0) / tput * 1000 if gpu_cell else None,
@@ -134,10 +136,10 @@ def example_meta(machines: list[str] = ("example-box",), gpu: bool = True) -> di
             "accuracy_drop": drop,
             "top1_agreement": 1.0 - drop / 100 - 0.002,
             "max_abs_logit_diff": 1e-5 if precision == "fp32" else 0.05 + drop / 10,
-            "model_size_mb": size_mb,
+            "model_size_mib": size_mib,
             "over_tolerance": drop > 1.0,
         }
-        for (backend, precision, device), (_, drop, size_mb) in VARIANTS.items()
+        for (backend, precision, device), (_, drop, size_mib) in VARIANTS.items()
         if gpu or device == "cpu"
     ]
     return {
@@ -176,7 +178,7 @@ def example_meta(machines: list[str] = ("example-box",), gpu: bool = True) -> di
         ],
         "accuracy": accuracy,
         "tolerance_points": 1.0,
-        "memory_cap_mb": 400.0,
+        "memory_cap_mib": 400.0,
         "baseline": BASELINE_TEXT,
         "peaks": [
             {"machine": m, "device": "cpu", "precision": "fp32", "peak_tflops": 0.2, "bandwidth_gb_s": 20.0}

@@ -18,7 +18,7 @@ from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
 from onnx import numpy_helper
 
 from infbench import accuracy, quantize
-from infbench.backends.base import Cell
+from infbench.backends.base import Cell, run_batches
 from infbench.integrity import DamagedInput
 
 KEYS = {
@@ -30,7 +30,7 @@ KEYS = {
     "accuracy_drop",
     "top1_agreement",
     "max_abs_logit_diff",
-    "model_size_mb",
+    "model_size_mib",
     "over_tolerance",
     "tolerance_points",
     "images",
@@ -129,7 +129,7 @@ class FixedShape:
 def test_backend_sees_only_its_batch_size_and_every_image_is_scored_once():
     images = np.arange(10 * 3 * 2 * 2, dtype=np.float32).reshape(10, 3, 2, 2)
     backend = FixedShape(4)
-    out = accuracy.backend_logits(backend, images, 4)
+    out = run_batches(backend, images, 4)
     assert backend.seen == [4, 4, 4] and out.shape == (10, 3)
     np.testing.assert_array_equal(out, images.reshape(10, -1)[:, :3] * 2)
 
@@ -167,8 +167,8 @@ def test_static_int8_is_within_tolerance_and_a_quarter_of_the_size(trained_workf
     assert r["status"] == "ok" and r["over_tolerance"] is False, r
     assert r["accuracy_drop"] <= 1.0 and r["top1_agreement"] >= 0.95
     assert 0 < r["max_abs_logit_diff"] < 5
-    fp32_mb = variants["fp32"].stat().st_size / 2**20
-    assert r["model_size_mb"] < fp32_mb / 3.5
+    fp32_mib = variants["fp32"].stat().st_size / 2**20
+    assert r["model_size_mib"] < fp32_mib / 3.5
 
 
 def test_dynamic_int8_is_evaluated_and_flagged_when_over_tolerance(trained_workflow, variants, tmp_path):
@@ -192,7 +192,7 @@ def test_a_corrupted_variant_is_flagged_with_its_numbers(trained_workflow, tmp_p
     assert r["accuracy_drop"] == pytest.approx((r["reference_top1"] - r["accuracy_top1"]) * 100, abs=1e-6)
     assert r["accuracy_drop"] > 10 and r["accuracy_top1"] < 0.25  # one class for every image
     assert r["top1_agreement"] < 0.5 and r["max_abs_logit_diff"] > 1
-    assert r["model_size_mb"] > 0 and r["tolerance_points"] == 1.0
+    assert r["model_size_mib"] > 0 and r["tolerance_points"] == 1.0
 
 
 def test_torch_precisions_use_the_checkpoint(trained_workflow):
@@ -201,7 +201,7 @@ def test_torch_precisions_use_the_checkpoint(trained_workflow):
     assert fp32["status"] == "ok" and fp32["accuracy_drop"] == 0.0 and fp32["max_abs_logit_diff"] == 0.0
     bf16 = evaluate(trained_workflow, "torch", "bf16", ckpt)
     assert bf16["status"] == "ok" and 0 < bf16["max_abs_logit_diff"] < 2
-    assert bf16["model_size_mb"] == pytest.approx(ckpt.stat().st_size / 2**20)
+    assert bf16["model_size_mib"] == pytest.approx(ckpt.stat().st_size / 2**20)
 
 
 def test_a_missing_device_gives_unavailable_with_null_numbers(trained_workflow, variants):
@@ -261,7 +261,7 @@ def test_workflow_builds_variants_scores_each_and_joins_the_summary(workflow_cop
     df = pl.read_csv(workflow_copy / "results/digits/resnet18/report/summary.csv")
     row = df.filter((pl.col("backend") == "onnxruntime") & (pl.col("precision") == "int8")).row(0, named=True)
     assert row["accuracy_top1"] == pytest.approx(static["accuracy_top1"])
-    assert row["over_tolerance"] is False and row["model_size_mb"] == pytest.approx(static["model_size_mb"])
+    assert row["over_tolerance"] is False and row["model_size_mib"] == pytest.approx(static["model_size_mib"])
     assert row["top1_agreement"] >= 0.9  # the cell's own check at its size
     meta = json.loads((workflow_copy / "results/digits/resnet18/report/meta.json").read_text())
     assert meta["tolerance_points"] == 1.0 and len(meta["accuracy"]) == 6

@@ -93,6 +93,22 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         {"bench.max_extra_repetitions": -1},
         ["bench.max_extra_repetitions: -1 is out of range; it must be >= 0"],
     ),
+    "an option the backend does not read": (
+        {"backend_options.torch_compile": {"cuda_graphs": True}},
+        ["backend_options.torch_compile: unknown key 'cuda_graphs'; allowed: channels_last, freezing, cudagraphs"],
+    ),
+    "an option of a backend that has none": (
+        {"backend_options.aotinductor": {"channels_last": True}},
+        ["backend_options.aotinductor: unknown key 'channels_last'; allowed: none"],
+    ),
+    "options of an unknown backend": (
+        {"backend_options.tensorflow": {}},
+        ["backend_options: unknown backend 'tensorflow'", "allowed: torch, torch_cudagraphs, onnxruntime"],
+    ),
+    "an option of the wrong type": (
+        {"backend_options.torch": {"channels_last": "yes"}},
+        ["backend_options.torch.channels_last: 'yes' is a string, expected true or false (NHWC"],
+    ),
     "cifar10 without its data_dir": (
         {"dataset": "cifar10", "data_dir": "no/such/folder"},
         ["data_dir: 'no/such/folder' does not exist (dataset is cifar10)", "cifar-10-python.tar.gz"],

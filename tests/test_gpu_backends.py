@@ -147,11 +147,21 @@ def test_study_config_validates_and_covers_every_backend_and_the_seed_grid():
     assert digits_cells == cells
 
 
-def test_torch_options_reach_the_backend_as_flags():
-    from infbench.backends.torch_eager import flag
+def test_backend_options_are_typed_and_only_the_declared_ones():
+    """Options arrive as text (--option KEY=VALUE) or config values; each backend takes only its own."""
+    from infbench.backends.registry import spec
 
-    assert flag({"cuda_graphs": "true"}, "cuda_graphs") and flag({"x": True}, "x")
-    assert not flag({"cuda_graphs": "false"}, "cuda_graphs") and not flag({}, "cuda_graphs")
+    assert spec("torch").parse_options(["channels_last=true"]) == {"channels_last": True}
+    assert spec("torchscript").parse_options([]) == {"channels_last": False}
+    assert spec("torch").option_values({"channels_last": "False"}) == {"channels_last": False}
+    assert spec("torch").option_args({"channels_last": True}) == "--option channels_last=true"
+    assert spec("torch").option_args({"channels_last": False}) == ""  # a default reruns nothing
+    with pytest.raises(ValueError, match="option channels_last='maybe': expected bool"):
+        spec("torch").parse_options(["channels_last=maybe"])
+    with pytest.raises(ValueError, match="backend torch_compile has no option cuda_graphs"):
+        spec("torch_compile").parse_options(["cuda_graphs=true"])
+    with pytest.raises(ValueError, match=r"backend aotinductor has no option channels_last \(its options: none\)"):
+        spec("aotinductor").option_values({"channels_last": True})
 
 
 # -- CPU: run for real, tiny shapes -------------------------------------------------------------------
@@ -327,8 +337,8 @@ def test_a_cuda_cell_through_the_protocol(tmp_path, checkpoint, backend):
     assert result["throughput_img_s"] > 0 and result["throughput_uncertainty_pct"] >= 0
     assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"]
     assert isinstance(result["launch_bound"], bool) and 0 < result["host_issue_fraction"] <= 1.5
-    assert result["memory"]["device_peak_mb"] > 0 and result["memory"]["device_method"] == "nvml device used delta"
-    assert result["memory"]["allocator_peak_mb"] > 0
+    assert result["memory"]["device_peak_mib"] > 0 and result["memory"]["device_method"] == "nvml device used delta"
+    assert result["memory"]["allocator_peak_mib"] > 0
     n = result["nvml"]
     assert n["window_s"] >= 0.5 and n["energy_mj_per_image"] > 0
     assert n["energy_mj_per_image"] / 1000 * n["window_img_s"] == pytest.approx(n["power_w"], rel=0.02)

@@ -10,20 +10,20 @@ from conftest import MEASURED, TINY_CONFIG, snakemake, write_config
 
 from infbench.measure import memory, nvml
 
-MB = 2**20
+MiB = 2**20
 
 
 def test_clamp_never_negative():
-    assert memory.clamp_delta_mb(100 * MB, 612 * MB) == (512.0, None)
-    assert memory.clamp_delta_mb(100 * MB, 100 * MB) == (0.0, None)  # a real zero is a zero
-    value, why = memory.clamp_delta_mb(612 * MB, 100 * MB)  # another process freed memory
+    assert memory.clamp_delta_mib(100 * MiB, 612 * MiB) == (512.0, None)
+    assert memory.clamp_delta_mib(100 * MiB, 100 * MiB) == (0.0, None)  # a real zero is a zero
+    value, why = memory.clamp_delta_mib(612 * MiB, 100 * MiB)  # another process freed memory
     assert value is None and "fell" in why
-    assert memory.clamp_delta_mb(None, 100 * MB)[0] is None
-    assert memory.clamp_delta_mb(100 * MB, None)[0] is None
-    assert memory.nonnegative_mb(-3.0) is None and memory.nonnegative_mb(None) is None
-    assert memory.nonnegative_mb(0) == 0.0
-    assert memory.host_peak_mb(0) is None and memory.host_peak_mb(-1) is None
-    assert memory.host_peak_mb(2048) == 2.0
+    assert memory.clamp_delta_mib(None, 100 * MiB)[0] is None
+    assert memory.clamp_delta_mib(100 * MiB, None)[0] is None
+    assert memory.nonnegative_mib(-3.0) is None and memory.nonnegative_mib(None) is None
+    assert memory.nonnegative_mib(0) == 0.0
+    assert memory.host_peak_mib(0) is None and memory.host_peak_mib(-1) is None
+    assert memory.host_peak_mib(2048) == 2.0
 
 
 class FakeNvml:
@@ -41,30 +41,30 @@ class FakeNvml:
 
 
 def test_device_memory_delta_around_session_and_run():
-    tracker = memory.DeviceMemory(FakeNvml([1000 * MB, 1300 * MB, 1310 * MB, 1305 * MB]))
+    tracker = memory.DeviceMemory(FakeNvml([1000 * MiB, 1300 * MiB, 1310 * MiB, 1305 * MiB]))
     tracker.baseline()
     for label in ("after_load", "after_inputs", "after_run"):
         tracker.mark(label)
-    section = tracker.section(allocator_peak_mb=None, sampled_peak=1400 * MB)
-    assert section["device_peak_mb"] == 400.0 and section["device_method"] == "nvml device used delta"
+    section = tracker.section(allocator_peak_mib=None, sampled_peak=1400 * MiB)
+    assert section["device_peak_mib"] == 400.0 and section["device_method"] == "nvml device used delta"
     assert section["device_note"] is None
     # A torch backend: the device-level figure still leads (every backend alike); the allocator's
     # own peak stands beside it.
-    tracker = memory.DeviceMemory(FakeNvml([1000 * MB, 1200 * MB]))
+    tracker = memory.DeviceMemory(FakeNvml([1000 * MiB, 1200 * MiB]))
     tracker.baseline()
     tracker.mark("after_run")
-    section = tracker.section(allocator_peak_mb=150.0)
-    assert section["device_peak_mb"] == 200.0 and section["device_method"] == "nvml device used delta"
-    assert section["allocator_peak_mb"] == 150.0
+    section = tracker.section(allocator_peak_mib=150.0)
+    assert section["device_peak_mib"] == 200.0 and section["device_method"] == "nvml device used delta"
+    assert section["allocator_peak_mib"] == 150.0
 
 
 def test_device_memory_falling_below_baseline_is_null_not_negative():
-    tracker = memory.DeviceMemory(FakeNvml([5000 * MB, 3000 * MB, 3100 * MB], processes=2))
+    tracker = memory.DeviceMemory(FakeNvml([5000 * MiB, 3000 * MiB, 3100 * MiB], processes=2))
     tracker.baseline()
     tracker.mark("after_load")
     tracker.mark("after_run")
-    section = tracker.section(allocator_peak_mb=None, sampled_peak=3200 * MB)
-    assert section["device_peak_mb"] is None and section["device_used_delta_mb"] is None
+    section = tracker.section(allocator_peak_mib=None, sampled_peak=3200 * MiB)
+    assert section["device_peak_mib"] is None and section["device_used_delta_mib"] is None
     assert "another process freed memory" in section["device_note"]
     assert "2 processes" in section["device_note"]
 
@@ -75,8 +75,8 @@ def test_without_nvml_device_memory_is_null_with_the_reason():
         session.close()
         pytest.skip("NVML works on this machine")
     assert why.startswith("NVML unavailable")
-    section = memory.DeviceMemory(None, why).section(allocator_peak_mb=None)
-    assert section["device_peak_mb"] is None and section["device_note"] == why
+    section = memory.DeviceMemory(None, why).section(allocator_peak_mib=None)
+    assert section["device_peak_mib"] is None and section["device_note"] == why
     empty = nvml.empty(why)
     assert all(empty[k] is None for k in ("gpu_util_pct", "power_w", "energy_mj_per_image", "images_per_joule"))
     assert empty["note"] == why
@@ -154,7 +154,7 @@ def test_nvml_summary_integrates_power_without_an_energy_counter():
 
 def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
     """Two real CPU cells through Snakemake: host memory measured, device figures null, FLOPs and utilisation."""
-    write_config(workflow_copy, {**TINY_CONFIG, "probe": {"budget_s": 0.3, "matmul_n": 512, "copy_mb": 32}})
+    write_config(workflow_copy, {**TINY_CONFIG, "probe": {"budget_s": 0.3, "matmul_n": 512, "copy_mib": 32}})
     snakemake(workflow_copy, "results/digits/resnet18/report/summary.parquet")
     results = sorted((workflow_copy / "results/digits/resnet18/bench").rglob("*.json"))
     assert len(results) == 2
@@ -163,9 +163,9 @@ def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
     for path in results:
         r = json.loads(path.read_text())
         assert r["status"] in MEASURED, r["error"]
-        assert r["memory"]["host_peak_mb"] > 0
-        assert r["memory"]["device_peak_mb"] is None and r["memory"]["device_note"]
-        assert r["memory"]["artifact_mb"] > 0
+        assert r["memory"]["host_peak_mib"] > 0
+        assert r["memory"]["device_peak_mib"] is None and r["memory"]["device_note"]
+        assert r["memory"]["artifact_mib"] > 0
         assert all(r["nvml"][k] is None for k in ("gpu_util_pct", "power_w", "energy_mj_per_image"))
         assert r["nvml"]["note"]
         f = r["flops"]
@@ -173,9 +173,9 @@ def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
         assert f["achieved_tflops"] == pytest.approx(f["gflops_per_image"] * r["throughput_img_s"] / 1000)
         assert f["utilization_pct"] == pytest.approx(100 * f["achieved_tflops"] / probe["peak_tflops"]["fp32"])
     df = pl.read_parquet(workflow_copy / "results/digits/resnet18/report/summary.parquet")
-    for column in ("gflops_per_image", "achieved_tflops", "utilization_pct", "host_memory_peak_mb"):
+    for column in ("gflops_per_image", "achieved_tflops", "utilization_pct", "host_memory_peak_mib"):
         assert df[column].null_count() == 0 and (df[column] > 0).all(), column
-    assert df["device_memory_peak_mb"].null_count() == df.height
+    assert df["device_memory_peak_mib"].null_count() == df.height
     meta = json.loads((workflow_copy / "results/digits/resnet18/report/meta.json").read_text())
     assert {row["precision"] for row in meta["peaks"]} == {"fp32", "bf16", "int8"}
 

@@ -33,9 +33,9 @@ def test_cpu_probe_is_sane_and_quick(tmp_path):
 
 
 def test_probe_budget_and_sizes_are_honoured():
-    result = probe.probe("cpu", threads=1, budget_s=0.2, matmul_n=256, copy_mb=8)
+    result = probe.probe("cpu", threads=1, budget_s=0.2, matmul_n=256, copy_mib=8)
     assert result["status"] == "ok"
-    assert result["matmul"]["fp32"]["n"] == 256 and result["copy"]["megabytes"] == 8
+    assert result["matmul"]["fp32"]["n"] == 256 and result["copy"]["mib"] == 8
     assert result["peak_tflops"]["fp32"] > 0 and result["bandwidth_gb_s"] > 0
 
 

@@ -198,7 +198,7 @@ def test_cpu_only_and_missing_figures_become_notes(tmp_path):
     summary, meta = example(machines=1, gpu=False)
     summary = summary.with_columns(
         pl.lit(None, pl.Float64).alias(c)
-        for c in ("accuracy_top1", "accuracy_drop", "utilization_pct", "achieved_tflops", "host_memory_peak_mb")
+        for c in ("accuracy_top1", "accuracy_drop", "utilization_pct", "achieved_tflops", "host_memory_peak_mib")
     ).with_columns(pl.lit(None, pl.Boolean).alias("over_tolerance"))
     meta = {**meta, "accuracy": [], "peaks": []}
     build_report(summary, meta, tmp_path)

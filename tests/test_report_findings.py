@@ -222,16 +222,16 @@ def test_over_tolerance_variants_from_meta_accuracy():
 
 def test_memory_cap_prefers_device_memory_and_excludes_cells_over_the_cap():
     df = table(
-        # GPU cell: device-level peak 300 MB counts (its host RSS of 900 MB and the allocator's 50 MB do not)
+        # GPU cell: device-level peak 300 MiB counts (its host RSS of 900 MiB and the allocator's 50 MiB do not)
         cell(
             "torch",
             "fp16",
             "cuda",
             batch=32,
             tput=5000.0,
-            device_memory_peak_mb=300.0,
-            host_memory_peak_mb=900.0,
-            allocator_memory_peak_mb=50.0,
+            device_memory_peak_mib=300.0,
+            host_memory_peak_mib=900.0,
+            allocator_memory_peak_mib=50.0,
         ),
         cell(
             "torch",
@@ -239,29 +239,29 @@ def test_memory_cap_prefers_device_memory_and_excludes_cells_over_the_cap():
             "cuda",
             batch=64,
             tput=8000.0,
-            device_memory_peak_mb=700.0,
-            host_memory_peak_mb=900.0,
-            allocator_memory_peak_mb=90.0,
+            device_memory_peak_mib=700.0,
+            host_memory_peak_mib=900.0,
+            allocator_memory_peak_mib=90.0,
         ),
-        cell("torch", "fp32", "cuda", batch=1, tput=100.0, device_memory_peak_mb=None, host_memory_peak_mb=None),
+        cell("torch", "fp32", "cuda", batch=1, tput=100.0, device_memory_peak_mib=None, host_memory_peak_mib=None),
     )
-    f = one(findings(df, {"memory_cap_mb": 500.0}), "best_within_memory_cap")
+    f = one(findings(df, {"memory_cap_mib": 500.0}), "best_within_memory_cap")
     assert f.data["row"]["precision"] == "fp16" and f.data["row"]["_mem_kind"] == "device"
-    assert "500 MB" in f.text and "300 MB" in f.text and "1 cells without a memory figure" in f.text
+    assert "500 MiB" in f.text and "300 MiB" in f.text and "1 cells without a memory figure" in f.text
     assert "5,000 img/s ± 2.0%" in f.text
-    f = one(findings(df, {"memory_cap_mb": 100.0}), "best_within_memory_cap")  # the allocator's 50/90 MB would fit
+    f = one(findings(df, {"memory_cap_mib": 100.0}), "best_within_memory_cap")  # the allocator's 50/90 MiB would fit
     assert f.data["row"] is None and "No ok cell fits" in f.text
     f = one(findings(df, {}), "best_within_memory_cap")  # no cap: the smallest footprint is named
-    assert f.data["cap_mb"] is None and f.data["row"]["device_memory_peak_mb"] == 300.0
+    assert f.data["cap_mib"] is None and f.data["row"]["device_memory_peak_mib"] == 300.0
 
 
 def test_memory_cap_uses_host_memory_on_cpu():
     df = table(
-        cell("torch", batch=1, tput=100.0, host_memory_peak_mb=350.0),
-        cell("torch", batch=64, tput=400.0, host_memory_peak_mb=1200.0),
+        cell("torch", batch=1, tput=100.0, host_memory_peak_mib=350.0),
+        cell("torch", batch=64, tput=400.0, host_memory_peak_mib=1200.0),
     )
-    f = one(findings(df, {"memory_cap_mb": 512}), "best_within_memory_cap")
-    assert f.data["row"]["batch_size"] == 1 and "host memory peak of 350 MB" in f.text
+    f = one(findings(df, {"memory_cap_mib": 512}), "best_within_memory_cap")
+    assert f.data["row"]["batch_size"] == 1 and "host memory peak of 350 MiB" in f.text
 
 
 def test_saturation_batch_is_first_within_ten_percent_of_max():
@@ -345,7 +345,7 @@ def test_nulls_say_what_could_not_be_determined():
             "throughput_img_s": None,
         },
     )
-    found = findings(df, {"tolerance_points": 1.0, "memory_cap_mb": 100})
+    found = findings(df, {"tolerance_points": 1.0, "memory_cap_mib": 100})
     undetermined = {f.key for f in found if not f.determined}
     assert undetermined == {
         "max_throughput",

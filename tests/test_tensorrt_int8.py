@@ -19,6 +19,7 @@ from onnx import TensorProto, numpy_helper
 
 from infbench import compile as build
 from infbench import data, quantize, tensorrt_int8
+from infbench.backends.base import run_batches
 
 HAS_MODELOPT = importlib.util.find_spec("modelopt") is not None
 needs_modelopt = pytest.mark.skipif(
@@ -201,7 +202,7 @@ def test_expected_tensorrt_accuracy_is_measured_and_reported(trained, qdq, tmp_p
     assert qdq_result["images"] == TINY_CONFIG["split"]["test"]
     assert qdq_result["top1_agreement"] >= 0.9  # int8 keeps the fp32 decisions
     assert abs(qdq_result["accuracy_drop"]) <= 5
-    assert 0 < qdq_result["model_size_mb"] < 15  # int8 weights: about a quarter of the 43 MB fp32 model
+    assert 0 < qdq_result["model_size_mib"] < 15  # int8 weights: about a quarter of the 43 MiB fp32 model
     modelopt_result = results["torch_tensorrt"]
     if HAS_MODELOPT:
         assert modelopt_result["status"] == "ok", modelopt_result["error"]
@@ -309,7 +310,7 @@ def test_torch_tensorrt_on_cuda_matches_its_expectation(trained, precision, tmp_
     runner.check_available()
     runner.load()
     x = data.to_input(data.load_split(dataset, "test")[0], 32)
-    logits = accuracy.backend_logits(runner, x, 8)
+    logits = run_batches(runner, x, 8)
     if precision == "int8":
         expected = tensorrt_int8.modelopt_logits(ckpt, dataset, 32, 64, x, 8)
     else:
@@ -342,7 +343,7 @@ def test_onnxruntime_tensorrt_ep_on_cuda_matches_its_expectation(trained, qdq, p
     runner.load()
     assert list(runner.engine_cache().glob("*.engine"))  # built before anything is timed
     x = data.to_input(data.load_split(trained / "results/data/digits.npz", "test")[0], 32)
-    logits = accuracy.backend_logits(runner, x, 8)
+    logits = run_batches(runner, x, 8)
     ckpt = trained / "results/digits/resnet18/checkpoint.pt"
     expected = (
         tensorrt_int8.qdq_logits("resnet18", qdq, x, 8, 2)

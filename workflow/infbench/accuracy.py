@@ -5,31 +5,35 @@ One job per (backend, precision, device) of the grid. It runs the backend class 
 the benchmark cells time, at the training resolution, and compares its logits with PyTorch FP32 on
 the CPU on the same images. A variant whose drop exceeds the tolerance is flagged
 (`over_tolerance`), never dropped. A device this machine lacks gives status `unavailable` with
-null measured numbers (`model_size_mb` is still the artifact's size where it exists); any other
+null measured numbers (`model_size_mib` is still the artifact's size where it exists); any other
 failure gives status `error` with the message (the job itself succeeds, like a benchmark cell, and
 the report shows it).
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import traceback
 from pathlib import Path
 
 import numpy as np
 
 from infbench import data
-from infbench.backends.base import BackendUnavailable, Cell
+from infbench.arguments import paths
+from infbench.backends.base import BackendUnavailable, Cell, run_batches
 from infbench.backends.registry import spec
 from infbench.grid import artifact_path, study_dir
 from infbench.integrity import DamagedInput
-from infbench.io import write_json
+from infbench.io import size_mib, write_json
+from infbench.reference import agreement
 
 NUMBERS = (
     "accuracy_top1",
     "accuracy_drop",
     "top1_agreement",
     "max_abs_logit_diff",
-    "model_size_mb",
+    "model_size_mib",
     "over_tolerance",
     "reference_top1",
     "images",
@@ -65,42 +69,11 @@ def variant_name(cell: Cell) -> str:
     return str(Path(spec(cell.backend).artifact(cell).path).with_suffix(""))
 
 
-def size_mb(path: Path) -> float | None:
-    p = Path(path)
-    if p.is_file():
-        return p.stat().st_size / 2**20
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
-    return None
-
-
 def reference_logits(checkpoint: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
     """PyTorch FP32 on the CPU: the reference every variant is compared with."""
-    import torch
+    from infbench import model
 
-    from infbench.model import load_checkpoint
-
-    model = load_checkpoint(checkpoint)
-    with torch.inference_mode():
-        return np.concatenate(
-            [model(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
-        )
-
-
-def backend_logits(backend, images: np.ndarray, batch: int) -> np.ndarray:
-    """Run `images` through the backend in batches of exactly `batch` (a short last batch is
-    padded with its own first image and the padding's outputs discarded, so shape-pinned
-    artifacts such as TensorRT engines and AOTInductor packages see their one shape)."""
-    outputs = []
-    for i in range(0, len(images), batch):
-        chunk = images[i : i + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
-        out = backend.run(backend.prepare(np.ascontiguousarray(chunk)))
-        backend.synchronize()
-        outputs.append(backend.to_numpy(out)[:n])
-    return np.concatenate(outputs).astype(np.float32)
+    return model.logits(model.load_checkpoint(checkpoint), images, batch)
 
 
 def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray, tolerance_points: float) -> dict:
@@ -108,16 +81,48 @@ def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray, toler
     top1 = float((logits.argmax(1) == labels).mean())
     reference_top1 = float((reference.argmax(1) == labels).mean())
     drop = round((reference_top1 - top1) * 100, 6)
-    finite = np.isfinite(logits).all()
     return {
         "accuracy_top1": top1,
         "accuracy_drop": drop,
-        "top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
-        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if finite else float("inf"),
+        **agreement(logits, reference),
         "over_tolerance": bool(drop > tolerance_points),
         "reference_top1": reference_top1,
-        "images": len(labels),
     }
+
+
+def record(variant: str, model: str, backend: str, precision: str, device: str, artifact, **fields) -> dict:
+    """An accuracy record before its figures: status error, every number null but the artifact's size."""
+    return {
+        "variant": variant,
+        "model": model,
+        "backend": backend,
+        "precision": precision,
+        "device": device,
+        "status": "error",
+        "error": None,
+        **fields,
+        **dict.fromkeys(NUMBERS),
+        "model_size_mib": size_mib(artifact) if artifact else None,
+    }
+
+
+def score(result: dict, logits_of, checkpoint: Path, dataset: Path, image_size: int, tolerance_points: float) -> dict:
+    """Fill `result` with the figures of `logits_of(test images at image_size)` against the fp32 reference
+    (status ok), or with why there are none: 'unavailable' (BackendUnavailable) or 'error'. Never raises for a
+    failure of the variant itself; a damaged input is not one (the job fails and the file is rebuilt)."""
+    try:
+        images, labels = data.load_split(dataset, "test")
+        x = data.to_input(images, image_size)
+        result.update(compare(logits_of(x), reference_logits(checkpoint, x), labels, tolerance_points))
+        result["status"] = "ok"
+    except BackendUnavailable as exc:
+        result.update(status="unavailable", error=str(exc))
+    except DamagedInput:
+        raise
+    except Exception as exc:  # a broken variant is a result to show, not a crash of the workflow
+        traceback.print_exc()
+        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+    return result
 
 
 def evaluate(
@@ -134,44 +139,73 @@ def evaluate(
     tolerance_points: float,
     options: dict | None = None,
 ) -> dict:
-    """The accuracy record of one variant (never raises for a failure of the variant itself)."""
+    """The accuracy record of one variant, run through its backend (see `score`)."""
     cell = Cell(model, backend, precision, device, image_size, batch)
-    backend_spec = spec(backend)
-    result = {
-        "variant": variant_name(cell),
-        "model": model,
-        "backend": backend,
-        "precision": precision,
-        "device": device,
-        "status": "error",
-        "error": None,
-        "image_size": image_size,
-        "tolerance_points": tolerance_points,
-        **dict.fromkeys(NUMBERS),
-        "model_size_mb": size_mb(artifact),
-    }
-    try:
-        runner = backend_spec.load_class()(
-            cell, Path(artifact), threads, backend_spec.artifact(cell).rule, options or {}
-        )
+    result = record(
+        variant_name(cell),
+        model,
+        backend,
+        precision,
+        device,
+        artifact,
+        image_size=image_size,
+        tolerance_points=tolerance_points,
+    )
+
+    def logits_of(x: np.ndarray) -> np.ndarray:
+        runner = spec(backend).instance(cell, artifact, threads, options)
         runner.check_available()
         runner.load()
-        images, labels = data.load_split(dataset, "test")
-        x = data.to_input(images, image_size)
-        logits = backend_logits(runner, x, batch)
-        result.update(compare(logits, reference_logits(checkpoint, x), labels, tolerance_points))
-        result["status"] = "ok"
-    except BackendUnavailable as exc:
-        result.update(status="unavailable", error=str(exc))
-    except DamagedInput:  # not the variant's failure: the job fails and the file is rebuilt
-        raise
-    except Exception as exc:  # a broken variant is a result to show, not a crash of the workflow
-        traceback.print_exc()
-        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        return run_batches(runner, x, batch)
+
+    return score(result, logits_of, checkpoint, dataset, image_size, tolerance_points)
+
+
+def add_arguments(s) -> None:
+    """The arguments of both accuracy stages (`accuracy`, `expected-accuracy`)."""
+    s.add_argument("--model", default="resnet18")
+    s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference")
+    s.add_argument("--dataset", type=Path, required=True)
+    s.add_argument("--image-size", type=int, required=True, help="the training resolution")
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
+    s.add_argument("--tolerance-points", type=float, default=1.0, help="allowed top-1 drop in points")
+    s.add_argument("--out", type=Path, required=True)
+
+
+def add_parser(sub) -> None:
+    """`infbench accuracy` (holds a GPU on --device cuda)."""
+    s = sub.add_parser("accuracy", help="one variant's top-1 on the test split vs the fp32 reference → JSON")
+    add_arguments(s)
+    s.add_argument("--backend", required=True)
+    s.add_argument("--precision", required=True)
+    s.add_argument("--device", required=True)
+    paths(s, "--artifact")
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
+    s.set_defaults(
+        func=lambda a: run_stage(evaluate, a, options=spec(a.backend).parse_options(a.option)), gpu_stage=True
+    )
+
+
+def run_stage(evaluate_fn, a, **more) -> dict:
+    """An accuracy stage: `evaluate_fn` called with the command line's arguments of the same names (threads 0:
+    every core), its record written to --out and summed up in one line."""
+    given = {**vars(a), "threads": a.threads or os.cpu_count(), **more}
+    result = evaluate_fn(**{k: given[k] for k in inspect.signature(evaluate_fn).parameters})
+    write_json(a.out, result)
+    print(line(result))
     return result
 
 
-def write(out: Path, **kwargs) -> dict:
-    result = evaluate(**kwargs)
-    write_json(out, result)
-    return result
+def line(r: dict) -> str:
+    """One line per accuracy record: its figures against the reference, or why it has none."""
+    name = r["variant"] if r.get("expected_on") else f"{r['backend']} {r['precision']} {r['device']} ({r['variant']})"
+    if r["status"] != "ok":
+        return f"{name}: {r['status']}: {r['error']}"
+    flag = "OVER TOLERANCE" if r["over_tolerance"] else "within tolerance"
+    size = f", {r['model_size_mib']:.2f} MiB" if r.get("model_size_mib") is not None else ""
+    return (
+        f"{name}: ok, top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "
+        f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of {r['tolerance_points']}), "
+        f"agreement {r['top1_agreement']:.4f}, max |Δ logits| {r['max_abs_logit_diff']:.3g}{size}"
+    )

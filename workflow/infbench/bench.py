@@ -34,19 +34,21 @@ from pathlib import Path
 import numpy as np
 
 from infbench import reference
-from infbench.backends.base import BackendUnavailable, Cell
+from infbench.arguments import paths
+from infbench.backends.base import BackendUnavailable, Cell, run_batches
 from infbench.backends.registry import spec
+from infbench.gpu_slots import probe_mismatch
 from infbench.integrity import DamagedInput
-from infbench.io import write_json
+from infbench.io import size_mib, write_json
 from infbench.measure import environment, repetitions, timing
 from infbench.measure import flops as flop_count
 from infbench.measure.interference import canary_ms, cpu_busy_s, disturbance
-from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mb
+from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mib
 from infbench.measure.nvml import Nvml, Sampler, summarize
 from infbench.measure.nvml import empty as nvml_empty
 from infbench.measure.timing import TimingPolicy
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: memory figures named *_mib
 OOM_MARKERS = (
     "out of memory",
     "outofmemory",
@@ -72,28 +74,14 @@ def status_of(exc: BaseException) -> str:
 def agreement(backend, images: np.ndarray, ref: np.ndarray) -> dict:
     """Top-1 agreement and max |Δ logits| of the backend against the fp32 reference logits
     (infbench/reference.py), on whole batches."""
-    batch = backend.cell.batch_size
-    n = len(ref) // batch * batch
-    got = []
-    for i in range(0, n, batch):
-        out = backend.run(backend.prepare(images[i : i + batch]))
-        backend.synchronize()
-        got.append(backend.to_numpy(out))
-    got, ref = np.concatenate(got), ref[:n]
-    return {
-        "images": n,
-        "top1_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
-        "max_abs_logit_diff": float(np.abs(got - ref).max()),
-    }
+    n = len(ref) // backend.cell.batch_size * backend.cell.batch_size
+    return reference.agreement(run_batches(backend, images[:n], backend.cell.batch_size), ref[:n])
 
 
 def measure_repetition(args: dict) -> dict:
     """The child's work, one repetition: load, (check agreement), time, (energy). Raises on failure."""
     cell = Cell(**args["cell"])
-    backend_spec = spec(cell.backend)
-    backend = backend_spec.load_class()(
-        cell, Path(args["artifact"]), args["threads"], backend_spec.artifact(cell).rule, args.get("options") or {}
-    )
+    backend = spec(cell.backend).instance(cell, args["artifact"], args["threads"], args.get("options"))
     backend.check_available()
     # GPU counters and the device-memory baseline, taken once the CUDA context is up (its few
     # hundred MiB are the process's, not the backend's) and before the backend creates its session.
@@ -117,45 +105,47 @@ def measure_repetition(args: dict) -> dict:
     if args["check_agreement"]:
         result["agreement"] = agreement(backend, images, ref)
 
-    host_batch = np.ascontiguousarray(images[: cell.batch_size])
-    if args["mode"] == "end_to_end":  # host tensor → device → result on host, every iteration
-
-        def step():
-            backend.to_numpy(backend.run(backend.prepare(host_batch)))
-
-    else:  # inputs live on the device before timing starts
-        inputs = backend.prepare(host_batch)
-        backend.synchronize()
-
-        def step():
-            backend.run(inputs)
-
+    step = _step(backend, images[: cell.batch_size], args["mode"])
     device_memory.mark("after_inputs")
     result["measure_started_at"] = time.time()
     result.update(timing.measure_repetition(step, backend.synchronize, TimingPolicy(**args["timing"]), cell.batch_size))
     result["synchronous_run"] = backend.synchronous_run
-    sampled_peak = None
-    if nvml is not None and args["energy_window_s"] > 0:
-        sampler = Sampler(nvml).start()  # NVML is sampled only inside the energy window
-        try:
-            window = energy_phase(step, backend.synchronize, args["energy_window_s"])
-        finally:
-            sampler.stop()
-        start, end, batches = window
-        result["nvml"] = summarize(sampler, start, end, batches * cell.batch_size)
-        sampled_peak = sampler.peak_used_bytes()
-    else:
-        result["nvml"] = nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)")
+    result["nvml"], sampled_peak = _energy(
+        nvml, nvml_note, step, backend.synchronize, args["energy_window_s"], cell.batch_size
+    )
     result["measure_ended_at"] = time.time()
     device_memory.mark("after_run")
     if cell.device == "cuda":
-        result["memory"] = device_memory.section(backend.device_memory_peak_mb(), sampled_peak)
+        result["memory"] = device_memory.section(backend.device_memory_peak_mib(), sampled_peak)
     else:
         result["memory"] = cpu_section()
     if nvml is not None:
         nvml.close()
     result["canary_after_ms"] = canary_ms(cell.device)
     return result
+
+
+def _step(backend, host_batch: np.ndarray, mode: str):
+    """The timed unit of work: one batch through the backend (`end_to_end`: from and back to the host)."""
+    host_batch = np.ascontiguousarray(host_batch)
+    if mode == "end_to_end":  # host tensor → device → result on host, every iteration
+        return lambda: backend.to_numpy(backend.run(backend.prepare(host_batch)))
+    inputs = backend.prepare(host_batch)  # inputs live on the device before timing starts
+    backend.synchronize()
+    return lambda: backend.run(inputs)
+
+
+def _energy(nvml, nvml_note, step, synchronize, window_s: float, batch_size: int) -> tuple[dict, int | None]:
+    """NVML's figures over an energy window of `window_s` (sampled only inside it) and the sampled peak of
+    device memory; without NVML or a window, the empty figures saying why."""
+    if nvml is None or window_s <= 0:
+        return nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)"), None
+    sampler = Sampler(nvml).start()
+    try:
+        start, end, batches = energy_phase(step, synchronize, window_s)
+    finally:
+        sampler.stop()
+    return summarize(sampler, start, end, batches * batch_size), sampler.peak_used_bytes()
 
 
 def energy_phase(step, synchronize, min_s: float) -> tuple[float, float, int]:
@@ -196,15 +186,6 @@ def _read_optional(path) -> dict | None:
     return json.loads(Path(path).read_text())
 
 
-def _artifact_mb(path) -> float | None:
-    p = Path(path)
-    if p.is_file():
-        return p.stat().st_size / 2**20
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
-    return None
-
-
 def _child_main(args_path: str, out_path: str) -> None:
     args = json.loads(Path(args_path).read_text())
     try:
@@ -239,6 +220,21 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _no_result(code: int | None, tail: list[str], timeout_s: float) -> dict:
+    """Why a measuring process wrote no result: timed out (code None), killed by a signal, or exited."""
+    if code is None:
+        return {"status": "timeout", "error": f"no result within the cell timeout of {timeout_s} s"}
+    if code >= 0:
+        return {"status": "error", "error": f"the measuring process exited with code {code}: {' | '.join(tail)}"}
+    oom = code == -signal.SIGKILL
+    return {
+        "status": "oom" if oom else "error",
+        "error": f"the measuring process was killed by {_signal_name(code)}"
+        + (" (most likely the host ran out of memory)" if oom else "")
+        + (f": {' | '.join(tail)}" if tail else ""),
+    }
+
+
 def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
     """One repetition in a fresh process: its result, or a failure (status, error) that says why.
 
@@ -262,28 +258,17 @@ def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
         stderr = err_path.read_text()
         sys.stderr.write(stderr)
         tail = _error_lines(stderr)
-        if code is None:
-            rep = {"status": "timeout", "error": f"no result within the cell timeout of {timeout_s} s"}
-        elif out_path.exists():
+        if code is not None and out_path.exists():
             rep = json.loads(out_path.read_text())
-        elif code < 0:
-            name = _signal_name(code)
-            oom = code == -signal.SIGKILL
-            rep = {
-                "status": "oom" if oom else "error",
-                "error": f"the measuring process was killed by {name}"
-                + (" (most likely the host ran out of memory)" if oom else "")
-                + (f": {' | '.join(tail)}" if tail else ""),
-            }
         else:
-            rep = {"status": "error", "error": f"the measuring process exited with code {code}: {' | '.join(tail)}"}
+            rep = _no_result(code, tail, timeout_s)
     busy1, own1, t1 = cpu_busy_s(), _children_cpu_s(), time.perf_counter()
     if busy0 is not None and busy1 is not None:
         rep["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 3)
     rep["process_s"] = round(t1 - t0, 3)
     rep["started"], rep["ended"] = started, time.time()
     # Peak resident memory of the measuring processes this one waited for (so far).
-    rep["host_peak_mb"] = host_peak_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    rep["host_peak_mib"] = host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return rep
 
 
@@ -391,7 +376,7 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         if energy
         else good[0]["nvml"]
     )
-    memory = max(good, key=lambda r: r["memory"].get("device_peak_mb") or 0)["memory"]
+    memory = max(good, key=lambda r: r["memory"].get("device_peak_mib") or 0)["memory"]
     return {
         "stability": stability,
         "throughput_img_s": tp["value"],
@@ -415,6 +400,21 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         "nvml": nvml,
         "memory": dict(memory),
     }
+
+
+def _add_memory(result: dict, artifact: str, earlier: list[dict], measured: bool) -> None:
+    """The cell's memory section: host peak of every measuring process (this job's and the repetition jobs'),
+    the size of the artifact it ran; a cell not measured gets null device and GPU figures that say why."""
+    memory = result.setdefault("memory", {})
+    memory["host_peak_mib"] = max(
+        [host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)]
+        + [r["host_peak_mib"] for r in earlier if r.get("host_peak_mib") is not None]
+    )
+    memory["artifact_mib"] = size_mib(artifact)
+    if not measured:
+        memory.setdefault("device_peak_mib", None)
+        memory.setdefault("device_note", f"not measured (cell {result['status']})")
+        result.setdefault("nvml", nvml_empty(f"not measured (cell {result['status']})"))
 
 
 def run_cell(
@@ -449,17 +449,7 @@ def run_cell(
         result["status"] = "ok" if result["stability"] == "stable" else "unstable"
         result["agreement"] = next((r["agreement"] for r in runs if r.get("agreement")), None)
         result["canary_quiet_ms"] = probe.get("canary_ms")
-    # Peak resident memory of the measuring processes (this job's and the repetition jobs').
-    memory = result.setdefault("memory", {})
-    memory["host_peak_mb"] = max(
-        [host_peak_mb(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)]
-        + [r["host_peak_mb"] for r in earlier if r.get("host_peak_mb") is not None]
-    )
-    memory["artifact_mb"] = _artifact_mb(args["artifact"])
-    if failure is not None:  # not measured: the device and GPU figures are null, and say why
-        memory.setdefault("device_peak_mb", None)
-        memory.setdefault("device_note", f"not measured (cell {result['status']})")
-        result.setdefault("nvml", nvml_empty(f"not measured (cell {result['status']})"))
+    _add_memory(result, args["artifact"], earlier, measured=failure is None)
     # FLOPs per image (counted once per model and size) and utilisation against the device's probe.
     result["flops"] = flop_count.cell_metrics(
         _read_optional(args.get("flops")),
@@ -492,6 +482,110 @@ def _die_with_parent(args_path: str) -> None:
     parent = json.loads(Path(args_path).read_text()).get("parent_pid")
     if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def add_parser(sub) -> None:
+    """`infbench bench` (holds a GPU on --device cuda)."""
+    s = sub.add_parser("bench", help="measure one cell → result JSON (never fails for a failed measurement)")
+    s.add_argument("--model", default="resnet18")
+    s.add_argument("--backend", required=True)
+    s.add_argument("--precision", required=True)
+    s.add_argument("--device", required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    paths(s, "--artifact", "--out")
+    s.add_argument("--reference", type=Path, required=True, help="inputs and fp32 logits (infbench reference)")
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
+    # The measurement protocol's settings: required, their defaults live in config/schema.yaml only.
+    s.add_argument("--timeout", type=float, required=True, help="seconds a repetition may take")
+    s.add_argument("--mode", required=True, choices=["device", "end_to_end"])
+    s.add_argument("--warmup", type=float, required=True, help="warm-up budget per repetition, s")
+    s.add_argument("--window", type=float, required=True, help="least duration of a throughput window, s")
+    s.add_argument("--window-iterations", type=int, required=True)
+    s.add_argument("--windows", type=int, required=True)
+    s.add_argument("--latency", type=float, required=True, help="least duration of the latency phase, s")
+    s.add_argument("--latency-iterations", type=int, required=True)
+    s.add_argument("--energy-window", type=float, required=True, help="GPU energy window, s (0: none)")
+    # How repetitions are judged: required unless --repetition (one repetition judges nothing).
+    s.add_argument("--repetitions", type=int)
+    s.add_argument("--max-extra-repetitions", type=int)
+    s.add_argument("--tolerance", type=float)
+    s.add_argument("--canary-slowdown", type=float, help="canary/quiet time that marks disturbed")
+    s.add_argument("--foreign-cores", type=float, help="other processes' cores that mark disturbed")
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
+    s.add_argument("--flops", type=Path, default=None, help="FLOP count of the model at this size (infbench flops)")
+    s.add_argument("--probe", type=Path, default=None, help="hardware probe of the device (infbench probe)")
+    s.add_argument("--repetition", type=int, default=None, help="measure only this repetition (1, 2, …) → --out")
+    s.add_argument(
+        "--repetition-results", type=Path, nargs="*", default=[], help="repetitions measured by earlier jobs"
+    )
+    s.set_defaults(func=_command, gpu_stage=True)
+
+
+# Settings that judge repetitions: a cell's job needs them, a repetition's job does not.
+JUDGE = ("repetitions", "max_extra_repetitions", "tolerance", "canary_slowdown", "foreign_cores")
+
+
+def _command(a) -> None:
+    """`infbench bench`: one repetition (--repetition N) or the whole cell, from the command line."""
+    missing = [f"--{k.replace('_', '-')}" for k in JUDGE if getattr(a, k) is None]
+    if missing and a.repetition is None:
+        raise ValueError(f"bench needs {', '.join(missing)} (or --repetition N to measure one repetition)")
+    cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.batch)
+    args, gpu = measurement_args(a), a.gpu
+    if gpu:  # a probe of another GPU model than this cell's gives no peak to compare with
+        gpu = {**gpu, "probe_mismatch": probe_mismatch(_read_optional(args["probe"]), gpu)}
+        if gpu["probe_mismatch"]:
+            args["probe"] = None
+    if a.repetition is not None:  # one repetition, a job of its own
+        rep = record_repetition(cell, args, a.repetition, a.out, a.timeout, extra={"gpu": gpu})
+        print(f"{cell.key}: repetition {a.repetition}: {rep['status']}" + (f": {rep['error']}" if rep["error"] else ""))
+        return
+    earlier = load_repetitions(cell, a.repetition_results)
+    if earlier and earlier[0].get("gpu"):
+        gpu = earlier[0]["gpu"]  # the cell's GPU is the one its repetitions ran on
+    print(cell_line(run_cell(cell, args, a.out, a.timeout, extra={"gpu": gpu}, earlier=earlier)))
+
+
+def measurement_args(a) -> dict:
+    """What a measuring process needs, from the command line (the backend's options typed and checked)."""
+    return {
+        "artifact": str(a.artifact),
+        "reference": str(a.reference),
+        "threads": a.threads or os.cpu_count(),
+        "mode": a.mode,
+        "flops": str(a.flops) if a.flops else None,
+        "probe": str(a.probe) if a.probe else None,
+        "options": spec(a.backend).parse_options(a.option),
+        "tolerance": a.tolerance,
+        "repetitions": {"repetitions": a.repetitions, "max_extra": a.max_extra_repetitions},
+        "energy_window_s": a.energy_window,
+        "interference": {"canary_slowdown": a.canary_slowdown, "foreign_cores": a.foreign_cores},
+        "timing": {
+            "warmup_s": a.warmup,
+            "window_s": a.window,
+            "window_iterations": a.window_iterations,
+            "windows": a.windows,
+            "latency_s": a.latency,
+            "latency_iterations": a.latency_iterations,
+        },
+    }
+
+
+def cell_line(result: dict) -> str:
+    """One line per cell: its figures with their uncertainty, or why it has none."""
+    line = f"{Cell(**result['cell']).key}: {result['status']}"
+    if result.get("throughput_img_s") is None:
+        return line + f": {result['error']}"
+    runs = result["repetition_runs"]
+    line += (
+        f", {result['throughput_img_s']:.1f} img/s ±{result['throughput_uncertainty_pct']:.1f}%, "
+        f"latency p50 {result['latency_ms_p50']:.3f} ms, {result['repetitions']} repetitions"
+        f" ({len(runs)} run, {result['disturbed_repetitions']} disturbed)"
+    )
+    if result.get("launch_bound"):
+        line += ", launch-bound"
+    return line
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ from pathlib import Path
 import polars as pl
 
 from infbench.io import read_json
-from infbench.report.aggregate import CELL_KEYS, FIELDS
+from infbench.report.frame import SOURCE
 
 
 def _result_of_row(row: dict) -> dict:
     """A summary row back in the shape of a result JSON (the fields the summary keeps)."""
-    result: dict = {"cell": {k: row.get(k) for k in CELL_KEYS}}
-    for column, path in FIELDS.items():
+    result: dict = {}
+    for column, path in SOURCE.items():
         value = row.get(column)
         if isinstance(value, float) and math.isnan(value):
             value = None
@@ -36,7 +36,9 @@ def _result_of_row(row: dict) -> dict:
 def _summary_rows(folder: Path) -> list[dict] | None:
     for name, read in (("summary.parquet", pl.read_parquet), ("summary.csv", pl.read_csv)):
         if (folder / name).is_file():
-            return read(folder / name, **({"infer_schema_length": None} if name.endswith("csv") else {})).to_dicts()
+            df = read(folder / name, **({"infer_schema_length": None} if name.endswith("csv") else {}))
+            # summaries written before the columns were named by their unit held the same MiB as *_mb
+            return df.rename({c: c[:-3] + "_mib" for c in df.columns if c.endswith("_mb")}).to_dicts()
     return None
 
 

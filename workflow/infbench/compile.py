@@ -14,23 +14,19 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from infbench import integrity
+from infbench import precisions
+from infbench.arguments import paths
+from infbench.backends.base import BackendUnavailable
 from infbench.backends.torch_compile import use_result_caches
-from infbench.io import write_json
+from infbench.io import atomic_path, write_json
 
-DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 UNAVAILABLE_KIND = "infbench-unavailable-artifact"
-
-
-def _tmp_for(out: Path, suffix: str) -> Path:
-    return out.with_name(f".{out.stem}.{os.getpid()}.tmp{suffix}")
 
 
 def _example(batch: int, size: int, device: str, dtype):
@@ -59,28 +55,19 @@ def build_aoti(
         torch.set_num_threads(threads)
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("compile_aoti for cuda needs a CUDA device (torch.cuda.is_available() is False)")
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    dtype = getattr(torch, DTYPES[precision])
+    precisions.allow_tf32(precision)
+    dtype = precisions.torch_dtype(precision)
     model = load_module(checkpoint, device, dtype)
     example = (_example(batch, size, device, dtype),)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(out, ".pt2")
     started = time.time()
     with torch.inference_mode():
         program = torch.export.export(model, example)
     options = {"max_autotune": True} if max_autotune else {}
-    try:
-        path = torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=options)
-        crash = aoti_fresh_load(Path(path), device, DTYPES[precision], batch, size)
-        if crash:  # every cell would die the same way: say so once, as 'unavailable' with the reason
-            return write_unavailable(out, "aotinductor", f"{crash}; {AOTI_CRASH_NOTE}")
-        os.replace(path, out)
-        integrity.record(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out, ".pt2") as tmp:
+        torch._inductor.aoti_compile_and_package(program, package_path=str(tmp), inductor_configs=options)
+        crash = aoti_fresh_load(tmp, device, str(dtype).removeprefix("torch."), batch, size)
+    if crash:  # every cell would die the same way: say so once, as 'unavailable' with the reason
+        return write_unavailable(out, "aotinductor", f"{crash}; {AOTI_CRASH_NOTE}")
     info = {
         "artifact": str(out),
         "device": device,
@@ -130,23 +117,10 @@ def aoti_fresh_load(package: Path, device: str, dtype: str, batch: int, size: in
     raise RuntimeError(f"the AOTInductor package does not load in a fresh process: {last}")
 
 
-def torch_tensorrt_import_error() -> str | None:
-    """None when torch_tensorrt imports, else the error (type and message)."""
-    try:
-        import torch_tensorrt  # noqa: F401
-    except Exception as exc:  # ImportError, or OSError from a missing libnvinfer
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 def write_unavailable(out: Path, backend: str, error: str) -> dict:
     stub = {"kind": UNAVAILABLE_KIND, "backend": backend, "error": error}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(out, ".json")
-    tmp.write_text(json.dumps(stub, indent=1))
-    os.replace(tmp, out)
-    integrity.record(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(stub, indent=1))
     print(f"{backend} is unavailable here ({error}); wrote a stub to {out}")
     return stub
 
@@ -175,11 +149,10 @@ def torch_tensorrt_model(
     Strongly typed (TensorRT 11, Torch-TensorRT ≥ 2.12): the precision is the model's own dtype, so
     fp16/bf16 cast the model and its input; int8 is the fp32 model with Model Optimizer's Q/DQ
     quantisers calibrated on the dataset's calibration split (infbench.tensorrt_int8)."""
-    import torch
 
     from infbench.backends.torch_eager import load_module
 
-    dtype = getattr(torch, DTYPES[precision])
+    dtype = precisions.torch_dtype(precision)
     model = load_module(checkpoint, device, dtype)
     if precision == "int8":
         from infbench.quantize import calibration_images
@@ -230,48 +203,52 @@ def build_torch_tensorrt(
     `tensorrt::quantize_op` nodes, and `torch_tensorrt.dynamo.compile` turns those into TensorRT
     Q/DQ layers."""
     info_out = Path(info_out) if info_out else Path(out).with_suffix(".json")
-    error = torch_tensorrt_import_error()
-    if error:
-        stub = write_unavailable(out, "torch_tensorrt", f"{error}; {TORCH_TENSORRT_INSTALL}")
-        write_json(info_out, {**stub, "precision": precision, "shape": [batch, 3, size, size]})
-        return stub
-
-    import torch
-    import torch_tensorrt
-
-    if not torch.cuda.is_available():
-        stub = write_unavailable(out, "torch_tensorrt", "no CUDA device visible (torch.cuda.is_available() is False)")
-        write_json(info_out, {**stub, "precision": precision, "shape": [batch, 3, size, size]})
+    shape = {"precision": precision, "shape": [batch, 3, size, size]}
+    try:
+        torch_tensorrt = _torch_tensorrt_on_cuda()
+    except BackendUnavailable as exc:  # a stub the cell reads as 'unavailable'; rebuilt once installed
+        stub = write_unavailable(out, "torch_tensorrt", str(exc))
+        write_json(info_out, {**stub, **shape})
         return stub
     model, example = torch_tensorrt_model(checkpoint, precision, size, batch, "cuda", dataset, calib_images)
     settings = torch_tensorrt_settings(torch_tensorrt.dynamo.compile, precision, workspace_gb)
     started = time.time()
-    with torch.no_grad(), _export_mode(precision):
-        program = torch.export.export(model, (example,), strict=False)
-        compiled = torch_tensorrt.dynamo.compile(program, arg_inputs=[example], **settings)
+    compiled = _compile_program(torch_tensorrt, model, example, precision, settings)
     build_s = time.time() - started
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_for(out, ".ep")
-    try:
+    with atomic_path(out, ".ep") as tmp:
         torch_tensorrt.save(compiled, str(tmp), output_format="exported_program", arg_inputs=[example])
-        os.replace(tmp, out)
-        integrity.record(out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     info = {
         "artifact": str(out),
-        "precision": precision,
-        "shape": [batch, 3, size, size],
+        **shape,
         "compile_s": round(build_s, 2),
         "settings": settings,
         "calibration_images": calib_images if precision == "int8" else None,
-        "versions": {"torch": torch.__version__, "torch_tensorrt": torch_tensorrt.__version__, **_trt_versions()},
+        "versions": _trt_versions(),
     }
     write_json(info_out, info)
     print(json.dumps(info))
     return info
+
+
+def _torch_tensorrt_on_cuda():
+    """The torch_tensorrt module where it imports and a GPU is visible, else BackendUnavailable saying why."""
+    from infbench.backends.torch_tensorrt_backend import import_torch_tensorrt
+
+    torch_tensorrt = import_torch_tensorrt()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("no CUDA device visible (torch.cuda.is_available() is False)")
+    return torch_tensorrt
+
+
+def _compile_program(torch_tensorrt, model, example, precision: str, settings: dict):
+    """`model` exported at `example`'s shape and compiled by Torch-TensorRT's dynamo path."""
+    import torch
+
+    with torch.no_grad(), _export_mode(precision):
+        program = torch.export.export(model, (example,), strict=False)
+        return torch_tensorrt.dynamo.compile(program, arg_inputs=[example], **settings)
 
 
 def _export_mode(precision: str):
@@ -284,10 +261,46 @@ def _export_mode(precision: str):
 
 
 def _trt_versions() -> dict:
+    """Versions of what a Torch-TensorRT build used (those installed)."""
     versions = {}
-    for name in ("tensorrt", "modelopt"):
+    for name in ("torch", "torch_tensorrt", "tensorrt", "modelopt"):
         try:
             versions[name] = importlib.import_module(name).__version__
         except Exception:  # not installed: nothing to record
             pass
     return versions
+
+
+def add_parser(sub) -> None:
+    """`infbench compile-aoti` and `infbench compile-torch-tensorrt` (each holds a GPU on CUDA)."""
+    s = sub.add_parser("compile-aoti", help="checkpoint → AOTInductor package (.pt2) for one device/precision/shape")
+    paths(s, "--checkpoint", "--out")
+    s.add_argument("--device", required=True, choices=["cpu", "cuda"])
+    s.add_argument("--precision", required=True, choices=["fp32", "tf32", "fp16", "bf16"])
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--max-autotune", action="store_true", help="Inductor max_autotune while compiling")
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads while exporting; 0 = default")
+    s.set_defaults(func=_aoti_command, gpu_stage=True)
+
+    help = "checkpoint → Torch-TensorRT ExportedProgram (.ep) for one precision/shape"
+    s = sub.add_parser("compile-torch-tensorrt", help=help)
+    paths(s, "--checkpoint", "--out")
+    s.add_argument("--info", type=Path, default=None, help="build record (time, settings); default: --out as .json")
+    s.add_argument("--precision", required=True, choices=["fp32", "fp16", "bf16", "int8"])
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--dataset", type=Path, default=None, help="calibration images for int8")
+    s.add_argument("--calib-images", type=int, default=128)
+    s.add_argument("--workspace-gb", type=float, default=4.0)
+    s.set_defaults(func=_torch_tensorrt_command, gpu_stage=True)
+
+
+def _aoti_command(a) -> None:
+    build_aoti(a.checkpoint, a.out, a.device, a.precision, a.size, a.batch, a.max_autotune, a.threads)
+
+
+def _torch_tensorrt_command(a) -> None:
+    build_torch_tensorrt(
+        a.checkpoint, a.out, a.precision, a.size, a.batch, a.dataset, a.calib_images, a.workspace_gb, a.info
+    )

@@ -59,20 +59,19 @@ def _listing(values) -> str:
     return ", ".join(str(v) for v in values)
 
 
+# How a message names a value of each type (bool first: a bool is an int too).
+TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+}
+
+
 def _type_name(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
+    return next((name for kind, name in TYPE_NAMES.items() if isinstance(value, kind)), type(value).__name__)
 
 
 EXPECTED = {
@@ -125,8 +124,10 @@ def _message(error, schema: dict) -> str:
         for k in unknown:
             close = difflib.get_close_matches(str(k), allowed, n=1)
             hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        what = "unknown backend" if path[-2:] == ["grid", "backends"] else "unknown key"
-        return f"{key}: {what}{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; allowed: {_listing(allowed)}"
+        what = "unknown backend" if path in (["grid", "backends"], ["backend_options"]) else "unknown key"
+        return (
+            f"{key}: {what}{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; allowed: {_listing(allowed) or 'none'}"
+        )
     if kind == "type":
         wanted = error.validator_value
         wanted = [wanted] if isinstance(wanted, str) else wanted
@@ -150,11 +151,24 @@ def _message(error, schema: dict) -> str:
     return f"{key}: {error.message}{about}"
 
 
+def with_backend_options(schema: dict) -> dict:
+    """The schema with its `backend_options` section built from each backend's declared options
+    (backends/registry.py), so that an option a backend does not have is an error naming it."""
+    from infbench.backends.registry import BACKENDS
+
+    section = {
+        **schema["properties"]["backend_options"],
+        "additionalProperties": False,
+        "properties": {name: backend.options_schema() for name, backend in BACKENDS.items()},
+    }
+    return {**schema, "properties": {**schema["properties"], "backend_options": section}}
+
+
 def check_schema(config: dict, schema_path: str | Path) -> None:
     """Validate against the JSON schema; raise ConfigError listing every problem, one per line."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = with_backend_options(yaml.safe_load(Path(schema_path).read_text()))
     validator_cls = jsonschema.validators.validator_for(schema)
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from infbench.arguments import paths
 from infbench.integrity import DamagedInput, file_digest
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the config's default (cifar10_md5) is the same
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 
 # Normalisation every backend's input gets (ImageNet statistics; fine for both datasets).
@@ -97,11 +98,11 @@ def split(images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: i
     return out
 
 
-def prepare(dataset: str, data_dir: Path, out: Path, calib: int, test: int, seed: int, cifar_md5: str = CIFAR10_MD5):
+def prepare(dataset: str, data_dir: Path, out: Path, calib: int, test: int, seed: int, cifar_md5: str | None = None):
     if dataset == "digits":
         images, labels = load_digits_images()
     elif dataset == "cifar10":
-        images, labels = read_cifar10(fetch_cifar10(Path(data_dir), cifar_md5))
+        images, labels = read_cifar10(fetch_cifar10(Path(data_dir), cifar_md5 or CIFAR10_MD5))
     else:
         raise ValueError(f"unknown dataset '{dataset}' (choose digits or cifar10)")
     arrays = split(images, labels, calib, test, seed)
@@ -137,3 +138,21 @@ def to_input(images: np.ndarray, size: int) -> np.ndarray:
 
         x = F.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", align_corners=False).numpy()
     return np.ascontiguousarray((x - MEAN[:, None, None]) / STD[:, None, None], dtype=np.float32)
+
+
+def add_parser(sub) -> None:
+    """`infbench prepare-data`."""
+    s = sub.add_parser("prepare-data", help="dataset → results/data/<name>.npz")
+    s.add_argument("--dataset", required=True, choices=["digits", "cifar10"])
+    s.add_argument("--data-dir", type=Path, default=Path("data"))
+    paths(s, "--out")
+    s.add_argument("--calib", type=int, default=200)
+    s.add_argument("--test", type=int, default=400)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: CIFAR10_MD5")
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5)
+    print("wrote", a.out, {k: list(v) for k, v in shapes.items()})

@@ -22,14 +22,17 @@ Each job's log gets a line when it takes its slot and one when it releases it (w
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import fcntl
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +230,28 @@ def probe_mismatch(probe: dict | None, gpu: dict | None) -> str | None:
         f"the hardware probe ran on {probed.get('name')} ({probed.get('uuid')}), this cell on "
         f"{gpu['name']} ({gpu['uuid']}): no utilisation against another GPU model's peak"
     )
+
+
+def add_parser(sub) -> None:
+    """`infbench gpu-slot`."""
+    s = sub.add_parser("gpu-slot", help="run a command on a free GPU of its own (CUDA_VISIBLE_DEVICES), or --list")
+    s.add_argument("--list", action="store_true", help="print the GPUs that slots are taken from, and exit")
+    s.add_argument("--timeout", type=float, default=None, help="seconds to wait for a free GPU (default 3600)")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    if a.list:
+        for gpu in usable(discover(), os.environ.get("CUDA_VISIBLE_DEVICES")):
+            print(describe(gpu))
+        return
+    command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not command:
+        raise ValueError("gpu-slot needs a command to run: infbench gpu-slot -- COMMAND [ARGS...]")
+    # The command itself holds the slot's lock (inherited across exec): released when it ends, even by kill -9.
+    gpu, fd = take(shlex.join(command), a.timeout)
+    if fd is not None:
+        os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    os.execvp(command[0], command)

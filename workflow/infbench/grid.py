@@ -127,7 +127,7 @@ def package_versions(*names: str) -> str:
 
 
 # Modules every benchmark cell runs through, whatever its backend.
-BENCH_CORE = ("bench.py", "measure", "backends/base.py", "reference.py")
+BENCH_CORE = ("bench.py", "measure", "backends/base.py", "reference.py", "precisions.py")
 
 
 def backend_modules(module: str) -> list[str]:

@@ -19,11 +19,12 @@ os.umask(_UMASK)
 
 
 @contextmanager
-def atomic_path(path: Path | str):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+def atomic_path(path: Path | str, suffix: str = ""):
+    """Yield a temporary path beside `path` (ending in `suffix`, for writers that want an extension);
+    rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are as readable as any file
     integrity.forget(path)  # the old content's checksum no longer applies
@@ -44,3 +45,13 @@ def write_json(path: Path | str, data) -> None:
 
 def read_json(path: Path | str):
     return json.loads(Path(path).read_text())
+
+
+def size_mib(path: Path | str) -> float | None:
+    """Size of a file, or of every file under a folder, in MiB; None where nothing is there."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size / 2**20
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
+    return None

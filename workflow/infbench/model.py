@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 
 def build(arch: str = "resnet18", num_classes: int = 10, stem: str = "imagenet"):
     import torch.nn as nn
@@ -36,3 +38,11 @@ def load_checkpoint(path: Path):
     except Exception as exc:  # torch raises several types for a damaged zip/pickle
         raise DamagedInput(path, "train", f"torch cannot load the checkpoint: {exc}") from exc
     return model.eval()
+
+
+def logits(model, x: np.ndarray, batch: int) -> np.ndarray:
+    """A PyTorch model's logits of the float32 NCHW array `x` on the CPU, `batch` images at a time."""
+    import torch
+
+    with torch.inference_mode():
+        return np.concatenate([model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)])

@@ -104,3 +104,10 @@ def main(configfiles: list[Path], root: Path = Path(".")) -> list[str]:
     check_schema(config, schema)
     validate(config, str(schema), set_default=True)
     return lines(config, root)
+
+
+def add_parser(sub) -> None:
+    """`infbench plan` (for people: its command line is not echoed)."""
+    s = sub.add_parser("plan", help="cells per device and backend, how many are done, the time the rest should take")
+    s.add_argument("--configfile", type=Path, nargs="+", default=[Path("config/config.yaml")], help="merged in order")
+    s.set_defaults(func=lambda a: print("\n".join(main(a.configfile))))

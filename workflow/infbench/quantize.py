@@ -20,12 +20,14 @@ Each builder writes its file atomically and records how it was made in the model
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from infbench import data
+from infbench.arguments import paths
 from infbench.integrity import DamagedInput
 from infbench.io import atomic_path
 
@@ -321,3 +323,44 @@ def convert_fp16(fp32: Path, out: Path) -> dict:
         _stamp(dest, info)
     print(f"wrote {out}: float16 weights and compute, float32 inputs and outputs", flush=True)
     return info
+
+
+def add_parser(sub) -> None:
+    """`infbench quantize-int8` and `infbench convert-fp16`."""
+    s = sub.add_parser("quantize-int8", help="fp32 ONNX → INT8 ONNX (static QDQ calibrated, or dynamic)")
+    s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
+    paths(s, "--out")
+    s.add_argument(
+        "--mode", default="static", choices=["static", "dynamic", "trt"], help="trt: symmetric int8 Q/DQ for TensorRT"
+    )
+    s.add_argument("--dataset", type=Path, default=None, help="calibration split (static)")
+    s.add_argument("--image-size", type=int, default=32, help="calibration resolution (static)")
+    s.add_argument("--method", default="MinMax", choices=["MinMax", "Entropy", "Percentile"])
+    s.add_argument("--samples", type=int, default=200, help="calibration images (static)")
+    s.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
+    s.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"])
+    s.set_defaults(func=_quantize_command)
+
+    s = sub.add_parser("convert-fp16", help="fp32 ONNX → fp16 ONNX (float32 inputs and outputs) for GPU EPs")
+    s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
+    paths(s, "--out")
+    s.set_defaults(func=lambda a: convert_fp16(a.onnx, a.out))
+
+
+def _quantize_command(a) -> None:
+    if a.mode == "dynamic":
+        quantize_dynamic(a.onnx, a.out, a.per_channel)
+    elif a.dataset is None:
+        raise ValueError(f"quantize-int8 --mode {a.mode} needs --dataset (its calibration split)")
+    else:
+        quantize_static(
+            a.onnx,
+            a.out,
+            a.dataset,
+            a.image_size,
+            a.method,
+            a.samples,
+            a.per_channel,
+            a.activation_type,
+            tensorrt=a.mode == "trt",
+        )

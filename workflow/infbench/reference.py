@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench import data
+from infbench.arguments import paths
 from infbench.io import atomic_path
 
 
@@ -22,16 +23,23 @@ def images_needed(batch_sizes: list[int], agreement_images: int) -> int:
     return max(-(-max(b, agreement_images) // b) * b for b in batch_sizes)
 
 
-def write(checkpoint: Path, dataset: Path, size: int, images: int, out: Path) -> int:
-    import torch
+def agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
+    """Top-1 agreement and max |Δ logits| of `logits` against the fp32 `reference` logits of the same
+    images: the one comparison of the export's parity check, the cells and the accuracy jobs."""
+    finite = np.isfinite(logits).all()
+    return {
+        "images": len(reference),
+        "top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if finite else float("inf"),
+    }
 
-    from infbench.model import load_checkpoint
+
+def write(checkpoint: Path, dataset: Path, size: int, images: int, out: Path) -> int:
+    from infbench import model
 
     test_x, _ = data.load_split(Path(dataset), "test")
     x = data.to_input(test_x[np.arange(images) % len(test_x)], size)
-    model = load_checkpoint(checkpoint)
-    with torch.inference_mode():
-        logits = np.concatenate([model(torch.from_numpy(x[i : i + 32])).numpy() for i in range(0, len(x), 32)])
+    logits = model.logits(model.load_checkpoint(checkpoint), x, 32)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, images=x, logits=logits.astype(np.float32))
@@ -52,3 +60,17 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"reference file {path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun the rule "
             "'reference_logits'"
         ) from exc
+
+
+def add_parser(sub) -> None:
+    """`infbench reference`."""
+    s = sub.add_parser("reference", help="checkpoint → fp32 logits of the first test images (agreement reference)")
+    paths(s, "--checkpoint", "--dataset", "--out")
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--images", type=int, required=True)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    n = write(a.checkpoint, a.dataset, a.size, a.images, a.out)
+    print(f"fp32 reference logits of {n} test images at {a.size}x{a.size} → {a.out}")

@@ -18,14 +18,13 @@ rounding of TensorRT's own kernels can differ.
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 import numpy as np
 
-from infbench import accuracy, data
+from infbench import accuracy
+from infbench.backends.base import import_or_unavailable, run_batches
 from infbench.grid import study_dir
-from infbench.io import write_json
 
 # nvidia-modelopt 0.47 imports huggingface_hub from modelopt.torch without declaring it.
 MODELOPT_INSTALL = "pip install nvidia-modelopt huggingface_hub (PyPI; no extras: [onnx] pins an older onnxruntime)"
@@ -37,19 +36,9 @@ VARIANT = {
 }
 
 
-class ModelOptUnavailable(RuntimeError):
-    """NVIDIA Model Optimizer cannot be imported; the message says what to install."""
-
-
 def import_mtq():
-    """modelopt.torch.quantization, or ModelOptUnavailable naming the import error and the fix."""
-    try:
-        import modelopt.torch.quantization as mtq
-    except Exception as exc:  # ImportError, or a dependency it imports without declaring
-        raise ModelOptUnavailable(
-            f"NVIDIA Model Optimizer cannot be imported ({type(exc).__name__}: {exc}); {MODELOPT_INSTALL}"
-        ) from exc
-    return mtq
+    """modelopt.torch.quantization, or BackendUnavailable naming the import error and the fix."""
+    return import_or_unavailable("modelopt.torch.quantization", MODELOPT_INSTALL, "NVIDIA Model Optimizer")
 
 
 def quantize_module(model, images: np.ndarray, batch: int, device: str, dtype=None):
@@ -71,15 +60,11 @@ def modelopt_logits(
     checkpoint: Path, dataset: Path, image_size: int, calib_images: int, x: np.ndarray, batch: int
 ) -> np.ndarray:
     """Logits of the Model Optimizer INT8 model (calibrated on the calibration split) on the CPU."""
-    import torch
-
-    from infbench.model import load_checkpoint
+    from infbench import model
     from infbench.quantize import calibration_images
 
     calibration = calibration_images(dataset, image_size, calib_images)
-    model = quantize_module(load_checkpoint(checkpoint), calibration, batch, "cpu")
-    with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)])
+    return model.logits(quantize_module(model.load_checkpoint(checkpoint), calibration, batch, "cpu"), x, batch)
 
 
 def qdq_logits(model: str, artifact: Path, x: np.ndarray, batch: int, threads: int) -> np.ndarray:
@@ -90,7 +75,7 @@ def qdq_logits(model: str, artifact: Path, x: np.ndarray, batch: int, threads: i
     runner = OnnxRuntime(Cell(model, "onnxruntime", "int8", "cpu", x.shape[-1], batch), Path(artifact), threads)
     runner.check_available()
     runner.load()
-    return accuracy.backend_logits(runner, x, batch)
+    return run_batches(runner, x, batch)
 
 
 def expected_path(dataset: str, model: str, backend: str) -> str:
@@ -117,45 +102,30 @@ def evaluate_expected(
 ) -> dict:
     """An accuracy record (the fields of accuracy.evaluate) of a TensorRT INT8 variant simulated on the
     CPU; device 'cpu' is where it was computed, `variant` says what it stands for."""
-    import torch
-
     if backend not in BACKENDS:
         raise ValueError(f"no expected TensorRT accuracy for backend '{backend}' (choose from {', '.join(BACKENDS)})")
-    result = {
-        "variant": VARIANT[backend],
-        "model": model,
-        "backend": backend,
-        "precision": "int8",
-        "device": "cpu",
-        "expected_on": "tensorrt",
-        "status": "error",
-        "error": None,
-        "image_size": image_size,
-        "tolerance_points": tolerance_points,
-        **dict.fromkeys(accuracy.NUMBERS),
-        "model_size_mb": accuracy.size_mb(artifact) if artifact else None,
-    }
-    try:
+    fields = {"expected_on": "tensorrt", "image_size": image_size, "tolerance_points": tolerance_points}
+    result = accuracy.record(VARIANT[backend], model, backend, "int8", "cpu", artifact, **fields)
+
+    def logits_of(x: np.ndarray) -> np.ndarray:
+        import torch
+
         torch.set_num_threads(threads)
-        images, labels = data.load_split(dataset, "test")
-        x = data.to_input(images, image_size)
-        if backend == "onnxruntime_trt":
-            if artifact is None:
-                raise ValueError("onnxruntime_trt needs --artifact (the Q/DQ ONNX int8_trt.onnx)")
-            logits = qdq_logits(model, artifact, x, batch, threads)
-        else:
-            logits = modelopt_logits(checkpoint, dataset, image_size, calib_images, x, batch)
-        result.update(accuracy.compare(logits, accuracy.reference_logits(checkpoint, x), labels, tolerance_points))
-        result["status"] = "ok"
-    except ModelOptUnavailable as exc:
-        result.update(status="unavailable", error=str(exc))
-    except Exception as exc:  # a broken variant is a result to show, not a crash of the workflow
-        traceback.print_exc()
-        result.update(status="error", error=f"{type(exc).__name__}: {exc}")
-    return result
+        if backend == "torch_tensorrt":
+            return modelopt_logits(checkpoint, dataset, image_size, calib_images, x, batch)
+        if artifact is None:
+            raise ValueError("onnxruntime_trt needs --artifact (the Q/DQ ONNX int8_trt.onnx)")
+        return qdq_logits(model, artifact, x, batch, threads)
+
+    return accuracy.score(result, logits_of, checkpoint, dataset, image_size, tolerance_points)
 
 
-def write_expected(out: Path, **kwargs) -> dict:
-    result = evaluate_expected(**kwargs)
-    write_json(out, result)
-    return result
+def add_parser(sub) -> None:
+    """`infbench expected-accuracy`."""
+    help = "a TensorRT INT8 variant's accuracy simulated on the CPU (before TensorRT exists)"
+    s = sub.add_parser("expected-accuracy", help=help)
+    accuracy.add_arguments(s)
+    s.add_argument("--backend", required=True, choices=BACKENDS)
+    s.add_argument("--artifact", type=Path, default=None, help="onnxruntime_trt: the Q/DQ ONNX (int8_trt.onnx)")
+    s.add_argument("--calib-images", type=int, default=128, help="torch_tensorrt: Model Optimizer calibration images")
+    s.set_defaults(func=lambda a: accuracy.run_stage(evaluate_expected, a))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from infbench import data
 from infbench import model as model_lib
+from infbench.arguments import paths
 from infbench.io import atomic_path, write_json
 
 
@@ -21,6 +23,25 @@ def evaluate(net, images: np.ndarray, labels: np.ndarray, size: int, batch: int 
             x = torch.from_numpy(data.to_input(images[i : i + batch], size))
             correct += int((net(x).argmax(1).numpy() == labels[i : i + batch]).sum())
     return correct / len(images)
+
+
+def _epoch(net, opt, sched, x_all, y_all, order, batch_size: int) -> tuple[float, int]:
+    """One pass over the training images in `order`: (the last batch's loss, images classified right)."""
+    import torch
+
+    net.train()
+    correct = 0
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        logits = net(x_all[idx])
+        loss = torch.nn.functional.cross_entropy(logits, y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        correct += int((logits.argmax(1) == y_all[idx]).sum())
+    net.eval()
+    return loss.item(), correct
 
 
 def train(
@@ -53,23 +74,11 @@ def train(
     history = []
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(x_all), generator=gen)
-        correct = 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            logits = net(x_all[idx])
-            loss = torch.nn.functional.cross_entropy(logits, y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            correct += int((logits.argmax(1) == y_all[idx]).sum())
-        net.eval()
+        loss, correct = _epoch(net, opt, sched, x_all, y_all, torch.randperm(len(x_all), generator=gen), batch_size)
         test_acc = evaluate(net, test_x, test_y, image_size)
         row = {
             "epoch": epoch,
-            "loss": loss.item(),
+            "loss": loss,
             "train_accuracy": correct / len(x_all),
             "test_accuracy": test_acc,
             "seconds": round(time.perf_counter() - start, 2),
@@ -93,3 +102,37 @@ def train(
     }
     write_json(metrics, result)
     return result
+
+
+def add_parser(sub) -> None:
+    """`infbench train`."""
+    s = sub.add_parser("train", help="train ResNet-18 → checkpoint + metrics")
+    paths(s, "--dataset", "--checkpoint", "--metrics")
+    s.add_argument("--arch", default="resnet18")
+    s.add_argument("--stem", default="imagenet", choices=["imagenet", "cifar"])
+    s.add_argument("--epochs", type=int, default=6)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--lr", type=float, default=0.05)
+    s.add_argument("--weight-decay", type=float, default=5e-4)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=os.cpu_count())
+    s.add_argument("--image-size", type=int, default=32)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    result = train(
+        a.dataset,
+        a.checkpoint,
+        a.metrics,
+        a.arch,
+        a.stem,
+        a.epochs,
+        a.batch_size,
+        a.lr,
+        a.weight_decay,
+        a.seed,
+        a.threads,
+        a.image_size,
+    )
+    print(f"final test accuracy {result['test_accuracy']:.4f}")

@@ -49,6 +49,8 @@ rule accuracy:
             "accuracy.py",
             "data.py",
             "model.py",
+            "precisions.py",
+            "reference.py",
             "backends/base.py",
             f"backends/{BACKENDS[wc.backend].module}.py",
         ),
@@ -96,6 +98,7 @@ rule expected_accuracy_tensorrt:
         code=grid.code_hash(
             "tensorrt_int8.py",
             "accuracy.py",
+            "reference.py",
             "quantize.py",
             "data.py",
             "model.py",

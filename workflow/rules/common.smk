@@ -106,15 +106,9 @@ def cell_threads(wildcards):
 
 
 def cell_options(wildcards):
-    """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments
-    (a null value is left out: the backend's own choice, e.g. torch.compile's cudagraphs).
-    """
-    options = config.get("backend_options", {}).get(wildcards.backend, {})
-    return " ".join(
-        f"--option {k}={str(v).lower() if isinstance(v, bool) else v}"
-        for k, v in sorted(options.items())
-        if v is not None
-    )
+    """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments."""
+    given = config["backend_options"].get(wildcards.backend, {})
+    return BACKENDS[wildcards.backend].option_args(given)
 
 
 # Settings that only judge repetitions already measured: changing them reruns the cells' jobs,
@@ -160,7 +154,7 @@ def report_meta():
             "dataset": config["dataset"],
             "model": MODEL,
             "dropped": dropped,
-            "memory_cap_mb": config["report"]["memory_cap_mb"],
+            "memory_cap_mib": config["report"]["memory_cap_mib"],
             "devices": devices.summary(
                 config["grid"]["devices"], config["grid"]["backends"]
             ),

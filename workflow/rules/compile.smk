@@ -27,6 +27,7 @@ rule compile_aoti:
         code=grid.code_hash(
             "compile.py",
             "model.py",
+            "precisions.py",
             "backends/torch_eager.py",
             "backends/torch_compile.py",
         ),
@@ -60,9 +61,11 @@ rule compile_torch_tensorrt:
         code=grid.code_hash(
             "compile.py",
             "model.py",
+            "precisions.py",
             "quantize.py",
             "tensorrt_int8.py",
             "backends/torch_eager.py",
+            "backends/torch_tensorrt_backend.py",
         ),
         versions=grid.package_versions(
             "torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"

@@ -14,7 +14,7 @@ rule prepare_data:
         dataset=config["dataset"],
         data_dir=config["data_dir"],
         split=config["split"],
-        md5=config.get("cifar10_md5", "c58f30108f718f92721af3b95e74349a"),
+        md5=config["cifar10_md5"],
         code=grid.code_hash("data.py"),
     shell:
         "infbench prepare-data --dataset {params.dataset} --data-dir {params.data_dir:q} --out {output:q}"

@@ -75,4 +75,4 @@ rule probe:
         code=grid.code_hash("measure/probe.py", "measure/interference.py"),
     shell:
         "infbench probe --device {wildcards.device} --threads {params.cpu_threads} --budget {params.probe[budget_s]}"
-        " --matmul-n {params.probe[matmul_n]} --copy-mb {params.probe[copy_mb]} --out {output:q} > {log} 2>&1"
+        " --matmul-n {params.probe[matmul_n]} --copy-mib {params.probe[copy_mib]} --out {output:q} > {log} 2>&1"

@@ -57,25 +57,13 @@ class LogHandler(LogHandlerBase):
         self.closed = False
         self.last_table = None
 
-    @property
-    def writes_to_stream(self) -> bool:
-        return True
-
-    @property
-    def writes_to_file(self) -> bool:
-        return False
-
-    @property
-    def has_filter(self) -> bool:
-        return True
-
-    @property
-    def has_formatter(self) -> bool:
-        return True
-
-    @property
-    def needs_rulegraph(self) -> bool:
-        return False
+    # What LogHandlerBase asks of a plugin (abstract properties there, plain answers here): it writes
+    # to the terminal, filters and formats itself, and needs no rule graph.
+    writes_to_stream = True
+    writes_to_file = False
+    has_filter = True
+    has_formatter = True
+    needs_rulegraph = False
 
     def write(self, text: str) -> None:
         if text:

@@ -12,7 +12,7 @@ with that reason (benchmarks/aoti_load_check.py tries the other ways of loading)
 from __future__ import annotations
 
 from infbench.backends.base import BackendUnavailable, DamagedInput, check_artifact
-from infbench.backends.torch_eager import TorchEager, setup_precision, to_input
+from infbench.backends.torch_eager import TorchEager
 
 
 class AOTInductor(TorchEager):
@@ -25,23 +25,9 @@ class AOTInductor(TorchEager):
             raise BackendUnavailable(f"the package {self.artifact} cannot be used here: {stub['error']}")
 
     def load(self) -> None:
-        import torch
-
         check_artifact(self.artifact, self.artifact_rule)
-        self.torch = torch
-        self.dtype = setup_precision(self.cell.precision, self.threads)
-        self.device = torch.device(self.cell.device)
-        self.channels_last = False
-        self.graph = None
+        self.setup()
         try:
-            self.model = torch._inductor.aoti_load_package(str(self.artifact))
+            self.model = self.torch._inductor.aoti_load_package(str(self.artifact))
         except Exception as exc:
             raise DamagedInput(self.artifact, self.artifact_rule, f"AOTInductor cannot load it: {exc}") from exc
-
-    def prepare(self, batch):
-        return to_input(batch, self.cell.device, self.dtype)
-
-    def run(self, inputs):
-        with self.torch.inference_mode():
-            out = self.model(inputs)
-        return out[0] if isinstance(out, (list, tuple)) else out

@@ -8,6 +8,7 @@ so that the workflow can plan cells without them.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ class Cell:
     batch_size: int
 
     @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """NCHW shape of one batch."""
+        return (self.batch_size, 3, self.image_size, self.image_size)
+
+    @property
     def key(self) -> str:
         return f"{self.model}/{self.backend}/{self.precision}/{self.device}/{self.image_size}x{self.batch_size}"
 
@@ -54,7 +60,10 @@ class Backend:
         self.artifact = Path(artifact)
         self.artifact_rule = artifact_rule  # the rule that rebuilds the artifact, for error messages
         self.threads = threads
-        self.options = options or {}  # backend settings from the config (e.g. CUDA graphs, end-to-end)
+        from infbench.backends.registry import spec  # (the registry imports this module)
+
+        # every option the backend declares (backends/registry.py), typed, the defaults filled in
+        self.options = spec(cell.backend).option_values(options or {})
 
     # -- availability -------------------------------------------------------------------------
     def check_available(self) -> None:
@@ -80,10 +89,7 @@ class Backend:
         raise NotImplementedError
 
     # -- probes -------------------------------------------------------------------------------
-    def uses_cuda(self) -> bool:
-        return self.cell.device == "cuda"
-
-    def device_memory_peak_mb(self) -> float | None:
+    def device_memory_peak_mib(self) -> float | None:
         """Peak device memory this backend's allocator saw, or None where it cannot tell.
 
         On CUDA, None makes the cell fall back to NVML's device-level used-memory delta around
@@ -101,3 +107,29 @@ def check_artifact(path: Path, rule: str) -> None:
         raise FileNotFoundError(f"artifact {path} is missing; rebuild it with the rule '{rule}'")
     if Path(path).stat().st_size == 0:
         raise DamagedInput(path, rule, "empty: truncated?")
+
+
+def import_or_unavailable(module: str, install: str, what: str | None = None):
+    """`module`, imported; else BackendUnavailable naming the import error and what to install."""
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # ImportError, or an OSError from a missing native library (libnvinfer)
+        raise BackendUnavailable(
+            f"{what or module} cannot be imported ({type(exc).__name__}: {exc}); {install}"
+        ) from exc
+
+
+def run_batches(backend: Backend, images: np.ndarray, batch: int) -> np.ndarray:
+    """Logits of `images` through the backend in batches of exactly `batch` (a short last batch is
+    padded with its own first image and the padding's outputs discarded, so shape-pinned
+    artifacts such as TensorRT engines and AOTInductor packages see their one shape)."""
+    outputs = []
+    for i in range(0, len(images), batch):
+        chunk = images[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - n, axis=0)])
+        out = backend.run(backend.prepare(np.ascontiguousarray(chunk)))
+        backend.synchronize()
+        outputs.append(backend.to_numpy(out)[:n])
+    return np.concatenate(outputs).astype(np.float32)

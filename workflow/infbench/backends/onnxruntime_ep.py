@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact
-from infbench.backends.torch_eager import flag
+from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact, import_or_unavailable
 
 # TensorRT engines built by the TensorRT EP are cached here, per precision (see OnnxRuntimeTensorRT).
 TRT_CACHE_ROOT = Path("results/cache/ort_trt")
@@ -65,7 +64,7 @@ class OnnxRuntime(Backend):
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if flag(self.options, "fixed_shape"):  # the names export.py gives the dynamic axes
+        if self.options.get("fixed_shape"):  # the names export.py gives the dynamic axes
             c = self.cell
             for name, value in (("batch", c.batch_size), ("height", c.image_size), ("width", c.image_size)):
                 opts.add_free_dimension_override_by_name(name, value)
@@ -87,9 +86,13 @@ class OnnxRuntime(Backend):
         return {**self.cuda_stream_options(), "use_tf32": tf32, **self.cuda_option_overrides()}
 
     def cuda_option_overrides(self) -> dict:
-        """The CUDA EP's settings the backend's options turn on or off (unset: ONNX Runtime's defaults)."""
+        """The CUDA EP's settings whose option differs from its default (the rest: ONNX Runtime's own)."""
+        from infbench.backends.registry import spec
+
+        defaults = {o.name: o.default for o in spec(self.cell.backend).options}
         keys = ("enable_cuda_graph", "prefer_nhwc", "cudnn_conv_use_max_workspace")
-        return {k: "1" if flag(self.options, k) else "0" for k in keys if k in self.options}
+        changed = [k for k in keys if k in defaults and self.options[k] != defaults[k]]
+        return {k: "1" if self.options[k] else "0" for k in changed}
 
     def providers(self) -> list:
         if self.cell.device == "cuda":
@@ -126,7 +129,7 @@ class OnnxRuntime(Backend):
             self.num_classes = dims[-1] if isinstance(dims[-1], int) else None
             self._output_buffer = None
             self._input_buffer = None  # CUDA graph: one input at a fixed device address, refilled in place
-            self.cuda_graph = flag(self.options, "enable_cuda_graph")
+            self.cuda_graph = self.options.get("enable_cuda_graph", False)
 
     # -- CPU: plain numpy in, numpy out ------------------------------------------------------
     # -- CUDA: device OrtValues bound to an IOBinding ------------------------------------------
@@ -208,12 +211,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
     def check_available(self) -> None:
         if self.cell.device != "cuda":
             raise BackendUnavailable("the TensorRT execution provider runs on CUDA only")
-        try:
-            import tensorrt  # noqa: F401  (the EP loads libnvinfer from here or the system)
-        except Exception as exc:
-            raise BackendUnavailable(
-                f"TensorRT cannot be imported ({type(exc).__name__}: {exc}); {ORT_TENSORRT_INSTALL}"
-            ) from exc
+        import_or_unavailable("tensorrt", ORT_TENSORRT_INSTALL, "TensorRT")  # the EP loads libnvinfer from it
         super().check_available()
 
     def engine_cache(self) -> Path:
@@ -243,9 +241,7 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         super().load()
         # One run at the cell's shape now: the engine exists (built or read from the cache) before
         # anything is timed, whether the EP built it with the session or defers it to the first run.
-        c = self.cell
-        zeros = np.zeros((c.batch_size, 3, c.image_size, c.image_size), dtype=np.float32)
-        self.session.run(None, {self.input_name: zeros})
+        self.session.run(None, {self.input_name: np.zeros(self.cell.input_shape, np.float32)})
 
     def providers(self) -> list:
         import onnx

@@ -1,7 +1,9 @@
 """Which backends exist, what they run on, and which artifact each one loads.
 
 Pure data: importing this module imports no runtime, so the workflow can plan cells anywhere.
-Adding a backend = one module in this package + one entry in BACKENDS + its name in the schema.
+Adding a backend = one module in this package + one entry in BACKENDS (with the options it reads:
+the config schema's backend_options section, the `--option` parsing and the rules' arguments come
+from them) + its name in the schema's grid.backends.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from infbench import precisions
 from infbench.backends.base import Backend, Cell
 
 # The artifact every precision of an ONNX-consuming backend reads (see workflow/rules/export.smk
@@ -63,6 +67,59 @@ def onnx_trt_artifact(cell: Cell) -> Artifact:
 
 
 @dataclass(frozen=True)
+class Option:
+    """A setting of a backend, from config `backend_options.<backend>.<name>` (`--option name=value`)."""
+
+    name: str
+    type: type  # bool, int, float or str
+    default: object
+    meaning: str  # one line, shown in the config's error messages
+
+    def value(self, raw):
+        """`raw` (a config value, or the text of `--option name=text`) as this option's type; an
+        option whose default is None (the backend's own choice) also takes None."""
+        if raw is None and self.default is None:
+            return None
+        if isinstance(raw, str) and self.type is not str:
+            text = raw.strip().lower()
+            if self.type is bool and text in ("true", "false"):
+                return text == "true"
+            if self.type is not bool:
+                try:
+                    return self.type(text)
+                except ValueError:
+                    pass
+            raise ValueError(f"option {self.name}={raw!r}: expected {self.type.__name__} ({self.meaning})")
+        if self.type is float and isinstance(raw, int) and not isinstance(raw, bool):
+            return float(raw)
+        if type(raw) is not self.type:
+            raise ValueError(f"option {self.name}={raw!r}: expected {self.type.__name__} ({self.meaning})")
+        return raw
+
+    def text(self, value) -> str:
+        """How `value` is written on the command line (`--option name=text`)."""
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+CHANNELS_LAST = Option("channels_last", bool, False, "NHWC (channels-last) memory format for weights and inputs")
+# torch.compile's settings that matter at the peak (issue 14)
+COMPILE_OPTIONS = (
+    CHANNELS_LAST,
+    Option("freezing", bool, False, "Inductor freezing: weights become constants folded into the compiled graph"),
+    Option("cudagraphs", bool, None, "CUDA graphs inside the compiled module; null: the mode's own choice"),
+)
+# ONNX Runtime's CUDA execution provider (ignored on the CPU provider)
+ORT_OPTIONS = (
+    Option("enable_cuda_graph", bool, False, "the CUDA EP captures the session in a CUDA graph and replays it"),
+    Option("prefer_nhwc", bool, False, "NHWC convolutions in the CUDA EP"),
+    Option("cudnn_conv_use_max_workspace", bool, True, "cuDNN may use its largest workspace (ORT's default)"),
+    Option("fixed_shape", bool, False, "the session's free dimensions pinned to the cell's batch and size"),
+)
+# JSON schema type of each option type (the config schema's backend_options section is built from these)
+JSON_TYPE = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+@dataclass(frozen=True)
 class BackendSpec:
     name: str
     module: str  # module under infbench.backends holding the class
@@ -72,6 +129,7 @@ class BackendSpec:
     # distributions whose installed versions invalidate this backend's cells
     packages: tuple[str, ...]
     artifact: Callable[[Cell], Artifact] = checkpoint_artifact  # what a cell of it loads
+    options: tuple[Option, ...] = ()  # the settings it reads; any other is an error
 
     def unsupported_reason(self, device: str, precision: str) -> str | None:
         if device not in self.support:
@@ -84,24 +142,64 @@ class BackendSpec:
     def load_class(self) -> type[Backend]:
         return getattr(importlib.import_module(f"infbench.backends.{self.module}"), self.cls)
 
+    def instance(self, cell: Cell, artifact, threads: int, options: dict | None = None) -> Backend:
+        """This backend for `cell`, on `artifact` (the error messages name the rule that rebuilds it)."""
+        return self.load_class()(cell, Path(artifact), threads, self.artifact(cell).rule, options)
+
+    def option_values(self, given: dict) -> dict:
+        """Every option of this backend, typed: `given` (config values or command-line text) over the defaults.
+        An option it does not declare is a ValueError naming it and the ones it has."""
+        declared = {o.name: o for o in self.options}
+        unknown = sorted(set(given) - set(declared))
+        if unknown:
+            has = ", ".join(declared) or "none"
+            raise ValueError(f"backend {self.name} has no option {', '.join(unknown)} (its options: {has})")
+        return {name: o.value(given[name]) if name in given else o.default for name, o in declared.items()}
+
+    def parse_options(self, pairs: list[str]) -> dict:
+        """`--option KEY=VALUE` arguments → every option, typed (see `option_values`)."""
+        bad = [p for p in pairs if "=" not in p]
+        if bad:
+            raise ValueError(f"--option {bad[0]}: expected KEY=VALUE")
+        return self.option_values(dict(p.split("=", 1) for p in pairs))
+
+    def option_args(self, given: dict) -> str:
+        """The `--option KEY=VALUE` arguments of a rule for config `given`: only values that differ from
+        the defaults, so that writing a default into the config reruns nothing."""
+        values = self.option_values(given)
+        changed = [o for o in self.options if values[o.name] != o.default]
+        return " ".join(f"--option {o.name}={o.text(values[o.name])}" for o in changed)
+
+    def options_schema(self) -> dict:
+        """The JSON schema of config `backend_options.<name>`."""
+        properties = {
+            o.name: {
+                "description": o.meaning,
+                "type": JSON_TYPE[o.type] if o.default is not None else [JSON_TYPE[o.type], "null"],
+                "default": o.default,
+            }
+            for o in self.options
+        }
+        about = f"Settings of {self.name}." if self.options else f"{self.name} has no settings."
+        return {"description": about, "type": "object", "additionalProperties": False, "properties": properties}
+
+
+TORCH = ("torch", "torchvision")
+INDUCTOR = (*TORCH, "triton")
+CPU_FLOAT = ("fp32", "bf16")
+CUDA_FLOAT = ("fp32", "tf32", "fp16", "bf16")
+
+
+def _torch(name: str, module: str, cls: str, support: dict, packages=TORCH, options=(CHANNELS_LAST,), **more):
+    """A PyTorch-based backend: by default it runs the checkpoint's model and reads channels_last."""
+    return BackendSpec(name, module, cls, support, packages, options=options, **more)
+
 
 BACKENDS: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in [
-        BackendSpec(
-            name="torch",
-            module="torch_eager",
-            cls="TorchEager",
-            support={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "fp16", "bf16")},
-            packages=("torch", "torchvision"),
-        ),
-        BackendSpec(
-            name="torch_cudagraphs",
-            module="torch_eager",
-            cls="TorchCudaGraphs",
-            support={"cuda": ("fp32", "tf32", "fp16", "bf16")},
-            packages=("torch", "torchvision"),
-        ),
+        _torch("torch", "torch_eager", "TorchEager", {"cpu": CPU_FLOAT, "cuda": CUDA_FLOAT}),
+        _torch("torch_cudagraphs", "torch_eager", "TorchCudaGraphs", {"cuda": CUDA_FLOAT}),
         BackendSpec(
             name="onnxruntime",
             module="onnxruntime_ep",
@@ -109,42 +207,41 @@ BACKENDS: dict[str, BackendSpec] = {
             support={"cpu": ("fp32", "int8", "int8_dynamic"), "cuda": ("fp32", "tf32", "fp16")},
             packages=("onnxruntime", "onnxruntime-gpu"),
             artifact=onnx_artifact,
+            options=ORT_OPTIONS,
         ),
-        BackendSpec(
-            name="torchscript",
-            module="torchscript",
-            cls="TorchScript",
-            support={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "fp16", "bf16")},
-            packages=("torch", "torchvision"),
+        _torch("torchscript", "torchscript", "TorchScript", {"cpu": CPU_FLOAT, "cuda": CUDA_FLOAT}),
+        _torch(
+            "torch_compile",
+            "torch_compile",
+            "TorchCompile",
+            {"cpu": CPU_FLOAT, "cuda": CUDA_FLOAT},
+            INDUCTOR,
+            options=COMPILE_OPTIONS,
         ),
-        BackendSpec(
-            name="torch_compile",
-            module="torch_compile",
-            cls="TorchCompile",
-            support={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "fp16", "bf16")},
-            packages=("torch", "torchvision", "triton"),
+        _torch(
+            "torch_compile_max_autotune",
+            "torch_compile",
+            "TorchCompileMaxAutotune",
+            {"cuda": CUDA_FLOAT},
+            INDUCTOR,
+            options=COMPILE_OPTIONS,
         ),
-        BackendSpec(
-            name="torch_compile_max_autotune",
-            module="torch_compile",
-            cls="TorchCompileMaxAutotune",
-            support={"cuda": ("fp32", "tf32", "fp16", "bf16")},
-            packages=("torch", "torchvision", "triton"),
+        # reduce-overhead is CUDA graphs: nothing to reduce on the CPU
+        _torch(
+            "torch_compile_reduce_overhead",
+            "torch_compile",
+            "TorchCompileReduceOverhead",
+            {"cuda": CUDA_FLOAT},
+            INDUCTOR,
+            options=COMPILE_OPTIONS,
         ),
-        BackendSpec(
-            name="torch_compile_reduce_overhead",
-            module="torch_compile",
-            cls="TorchCompileReduceOverhead",
-            # reduce-overhead is CUDA graphs: nothing to reduce on the CPU
-            support={"cuda": ("fp32", "tf32", "fp16", "bf16")},
-            packages=("torch", "torchvision", "triton"),
-        ),
-        BackendSpec(
-            name="aotinductor",
-            module="aotinductor",
-            cls="AOTInductor",
-            support={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
-            packages=("torch", "torchvision", "triton"),
+        _torch(
+            "aotinductor",
+            "aotinductor",
+            "AOTInductor",
+            {"cpu": CPU_FLOAT, "cuda": ("fp32", "fp16", "bf16")},
+            INDUCTOR,
+            options=(),  # the layout is compiled into the package
             artifact=aoti_artifact,
         ),
         BackendSpec(
@@ -155,19 +252,19 @@ BACKENDS: dict[str, BackendSpec] = {
             packages=("onnxruntime-gpu", "tensorrt"),
             artifact=onnx_trt_artifact,
         ),
-        BackendSpec(
-            name="torch_tensorrt",
-            module="torch_tensorrt_backend",
-            cls="TorchTensorRT",
-            support={"cuda": ("fp32", "fp16", "bf16", "int8")},
-            packages=("torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"),
+        _torch(
+            "torch_tensorrt",
+            "torch_tensorrt_backend",
+            "TorchTensorRT",
+            {"cuda": ("fp32", "fp16", "bf16", "int8")},
+            ("torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"),
+            options=(),  # the layout is compiled into the program
             artifact=torch_tensorrt_artifact,
         ),
     ]
 }
 
-ALL_PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "int8_dynamic")
-ALL_DEVICES = ("cpu", "cuda")
+ALL_PRECISIONS = precisions.ALL
 
 
 def spec(name: str) -> BackendSpec:

@@ -7,11 +7,9 @@
 One cell compiles one static shape (`dynamic=False`) in its own process; the compilation happens
 in the first call, which the measurement's warm-up absorbs. Inductor's and Triton's caches live
 under `results/cache/` (not the user's home), so a rerun of a cell reuses the compiled kernels.
-Options (config `backend_options.<backend>`, passed as `--option KEY=VALUE`):
-  channels_last=true   NHWC weights and inputs (as for `torch`)
-  freezing=true        Inductor freezing: weights become constants, folded into the graph (conv+bn, layouts)
-  cudagraphs=true|false  CUDA graphs inside the compiled module (Inductor's triton.cudagraphs); the modes'
-                       own choice where unset (max-autotune and reduce-overhead: on; default: off)
+Options (declared in backends/registry.py): `channels_last` (as for `torch`), `freezing` (Inductor
+freezing: weights become constants folded into the graph), `cudagraphs` (CUDA graphs inside the
+compiled module; unset: the mode's own choice, on for max-autotune and reduce-overhead).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infbench.backends.torch_eager import TorchEager, flag, load_module, setup_precision
+from infbench.backends.torch_eager import TorchEager, load_module
 
 CACHE_ROOT = Path("results/cache")
 
@@ -34,31 +32,26 @@ class TorchCompile(TorchEager):
     mode = "default"
 
     def load(self) -> None:
-        import torch
-
         use_result_caches()
-        self.torch = torch
-        self.dtype = setup_precision(self.cell.precision, self.threads)
-        self.device = torch.device(self.cell.device)
-        self.channels_last = flag(self.options, "channels_last")
-        self.graph = None
+        self.setup()
         eager = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
         overrides = self.inductor_overrides()
+        modes = self.torch._inductor.list_mode_options(self.mode)
         if overrides:  # the mode's own settings with the options' on top (torch.compile takes mode or options)
-            options = {**torch._inductor.list_mode_options(self.mode), **overrides}
-            self.model = torch.compile(eager, options=options, dynamic=False, fullgraph=True)
+            options = {**modes, **overrides}
+            self.model = self.torch.compile(eager, options=options, dynamic=False, fullgraph=True)
         else:
-            options = torch._inductor.list_mode_options(self.mode)
-            self.model = torch.compile(eager, mode=self.mode, dynamic=False, fullgraph=True)
+            options = modes
+            self.model = self.torch.compile(eager, mode=self.mode, dynamic=False, fullgraph=True)
         self.cudagraphs = bool(options.get("triton.cudagraphs")) and self.cell.device == "cuda"
 
     def inductor_overrides(self) -> dict:
         """Inductor settings from the backend's options (empty: the mode as it is)."""
         overrides = {}
-        if flag(self.options, "freezing"):
+        if self.options["freezing"]:
             overrides["freezing"] = True
-        if "cudagraphs" in self.options:
-            overrides["triton.cudagraphs"] = flag(self.options, "cudagraphs")
+        if self.options["cudagraphs"] is not None:
+            overrides["triton.cudagraphs"] = self.options["cudagraphs"]
         return overrides
 
     def run(self, inputs):

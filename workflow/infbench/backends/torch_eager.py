@@ -2,27 +2,19 @@
 and its CUDA-graph replay (`torch_cudagraphs`), a technique of its own at every batch size: the
 baseline stays plain eager, so a speedup never hides which of the two it is against.
 
-Options (config `backend_options.torch` / `torch_cudagraphs`, passed as `--option KEY=VALUE`):
-  channels_last=true         NHWC memory format for the weights and the inputs (tensor cores like it)
+Options: `channels_last` (declared in backends/registry.py; NHWC memory format, tensor cores like it).
 
-The helpers here (`flag`, `setup_precision`, `load_module`, `to_input`) are shared by the other
-PyTorch-based backends (torchscript, torch_compile, aotinductor).
+The helpers here (`setup_precision`, `load_module`, `to_input`) and `TorchEager.setup` (the start of
+every `load`) are shared by the other PyTorch-based backends (torchscript, torch_compile,
+aotinductor, torch_tensorrt).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from infbench import precisions
 from infbench.backends.base import Backend, BackendUnavailable
-
-DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-TRUE = ("1", "true", "yes", "on")
-
-
-def flag(options: dict, key: str, default: bool = False) -> bool:
-    """A boolean backend option (options arrive as strings from the command line)."""
-    value = options.get(key, default)
-    return value if isinstance(value, bool) else str(value).strip().lower() in TRUE
 
 
 def check_torch_device(device: str) -> None:
@@ -39,11 +31,9 @@ def setup_precision(precision: str, threads: int):
     import torch
 
     torch.set_num_threads(threads)
-    # tf32 is fp32 storage with TF32 tensor-core math; every other precision keeps full fp32 math.
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    precisions.allow_tf32(precision)
     torch.backends.cudnn.benchmark = True  # fixed shapes per cell: let cuDNN pick its fastest kernels
-    return getattr(torch, DTYPES[precision])
+    return precisions.torch_dtype(precision)
 
 
 def load_module(checkpoint, device: str, dtype, channels_last: bool = False):
@@ -70,21 +60,31 @@ class TorchEager(Backend):
     def check_available(self) -> None:
         check_torch_device(self.cell.device)
 
-    def load(self) -> None:
+    def setup(self) -> None:
+        """The start of every PyTorch backend's `load`: torch, threads, TF32, dtype, memory format."""
         import torch
 
         self.torch = torch
         self.dtype = setup_precision(self.cell.precision, self.threads)
         self.device = torch.device(self.cell.device)
-        self.channels_last = flag(self.options, "channels_last")
+        self.channels_last = self.options.get("channels_last", False)
+        self.graph = None
+
+    def load(self) -> None:
+        self.setup()
         self.model = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
+
+    def zeros_input(self):
+        """A batch of zeros of the cell's shape on its device, in its dtype and layout (for tracing, capture)."""
+        return to_input(np.zeros(self.cell.input_shape, np.float32), self.cell.device, self.dtype, self.channels_last)
 
     def prepare(self, batch: np.ndarray):
         return to_input(batch, self.cell.device, self.dtype, self.channels_last)
 
     def run(self, inputs):
         with self.torch.inference_mode():
-            return self.model(inputs)
+            out = self.model(inputs)
+        return out[0] if isinstance(out, (list, tuple)) else out  # compiled programs return a tuple
 
     def synchronize(self) -> None:
         if self.cell.device == "cuda":
@@ -93,7 +93,7 @@ class TorchEager(Backend):
     def to_numpy(self, outputs) -> np.ndarray:
         return outputs.float().cpu().numpy()
 
-    def device_memory_peak_mb(self) -> float | None:
+    def device_memory_peak_mib(self) -> float | None:
         if self.cell.device != "cuda":
             return None
         return self.torch.cuda.max_memory_allocated() / 2**20
@@ -115,9 +115,7 @@ class TorchCudaGraphs(TorchEager):
     def _capture(self) -> None:
         """Record one forward pass into a CUDA graph over a static input buffer."""
         torch = self.torch
-        c = self.cell
-        shape = (c.batch_size, 3, c.image_size, c.image_size)
-        self.static_in = to_input(np.zeros(shape, np.float32), c.device, self.dtype, self.channels_last)
+        self.static_in = self.zeros_input()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), torch.inference_mode():

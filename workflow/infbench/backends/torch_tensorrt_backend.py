@@ -11,24 +11,15 @@ reports `unavailable` with the import error and what to install.
 
 from __future__ import annotations
 
-from infbench.backends.base import BackendUnavailable, check_artifact
-from infbench.backends.torch_eager import TorchEager, check_torch_device, setup_precision, to_input
-
-# Precision → dtype of the compiled program's input (int8 programs take fp32 and quantize inside).
-INPUT_DTYPE = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
+from infbench.backends.base import BackendUnavailable, check_artifact, import_or_unavailable
+from infbench.backends.torch_eager import TorchEager, check_torch_device
 
 
 def import_torch_tensorrt():
-    """The torch_tensorrt module, or BackendUnavailable naming the import error."""
+    """The torch_tensorrt module, or BackendUnavailable naming the import error and what to install."""
     from infbench.compile import TORCH_TENSORRT_INSTALL
 
-    try:
-        import torch_tensorrt
-    except Exception as exc:  # ImportError, or an OSError from a missing libnvinfer
-        raise BackendUnavailable(
-            f"torch_tensorrt cannot be imported ({type(exc).__name__}: {exc}); {TORCH_TENSORRT_INSTALL}"
-        ) from exc
-    return torch_tensorrt
+    return import_or_unavailable("torch_tensorrt", TORCH_TENSORRT_INSTALL)
 
 
 class TorchTensorRT(TorchEager):
@@ -39,15 +30,8 @@ class TorchTensorRT(TorchEager):
         import_torch_tensorrt()
 
     def load(self) -> None:
-        import torch
-
         check_artifact(self.artifact, self.artifact_rule)
-        self.torch = torch
-        setup_precision("fp32", self.threads)
-        self.dtype = getattr(torch, INPUT_DTYPE[self.cell.precision])
-        self.device = torch.device("cuda")
-        self.channels_last = False
-        self.graph = None
+        self.setup()  # TF32 off for every precision; int8 programs take fp32 inputs
         import_torch_tensorrt()
         from infbench.compile import read_unavailable
 
@@ -55,17 +39,9 @@ class TorchTensorRT(TorchEager):
         if stub:  # built where Torch-TensorRT was missing: rebuild it with the rule once it is installed
             raise BackendUnavailable(f"the artifact {self.artifact} was built without Torch-TensorRT ({stub['error']})")
         try:
-            self.model = torch.export.load(str(self.artifact)).module()
+            self.model = self.torch.export.load(str(self.artifact)).module()
         except Exception as exc:
             raise ValueError(
                 f"cannot load the Torch-TensorRT program {self.artifact} ({exc}); delete it and rerun the rule "
                 f"'{self.artifact_rule}'"
             ) from exc
-
-    def prepare(self, batch):
-        return to_input(batch, "cuda", self.dtype)
-
-    def run(self, inputs):
-        with self.torch.inference_mode():
-            out = self.model(inputs)
-        return out[0] if isinstance(out, (list, tuple)) else out

@@ -67,7 +67,7 @@ def gpu_fingerprint() -> dict:
     NVML first: it creates no CUDA context in this (parent) process, which would hold device
     memory while the cell's own process measures. PyTorch names the GPU only where NVML cannot.
     """
-    out = {"gpu": None, "gpu_memory_mb": None, "driver": None, "cuda_driver": None, "cuda": None, "cudnn": None}
+    out = {"gpu": None, "gpu_memory_mib": None, "driver": None, "cuda_driver": None, "cuda": None, "cudnn": None}
     try:
         import torch
 
@@ -84,7 +84,7 @@ def gpu_fingerprint() -> dict:
         try:
             out["gpu"] = session.name()
             total = session.total_bytes()
-            out["gpu_memory_mb"] = None if total is None else total / 2**20
+            out["gpu_memory_mib"] = None if total is None else total / 2**20
             driver = pynvml.nvmlSystemGetDriverVersion()
             out["driver"] = driver.decode() if isinstance(driver, bytes) else driver
             version = pynvml.nvmlSystemGetCudaDriverVersion()  # e.g. 12040 → "12.4"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from infbench.arguments import paths
 from infbench.io import write_json
 
 SCHEMA_VERSION = 1
@@ -221,3 +222,19 @@ def cell_metrics(
         out["utilization_pct"] = 100 * out["achieved_tflops"] / peak
     out["note"] = "; ".join(notes) or None
     return out
+
+
+def add_parser(sub) -> None:
+    """`infbench flops`."""
+    s = sub.add_parser("flops", help="checkpoint → FLOPs and bytes moved per image at one image size")
+    paths(s, "--checkpoint", "--out")
+    s.add_argument("--size", type=int, required=True)
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    info = write(a.checkpoint, a.size, a.out)
+    print(
+        f"{info['model']} at {a.size}x{a.size}: {info['gflops_per_image']:.4f} GFLOP per image, "
+        f"{info['param_elements']} parameters, {info['activation_elements_per_image']:.0f} activation elements moved"
+    )

@@ -102,10 +102,9 @@ def _torch_device_ids(cuda_index: int) -> tuple[str | None, str | None]:
 class Nvml:
     """An NVML session on one device."""
 
-    def __init__(self, pynvml, handle, how: str):
+    def __init__(self, pynvml, handle):
         self.pynvml = pynvml
         self.handle = handle
-        self.how = how  # how the device was matched to the CUDA device
 
     @classmethod
     def open(cls, cuda_index: int = 0, use_torch: bool = True) -> tuple[Nvml | None, str | None]:
@@ -122,12 +121,12 @@ class Nvml:
             uuid, pci = _torch_device_ids(cuda_index) if use_torch else (None, None)
             if uuid:
                 try:
-                    return cls(pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid), f"uuid {uuid}"), None
+                    return cls(pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid)), None
                 except Exception:
                     pass
             if pci:
                 try:
-                    return cls(pynvml, pynvml.nvmlDeviceGetHandleByPciBusId(pci), f"pci {pci}"), None
+                    return cls(pynvml, pynvml.nvmlDeviceGetHandleByPciBusId(pci)), None
                 except Exception:
                     pass
             # CUDA_VISIBLE_DEVICES=2,3 → CUDA device 0 is NVML device 2 (numeric lists only).
@@ -137,13 +136,11 @@ class Nvml:
                 if visible[cuda_index].isdigit():
                     index = int(visible[cuda_index])
                 else:
-                    return cls(
-                        pynvml, pynvml.nvmlDeviceGetHandleByUUID(visible[cuda_index]), "CUDA_VISIBLE_DEVICES"
-                    ), None
+                    return cls(pynvml, pynvml.nvmlDeviceGetHandleByUUID(visible[cuda_index])), None
             if index >= pynvml.nvmlDeviceGetCount():
                 pynvml.nvmlShutdown()
                 return None, f"NVML unavailable: no NVML device {index}"
-            return cls(pynvml, pynvml.nvmlDeviceGetHandleByIndex(index), f"index {index}"), None
+            return cls(pynvml, pynvml.nvmlDeviceGetHandleByIndex(index)), None
         except Exception as exc:
             try:
                 pynvml.nvmlShutdown()

@@ -20,10 +20,12 @@ from __future__ import annotations
 import os
 import time
 
+from infbench import precisions
+from infbench.arguments import paths
 from infbench.io import write_json
 from infbench.measure.interference import canary_ms
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: copy buffer size as `mib`
 
 PRECISIONS = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "tf32", "fp16", "bf16", "int8")}
 # The matrix-product precision whose peak a cell of each precision is compared with.
@@ -38,7 +40,7 @@ PEAK_PRECISION = {
 # Square size of the products and of the copied buffer: big enough to reach the peak, small
 # enough to keep the CPU probe within a few seconds a precision.
 MATMUL_N = {"cpu": 2048, "cuda": 8192}
-COPY_MB = {"cpu": 256, "cuda": 1024}
+COPY_MIB = {"cpu": 256, "cuda": 1024}
 
 
 def peak_for(probe: dict | None, precision: str) -> tuple[float | None, str | None, str | None]:
@@ -97,6 +99,11 @@ def _best_rate(fn, work: float, timer: _Timer, budget_s: float, min_runs: int = 
     return {"rate": work / best, "best_s": best, "runs": runs, "reps": reps, "first_s": first}
 
 
+def _runs(r: dict) -> dict:
+    """What a probe result keeps of `_best_rate`'s timing (no error: it was measured)."""
+    return {"best_s": r["best_s"], "runs": r["runs"], "error": None}
+
+
 def matmul_peak(device: str, precision: str, n: int, budget_s: float) -> dict:
     """Dense n×n matrix product throughput in `precision` on `device`."""
     import torch
@@ -115,9 +122,7 @@ def matmul_peak(device: str, precision: str, n: int, budget_s: float) -> dict:
                 torch._int_mm(a, b)
 
         else:
-            dtype = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
-                precision
-            ]
+            dtype = precisions.torch_dtype(precision)
             torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
             a = torch.randn(n, n, device=dev).to(dtype)
             b = torch.randn(n, n, device=dev).to(dtype)
@@ -145,38 +150,25 @@ def matmul_peak(device: str, precision: str, n: int, budget_s: float) -> dict:
                     r, layout = r_col, "column-major second operand"
             except Exception:  # that layout is not supported by this build: the row-major figure stands
                 pass
-        return {
-            "tflops": r["rate"] / 1e12,
-            "n": n,
-            "best_s": r["best_s"],
-            "runs": r["runs"],
-            "layout": layout,
-            "error": None,
-        }
+        return {"tflops": r["rate"] / 1e12, "n": n, **_runs(r), "layout": layout}
     except Exception as exc:  # a precision this device or build cannot do: recorded, not fatal
         return {"tflops": None, "n": n, "error": f"{type(exc).__name__}: {exc}"}
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved_tf32
 
 
-def copy_bandwidth(device: str, megabytes: int, budget_s: float) -> dict:
+def copy_bandwidth(device: str, mib: int, budget_s: float) -> dict:
     """Copy bandwidth in GB/s (bytes read + bytes written per second)."""
     import torch
 
     try:
-        numel = megabytes * 2**20 // 4
+        numel = mib * 2**20 // 4
         src = torch.ones(numel, dtype=torch.float32, device=device)
         dst = torch.empty_like(src)
         r = _best_rate(lambda: dst.copy_(src), 2.0 * numel * 4, _Timer(device), budget_s)
-        return {
-            "gb_s": r["rate"] / 1e9,
-            "megabytes": megabytes,
-            "best_s": r["best_s"],
-            "runs": r["runs"],
-            "error": None,
-        }
+        return {"gb_s": r["rate"] / 1e9, "mib": mib, **_runs(r)}
     except Exception as exc:
-        return {"gb_s": None, "megabytes": megabytes, "error": f"{type(exc).__name__}: {exc}"}
+        return {"gb_s": None, "mib": mib, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _device_info(device: str) -> dict:
@@ -188,7 +180,7 @@ def _device_info(device: str) -> dict:
 
         props = torch.cuda.get_device_properties(0)
         info.update(
-            gpu=props.name, gpu_memory_mb=props.total_memory / 2**20, compute_capability=f"{props.major}.{props.minor}"
+            gpu=props.name, gpu_memory_mib=props.total_memory / 2**20, compute_capability=f"{props.major}.{props.minor}"
         )
     return info
 
@@ -206,7 +198,7 @@ def unavailable_reason(device: str) -> str | None:
 
 
 def probe(
-    device: str, threads: int, budget_s: float = 1.5, matmul_n: int | None = None, copy_mb: int | None = None
+    device: str, threads: int, budget_s: float = 1.5, matmul_n: int | None = None, copy_mib: int | None = None
 ) -> dict:
     """Measure the device; never raises for a device that is missing (status 'unavailable')."""
     from infbench.measure.environment import fingerprint
@@ -241,7 +233,7 @@ def probe(
         m = matmul_peak(device, precision, n, budget_s)
         result["matmul"][precision] = m
         result["peak_tflops"][precision] = m["tflops"]
-    result["copy"] = copy_bandwidth(device, copy_mb or COPY_MB[device], budget_s)
+    result["copy"] = copy_bandwidth(device, copy_mib or COPY_MIB[device], budget_s)
     result["bandwidth_gb_s"] = result["copy"]["gb_s"]
     result["wall_s"] = round(time.perf_counter() - started, 3)
     return result
@@ -270,3 +262,30 @@ def peaks_rows(probes: list[dict]) -> list[dict]:
                 }
             )
     return rows
+
+
+def add_parser(sub) -> None:
+    """`infbench probe` (holds a GPU on --device cuda)."""
+    s = sub.add_parser("probe", help="measure a device's peak matmul FLOP/s per precision and copy bandwidth")
+    s.add_argument("--device", required=True, choices=["cpu", "cuda"])
+    paths(s, "--out")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
+    s.add_argument("--budget", type=float, default=1.5, help="seconds per measurement (per precision, and the copy)")
+    s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
+    s.add_argument("--copy-mib", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
+    s.set_defaults(func=_command, gpu_stage=True)
+
+
+def _command(a) -> None:
+    kwargs = {"budget_s": a.budget, "matmul_n": a.matmul_n or None, "copy_mib": a.copy_mib or None}
+    result = write(a.device, a.threads or os.cpu_count(), a.out, extra={"gpu": a.gpu}, **kwargs)
+    if result["status"] != "ok":
+        print(f"probe {a.device}: {result['status']}: {result['error']}")
+        return
+    peaks = ", ".join(f"{p} {v:.3f}" if v else f"{p} n/a" for p, v in result["peak_tflops"].items())
+    bandwidth = result["bandwidth_gb_s"]
+    print(
+        f"probe {a.device}: peak TFLOP/s {peaks}; copy bandwidth "
+        + (f"{bandwidth:.1f} GB/s" if bandwidth else "n/a")
+        + f" ({result['wall_s']} s)"
+    )

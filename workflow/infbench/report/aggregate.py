@@ -6,52 +6,17 @@ Speedups are computed here, against one named baseline, never inside a cell.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import polars as pl
 
+from infbench.arguments import paths
 from infbench.io import atomic_path, read_json, write_json
-from infbench.report.frame import MEASURED, SCHEMA
+from infbench.report.frame import MEASURED, SCHEMA, SOURCE
 
 BASELINE = {"backend": "torch", "precision": "fp32"}
 BASELINE_TEXT = "torch fp32 (plain eager) on the same machine, device, image size and batch size"
-CELL_KEYS = ["model", "backend", "precision", "device", "image_size", "batch_size"]
-
-# Summary column → where it sits in a result JSON.
-FIELDS = {
-    "status": ("status",),
-    "stability": ("stability",),
-    "error": ("error",),
-    "mode": ("mode",),
-    "throughput_img_s": ("throughput_img_s",),
-    "throughput_uncertainty_pct": ("throughput_uncertainty_pct",),
-    "time_per_image_ms": ("time_per_image_ms",),
-    "latency_ms_p50": ("latency_ms_p50",),
-    "latency_ms_p90": ("latency_ms_p90",),
-    "latency_ms_p99": ("latency_ms_p99",),
-    "latency_uncertainty_pct": ("latency_uncertainty_pct",),
-    "repetitions": ("repetitions",),
-    "disturbed_repetitions": ("disturbed_repetitions",),
-    "launch_bound": ("launch_bound",),
-    "host_issue_fraction": ("host_issue_fraction",),
-    "load_s": ("load_s",),
-    "first_inference_s": ("first_inference_s",),
-    "top1_agreement": ("agreement", "top1_agreement"),
-    "max_abs_logit_diff": ("agreement", "max_abs_logit_diff"),
-    "device_memory_peak_mb": ("memory", "device_peak_mb"),
-    "allocator_memory_peak_mb": ("memory", "allocator_peak_mb"),
-    "host_memory_peak_mb": ("memory", "host_peak_mb"),
-    "gflops_per_image": ("flops", "gflops_per_image"),
-    "achieved_tflops": ("flops", "achieved_tflops"),
-    "utilization_pct": ("flops", "utilization_pct"),
-    "arithmetic_intensity": ("flops", "arithmetic_intensity"),
-    "gpu_util_pct": ("nvml", "gpu_util_pct"),
-    "power_w": ("nvml", "power_w"),
-    "energy_mj_per_image": ("nvml", "energy_mj_per_image"),
-    "energy_window_img_s": ("nvml", "window_img_s"),
-    "machine": ("environment", "machine"),
-    "gpu_uuid": ("gpu", "uuid"),  # the GPU the cell held (gpu_slots), null on the CPU
-}
 
 
 def _get(result: dict, path: tuple[str, ...]):
@@ -64,8 +29,7 @@ def _get(result: dict, path: tuple[str, ...]):
 
 
 def row_of(result: dict, machine: str | None = None) -> dict:
-    row = {key: result["cell"][key] for key in CELL_KEYS}
-    row.update({column: _get(result, path) for column, path in FIELDS.items()})
+    row = {column: _get(result, path) for column, path in SOURCE.items()}
     if machine:
         row["machine"] = machine
     return row
@@ -73,7 +37,7 @@ def row_of(result: dict, machine: str | None = None) -> dict:
 
 def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl.DataFrame:
     rows = [row_of(r, r.get("_machine")) for r in results]
-    schema = {name: SCHEMA[name] for name in [*CELL_KEYS, *FIELDS]}
+    schema = {name: SCHEMA[name] for name in SOURCE}
     df = pl.DataFrame(rows, schema=schema)
     df = with_speedup(with_graph_check(df))
     return with_accuracy(df, accuracy or [])
@@ -130,14 +94,9 @@ def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
 
 def with_accuracy(df: pl.DataFrame, accuracy: list[dict]) -> pl.DataFrame:
     """Attach each variant's test-split accuracy (from the accuracy jobs) to its cells."""
-    columns = ["accuracy_top1", "accuracy_drop", "over_tolerance", "model_size_mb"]
+    columns = ["accuracy_top1", "accuracy_drop", "over_tolerance"]
     if not accuracy:
-        return df.with_columns(
-            pl.lit(None, pl.Float64).alias("accuracy_top1"),
-            pl.lit(None, pl.Float64).alias("accuracy_drop"),
-            pl.lit(None, pl.Boolean).alias("over_tolerance"),
-            pl.lit(None, pl.Float64).alias("model_size_mb"),
-        )
+        return df.with_columns(pl.lit(None, SCHEMA[c]).alias(c) for c in columns)
     acc = pl.DataFrame(accuracy).select("backend", "precision", "device", *columns)
     return df.join(acc, on=["backend", "precision", "device"], how="left")
 
@@ -201,3 +160,27 @@ def aggregate(
     }
     write_json(out_dir / "meta.json", meta)
     return df
+
+
+def add_parser(sub) -> None:
+    """`infbench aggregate`."""
+    s = sub.add_parser("aggregate", help="result JSONs → summary.parquet/csv + meta.json")
+    s.add_argument("--results", type=Path, nargs="*", default=[])
+    s.add_argument("--accuracy", type=Path, nargs="*", default=[])
+    s.add_argument("--probes", type=Path, nargs="*", default=[], help="hardware probe JSONs → meta.json 'peaks'")
+    paths(s, "--train-metrics", "--out-dir")
+    s.add_argument("--meta", default="{}", help="JSON object merged into meta.json")
+    s.add_argument("--compare", action="append", default=[], metavar="LABEL=FOLDER")
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    meta = json.loads(a.meta)
+    meta["model_accuracy"] = read_json(a.train_metrics)["test_accuracy"]
+    if a.probes:
+        from infbench.measure.probe import peaks_rows
+
+        meta["peaks"] = peaks_rows([read_json(p) for p in a.probes])
+    compare = [dict(label=c.split("=", 1)[0], path=c.split("=", 1)[-1]) for c in a.compare]
+    df = aggregate(a.results, a.out_dir, meta, compare, [read_json(p) for p in a.accuracy])
+    print(f"aggregated {df.height} cells into {a.out_dir}")

@@ -17,6 +17,7 @@ import polars as pl
 import vl_convert
 
 from infbench import integrity
+from infbench.arguments import paths
 from infbench.devices import note as devices_note
 from infbench.io import atomic_path
 from infbench.report.aggregate import BASELINE_TEXT
@@ -24,6 +25,7 @@ from infbench.report.charts import Chart, build_charts
 from infbench.report.findings import Finding, findings
 from infbench.report.frame import (
     SCHEMA,
+    accuracy_rows,
     complete,
     failed_cells,
     num,
@@ -77,7 +79,7 @@ def export_plots(charts: list[Chart], plots_dir: Path) -> list[Path]:
 
 # column → header in the HTML summary table. The uncertainty, interval and stability columns are printed inside the
 # figures they qualify (img/s ± u, p50 ± u, speedup (low–high), an "unstable" tag), not as columns of their own.
-SUMMARY_COLUMNS = {
+CELL_COLUMNS = {
     "machine": "machine",
     "backend": "backend",
     "precision": "precision",
@@ -85,6 +87,9 @@ SUMMARY_COLUMNS = {
     "image_size": "size (px)",
     "batch_size": "batch",
     "status": "status",
+}
+SUMMARY_COLUMNS = {
+    **CELL_COLUMNS,
     "throughput_img_s": "img/s",
     "time_per_image_ms": "ms/img",
     "latency_ms_p50": "p50 (ms)",
@@ -103,14 +108,14 @@ SUMMARY_COLUMNS = {
     "over_tolerance": "over tol.",
     "top1_agreement": "top-1 agreement",
     "max_abs_logit_diff": "max |Δ logit|",
-    "model_size_mb": "model (MB)",
+    "model_size_mib": "model (MiB)",
     "gflops_per_image": "GFLOP/img",
     "achieved_tflops": "TFLOP/s",
     "utilization_pct": "util. (%)",
     "arithmetic_intensity": "FLOP/byte",
-    "device_memory_peak_mb": "device mem (MB)",
-    "allocator_memory_peak_mb": "allocator mem (MB)",
-    "host_memory_peak_mb": "host mem (MB)",
+    "device_memory_peak_mib": "device mem (MiB)",
+    "allocator_memory_peak_mib": "allocator mem (MiB)",
+    "host_memory_peak_mib": "host mem (MiB)",
     "gpu_util_pct": "GPU util (%)",
     "power_w": "power (W)",
     "energy_mj_per_image": "mJ/img",
@@ -136,8 +141,8 @@ TITLES = {  # header tooltips: what the less obvious columns mean
     "load_s": "time to load or compile the artifact",
     "first_inference_s": "time to first inference: load plus the first batch, where torch.compile compiles and "
     "autotunes (median over repetitions; a warm compile cache shortens it)",
-    "device_memory_peak_mb": "device-level peak (NVML, process baseline subtracted), the same for every backend",
-    "allocator_memory_peak_mb": "the runtime allocator's own peak, where it has one",
+    "device_memory_peak_mib": "device-level peak (NVML, process baseline subtracted), the same for every backend",
+    "allocator_memory_peak_mib": "the runtime allocator's own peak, where it has one",
 }
 
 
@@ -198,15 +203,6 @@ def html_table(rows: list[dict], columns: dict[str, str], table_id: str, sortabl
     )
 
 
-def accuracy_rows(summary: pl.DataFrame, meta: dict) -> list[dict]:
-    if meta.get("accuracy"):
-        return [dict(a) for a in meta["accuracy"]]
-    cols = ["backend", "precision", "device", "accuracy_top1", "accuracy_drop", "top1_agreement", "over_tolerance"]
-    cols += ["max_abs_logit_diff", "model_size_mb"]
-    have = summary.filter(pl.col("accuracy_top1").is_not_null())
-    return have.select(cols).unique(["backend", "precision", "device"], maintain_order=True).to_dicts()
-
-
 ACCURACY_COLUMNS = {
     "variant": "variant",
     "backend": "backend",
@@ -217,18 +213,9 @@ ACCURACY_COLUMNS = {
     "over_tolerance": "over tolerance",
     "top1_agreement": "top-1 agreement with fp32",
     "max_abs_logit_diff": "max |Δ logit|",
-    "model_size_mb": "model size (MB)",
+    "model_size_mib": "model size (MiB)",
 }
-FAILURE_COLUMNS = {
-    "machine": "machine",
-    "backend": "backend",
-    "precision": "precision",
-    "device": "device",
-    "image_size": "size (px)",
-    "batch_size": "batch",
-    "status": "status",
-    "error": "message",
-}
+FAILURE_COLUMNS = {**CELL_COLUMNS, "error": "message"}
 DROPPED_COLUMNS = {"backend": "backend", "precision": "precision", "device": "device", "reason": "reason"}
 
 # --- Markdown -----------------------------------------------------------------------------------------------------
@@ -276,9 +263,7 @@ def cells_line(df: pl.DataFrame, meta: dict) -> str:
     """'18 cells: 10 ok, 8 unstable, 0 failed; 5 repetitions disturbed and re-measured.' (plain text)."""
     unstable = df.filter(pl.col("status") == "unstable").height
     failed = failed_cells(df).height
-    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if df.height else 0
-    if not disturbed:
-        disturbed = int(meta.get("repetitions_disturbed") or 0)
+    disturbed = _disturbed(df, meta)
     return (
         f"{df.height} cells: {df.height - unstable - failed} ok, {unstable} unstable, {failed} failed; "
         f"{disturbed} repetitions disturbed by other load and re-measured."
@@ -423,41 +408,52 @@ def _json_script(element_id: str, data) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
-def _header(df: pl.DataFrame, meta: dict) -> str:
-    e = html.escape
-    accuracy = meta.get("model_accuracy")
+def _disturbed(df: pl.DataFrame, meta: dict) -> int:
+    """Repetitions disturbed by other load and measured again (from the cells, else meta's count)."""
+    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if df.height else 0
+    return disturbed or int(meta.get("repetitions_disturbed") or 0)
+
+
+def _cells_html(df: pl.DataFrame) -> str:
+    """'12 cells ran; 2 failed; 1 unstable (…)', with links to the tables that show them."""
     failed = failed_cells(df).height
     unstable = df.filter(pl.col("status") == "unstable").height
-    total = df.height
-    cells = f"{total} cells ran; "
+    cells = f"{df.height} cells ran; "
     cells += f'<a href="#failures">{failed} failed</a>' if failed else "none failed"
-    cells += (
+    if not unstable:
+        return cells + "; none unstable"
+    return cells + (
         f'; <a href="#summary">{unstable} unstable</a> (repetitions disagreed even after re-measuring: '
         "shown marked, no finding uses them)"
-        if unstable
-        else "; none unstable"
     )
-    disturbed = int(df.get_column("disturbed_repetitions").fill_null(0).sum()) if total else 0
-    disturbed = disturbed or int(meta.get("repetitions_disturbed") or 0)
-    machines = []
+
+
+def _machines_html(meta: dict) -> str:
+    """Each machine of the report: hardware, then package versions."""
+    e = html.escape
+    items = []
     for m in meta.get("machines") or []:
-        hw = ", ".join(
-            str(x)
-            for x in (
-                m.get("cpu"),
-                f"{m['cores']} cores" if m.get("cores") else None,
-                m.get("gpu"),
-                f"driver {m['driver']}" if m.get("driver") else None,
-            )
-            if x
+        hardware = (
+            m.get("cpu"),
+            f"{m['cores']} cores" if m.get("cores") else None,
+            m.get("gpu"),
+            f"driver {m['driver']}" if m.get("driver") else None,
         )
+        hw = ", ".join(str(x) for x in hardware if x)
         versions = ", ".join(f"{k} {v}" for k, v in sorted((m.get("versions") or {}).items()))
-        machines.append(
+        items.append(
             f"<li><b>{e(str(m.get('machine') or 'this machine'))}</b>: {e(hw or 'hardware not recorded')}"
             f'<br><span class="muted">{e(versions or "versions not recorded")}</span></li>'
         )
+    return "<ul>" + "".join(items) + "</ul>" if items else "not recorded"
+
+
+def _header(df: pl.DataFrame, meta: dict) -> str:
+    e = html.escape
+    accuracy = meta.get("model_accuracy")
+    disturbed = _disturbed(df, meta)
     tol = meta.get("tolerance_points")
-    cap = meta.get("memory_cap_mb")
+    cap = meta.get("memory_cap_mib")
     rows = [
         ("Dataset", e(str(meta.get("dataset", "n/a")))),
         (
@@ -465,10 +461,10 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
             e(str(meta.get("model", "n/a")))
             + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded"),
         ),
-        ("Machines", "<ul>" + "".join(machines) + "</ul>" if machines else "not recorded"),
+        ("Machines", _machines_html(meta)),
         *([("Devices", e(devices_note(meta["devices"])))] if meta.get("devices") else []),
         ("Created", e(str(meta.get("created", "n/a")))),
-        ("Cells", cells),
+        ("Cells", _cells_html(df)),
         (
             "Repetitions",
             f"{disturbed} disturbed by other load on the machine and measured again"
@@ -477,7 +473,7 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
         ),
         ("Baseline", e(meta.get("baseline") or BASELINE_TEXT)),
         ("Accuracy tolerance", f"{num(tol)} points" if tol is not None else "not set"),
-        ("Memory cap", num(cap, "MB") if cap is not None else "not set"),
+        ("Memory cap", num(cap, "MiB") if cap is not None else "not set"),
     ]
     return '<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
@@ -495,6 +491,28 @@ def _chart_section(c: Chart, specs: list[str]) -> str:
     return head + desc + f'<div class="chart" id="vis-{c.name}" data-spec="spec-{c.name}"></div>{files}</section>'
 
 
+def _table_or(rows: list[dict], columns: dict[str, str], table_id: str, empty: str) -> str:
+    """The rows as a sortable table, or the sentence that says there are none."""
+    return html_table(rows, columns, table_id) if rows else empty
+
+
+def _accuracy_html(df: pl.DataFrame, meta: dict) -> str:
+    acc = accuracy_rows(df, meta)
+    columns = ACCURACY_COLUMNS if any(a.get("variant") for a in acc) else dict(list(ACCURACY_COLUMNS.items())[1:])
+    return _table_or(acc, columns, "accuracy-table", NO_ACCURACY)
+
+
+NO_ACCURACY = '<p class="note">No accuracy figures: the accuracy jobs did not run.</p>'
+NAV = (
+    ("findings", "Findings"),
+    ("charts", "Charts"),
+    ("summary", "Summary table"),
+    ("accuracy", "Accuracy"),
+    ("failures", "Failures"),
+    ("dropped", "Dropped"),
+)
+
+
 def render_html(df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[Finding], bundle: str) -> str:
     e = html.escape
     specs: list[str] = []
@@ -502,38 +520,13 @@ def render_html(df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[F
     items = "\n".join(
         f'<li class="{"" if f.determined else "undetermined"}" data-key="{e(f.key)}">{e(f.text)}</li>' for f in found
     )
-    failures = failed_cells(df).to_dicts()
-    failures_html = (
-        html_table(failures, FAILURE_COLUMNS, "failures-table")
-        if failures
-        else '<p class="muted">Every cell ran (ok or unstable).</p>'
-    )
-    dropped = meta.get("dropped") or []
-    dropped_html = (
-        html_table(dropped, DROPPED_COLUMNS, "dropped-table")
-        if dropped
-        else '<p class="muted">No combination was dropped at expansion.</p>'
-    )
-    acc = accuracy_rows(df, meta)
-    acc_columns = ACCURACY_COLUMNS if any(a.get("variant") for a in acc) else dict(list(ACCURACY_COLUMNS.items())[1:])
-    accuracy_html = (
-        html_table(acc, acc_columns, "accuracy-table")
-        if acc
-        else '<p class="note">No accuracy figures: the accuracy jobs did not run.</p>'
-    )
+    every_cell_ran = '<p class="muted">Every cell ran (ok or unstable).</p>'
+    failures_html = _table_or(failed_cells(df).to_dicts(), FAILURE_COLUMNS, "failures-table", every_cell_ran)
+    none_dropped = '<p class="muted">No combination was dropped at expansion.</p>'
+    dropped_html = _table_or(meta.get("dropped") or [], DROPPED_COLUMNS, "dropped-table", none_dropped)
     summary_cols = {c: t for c, t in SUMMARY_COLUMNS.items() if c != "machine" or several_machines(df)}
     title = f"infbench: {meta.get('model', 'model')} on {meta.get('dataset', 'dataset')}"
-    nav = " ".join(
-        f'<a href="#{a}">{t}</a>'
-        for a, t in (
-            ("findings", "Findings"),
-            ("charts", "Charts"),
-            ("summary", "Summary table"),
-            ("accuracy", "Accuracy"),
-            ("failures", "Failures"),
-            ("dropped", "Dropped"),
-        )
-    )
+    nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in NAV)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -565,7 +558,7 @@ them); hollow points and faded bars are unstable cells, drawn but never used by 
 what it means.</p>
 {html_table(df.to_dicts(), summary_cols, "summary-table")}
 <h2 id="accuracy">Accuracy per variant</h2>
-{accuracy_html}
+{_accuracy_html(df, meta)}
 <h2 id="failures">Failures</h2>
 {failures_html}
 <h2 id="dropped">Combinations dropped at expansion</h2>
@@ -590,3 +583,17 @@ def build_report(summary: pl.DataFrame, meta: dict, out_dir: Path) -> None:
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
             tmp.chmod(0o644)
+
+
+def add_parser(sub) -> None:
+    """`infbench report`."""
+    s = sub.add_parser("report", help="summary + meta → index.html, summary.md, plots/")
+    paths(s, "--summary", "--meta", "--out-dir")
+    s.set_defaults(func=_command)
+
+
+def _command(a) -> None:
+    from infbench.io import read_json
+
+    build_report(pl.read_parquet(a.summary), read_json(a.meta), a.out_dir)
+    print(f"report written to {a.out_dir / 'index.html'}")

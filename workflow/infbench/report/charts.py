@@ -52,12 +52,14 @@ def with_intervals(df: pl.DataFrame) -> pl.DataFrame:
     """Add the 95% interval ends the charts draw: throughput, time per image and p50 latency × (1 ± u)."""
     tu = pl.col("throughput_uncertainty_pct").fill_null(0) / 100
     lu = pl.col("latency_uncertainty_pct").fill_null(0) / 100
+    # An uncertainty of 100% or more has no lower end on the log axes: its interval is drawn down to 1%.
+    t_low, l_low = (1 - tu).clip(lower_bound=0.01), (1 - lu).clip(lower_bound=0.01)
     return df.with_columns(
-        (pl.col("throughput_img_s") * (1 - tu)).alias("tput_low"),
+        (pl.col("throughput_img_s") * t_low).alias("tput_low"),
         (pl.col("throughput_img_s") * (1 + tu)).alias("tput_high"),
-        (pl.col("time_per_image_ms") * (1 - tu)).alias("tpi_low"),
+        (pl.col("time_per_image_ms") * t_low).alias("tpi_low"),
         (pl.col("time_per_image_ms") * (1 + tu)).alias("tpi_high"),
-        (pl.col("latency_ms_p50") * (1 - lu)).alias("p50_low"),
+        (pl.col("latency_ms_p50") * l_low).alias("p50_low"),
         (pl.col("latency_ms_p50") * (1 + lu)).alias("p50_high"),
     )
 
@@ -137,10 +139,7 @@ def _line_facet(
 def _need(cells: pl.DataFrame, columns: list[str], reason: str) -> tuple[pl.DataFrame, str | None]:
     """The measured rows that have every column in `columns`, or the note saying why there are none."""
     if cells.height == 0:
-        return (
-            cells,
-            "No cell was measured (none ran ok or unstable), so there is nothing to draw (see the failures table).",
-        )
+        return cells, NOTHING
     have = cells.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns))
     return (have, None) if have.height else (have, reason)
 
@@ -165,53 +164,43 @@ TPUT_COLUMNS = [
 ]
 
 
-def throughput_vs_size(cells):
-    d, note = _need(cells, ["throughput_img_s", "image_size"], "No measured cell has a throughput.")
-    c = Chart(
-        "throughput_vs_size",
-        "Throughput vs image size",
-        "Images per second at each image size, one panel per batch size.",
-        note=note,
-    )
-    if not note:
-        c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + TPUT_COLUMNS),
-            alt.X(
-                "image_size:Q",
-                title="image size (px)",
-                scale=alt.Scale(zero=False),
-                axis=alt.Axis(values=sorted(d.get_column("image_size").unique().to_list())),
-            ),
-            alt.Y("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log")),
-            TPUT_TIPS,
-            "batch_size",
-            "batch size",
-            d,
-            band=("tput_low", "tput_high"),
-        )
+def _line_chart(
+    c: Chart, cells, need: list[str], reason: str, y: alt.Y, tips: list, columns: list[str], **how
+) -> Chart:
+    """`c` drawn as lines per series from the measured cells that have every column in `need` (else its note says
+    `reason`); `how`: the x encoding (`x`, or `x_of(data)`), the panels (`facet`, default one per image size) and
+    the whiskers (`band`)."""
+    d, c.note = _need(cells, need, reason)
+    if not c.note:
+        x = how["x_of"](d) if "x_of" in how else how.get("x", BATCH_X)
+        facet = how.get("facet", ("image_size", "image size (px)"))
+        c.chart = _line_facet(_values(d, TIP_COLUMNS + columns), x, y, tips, *facet, d, band=how.get("band"))
     return c
+
+
+# Throughput charts: their data, y axis, tooltips and 95% whiskers.
+NO_THROUGHPUT = "No measured cell has a throughput."
+TPUT_Y = alt.Y("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log"))
+TPUT = {"y": TPUT_Y, "tips": TPUT_TIPS, "columns": TPUT_COLUMNS, "band": ("tput_low", "tput_high")}
+
+
+def _size_x(d: pl.DataFrame) -> alt.X:
+    """Image size on a linear axis with a tick at every measured size."""
+    ticks = sorted(d.get_column("image_size").unique().to_list())
+    return alt.X("image_size:Q", title="image size (px)", scale=alt.Scale(zero=False), axis=alt.Axis(values=ticks))
+
+
+def throughput_vs_size(cells):
+    description = "Images per second at each image size, one panel per batch size."
+    c = Chart("throughput_vs_size", "Throughput vs image size", description)
+    need = ["throughput_img_s", "image_size"]
+    return _line_chart(c, cells, need, NO_THROUGHPUT, **TPUT, x_of=_size_x, facet=("batch_size", "batch size"))
 
 
 def throughput_vs_batch(cells):
-    d, note = _need(cells, ["throughput_img_s", "batch_size"], "No measured cell has a throughput.")
-    c = Chart(
-        "throughput_vs_batch",
-        "Throughput vs batch size",
-        "Images per second at each batch size, one panel per image size.",
-        note=note,
-    )
-    if not note:
-        c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + TPUT_COLUMNS),
-            BATCH_X,
-            alt.Y("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log")),
-            TPUT_TIPS,
-            "image_size",
-            "image size (px)",
-            d,
-            band=("tput_low", "tput_high"),
-        )
-    return c
+    description = "Images per second at each batch size, one panel per image size."
+    c = Chart("throughput_vs_batch", "Throughput vs batch size", description)
+    return _line_chart(c, cells, ["throughput_img_s", "batch_size"], NO_THROUGHPUT, **TPUT)
 
 
 def speedup(cells, meta):
@@ -259,30 +248,17 @@ def speedup(cells, meta):
 
 
 def time_per_image(cells):
-    d, note = _need(cells, ["time_per_image_ms"], "No measured cell has a time per image.")
-    c = Chart(
-        "time_per_image",
-        "Time per image",
-        "Milliseconds per image (1 / throughput) with its 95% interval, one panel per image size.",
-        note=note,
-    )
-    if not note:
-        tips = CELL_TIPS + [
-            _tip("time_per_image_ms", "ms per image"),
-            _tip("throughput_uncertainty_pct", "± (95%, %)", ".1f"),
-            _tip("throughput_img_s", "img/s"),
-        ]
-        c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + ["time_per_image_ms", "tpi_low", "tpi_high", "throughput_uncertainty_pct"]),
-            BATCH_X,
-            alt.Y("time_per_image_ms:Q", title="time per image (ms, log scale)", scale=alt.Scale(type="log")),
-            tips,
-            "image_size",
-            "image size (px)",
-            d,
-            band=("tpi_low", "tpi_high"),
-        )
-    return c
+    description = "Milliseconds per image (1 / throughput) with its 95% interval, one panel per image size."
+    c = Chart("time_per_image", "Time per image", description)
+    y = alt.Y("time_per_image_ms:Q", title="time per image (ms, log scale)", scale=alt.Scale(type="log"))
+    tips = CELL_TIPS + [
+        _tip("time_per_image_ms", "ms per image"),
+        _tip("throughput_uncertainty_pct", "± (95%, %)", ".1f"),
+        _tip("throughput_img_s", "img/s"),
+    ]
+    columns = ["time_per_image_ms", "tpi_low", "tpi_high", "throughput_uncertainty_pct"]
+    reason = "No measured cell has a time per image."
+    return _line_chart(c, cells, ["time_per_image_ms"], reason, y, tips, columns, band=("tpi_low", "tpi_high"))
 
 
 def latency(cells):
@@ -368,11 +344,6 @@ def pareto_front(points: list[dict], x: str, y: str) -> set[int]:
 
 
 def accuracy_vs_throughput(cells, meta):
-    d, note = _need(
-        cells,
-        ["accuracy_top1", "throughput_img_s"],
-        "No accuracy figures: the accuracy jobs did not run for any variant that has measured cells.",
-    )
     tol = meta.get("tolerance_points")
     c = Chart(
         "accuracy_vs_throughput",
@@ -381,18 +352,30 @@ def accuracy_vs_throughput(cells, meta):
         "joins the Pareto front (no other variant is both faster and more accurate); crosses break the "
         + (f"{tol}-point " if tol is not None else "")
         + "accuracy tolerance.",
-        note=note,
     )
-    if note:
+    reason = "No accuracy figures: the accuracy jobs did not run for any variant that has measured cells."
+    d, c.note = _need(cells, ["accuracy_top1", "throughput_img_s"], reason)
+    if c.note:
         return c
+    best = fastest_variants(d, tol)
+    if best.height == 0:
+        c.note = "No accuracy point: every cell of the variants with accuracy figures is unstable."
+        return c
+    c.chart = alt.layer(*_accuracy_layers(best, meta), data=_values(best, TIP_COLUMNS + ACCURACY_POINT_COLUMNS))
+    return c
+
+
+ACCURACY_POINT_COLUMNS = ["accuracy_pct", "accuracy_drop", "throughput_img_s", "tolerance", "pareto"]
+
+
+def fastest_variants(d: pl.DataFrame, tol) -> pl.DataFrame:
+    """Each variant's fastest ok cell, with its accuracy in %, its tolerance verdict and whether it is on the
+    Pareto front of throughput and accuracy."""
     best = (
         d.filter(pl.col("status") == "ok")
         .sort("throughput_img_s", descending=True)
         .unique(["machine", "backend", "precision", "device"], keep="first")
     )
-    if best.height == 0:
-        c.note = "No accuracy point: every cell of the variants with accuracy figures is unstable."
-        return c
     over = pl.col("over_tolerance")
     if tol is not None:
         over = pl.coalesce(over, pl.col("accuracy_drop") > float(tol))
@@ -405,9 +388,12 @@ def accuracy_vs_throughput(cells, meta):
         .otherwise(pl.lit("within tolerance"))
         .alias("tolerance"),
     ).sort("throughput_img_s")
-    points = best.to_dicts()
-    front = pareto_front(points, "throughput_img_s", "accuracy_pct")
-    best = best.with_columns(pl.Series("pareto", [i in front for i in range(len(points))]))
+    front = pareto_front(best.to_dicts(), "throughput_img_s", "accuracy_pct")
+    return best.with_columns(pl.Series("pareto", [i in front for i in range(best.height)], dtype=pl.Boolean))
+
+
+def _accuracy_layers(best: pl.DataFrame, meta: dict) -> list:
+    """The Pareto line, rings on its points, a dot per variant and, with a tolerance, the accuracy floor."""
     tips = CELL_TIPS + [
         _tip("accuracy_pct", "top-1 accuracy (%)", ".2f"),
         _tip("accuracy_drop", "drop (points)", ".2f"),
@@ -415,7 +401,6 @@ def accuracy_vs_throughput(cells, meta):
         alt.Tooltip("tolerance:N", title="tolerance"),
         alt.Tooltip("pareto:N", title="on the Pareto front"),
     ]
-    data = _values(best, TIP_COLUMNS + ["accuracy_pct", "accuracy_drop", "throughput_img_s", "tolerance", "pareto"])
     x = alt.X(
         "throughput_img_s:Q", title="throughput at the fastest cell (img/s, log scale)", scale=alt.Scale(type="log")
     )
@@ -434,47 +419,35 @@ def accuracy_vs_throughput(cells, meta):
         **_machine(best, "opacity"),
     )
     rings = base.mark_point(size=300, color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
-    layers = [front_line, rings, dots]
-    reference = meta.get("model_accuracy")
-    if reference is not None and tol is not None:  # the lowest accuracy the tolerance allows
-        floor = 100 * float(reference) - float(tol)
-        rule = alt.Chart(alt.Data(values=[{"floor": floor, "label": f"tolerance: {floor:.2f}%"}]))
-        layers += [
-            rule.mark_rule(color="#b42318", strokeDash=[2, 2]).encode(
-                y="floor:Q", tooltip=[alt.Tooltip("label:N", title="accuracy floor")]
-            ),
-            rule.mark_text(align="left", dx=4, dy=-6, color="#b42318", fontSize=10).encode(
-                y="floor:Q", x=alt.value(0), text="label:N"
-            ),
-        ]
-    c.chart = alt.layer(*layers, data=data)
-    return c
+    return [front_line, rings, dots, *_accuracy_floor(meta)]
+
+
+def _accuracy_floor(meta: dict) -> list:
+    """A rule and its label at the lowest accuracy the tolerance allows (none without a tolerance)."""
+    reference, tol = meta.get("model_accuracy"), meta.get("tolerance_points")
+    if reference is None or tol is None:
+        return []
+    floor = 100 * float(reference) - float(tol)
+    rule = alt.Chart(alt.Data(values=[{"floor": floor, "label": f"tolerance: {floor:.2f}%"}]))
+    return [
+        rule.mark_rule(color="#b42318", strokeDash=[2, 2]).encode(
+            y="floor:Q", tooltip=[alt.Tooltip("label:N", title="accuracy floor")]
+        ),
+        rule.mark_text(align="left", dx=4, dy=-6, color="#b42318", fontSize=10).encode(
+            y="floor:Q", x=alt.value(0), text="label:N"
+        ),
+    ]
 
 
 def utilization(cells):
-    d, note = _need(
-        cells,
-        ["utilization_pct"],
-        "No FLOP-based utilisation: the FLOP counts or the hardware probe's measured peak are missing.",
+    description = (
+        "Achieved FLOP/s as a percentage of the measured peak for the cell's precision, one panel per image size."
     )
-    c = Chart(
-        "utilization",
-        "Utilisation vs batch size",
-        "Achieved FLOP/s as a percentage of the measured peak for the cell's precision, one panel per image size.",
-        note=note,
-    )
-    if not note:
-        tips = CELL_TIPS + [_tip("utilization_pct", "utilisation (%)", ".2f"), _tip("achieved_tflops", "TFLOP/s")]
-        c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + ["utilization_pct", "achieved_tflops"]),
-            BATCH_X,
-            alt.Y("utilization_pct:Q", title="utilisation (% of measured peak)"),
-            tips,
-            "image_size",
-            "image size (px)",
-            d,
-        )
-    return c
+    c = Chart("utilization", "Utilisation vs batch size", description)
+    reason = "No FLOP-based utilisation: the FLOP counts or the hardware probe's measured peak are missing."
+    y = alt.Y("utilization_pct:Q", title="utilisation (% of measured peak)")
+    tips = CELL_TIPS + [_tip("utilization_pct", "utilisation (%)", ".2f"), _tip("achieved_tflops", "TFLOP/s")]
+    return _line_chart(c, cells, ["utilization_pct"], reason, y, tips, ["utilization_pct", "achieved_tflops"])
 
 
 def memory(cells):
@@ -486,14 +459,14 @@ def memory(cells):
             note=NOTHING,
         )
     kinds = {
-        "device_memory_peak_mb": "device peak (NVML)",
-        "allocator_memory_peak_mb": "allocator peak",
-        "host_memory_peak_mb": "host peak (RSS)",
+        "device_memory_peak_mib": "device peak (NVML)",
+        "allocator_memory_peak_mib": "allocator peak",
+        "host_memory_peak_mib": "host peak (RSS)",
     }
     long = pl.concat(
         [
             cells.filter(pl.col(col).is_not_null()).with_columns(
-                pl.col(col).alias("memory_mb"), pl.lit(kind).alias("memory")
+                pl.col(col).alias("memory_mib"), pl.lit(kind).alias("memory")
             )
             for col, kind in kinds.items()
         ]
@@ -509,15 +482,15 @@ def memory(cells):
     if long.height == 0:
         c.note = "No memory figures: neither device nor host peak memory was measured for any measured cell."
         return c
-    tips = CELL_TIPS + [alt.Tooltip("memory:N", title="memory"), _tip("memory_mb", "peak (MB)", ",.1f")]
-    data = _values(long, TIP_COLUMNS + ["memory_mb", "memory"])
+    tips = CELL_TIPS + [alt.Tooltip("memory:N", title="memory"), _tip("memory_mib", "peak (MiB)", ",.1f")]
+    data = _values(long, TIP_COLUMNS + ["memory_mib", "memory"])
     c.chart = (
         alt.Chart(data, width=WIDTH, height=HEIGHT)
         .mark_bar()
         .encode(
             x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
             xOffset="series:N",
-            y=alt.Y("memory_mb:Q", title="peak memory (MB)"),
+            y=alt.Y("memory_mib:Q", title="peak memory (MiB)"),
             color=_color(),
             tooltip=tips,
             **_machine(long, "opacity"),
@@ -551,12 +524,30 @@ def _roof_lines(peaks: list[dict], lo: float, hi: float, multi_machine: bool) ->
     return rows
 
 
+def _roofs(d: pl.DataFrame, peaks: list[dict], multi_machine: bool) -> list:
+    """The measured roofs as one line layer (none without peaks), over the cells' intensities and every ridge."""
+    lo = d.get_column("arithmetic_intensity").min() / 4
+    hi = d.get_column("arithmetic_intensity").max() * 4
+    for p in peaks:
+        if p.get("bandwidth_gb_s"):
+            ridge = p["peak_tflops"] * 1000 / p["bandwidth_gb_s"]
+            lo, hi = min(lo, ridge / 4), max(hi, ridge * 4)
+    roofs = _roof_lines(peaks, lo, hi, multi_machine)
+    if not roofs:
+        return []
+    tips = [
+        alt.Tooltip("roof:N", title="roof"),
+        _tip("peak_tflops", "peak TFLOP/s"),
+        _tip("bandwidth_gb_s", "bandwidth (GB/s)"),
+    ]
+    line = alt.Chart(alt.Data(values=roofs)).mark_line(color="#444")
+    strokes = alt.StrokeDash("roof:N", title="measured roof")
+    return [line.encode(x=alt.X("arithmetic_intensity:Q"), y=alt.Y("tflops:Q"), strokeDash=strokes, tooltip=tips)]
+
+
 def roofline(cells, meta):
-    d, note = _need(
-        cells,
-        ["arithmetic_intensity", "achieved_tflops"],
-        "No roofline: the cells have no arithmetic intensity or achieved FLOP/s (FLOP counts missing).",
-    )
+    reason = "No roofline: the cells have no arithmetic intensity or achieved FLOP/s (FLOP counts missing)."
+    d, note = _need(cells, ["arithmetic_intensity", "achieved_tflops"], reason)
     peaks = [p for p in meta.get("peaks") or [] if p.get("peak_tflops")]
     description = "Achieved TFLOP/s against arithmetic intensity (FLOP per byte moved), both log scales"
     description += (
@@ -571,13 +562,6 @@ def roofline(cells, meta):
     if d.height == 0:
         c.note = "No roofline: no cell has a positive arithmetic intensity and achieved FLOP/s."
         return c
-    multi = several_machines(cells)
-    lo = d.get_column("arithmetic_intensity").min() / 4
-    hi = d.get_column("arithmetic_intensity").max() * 4
-    for p in peaks:
-        if p.get("bandwidth_gb_s"):
-            ridge = p["peak_tflops"] * 1000 / p["bandwidth_gb_s"]
-            lo, hi = min(lo, ridge / 4), max(hi, ridge * 4)
     x = alt.X("arithmetic_intensity:Q", title="arithmetic intensity (FLOP/byte)", scale=alt.Scale(type="log"))
     y = alt.Y("achieved_tflops:Q", title="TFLOP/s", scale=alt.Scale(type="log"))
     tips = CELL_TIPS + [
@@ -587,27 +571,8 @@ def roofline(cells, meta):
     ]
     data = _values(d, TIP_COLUMNS + ["arithmetic_intensity", "achieved_tflops", "utilization_pct"])
     dots = _points(alt.Chart(data), x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
-    layers = [dots]
-    roofs = _roof_lines(peaks, lo, hi, multi)
-    if roofs:
-        roof_tips = [
-            alt.Tooltip("roof:N", title="roof"),
-            _tip("peak_tflops", "peak TFLOP/s"),
-            _tip("bandwidth_gb_s", "bandwidth (GB/s)"),
-        ]
-        layers.insert(
-            0,
-            alt.Chart(alt.Data(values=roofs))
-            .mark_line(color="#444")
-            .encode(
-                x=alt.X("arithmetic_intensity:Q"),
-                y=alt.Y("tflops:Q"),
-                strokeDash=alt.StrokeDash("roof:N", title="measured roof"),
-                tooltip=roof_tips,
-            ),
-        )
     c.chart = (
-        alt.layer(*layers)
+        alt.layer(*_roofs(d, peaks, several_machines(cells)), dots)
         .properties(width=520, height=320)
         .resolve_scale(strokeDash="independent", stroke="independent")
     )
@@ -615,35 +580,21 @@ def roofline(cells, meta):
 
 
 def energy(cells):
-    gpu_ok = cells.filter(pl.col("device") != "cpu").height > 0
-    reason = (
-        "No energy figures: NVML figures absent on the GPU cells."
-        if gpu_ok
-        else "No GPU cells: NVML figures (power, energy) absent."
-    )
-    d, note = _need(cells, ["energy_mj_per_image"], reason)
-    c = Chart(
-        "energy",
-        "Energy per image",
-        "Millijoules per image from NVML power sampling during the timed region, one panel per image size.",
-        note=note,
-    )
-    if not note:
-        tips = CELL_TIPS + [
-            _tip("energy_mj_per_image", "mJ per image"),
-            _tip("power_w", "power (W)"),
-            _tip("gpu_util_pct", "GPU utilisation (%)"),
-        ]
-        c.chart = _line_facet(
-            _values(d, TIP_COLUMNS + ["energy_mj_per_image", "power_w", "gpu_util_pct"]),
-            BATCH_X,
-            alt.Y("energy_mj_per_image:Q", title="energy per image (mJ)"),
-            tips,
-            "image_size",
-            "image size (px)",
-            d,
-        )
-    return c
+    description = "Millijoules per image from NVML power sampling during the timed region, one panel per image size."
+    c = Chart("energy", "Energy per image", description)
+    gpu = cells.filter(pl.col("device") != "cpu").height > 0
+    reason = "No energy figures: NVML figures absent on the GPU cells." if gpu else NO_GPU
+    y = alt.Y("energy_mj_per_image:Q", title="energy per image (mJ)")
+    tips = CELL_TIPS + [
+        _tip("energy_mj_per_image", "mJ per image"),
+        _tip("power_w", "power (W)"),
+        _tip("gpu_util_pct", "GPU utilisation (%)"),
+    ]
+    columns = ["energy_mj_per_image", "power_w", "gpu_util_pct"]
+    return _line_chart(c, cells, ["energy_mj_per_image"], reason, y, tips, columns)
+
+
+NO_GPU = "No GPU cells: NVML figures (power, energy) absent."
 
 
 def build_charts(summary: pl.DataFrame, meta: dict) -> list[Chart]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from infbench.report.frame import (
+    accuracy_rows,
     complete,
     failed_cells,
     interval,
@@ -69,13 +70,13 @@ def _tolerance_flags(df: pl.DataFrame, tolerance) -> pl.DataFrame:
 
 
 def _memory(df: pl.DataFrame) -> pl.DataFrame:
-    """Add `_mem_mb` (device peak when measured, else host peak) and `_mem_kind`. The device peak is the
+    """Add `_mem_mib` (device peak when measured, else host peak) and `_mem_kind`. The device peak is the
     device-level (NVML) figure, measured alike for every backend; the allocator's own peak is never compared."""
     return df.with_columns(
-        pl.coalesce("device_memory_peak_mb", "host_memory_peak_mb").alias("_mem_mb"),
-        pl.when(pl.col("device_memory_peak_mb").is_not_null())
+        pl.coalesce("device_memory_peak_mib", "host_memory_peak_mib").alias("_mem_mib"),
+        pl.when(pl.col("device_memory_peak_mib").is_not_null())
         .then(pl.lit("device"))
-        .when(pl.col("host_memory_peak_mb").is_not_null())
+        .when(pl.col("host_memory_peak_mib").is_not_null())
         .then(pl.lit("host"))
         .alias("_mem_kind"),
     )
@@ -208,40 +209,29 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance) -> Finding:
 
 
 def _best_within_memory_cap(ok: pl.DataFrame, p: str, cap) -> Finding:
-    have = _memory(ok.filter(pl.col("throughput_img_s").is_not_null())).filter(pl.col("_mem_mb").is_not_null())
+    key = "best_within_memory_cap"
+    have = _memory(ok.filter(pl.col("throughput_img_s").is_not_null())).filter(pl.col("_mem_mib").is_not_null())
     if have.height == 0:
-        return Finding(
-            "best_within_memory_cap",
-            f"{p}Best throughput within the memory cap: could not be determined (no ok cell has a memory figure).",
-            False,
-        )
+        why = "could not be determined (no ok cell has a memory figure)"
+        return Finding(key, f"{p}Best throughput within the memory cap: {why}.", False)
+    smallest = _row(have, "_mem_mib", False)
+    peak = f"{num(smallest['_mem_mib'], 'MiB')} ({smallest['_mem_kind']})"
     if cap is None:
-        smallest = _row(have, "_mem_mb", False)
-        return Finding(
-            "best_within_memory_cap",
-            f"{p}No memory cap is configured; the smallest peak memory is {num(smallest['_mem_mb'], 'MB')} "
-            f"({smallest['_mem_kind']}) for {_config(smallest)}.",
-            data={"cap_mb": None, "row": smallest},
-        )
+        text = f"{p}No memory cap is configured; the smallest peak memory is {peak} for {_config(smallest)}."
+        return Finding(key, text, data={"cap_mib": None, "row": smallest})
     unknown = ok.height - have.height
     note = f" ({unknown} cells without a memory figure left out)" if unknown else ""
-    within = have.filter(pl.col("_mem_mb") <= float(cap))
+    within = have.filter(pl.col("_mem_mib") <= float(cap))
     if within.height == 0:
-        smallest = _row(have, "_mem_mb", False)
-        return Finding(
-            "best_within_memory_cap",
-            f"{p}No ok cell fits in the {num(cap, 'MB')} memory cap; the smallest, {_config(smallest)}, "
-            f"peaks at {num(smallest['_mem_mb'], 'MB')} ({smallest['_mem_kind']}){note}.",
-            data={"cap_mb": cap, "row": None},
-        )
+        cap_text = num(cap, "MiB")
+        text = f"{p}No ok cell fits in the {cap_text} memory cap; the smallest, {_config(smallest)}, peaks at {peak}"
+        return Finding(key, text + note + ".", data={"cap_mib": cap, "row": None})
     best = _row(within, "throughput_img_s", True)
-    return Finding(
-        "best_within_memory_cap",
-        f"{p}Best throughput within the {num(cap, 'MB')} memory cap: {_config(best)}: "
-        f"{_tput(best)} with a {best['_mem_kind']} memory peak of "
-        f"{num(best['_mem_mb'], 'MB')}{note}.",
-        data={"cap_mb": cap, "row": best},
+    text = (
+        f"{p}Best throughput within the {num(cap, 'MiB')} memory cap: {_config(best)}: {_tput(best)} with a "
+        f"{best['_mem_kind']} memory peak of {num(best['_mem_mib'], 'MiB')}"
     )
+    return Finding(key, text + note + ".", data={"cap_mib": cap, "row": best})
 
 
 def _best_utilization(ok: pl.DataFrame, p: str) -> Finding:
@@ -303,6 +293,19 @@ def saturation(ok: pl.DataFrame) -> list[dict]:
     return out
 
 
+def _saturation_part(r: dict) -> str:
+    """One image size of a saturation finding: where the throughput saturates, or that it still rises."""
+    if not r["saturated"]:
+        return (
+            f"{r['image_size']} px: not reached, still rising at batch {r['largest_batch']} "
+            f"(the largest tried, {num(r['max_throughput'], 'img/s')})"
+        )
+    return (
+        f"{r['image_size']} px: batch {r['saturation_batch']} ({num(r['saturation_throughput'], 'img/s')}; "
+        f"max {num(r['max_throughput'], 'img/s')} at batch {r['max_batch']})"
+    )
+
+
 def _saturation_findings(ok: pl.DataFrame, df: pl.DataFrame, multi_machine: bool) -> list[Finding]:
     """Saturation per group, except groups where a cell is unstable: the batch curve has a hole there, and a
     saturation claim must not rest on (or around) an unstable cell."""
@@ -321,32 +324,16 @@ def _saturation_findings(ok: pl.DataFrame, df: pl.DataFrame, multi_machine: bool
                 data={"left_out": left_out},
             )
         )
-    variants = {(r["machine"], r["backend"], r["precision"], r["device"]): [] for r in rows}
+    variants: dict[tuple, list[dict]] = {}
     for r in rows:
-        variants[(r["machine"], r["backend"], r["precision"], r["device"])].append(r)
+        variants.setdefault((r["machine"], r["backend"], r["precision"], r["device"]), []).append(r)
     for (machine, backend, precision, device), group in variants.items():
-        parts = []
-        for r in group:
-            if r["saturated"]:
-                parts.append(
-                    f"{r['image_size']} px: batch {r['saturation_batch']} "
-                    f"({num(r['saturation_throughput'], 'img/s')}; max {num(r['max_throughput'], 'img/s')} at batch "
-                    f"{r['max_batch']})"
-                )
-            else:
-                parts.append(
-                    f"{r['image_size']} px: not reached, still rising at batch {r['largest_batch']} "
-                    f"(the largest tried, {num(r['max_throughput'], 'img/s')})"
-                )
         where = f" [{machine}]" if multi_machine else ""
-        out.append(
-            Finding(
-                "saturation",
-                f"Batch saturation (first batch within 10% of the maximum throughput), {backend} {precision} on "
-                f"{device}{where}: " + "; ".join(parts) + ".",
-                data={"groups": group},
-            )
+        text = (
+            f"Batch saturation (first batch within 10% of the maximum throughput), {backend} {precision} on "
+            f"{device}{where}: " + "; ".join(_saturation_part(r) for r in group) + "."
         )
+        out.append(Finding("saturation", text, data={"groups": group}))
     if left_out:
         names = [
             f"{r['backend']} {r['precision']} on {r['device']}"
@@ -448,27 +435,17 @@ def _scaling_findings(ok: pl.DataFrame, multi_machine: bool) -> list[Finding]:
 # --- accuracy and cell status ---------------------------------------------------------------------------------------
 
 
-def _variants(summary: pl.DataFrame, meta: dict) -> list[dict]:
-    """Accuracy per variant: meta['accuracy'] when the accuracy jobs ran, else what the summary carries."""
-    listed = [
-        dict(a)
-        for a in meta.get("accuracy") or []
-        if a.get("accuracy_top1") is not None or a.get("accuracy_drop") is not None
-    ]
-    if listed:
-        return listed
-    cols = ["backend", "precision", "device", "accuracy_top1", "accuracy_drop", "over_tolerance"]
-    have = summary.filter(pl.col("accuracy_top1").is_not_null() | pl.col("accuracy_drop").is_not_null())
-    return have.select(cols).unique(["backend", "precision", "device"], maintain_order=True).to_dicts()
-
-
 def _name(v: dict) -> str:
     return f"{v.get('backend')} {v.get('precision')} on {v.get('device')}"
 
 
 def _accuracy_finding(summary: pl.DataFrame, meta: dict) -> Finding:
     tolerance = meta.get("tolerance_points")
-    variants = _variants(summary, meta)
+    variants = [
+        a
+        for a in accuracy_rows(summary, meta)
+        if a.get("accuracy_top1") is not None or a.get("accuracy_drop") is not None
+    ]
     if not variants:
         return Finding(
             "over_tolerance",
@@ -587,7 +564,7 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
             _max_throughput(part, p),
             _min_latency_batch1(part, p),
             _best_within_tolerance(part, p, meta.get("tolerance_points")),
-            _best_within_memory_cap(part, p, meta.get("memory_cap_mb")),
+            _best_within_memory_cap(part, p, meta.get("memory_cap_mib")),
         ]
     out += _saturation_findings(ok, df, multi_machine)
     out += _scaling_findings(ok, multi_machine)

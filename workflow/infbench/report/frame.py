@@ -12,55 +12,56 @@ import polars as pl
 
 CELL = ["model", "backend", "precision", "device", "image_size", "batch_size"]
 
-SCHEMA: dict[str, pl.DataType] = {
-    "model": pl.Utf8,
-    "backend": pl.Utf8,
-    "precision": pl.Utf8,
-    "device": pl.Utf8,
-    "image_size": pl.Int64,
-    "batch_size": pl.Int64,
-    "machine": pl.Utf8,
-    "gpu_uuid": pl.Utf8,
-    "status": pl.Utf8,  # ok, unstable (numbers kept, marked; no finding rests on it), error, oom, timeout, unavailable
-    "stability": pl.Utf8,  # stable / unstable
-    "error": pl.Utf8,
-    "mode": pl.Utf8,
-    "throughput_img_s": pl.Float64,  # the window metric: batches back to back, median over repetitions
-    "throughput_uncertainty_pct": pl.Float64,  # 95%: a rerun of the cell lands within ± this
-    "time_per_image_ms": pl.Float64,
-    "latency_ms_p50": pl.Float64,  # one batch at a time, synchronised after each
-    "latency_ms_p90": pl.Float64,
-    "latency_ms_p99": pl.Float64,
-    "latency_uncertainty_pct": pl.Float64,
-    "repetitions": pl.Int64,
-    "disturbed_repetitions": pl.Int64,
-    "launch_bound": pl.Boolean,
-    "host_issue_fraction": pl.Float64,
-    "load_s": pl.Float64,
-    "first_inference_s": pl.Float64,
-    "speedup_vs_baseline": pl.Float64,
-    "speedup_low": pl.Float64,
-    "speedup_high": pl.Float64,
-    "speedup_stable": pl.Boolean,
-    "baseline": pl.Utf8,
-    "accuracy_top1": pl.Float64,
-    "accuracy_drop": pl.Float64,
-    "over_tolerance": pl.Boolean,
-    "top1_agreement": pl.Float64,
-    "max_abs_logit_diff": pl.Float64,
-    "model_size_mb": pl.Float64,
-    "gflops_per_image": pl.Float64,
-    "achieved_tflops": pl.Float64,
-    "utilization_pct": pl.Float64,
-    "arithmetic_intensity": pl.Float64,
-    "device_memory_peak_mb": pl.Float64,  # NVML device-level, every backend alike
-    "allocator_memory_peak_mb": pl.Float64,  # the runtime's own allocator, where it has one
-    "host_memory_peak_mb": pl.Float64,
-    "gpu_util_pct": pl.Float64,
-    "power_w": pl.Float64,
-    "energy_mj_per_image": pl.Float64,
-    "energy_window_img_s": pl.Float64,
+# The summary table, the one definition of its columns: name → (type, where a cell's result JSON holds it;
+# None: the aggregate step derives it from other rows or joins it from the accuracy jobs).
+COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
+    **{key: (pl.Int64 if key in ("image_size", "batch_size") else pl.Utf8, ("cell", key)) for key in CELL},
+    "machine": (pl.Utf8, ("environment", "machine")),
+    "gpu_uuid": (pl.Utf8, ("gpu", "uuid")),  # the GPU the cell held (gpu_slots), null on the CPU
+    # ok, unstable (numbers kept, marked; no finding rests on it), error, oom, timeout, unavailable
+    "status": (pl.Utf8, ("status",)),
+    "stability": (pl.Utf8, ("stability",)),  # stable / unstable
+    "error": (pl.Utf8, ("error",)),
+    "mode": (pl.Utf8, ("mode",)),
+    # the window metric: batches back to back, median over repetitions
+    "throughput_img_s": (pl.Float64, ("throughput_img_s",)),
+    "throughput_uncertainty_pct": (pl.Float64, ("throughput_uncertainty_pct",)),  # 95%: a rerun lands within ± this
+    "time_per_image_ms": (pl.Float64, ("time_per_image_ms",)),
+    "latency_ms_p50": (pl.Float64, ("latency_ms_p50",)),  # one batch at a time, synchronised after each
+    "latency_ms_p90": (pl.Float64, ("latency_ms_p90",)),
+    "latency_ms_p99": (pl.Float64, ("latency_ms_p99",)),
+    "latency_uncertainty_pct": (pl.Float64, ("latency_uncertainty_pct",)),
+    "repetitions": (pl.Int64, ("repetitions",)),
+    "disturbed_repetitions": (pl.Int64, ("disturbed_repetitions",)),
+    "launch_bound": (pl.Boolean, ("launch_bound",)),
+    "host_issue_fraction": (pl.Float64, ("host_issue_fraction",)),
+    "load_s": (pl.Float64, ("load_s",)),
+    "first_inference_s": (pl.Float64, ("first_inference_s",)),  # load + first batch (compilation), median
+    "speedup_vs_baseline": (pl.Float64, None),
+    "speedup_low": (pl.Float64, None),
+    "speedup_high": (pl.Float64, None),
+    "speedup_stable": (pl.Boolean, None),
+    "baseline": (pl.Utf8, None),
+    "accuracy_top1": (pl.Float64, None),
+    "accuracy_drop": (pl.Float64, None),
+    "over_tolerance": (pl.Boolean, None),
+    "top1_agreement": (pl.Float64, ("agreement", "top1_agreement")),
+    "max_abs_logit_diff": (pl.Float64, ("agreement", "max_abs_logit_diff")),
+    "model_size_mib": (pl.Float64, ("memory", "artifact_mib")),  # the artifact this cell ran
+    "gflops_per_image": (pl.Float64, ("flops", "gflops_per_image")),
+    "achieved_tflops": (pl.Float64, ("flops", "achieved_tflops")),
+    "utilization_pct": (pl.Float64, ("flops", "utilization_pct")),
+    "arithmetic_intensity": (pl.Float64, ("flops", "arithmetic_intensity")),
+    "device_memory_peak_mib": (pl.Float64, ("memory", "device_peak_mib")),  # NVML device-level, every backend alike
+    "allocator_memory_peak_mib": (pl.Float64, ("memory", "allocator_peak_mib")),  # the runtime's own allocator
+    "host_memory_peak_mib": (pl.Float64, ("memory", "host_peak_mib")),
+    "gpu_util_pct": (pl.Float64, ("nvml", "gpu_util_pct")),
+    "power_w": (pl.Float64, ("nvml", "power_w")),
+    "energy_mj_per_image": (pl.Float64, ("nvml", "energy_mj_per_image")),
+    "energy_window_img_s": (pl.Float64, ("nvml", "window_img_s")),
 }
+SCHEMA: dict[str, pl.DataType] = {name: dtype for name, (dtype, _) in COLUMNS.items()}
+SOURCE: dict[str, tuple[str, ...]] = {name: path for name, (_, path) in COLUMNS.items() if path}
 
 SORT = ["machine", "device", "backend", "precision", "image_size", "batch_size"]
 
@@ -104,6 +105,17 @@ def measured_cells(df: pl.DataFrame) -> pl.DataFrame:
 def failed_cells(df: pl.DataFrame) -> pl.DataFrame:
     """Cells without numbers: error, oom, timeout, unavailable."""
     return df.filter(~pl.col("status").is_in(MEASURED))
+
+
+def accuracy_rows(summary: pl.DataFrame, meta: dict) -> list[dict]:
+    """Accuracy per variant: the accuracy jobs' records (meta['accuracy']) when they ran, else what the summary's
+    cells carry (one row per backend, precision and device)."""
+    if meta.get("accuracy"):
+        return [dict(a) for a in meta["accuracy"]]
+    columns = ["backend", "precision", "device", "accuracy_top1", "accuracy_drop", "top1_agreement", "over_tolerance"]
+    have = summary.filter(pl.col("accuracy_top1").is_not_null() | pl.col("accuracy_drop").is_not_null())
+    have = have.select(*columns, "max_abs_logit_diff", "model_size_mib")
+    return have.unique(["backend", "precision", "device"], maintain_order=True).to_dicts()
 
 
 def several_machines(df: pl.DataFrame) -> bool:
