@@ -16,6 +16,7 @@ from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
 CELLS = len(TINY_CONFIG["grid"]["backends"])  # one size, one batch, one device, fp32 each
 REPS = TINY_CONFIG["bench"]["repetitions"]  # a job each (rule bench_repetition), then the cell's job
 NEW_CELLS = {"bench_repetition": CELLS * REPS, "bench_cell": CELLS}
+REPORT_JOBS = {"aggregate": 1, "render_report": 1, "report": 1}  # after any cell changed
 
 
 def planned_outputs(workdir, *targets: str) -> list[str]:
@@ -62,7 +63,7 @@ def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     assert len(cells_before) == CELLS
     # A batch below the largest one: the accuracy jobs run at the largest batch of the grid.
     write_config(wd, config(batch_sizes=[2, 4]))
-    assert planned_jobs(wd, "report") == {**NEW_CELLS, "aggregate": 1, "render_report": 1, "report": 1}
+    assert planned_jobs(wd, "report") == {**NEW_CELLS, **REPORT_JOBS}
     assert all(o.endswith("/32x2.json") or "/32x2/" in o for o in bench_outputs(wd))
 
     snakemake(wd, "report")  # the real run: the finished cells are neither rerun nor rewritten
@@ -76,12 +77,7 @@ def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
 
 def test_a_larger_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     write_config(reported_copy, config(batch_sizes=[4, 8]))
-    assert planned_jobs(reported_copy, "report") == {
-        **NEW_CELLS,
-        "aggregate": 1,
-        "render_report": 1,
-        "report": 1,
-    }
+    assert planned_jobs(reported_copy, "report") == {**NEW_CELLS, **REPORT_JOBS}
 
 
 def test_a_training_hyper_parameter_reruns_training_and_everything_downstream(reported_copy):
@@ -123,19 +119,14 @@ def test_a_judging_setting_reruns_the_cells_jobs_not_their_repetitions(reported_
     cfg = copy.deepcopy(TINY_CONFIG)
     cfg["bench"]["tolerance"] = 0.5
     write_config(reported_copy, cfg)
-    assert planned_jobs(reported_copy, "report") == {
-        "bench_cell": CELLS,
-        "aggregate": 1,
-        "render_report": 1,
-        "report": 1,
-    }
+    assert planned_jobs(reported_copy, "report") == {"bench_cell": CELLS, **REPORT_JOBS}
 
 
 def test_a_measuring_setting_reruns_the_repetitions(reported_copy):
     cfg = copy.deepcopy(TINY_CONFIG)
     cfg["bench"]["warmup_s"] = 0.3
     write_config(reported_copy, cfg)
-    assert planned_jobs(reported_copy, "report") == {**NEW_CELLS, "aggregate": 1, "render_report": 1, "report": 1}
+    assert planned_jobs(reported_copy, "report") == {**NEW_CELLS, **REPORT_JOBS}
 
 
 def fake_distribution(site, name: str, version: str) -> None:
