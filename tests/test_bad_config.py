@@ -95,7 +95,10 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     ),
     "an option the backend does not read": (
         {"backend_options.torch_compile": {"cuda_graphs": True}},
-        ["backend_options.torch_compile: unknown key 'cuda_graphs'; allowed: channels_last, freezing, cudagraphs"],
+        [
+            "backend_options.torch_compile: unknown key 'cuda_graphs' (did you mean 'cudagraphs'?)",
+            "allowed: channels_last, freezing, cudagraphs",
+        ],
     ),
     "an option of a backend that has none": (
         {"backend_options.aotinductor": {"channels_last": True}},
