@@ -27,13 +27,15 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
     # Stability is judged by disturbance alone here (tolerance 1): what this test is about.
     cfg["bench"].update(repetitions=2, max_extra_repetitions=1, latency_s=0.5, canary_slowdown=1.3, foreign_cores=0.25)
     write_config(wd, cfg)
-    shutil.rmtree(wd / "results/digits/resnet18/bench")
+    for folder in ("bench", "repetitions"):  # every repetition of this grid measured by this run
+        shutil.rmtree(wd / "results/digits/resnet18" / folder)
 
     run = start_snakemake(wd, "report")
     deadline = time.monotonic() + 600
-    while not list((wd / "results/digits/resnet18/bench").rglob("*.json")):  # the load starts once a cell is done
+    # The load starts once a repetition is done (repetitions run in rounds, the cells' jobs at the end).
+    while not list((wd / "results/digits/resnet18/repetitions").rglob("*.json")):
         assert run.poll() is None, (wd / "snakemake.out").read_text()
-        assert time.monotonic() < deadline, "no cell finished in time"
+        assert time.monotonic() < deadline, "no repetition finished in time"
         time.sleep(0.1)
     load = busy_processes(2)  # as many as the machine has cores: every core is shared
     load_on = time.time()
