@@ -27,6 +27,13 @@ CELL_INPUT = {
     "probe": "results/probe/{device}.json",
 }
 CELL_PATH = "{backend}/{precision}/{device}/{size}x{batch}"
+# Both rules' params besides the bench settings: a backend's options, code or installed version
+# changing reruns that backend's cells only.
+CELL_PARAMS = {
+    "options": cell_options,
+    "code": lambda wc: grid.backend_code_hash(wc.backend),
+    "versions": lambda wc: grid.backend_versions(wc.backend),
+}
 
 
 rule bench_repetition:
@@ -47,11 +54,8 @@ rule bench_repetition:
         mem_mb=8000,
         runtime=lambda wc: int(config["bench"]["timeout_s"] / 60) + 5,
     params:
+        **CELL_PARAMS,
         bench=repetition_params,
-        options=cell_options,
-        # A backend's code or installed version changing reruns that backend's cells only.
-        code=lambda wc: grid.backend_code_hash(wc.backend),
-        versions=lambda wc: grid.backend_versions(wc.backend),
     shell:
         f"{MEASURE} --repetition {{wildcards.rep}} --out {{output:q}} > {{log}} 2>&1"
 
@@ -77,9 +81,7 @@ rule bench_cell:
         )
         + 5,
     params:
+        **CELL_PARAMS,
         bench=config["bench"],
-        options=cell_options,
-        code=lambda wc: grid.backend_code_hash(wc.backend),
-        versions=lambda wc: grid.backend_versions(wc.backend),
     shell:
         f"{MEASURE}{JUDGE} --repetition-results {{input.repetitions:q}} --out {{output:q}} > {{log}} 2>&1"
