@@ -89,9 +89,8 @@ class OnnxRuntime(Backend):
         """The CUDA EP's settings whose option differs from its default (the rest: ONNX Runtime's own)."""
         from infbench.backends.registry import spec
 
-        defaults = {o.name: o.default for o in spec(self.cell.backend).options}
         keys = ("enable_cuda_graph", "prefer_nhwc", "cudnn_conv_use_max_workspace")
-        changed = [k for k in keys if k in defaults and self.options[k] != defaults[k]]
+        changed = [k for k in spec(self.cell.backend).changed(self.options) if k in keys]
         return {k: "1" if self.options[k] else "0" for k in changed}
 
     def providers(self) -> list:

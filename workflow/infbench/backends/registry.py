@@ -167,8 +167,14 @@ class BackendSpec:
         """The `--option KEY=VALUE` arguments of a rule for config `given`: only values that differ from
         the defaults, so that writing a default into the config reruns nothing."""
         values = self.option_values(given)
-        changed = [o for o in self.options if values[o.name] != o.default]
-        return " ".join(f"--option {o.name}={o.text(values[o.name])}" for o in changed)
+        return " ".join(f"--option {name}={self.option(name).text(values[name])}" for name in self.changed(values))
+
+    def option(self, name: str) -> Option:
+        return next(o for o in self.options if o.name == name)
+
+    def changed(self, values: dict) -> list[str]:
+        """The names of the options whose value in `values` (typed, see `option_values`) is not the default."""
+        return [o.name for o in self.options if values.get(o.name, o.default) != o.default]
 
     def options_schema(self) -> dict:
         """The JSON schema of config `backend_options.<name>`."""
