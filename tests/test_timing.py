@@ -27,13 +27,19 @@ def test_identical_repetitions_are_stable_with_the_within_interval_as_uncertaint
     assert repetitions.verdict(tp, 0.05, 3) == "stable"
 
 
-def test_between_repetition_interval_is_a_rerun_prediction_interval():
-    values = [95.0, 100.0, 105.0]  # s = 5, n = 3: t(0.975, 2) · 5 · sqrt(2/3) / 100
+def test_between_repetition_interval_predicts_one_later_rerun():
+    values = [94.0, 100.0, 106.0]  # s = 6, n = 3: t(0.975, 2) · 6 · sqrt(1 + 1/3) / 100
     tp = repetitions.combine(values, [0.001] * 3)
-    assert tp["between_rel"] == pytest.approx(4.303 * 5 * (2 / 3) ** 0.5 / 100, rel=1e-3)
+    assert tp["between_rel"] == pytest.approx(4.303 * 6 * (4 / 3) ** 0.5 / 100, rel=1e-3)
     assert tp["uncertainty_rel"] == tp["between_rel"]
-    assert repetitions.verdict(tp, 0.05, 3) == "unstable"
-    assert repetitions.verdict(tp, 0.5, 3) == "stable"
+
+
+def test_stable_means_every_repetition_within_the_tolerance_of_the_median():
+    tp = repetitions.combine([94.0, 100.0, 106.0], [0.001] * 3)
+    assert repetitions.verdict(tp, 0.05, 3) == "unstable"  # two repetitions 6% off
+    assert repetitions.verdict(tp, 0.07, 3) == "stable"
+    noisy_windows = repetitions.combine([100.0, 100.0, 100.0], [0.08] * 3)
+    assert repetitions.verdict(noisy_windows, 0.05, 3) == "unstable"  # each repetition's windows disagree
 
 
 def test_more_agreeing_repetitions_narrow_the_interval():
