@@ -26,11 +26,12 @@ export PYTHONPATH=/tmp/site:$PWD/workflow PATH=/tmp/bin:$PATH PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 STUDY=results/digits/resnet18  # grid.study_dir("digits", "resnet18")
 DIGITS=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
-# GRID='{image_sizes: [224, 512], batch_sizes: [1, 64]}' narrows the seeds' grid (a config file given last, merged
+# GRID='{image_sizes: [224, 512], batch_sizes: [1, 64]}' narrows the seeds' (or the peak's) grid (a config file given last, merged
 # into grid:, its backends kept; Snakemake's --config would read the numbers as strings)
 [ -n "${GRID:-}" ] && printf 'grid: %s\n' "$GRID" > /tmp/seeds-grid.yaml
 SEEDS=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml ${GRID:+/tmp/seeds-grid.yaml} --config dataset=digits)
-PEAK=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/h100_peak.yaml --config dataset=digits)
+PEAK=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/h100_peak.yaml ${GRID:+/tmp/seeds-grid.yaml}
+  --config dataset=digits)
 
 pack() {  # the small results in one archive; the report's tables and page beside it
   # artifacts, images (reference/, data.npz) and caches stay: `restore` and the rules rebuild them
@@ -43,7 +44,7 @@ pack() {  # the small results in one archive; the report's tables and page besid
 
 snake() {  # snakemake for at most $1 seconds on the config given after it, then the cells measured so far
   local secs=$1; shift
-  timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=1 \
+  timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=${GPU_JOBS:-3} \
     --scheduler greedy --rerun-incomplete --keep-going ${TARGETS:-report} "$@" 2>&1 | tee -a "$OUT/study.log" | tail -40
   echo "cells measured: $(ls $STUDY/bench/*/*/cuda/*.json 2>/dev/null | wc -l)"
 }

@@ -36,6 +36,7 @@ REPORT_RULE = "render_report"
 # the split of one repetition, in order, as (key, label)
 PHASES = (
     ("start", "process start (interpreter, imports, CUDA context, NVML, canary)"),
+    ("gpu_wait", "waiting for the GPU (another repetition measuring; the job's imports were done)"),
     ("load", "load / build (artifact → runnable model)"),
     ("first_batch", "first batch (lazy init, compilation, autotuning)"),
     ("checks", "agreement check and inputs"),
@@ -89,18 +90,20 @@ def repetition_phases(rep: dict) -> dict[str, float]:
     keys = ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     if any(rep.get(k) is None for k in (*keys, "started")):
         return {"load": load, "unsplit": max(0.0, process - load)}
-    start = max(0.0, rep["load_started_at"] - rep["started"])
+    wait = rep.get("gpu_wait_s") or 0.0
+    start = max(0.0, rep["load_started_at"] - rep["started"] - wait)
     first, warm = rep["first_batch_s"], rep["warmup_wall_s"]
     checks = max(0.0, rep["measure_started_at"] - rep["load_started_at"] - load - first)
     measure = max(0.0, rep["measure_ended_at"] - rep["measure_started_at"] - warm)
     return {
         "start": start,
+        "gpu_wait": wait,
         "load": load,
         "first_batch": first,
         "checks": checks,
         "warmup": warm,
         "measure": measure,
-        "exit": max(0.0, process - start - load - first - checks - warm - measure),
+        "exit": max(0.0, process - start - wait - load - first - checks - warm - measure),
     }
 
 

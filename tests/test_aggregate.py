@@ -65,3 +65,29 @@ def test_eager_is_launch_bound_where_its_graph_replay_is_significantly_faster(ea
     df = summary_table(cells)
     assert row(df, "torch")["launch_bound"] is expected
     assert row(df, "torch_cudagraphs")["launch_bound"] is False
+
+
+def with_repetitions(cell: dict, values: list[float]) -> dict:
+    return {**cell, "throughput": {"repetitions": values}, "latency": {"p50": {"repetitions": values}}}
+
+
+def test_cpu_cells_uncertainty_is_at_least_the_machines_drift_and_gpu_cells_keep_their_own():
+    from infbench.measure.repetitions import pooled_spread, rerun_rel
+
+    drifting = [100.0, 110.0, 90.0]  # s = 10% of the mean
+    calm = [100.0, 100.5, 99.5]  # by chance close together: its own ± is narrow
+    cells = [
+        with_repetitions(result("torch", "fp32", 100.0, 40.0), drifting),
+        with_repetitions(result("onnxruntime", "fp32", 100.0, 2.0), calm),
+        with_repetitions(result("onnxruntime", "int8", 100.0, 1.0, device="cuda"), calm),
+    ]
+    cells[1]["latency_uncertainty_pct"] = 2.0
+    df = summary_table(cells)
+    floor = 100 * rerun_rel(*pooled_spread([drifting, calm]), 3)
+    assert 0 < floor < 40
+    cpu_calm = df.filter((df["device"] == "cpu") & (df["backend"] == "onnxruntime")).row(0, named=True)
+    assert cpu_calm["throughput_uncertainty_pct"] == pytest.approx(floor) == cpu_calm["drift_floor_pct"]
+    assert cpu_calm["latency_uncertainty_pct"] == pytest.approx(floor)
+    assert row(df, "torch")["throughput_uncertainty_pct"] == 40.0  # wider than the floor: its own
+    gpu = df.filter(df["device"] == "cuda").row(0, named=True)
+    assert gpu["throughput_uncertainty_pct"] == 1.0 and gpu["drift_floor_pct"] is None

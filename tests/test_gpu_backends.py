@@ -19,6 +19,7 @@ import yaml
 from infbench import grid
 from infbench.backends.base import BackendUnavailable, Cell
 from infbench.backends.registry import BACKENDS, spec
+from infbench.compile import UNAVAILABLE_KIND
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,14 +193,24 @@ def test_torch_compile_on_cpu_matches_eager_and_caches_under_results(checkpoint,
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "results" / "cache" / "inductor")
 
 
+def assert_unavailable_for_the_loader_crash(out, device, size, batch, precision="fp32"):
+    """The build's outcome where torch's AOTInductor loader crashes in a fresh process: the cell is
+    'unavailable' with the signal, the note and the reproducer, not an error."""
+    with pytest.raises(BackendUnavailable, match=r"killed by SIG\w+.*crashes in a fresh process.*aoti_load_check"):
+        make("aotinductor", precision, device, size, batch, out).check_available()
+
+
 def test_aoti_package_builds_once_and_loads_on_cpu(checkpoint, tmp_path):
     from infbench.compile import build_aoti
 
     out = tmp_path / "results/digits/resnet18/aoti/cpu/fp32/32x1.pt2"
     info = build_aoti(checkpoint, out, "cpu", "fp32", 32, 1)
-    assert out.stat().st_size > 0 and info["shape"] == [1, 3, 32, 32]
-    assert not list(out.parent.glob(".*tmp*"))  # written atomically, no temp file left
+    assert out.stat().st_size > 0 and not list(out.parent.glob(".*tmp*"))  # written atomically
     x = images(1, 32, seed=1)
+    if info.get("kind") == UNAVAILABLE_KIND:  # torch 2.11 on the H100: its loader crashes in a fresh process
+        assert_unavailable_for_the_loader_crash(out, "cpu", 32, 1)
+        return
+    assert info["shape"] == [1, 3, 32, 32]
     got = run_once(make("aotinductor", "fp32", "cpu", 32, 1, out), x)
     np.testing.assert_allclose(got, reference(checkpoint, x), atol=1e-3, rtol=1e-3)
 
@@ -318,7 +329,7 @@ def test_torch_cudagraphs_replay_matches_eager_at_every_batch(checkpoint, batch)
     assert backend.graph is not None
     eager = make("torch", "fp16", "cuda", 64, batch, checkpoint)
     np.testing.assert_allclose(got, run_once(eager, x), atol=1e-2)
-    assert not hasattr(eager, "graph")  # the baseline is plain eager, whatever the batch
+    assert eager.graph is None  # the baseline is plain eager, whatever the batch
 
 
 @needs_cuda
@@ -364,7 +375,10 @@ def test_aoti_on_cuda(checkpoint, tmp_path):
     from infbench.compile import build_aoti
 
     out = tmp_path / "pkg.pt2"
-    build_aoti(checkpoint, out, "cuda", "fp16", 64, 2)
+    info = build_aoti(checkpoint, out, "cuda", "fp16", 64, 2)
+    if info.get("kind") == UNAVAILABLE_KIND:  # torch 2.11 on the H100: its loader crashes in a fresh process
+        assert_unavailable_for_the_loader_crash(out, "cuda", 64, 2, precision="fp16")
+        return
     x = images(2, 64)
     got = run_once(make("aotinductor", "fp16", "cuda", 64, 2, out), x)
     ref = reference(checkpoint, x)

@@ -60,6 +60,7 @@ def fake(monkeypatch, tmp_path):
         monkeypatch.setenv("INFBENCH_FAKE_GPUS", gpus)
         monkeypatch.setenv("INFBENCH_GPU_SLOTS_DIR", str(tmp_path / "slots"))
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        monkeypatch.delenv(gpu_slots.HELD_ENV, raising=False)  # take() sets it in this process
         return {**os.environ, "PYTHONPATH": str(REPO / "workflow"), "PYTHONUNBUFFERED": "1"}
 
     return use
@@ -85,7 +86,10 @@ def test_slot_exports_its_gpu_and_restores_the_environment(fake):
     with gpu_slots.slot("t") as first:
         assert first == {"index": 0, "uuid": "GPU-aaaa", "name": "Fake A"}
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-aaaa"
-        # What runs inside the job sees only the job's GPU, which is taken: it cannot take another.
+        # What the job starts uses the job's slot (no lock of its own) ...
+        assert gpu_slots.take("nested", timeout_s=0) == (first, None)
+        # ... while another process, which sees only this GPU, finds it taken.
+        os.environ.pop(gpu_slots.HELD_ENV)
         with pytest.raises(RuntimeError, match=r"all 1 are held \(GPU 0 by pid \d+ \(t\)\)"):
             gpu_slots.take("nested", timeout_s=0)
         os.environ.pop("CUDA_VISIBLE_DEVICES")  # with every GPU in view, the other one is free
@@ -176,10 +180,14 @@ def test_kill_9_of_a_holder_leaves_no_stale_slot(fake, tmp_path):
 
 def test_gpu_slot_command_runs_on_its_gpu_and_holds_it_while_it_runs(fake):
     env = fake(ONE)
-    # Inside the wrapped command the slot is taken (by the command itself): another take fails.
+    # Inside the wrapped command the slot is taken (by the command itself): the command (and what it
+    # starts) uses it without waiting; a process that was not started by the holder cannot take it.
     inner = (
         "import os, sys; from infbench.gpu_slots import take\n"
         "print('visible', os.environ['CUDA_VISIBLE_DEVICES'], 'pid', os.getpid())\n"
+        "gpu, fd = take('child of the holder', timeout_s=0)\n"
+        "print('inherited', gpu['uuid'], fd)\n"
+        "del os.environ['INFBENCH_GPU_SLOT_HELD']\n"
         "try:\n    take('inner', timeout_s=0)\nexcept RuntimeError as e:\n    print('held:', e)\n"
         "sys.exit(7)"
     )
@@ -188,6 +196,7 @@ def test_gpu_slot_command_runs_on_its_gpu_and_holds_it_while_it_runs(fake):
     assert proc.returncode == 7, proc.stderr  # the command's own exit status
     assert "gpu slot: took GPU 0 (Fake A, GPU-aaaa)" in proc.stdout
     pid = re.search(r"visible GPU-aaaa pid (\d+)", proc.stdout).group(1)
+    assert "inherited GPU-aaaa None" in proc.stdout, proc.stdout  # no lock of its own: the holder's
     assert f"held: no free GPU within 0 s: all 1 are held (GPU 0 by pid {pid} (" in proc.stdout, proc.stdout
     # ... and free again once it has ended.
     gpu, fd = gpu_slots.take("t", timeout_s=0)
@@ -205,6 +214,7 @@ def test_probe_of_another_gpu_model_gives_no_utilisation():
 
 
 def test_every_gpu_stage_on_cuda_takes_a_slot_and_nothing_else_does():
+    """A stage holds a GPU for its whole run; `bench` only in its measuring processes (tested below)."""
     from infbench.cli import _uses_gpu, parser
 
     common = ["--checkpoint", "c", "--out", "o", "--precision", "fp16", "--size", "32", "--batch", "1"]
@@ -213,7 +223,7 @@ def test_every_gpu_stage_on_cuda_takes_a_slot_and_nothing_else_does():
         ("compile-torch-tensorrt", *common): True,
         ("compile-aoti", "--device", "cuda", *common): True,
         ("compile-aoti", "--device", "cpu", *common): False,
-        ("bench", "--device", "cuda", *cell): True,
+        ("bench", "--device", "cuda", *cell): False,  # its measuring processes take the slot (bench.hold_gpu)
         ("bench", "--device", "cpu", *cell): False,
         ("probe", "--device", "cuda", "--out", "o"): True,
         ("probe", "--device", "cpu", "--out", "o"): False,
@@ -273,7 +283,7 @@ def slot_holds(logs: Path) -> dict[Path, tuple[str, float, float]]:
     return holds
 
 
-def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, workflow_copy):
+def test_snakemake_with_two_gpus_never_runs_two_jobs_on_one_gpu(fake, workflow_copy):
     fake(TWO)
     config = copy.deepcopy(TINY_CONFIG)
     config["grid"]["devices"] = ["cuda"]
@@ -287,13 +297,14 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     bench_logs = [log for log in holds if log.is_relative_to(study / "logs" / "bench")]
     rep_logs = [log for log in holds if log.is_relative_to(study / "logs" / "repetitions")]
     reps = config["bench"]["repetitions"]
-    # 6 cells and their repetitions, the CUDA probe and the 2 variants' accuracy jobs: every GPU job held a slot.
-    assert len(bench_logs) == 6 and len(rep_logs) == 6 * reps, sorted(map(str, holds))
-    assert len(holds) == 6 + 6 * reps + 3, sorted(map(str, holds))
-    assert {uuid for uuid, _, _ in holds.values()} == {"GPU-aaaa", "GPU-bbbb"}  # both GPUs used
+    # 6 cells' repetitions, the CUDA probe and the 2 variants' accuracy jobs: every GPU job held a slot.
+    # The cells' own jobs measured nothing more (on fake GPUs the cells are unavailable): they took none.
+    assert len(bench_logs) == 0 and len(rep_logs) == 6 * reps, sorted(map(str, holds))
+    assert len(holds) == 6 * reps + 3, sorted(map(str, holds))
+    # Never two holders of one GPU at once. (Whether the second GPU was needed depends on timing: a
+    # repetition holds its GPU only from CUDA's start to its end, a fraction of a second on fake GPUs.)
     for uuid in ("GPU-aaaa", "GPU-bbbb"):
         assert not overlaps([(t0, t1) for u, t0, t1 in holds.values() if u == uuid]), holds
-    assert overlaps([(t0, t1) for _, t0, t1 in holds.values()]), "gpu=2 never ran two GPU jobs at once"
     # Snakemake never started more GPU jobs than GPUs: no job had to wait for a slot.
     assert not any("waiting" in log.read_text() for log in holds)
 
@@ -303,13 +314,51 @@ def test_snakemake_with_two_gpus_runs_two_jobs_at_once_never_on_one_gpu(fake, wo
     assert probe["gpu"]["uuid"] == holds[results / "logs" / "probe" / "cuda.log"][0]
     for log in rep_logs:
         rep = study / "repetitions" / log.relative_to(study / "logs" / "repetitions").with_suffix(".json")
-        gpu = json.loads(rep.read_text())["gpu"]
-        assert gpu["uuid"] == holds[log][0]
-        assert (gpu["probe_mismatch"] is None) == (gpu["name"] == probe["gpu"]["name"]), gpu
-    for log in bench_logs:  # a cell names the GPU of its repetitions (the first, if they differ)
-        result = json.loads(
-            (study / "bench" / log.relative_to(study / "logs" / "bench").with_suffix(".json")).read_text()
-        )
+        assert json.loads(rep.read_text())["gpu"]["uuid"] == holds[log][0]
+    cells = list((study / "bench").rglob("*.json"))
+    assert len(cells) == 6
+    for cell in cells:  # a cell names the GPU of its repetitions (the first, if they differ)
+        result = json.loads(cell.read_text())
         first = min(result["repetition_runs"], key=lambda r: r["started"])
-        assert result["gpu"]["uuid"] == first["gpu_uuid"]
+        gpu = result["gpu"]
+        assert gpu["uuid"] == first["gpu_uuid"]
+        assert (gpu["probe_mismatch"] is None) == (gpu["name"] == probe["gpu"]["name"]), gpu
     assert (workflow_copy / "results/digits/resnet18/report/index.html").exists()
+
+
+def test_a_repetition_imports_first_and_waits_for_the_gpu_only_to_measure(fake, workflow_copy, tmp_path):
+    """The measuring process takes its slot itself, after its imports: while another job holds the
+    GPU it waits (and says so), takes the GPU once free, and gives it back when it ends. Started
+    under `infbench gpu-slot`, it uses the slot it was started with instead of waiting for itself."""
+    env = fake(ONE)
+    snakemake(workflow_copy, REFERENCE)
+    env["PYTHONPATH"] = str(workflow_copy / "workflow")
+    # fmt: off
+    cmd = [
+        sys.executable, "-m", "infbench.cli", "bench", "--backend", "torch", "--precision", "fp32",
+        "--device", "cuda", "--size", "32", "--batch", "4", "--artifact", CHECKPOINT,
+        "--reference", REFERENCE, "--repetition", "2", *protocol_args(),
+    ]
+    # fmt: on
+    holds = tmp_path / "holds.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(holds), "15"], env=env, stdout=subprocess.PIPE)
+    lock = tmp_path / "slots" / "GPU-aaaa.lock"  # the holder has it (its flock follows at once)
+    deadline = time.monotonic() + 60
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = workflow_copy / "rep.json"
+    proc = subprocess.run([*cmd, "--out", str(out)], cwd=workflow_copy, env=env, capture_output=True, text=True)
+    holder.communicate(timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    held = json.loads(holds.read_text())
+    rep = json.loads(out.read_text())
+    assert rep["status"] == "unavailable" and rep["gpu"]["uuid"] == "GPU-aaaa"  # no CUDA here: after the slot
+    took = float(re.search(r"gpu slot: took GPU 0 .* at t=([\d.]+)", proc.stdout).group(1))
+    released = float(re.search(r"gpu slot: released GPU 0 .* at t=([\d.]+)", proc.stdout).group(1))
+    assert "waiting" in proc.stdout and held["end"] <= took <= released, proc.stdout
+    assert rep["gpu_wait_s"] > 0
+    # Under `infbench gpu-slot`, the measuring process uses its starter's slot: no wait, no deadlock.
+    wrapped = [sys.executable, "-m", "infbench.cli", "gpu-slot", "--", *cmd, "--out", str(out)]
+    proc = subprocess.run(wrapped, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "held by the process that started this one" in proc.stdout and "waiting" not in proc.stdout

@@ -3,6 +3,7 @@ interference verdicts. Pure functions on known inputs (nothing here times code f
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -62,6 +63,13 @@ def test_disturbance_from_the_canary_or_foreign_cpu_time():
     busy = interference.disturbance(5.0, 5.0, 5.0, 0.9, **limits)
     assert "other processes used 0.90 cores" in busy
     assert interference.disturbance(5.0, 5.0, None, None, **limits) is None  # nothing to hold it against
+    # A GPU cell leaves all but two cores idle: load there is no contention, load beyond them is.
+    assert interference.disturbance(5.0, 5.0, 5.0, 2.0, **limits, spare=14) is None
+    assert "2.30 beyond the 14 the cell leaves idle" in interference.disturbance(
+        5.0, 5.0, 5.0, 16.3, **limits, spare=14
+    )
+    assert interference.spare_cores("cpu", os.cpu_count()) == 0
+    assert interference.spare_cores("cuda", os.cpu_count()) == max(0, os.cpu_count() - 2)
 
 
 def test_cpu_busy_time_grows_with_work():

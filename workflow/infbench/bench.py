@@ -10,6 +10,10 @@ re-measures disturbed repetitions and repetitions that disagree, a bounded numbe
 combines the rest (measure/repetitions.py) into the cell's figures, their uncertainty and its
 stability verdict. Run by hand without earlier repetitions, `run_cell` measures all of them.
 
+On CUDA the measuring process takes its GPU slot (infbench/gpu_slots.py) itself, once its imports
+are done and before CUDA starts, and holds it until it ends: several repetition jobs may be under
+way (`--resources gpu=K`), starting Python and importing while one of them has the GPU.
+
 It never raises for a failure of the measurement: a crash, an out-of-memory, a timeout or an
 exception in a repetition becomes the cell's `status` and `error`, so one bad cell never takes
 the grid down.
@@ -37,12 +41,12 @@ from infbench import reference
 from infbench.arguments import paths
 from infbench.backends.base import BackendUnavailable, Cell, run_batches
 from infbench.backends.registry import spec
-from infbench.gpu_slots import probe_mismatch
+from infbench.gpu_slots import describe, probe_mismatch, take
 from infbench.integrity import DamagedInput
 from infbench.io import size_mib, write_json
 from infbench.measure import environment, repetitions, timing
 from infbench.measure import flops as flop_count
-from infbench.measure.interference import canary_ms, cpu_busy_s, disturbance
+from infbench.measure.interference import canary_ms, cpu_busy_s, disturbance, spare_cores
 from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mib
 from infbench.measure.nvml import Nvml, Sampler, summarize
 from infbench.measure.nvml import empty as nvml_empty
@@ -78,17 +82,47 @@ def agreement(backend, images: np.ndarray, ref: np.ndarray) -> dict:
     return reference.agreement(run_batches(backend, images[:n], backend.cell.batch_size), ref[:n])
 
 
+# The GPU slot this measuring process holds: {"gpu", "gpu_wait_s"} for its result, and the lock's
+# descriptor, kept open until the process has written its result.
+_SLOT: dict = {}
+
+
+def hold_gpu(cell: Cell) -> dict:
+    """Take a GPU slot for the rest of this process (before anything starts CUDA): which GPU, and
+    how long the process waited for it while other repetitions measured."""
+    start = time.perf_counter()
+    gpu, fd = take(f"bench {cell.key}")
+    _SLOT.update(gpu=gpu, gpu_wait_s=round(time.perf_counter() - start, 3), fd=fd)
+    return {k: _SLOT[k] for k in ("gpu", "gpu_wait_s")}
+
+
+def release_gpu() -> None:
+    """Give the slot back (the process ends next), with the line the job's log keeps."""
+    if _SLOT.get("fd") is not None:
+        print(f"gpu slot: released {describe(_SLOT['gpu'])} at t={time.time():.6f}", flush=True)
+        os.close(_SLOT.pop("fd"))
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure_repetition(args: dict) -> dict:
     """The child's work, one repetition: load, (check agreement), time, (energy). Raises on failure."""
     cell = Cell(**args["cell"])
     backend = spec(cell.backend).instance(cell, args["artifact"], args["threads"], args.get("options"))
+    result = {"spare_cores": spare_cores(cell.device, args["threads"])}
+    if cell.device == "cuda":
+        backend.prepare_host()
+        result.update(hold_gpu(cell))
     backend.check_available()
     # GPU counters and the device-memory baseline, taken once the CUDA context is up (its few
     # hundred MiB are the process's, not the backend's) and before the backend creates its session.
     nvml, nvml_note = _open_nvml(cell)
     device_memory = DeviceMemory(nvml, nvml_note)
     device_memory.baseline()
-    result = {"canary_before_ms": canary_ms(cell.device)}
+    result["canary_before_ms"] = canary_ms(cell.device)
     backend.reset_device_memory_peak()  # before load: a CUDA-graph capture or compilation counts too
     result["load_started_at"] = time.time()  # wall clock, against the parent's `started` (process start)
     load_start = time.perf_counter()
@@ -108,12 +142,17 @@ def measure_repetition(args: dict) -> dict:
     step = _step(backend, images[: cell.batch_size], args["mode"])
     device_memory.mark("after_inputs")
     result["measure_started_at"] = time.time()
+    # Other processes' CPU time while this one measures: the machine's busy time minus this process's.
+    busy0, own0, t0 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
     result.update(timing.measure_repetition(step, backend.synchronize, TimingPolicy(**args["timing"]), cell.batch_size))
     result["synchronous_run"] = backend.synchronous_run
     result["nvml"], sampled_peak = _energy(
         nvml, nvml_note, step, backend.synchronize, args["energy_window_s"], cell.batch_size
     )
     result["measure_ended_at"] = time.time()
+    busy1, own1, t1 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
+    if busy0 is not None and busy1 is not None:
+        result["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 3)
     device_memory.mark("after_run")
     if cell.device == "cuda":
         result["memory"] = device_memory.section(backend.device_memory_peak_mib(), sampled_peak)
@@ -195,6 +234,7 @@ def _child_main(args_path: str, out_path: str) -> None:
     except BaseException as exc:  # every failure is a result, not a crash
         traceback.print_exc()
         payload = {"status": status_of(exc), "error": f"{type(exc).__name__}: {exc}"}
+        payload.update({k: _SLOT[k] for k in ("gpu", "gpu_wait_s") if k in _SLOT})  # which GPU it failed on
     Path(out_path).write_text(json.dumps(payload, default=str))
 
 
@@ -215,11 +255,6 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _no_result(code: int | None, tail: list[str], timeout_s: float) -> dict:
     """Why a measuring process wrote no result: timed out (code None), killed by a signal, or exited."""
     if code is None:
@@ -236,13 +271,9 @@ def _no_result(code: int | None, tail: list[str], timeout_s: float) -> dict:
 
 
 def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
-    """One repetition in a fresh process: its result, or a failure (status, error) that says why.
-
-    Also measures how much CPU time other processes took meanwhile (the measuring process's own
-    CPU time taken out), one of the two signals of a disturbed repetition.
-    """
+    """One repetition in a fresh process: its result, or a failure (status, error) that says why."""
     started = time.time()
-    busy0, own0, t0 = cpu_busy_s(), _children_cpu_s(), time.perf_counter()
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="infbench-rep-") as tmp:
         args_path, out_path, err_path = Path(tmp, "args.json"), Path(tmp, "result.json"), Path(tmp, "stderr.txt")
         args_path.write_text(json.dumps({**args, "cell": asdict(cell), "parent_pid": os.getpid()}))
@@ -262,17 +293,14 @@ def run_repetition(cell: Cell, args: dict, timeout_s: float) -> dict:
             rep = json.loads(out_path.read_text())
         else:
             rep = _no_result(code, tail, timeout_s)
-    busy1, own1, t1 = cpu_busy_s(), _children_cpu_s(), time.perf_counter()
-    if busy0 is not None and busy1 is not None:
-        rep["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 3)
-    rep["process_s"] = round(t1 - t0, 3)
+    rep["process_s"] = round(time.perf_counter() - t0, 3)
     rep["started"], rep["ended"] = started, time.time()
     # Peak resident memory of the measuring processes this one waited for (so far).
     rep["host_peak_mib"] = host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     return rep
 
 
-def record_repetition(cell: Cell, args: dict, number: int, out: Path, timeout_s: float, extra: dict | None) -> dict:
+def record_repetition(cell: Cell, args: dict, number: int, out: Path, timeout_s: float) -> dict:
     """Repetition `number` of `cell` as a job of its own: its whole result (or failure) → `out`.
 
     The first repetition also checks agreement with the fp32 reference. A damaged input raises
@@ -282,7 +310,7 @@ def record_repetition(cell: Cell, args: dict, number: int, out: Path, timeout_s:
     rep = run_repetition(cell, {**args, "check_agreement": number == 1}, timeout_s)
     if rep["status"] == "damaged_input":
         raise DamagedInput(*rep["damaged"])
-    rep.update(repetition=number, cell=asdict(cell), **(extra or {}))
+    rep.update(repetition=number, cell=asdict(cell))
     write_json(out, rep)
     return rep
 
@@ -303,7 +331,8 @@ def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
 
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
-    keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "load_s")
+    keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "spare_cores")
+    keep += ("load_s", "gpu_wait_s")
     # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
     keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
@@ -319,8 +348,13 @@ def _summary_of(rep: dict) -> dict:
     return out
 
 
+def _quiet_canary_ms(probe: dict, rep: dict) -> float | None:
+    """The probe's quiet canary time, unless the probe ran on another GPU model than `rep`."""
+    return None if probe_mismatch(probe, rep.get("gpu")) else probe.get("canary_ms")
+
+
 def repeat(
-    cell: Cell, args: dict, timeout_s: float, quiet_canary_ms: float | None, earlier: list[dict] = ()
+    cell: Cell, args: dict, timeout_s: float, probe: dict, earlier: list[dict] = ()
 ) -> tuple[list[dict], dict | None]:
     """Repetitions until `repetitions` undisturbed ones agree within the tolerance, or the extra
     runs allowed are spent: (every repetition run, the failure that stopped them or None).
@@ -338,10 +372,11 @@ def repeat(
         rep["disturbed"] = disturbance(
             rep["canary_before_ms"],
             rep["canary_after_ms"],
-            quiet_canary_ms,
+            _quiet_canary_ms(probe, rep),
             rep.get("foreign_cores"),
             args["interference"]["canary_slowdown"],
             args["interference"]["foreign_cores"],
+            rep.get("spare_cores") or 0,
         )
         runs.append(rep)
         good = [r for r in runs if not r["disturbed"]]
@@ -417,13 +452,10 @@ def _add_memory(result: dict, artifact: str, earlier: list[dict], measured: bool
         result.setdefault("nvml", nvml_empty(f"not measured (cell {result['status']})"))
 
 
-def run_cell(
-    cell: Cell, args: dict, out: Path, timeout_s: float, extra: dict | None = None, earlier: list[dict] = ()
-) -> dict:
+def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[dict] = ()) -> dict:
     """Measure `cell` in repetitions (fresh processes) and write its result JSON to `out` (atomically).
 
     `earlier`: repetitions measured by jobs of their own (`record_repetition`), used first.
-    `extra` keys are merged into the result (e.g. which GPU the cell held).
     """
     result = {
         "schema": SCHEMA_VERSION,
@@ -434,11 +466,18 @@ def run_cell(
         "error": None,
         "environment": environment.fingerprint(args["threads"], cell.device),
         "artifact": args["artifact"],
-        **(extra or {}),
+        "gpu": None,
     }
     started = time.time()
     probe = _read_optional(args.get("probe")) or {}
-    runs, failure = repeat(cell, args, timeout_s, probe.get("canary_ms"), earlier)
+    runs, failure = repeat(cell, args, timeout_s, probe, earlier)
+    # The cell's GPU: the one its (first) repetition held; a probe of another GPU model gives no
+    # quiet canary and no peak to compare with.
+    gpu = next((r["gpu"] for r in [*runs, failure] if r and r.get("gpu")), None)
+    if gpu:
+        result["gpu"] = {**gpu, "probe_mismatch": probe_mismatch(probe, gpu)}
+        if result["gpu"]["probe_mismatch"]:
+            probe = {}
     if failure is not None and failure["status"] == "damaged_input":
         raise DamagedInput(*failure["damaged"])  # no result: the old one stays, the file is rebuilt
     result["repetition_runs"] = [_summary_of(r) for r in [*runs, *([failure] if failure else [])]]
@@ -485,7 +524,7 @@ def _die_with_parent(args_path: str) -> None:
 
 
 def add_parser(sub) -> None:
-    """`infbench bench` (holds a GPU on --device cuda)."""
+    """`infbench bench` (its measuring processes hold a GPU on --device cuda)."""
     s = sub.add_parser("bench", help="measure one cell → result JSON (never fails for a failed measurement)")
     s.add_argument("--model", default="resnet18")
     s.add_argument("--backend", required=True)
@@ -519,7 +558,8 @@ def add_parser(sub) -> None:
     s.add_argument(
         "--repetition-results", type=Path, nargs="*", default=[], help="repetitions measured by earlier jobs"
     )
-    s.set_defaults(func=_command, gpu_stage=True)
+    # No GPU slot for the whole stage: the measuring process takes it (`hold_gpu`).
+    s.set_defaults(func=_command)
 
 
 # Settings that judge repetitions: a cell's job needs them, a repetition's job does not.
@@ -532,19 +572,13 @@ def _command(a) -> None:
     if missing and a.repetition is None:
         raise ValueError(f"bench needs {', '.join(missing)} (or --repetition N to measure one repetition)")
     cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.batch)
-    args, gpu = measurement_args(a), a.gpu
-    if gpu:  # a probe of another GPU model than this cell's gives no peak to compare with
-        gpu = {**gpu, "probe_mismatch": probe_mismatch(_read_optional(args["probe"]), gpu)}
-        if gpu["probe_mismatch"]:
-            args["probe"] = None
+    args = measurement_args(a)
     if a.repetition is not None:  # one repetition, a job of its own
-        rep = record_repetition(cell, args, a.repetition, a.out, a.timeout, extra={"gpu": gpu})
+        rep = record_repetition(cell, args, a.repetition, a.out, a.timeout)
         print(f"{cell.key}: repetition {a.repetition}: {rep['status']}" + (f": {rep['error']}" if rep["error"] else ""))
         return
     earlier = load_repetitions(cell, a.repetition_results)
-    if earlier and earlier[0].get("gpu"):
-        gpu = earlier[0]["gpu"]  # the cell's GPU is the one its repetitions ran on
-    print(cell_line(run_cell(cell, args, a.out, a.timeout, extra={"gpu": gpu}, earlier=earlier)))
+    print(cell_line(run_cell(cell, args, a.out, a.timeout, earlier=earlier)))
 
 
 def measurement_args(a) -> dict:
@@ -600,6 +634,7 @@ if __name__ == "__main__":
     compile_pool = sys.modules.get("torch._inductor.async_compile")
     if compile_pool is not None:
         compile_pool.shutdown_compile_workers()
+    release_gpu()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -16,6 +16,11 @@ accuracy or compile on `cuda`) therefore takes a free GPU here for its whole run
   matter) before any CUDA context exists, and the measuring child inherits it.
 * When every GPU is held (more GPU jobs than GPUs: `--resources gpu=K` above the GPU count), the
   job waits, at most INFBENCH_GPU_SLOT_TIMEOUT_S seconds (default 3600), then fails naming the holders.
+* A benchmark repetition takes its slot in the measuring process itself, after the imports that need
+  no GPU and before CUDA starts, and keeps it until that process ends: with `--resources gpu=K`
+  above the GPU count, the next repetitions start Python and import torch while one measures.
+* The holder also exports INFBENCH_GPU_SLOT_HELD=<uuid>: a process it starts (a measuring child
+  under `infbench gpu-slot -- infbench bench …`) uses that slot instead of waiting for it.
 
 Each job's log gets a line when it takes its slot and one when it releases it (with times).
 """
@@ -40,6 +45,7 @@ from pathlib import Path
 FAKE_ENV = "INFBENCH_FAKE_GPUS"
 DIR_ENV = "INFBENCH_GPU_SLOTS_DIR"
 TIMEOUT_ENV = "INFBENCH_GPU_SLOT_TIMEOUT_S"
+HELD_ENV = "INFBENCH_GPU_SLOT_HELD"
 DEFAULT_TIMEOUT_S = 3600.0
 POLL_S = 0.2
 
@@ -169,6 +175,10 @@ def take(label: str = "", timeout_s: float | None = None) -> tuple[dict | None, 
         why = f"CUDA_VISIBLE_DEVICES={visible!r} names none of them" if found else "none found"
         print(f"gpu slot: no GPU slot taken: GPUs {why}", flush=True)
         return None, None
+    inherited = [g for g in gpus if g["uuid"] == os.environ.get(HELD_ENV)]
+    if inherited:  # started by the slot's holder: its GPU, its lock
+        print(f"gpu slot: uses {describe(inherited[0])}, held by the process that started this one", flush=True)
+        return dict(inherited[0]), None
     if timeout_s is None:
         try:
             timeout_s = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S)
@@ -182,7 +192,7 @@ def take(label: str = "", timeout_s: float | None = None) -> tuple[dict | None, 
         for gpu in gpus:  # lowest index first: with one job at a time, always the same GPU
             fd = _try_lock(_lock_path(folder, gpu), label)
             if fd is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = gpu["uuid"]
+                os.environ["CUDA_VISIBLE_DEVICES"] = os.environ[HELD_ENV] = gpu["uuid"]
                 taken = f"took {describe(gpu)}, CUDA_VISIBLE_DEVICES={gpu['uuid']}, at t={time.time():.6f}"
                 print(f"gpu slot: {taken}", flush=True)
                 return dict(gpu), fd
@@ -210,6 +220,7 @@ def slot(label: str = "", timeout_s: float | None = None) -> Iterator[dict | Non
         if fd is not None:
             print(f"gpu slot: released {describe(gpu)} at t={time.time():.6f}", flush=True)
             os.close(fd)  # drops the flock
+            os.environ.pop(HELD_ENV, None)
             if visible is None:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             else:

@@ -54,6 +54,9 @@ class Backend:
     # True where `run` returns only when the device's work is done (ONNX Runtime's Run): then the
     # host's share of a batch's time cannot tell whether the host sets the pace (launch-bound).
     synchronous_run = False
+    # Modules a measuring process imports before it takes its GPU (`prepare_host`): several seconds
+    # of a fresh process that need no device, done while another repetition holds the GPU.
+    host_modules: tuple[str, ...] = ()
 
     def __init__(self, cell: Cell, artifact: Path, threads: int, artifact_rule: str = "", options: dict | None = None):
         self.cell = cell
@@ -64,6 +67,14 @@ class Backend:
 
         # every option the backend declares (backends/registry.py), typed, the defaults filled in
         self.options = spec(cell.backend).option_values(options or {})
+
+    def prepare_host(self) -> None:
+        """The host-only part of starting up (imports; nothing that touches a device or CUDA)."""
+        for name in self.host_modules:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # check_available says why, once the cell has its device
+                pass
 
     # -- availability -------------------------------------------------------------------------
     def check_available(self) -> None:

@@ -32,6 +32,7 @@ TRT_CACHE_ROOT = Path("results/cache/ort_trt")
 
 class OnnxRuntime(Backend):
     synchronous_run = True  # Run() returns when the outputs are ready
+    host_modules = ("torch", "onnxruntime")  # torch first: its CUDA/cuDNN libraries serve the CUDA EP
 
     def provider_for(self) -> str:
         return "CUDAExecutionProvider" if self.cell.device == "cuda" else "CPUExecutionProvider"

@@ -30,6 +30,7 @@ def use_result_caches(root: Path = CACHE_ROOT) -> None:
 
 class TorchCompile(TorchEager):
     mode = "default"
+    host_modules = (*TorchEager.host_modules, "torch._dynamo", "torch._inductor.compile_fx")
 
     def load(self) -> None:
         use_result_caches()

@@ -57,6 +57,8 @@ def to_input(batch: np.ndarray, device: str, dtype, channels_last: bool = False)
 
 
 class TorchEager(Backend):
+    host_modules = ("torch", "torchvision.models", "infbench.model")
+
     def check_available(self) -> None:
         check_torch_device(self.cell.device)
 

@@ -6,8 +6,12 @@ Two independent signals, either one marks the repetition disturbed (bench.py re-
   the same workload timed by the hardware probe on a quiet machine. On the CPU it is a matrix
   product on every core (BLAS threads) (a busy core slows it down), on CUDA a run of tiny kernels
   launched and synchronised (a busy host or a shared GPU slows it down);
-* foreign CPU time: the machine's busy CPU time (/proc/stat) over the repetition, minus the
-  measuring process's own CPU time. Catches a load that comes and goes between the canaries.
+* foreign CPU time: the machine's busy CPU time (/proc/stat) over the timed part of the
+  repetition, minus the measuring process's own CPU time. Catches a load that comes and goes
+  between the canaries. Only load beyond the cores the cell leaves idle counts: a CPU cell uses
+  every core (any load competes with it), a GPU cell's host issues work from one thread (load on
+  the other cores, such as the next repetitions importing torch, does not slow it; the canary,
+  on that same host path, shows when something does).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 CANARY_REPEATS = 15
+CUDA_HOST_CORES = 2  # a GPU cell's issuing thread, and the driver's threads beside it
 
 
 def canary_ms(device: str) -> float:
@@ -61,6 +66,12 @@ def cpu_busy_s() -> float | None:
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def spare_cores(device: str, threads: int) -> int:
+    """Cores a measuring process leaves idle: other processes' load there does not compete with it."""
+    used = min(threads, CUDA_HOST_CORES) if device == "cuda" else threads
+    return max(0, (os.cpu_count() or 1) - used)
+
+
 def disturbance(
     canary_before_ms: float | None,
     canary_after_ms: float | None,
@@ -68,13 +79,16 @@ def disturbance(
     foreign_cores: float | None,
     max_slowdown: float,
     max_foreign_cores: float,
+    spare: float = 0,
 ) -> str | None:
-    """Why a repetition counts as disturbed (config bench.canary_slowdown, bench.foreign_cores), or None."""
+    """Why a repetition counts as disturbed (config bench.canary_slowdown, bench.foreign_cores), or None.
+    `spare`: cores the cell leaves idle; only foreign load beyond them counts."""
     reasons = []
     if quiet_canary_ms:
         for when, value in (("start", canary_before_ms), ("end", canary_after_ms)):
             if value is not None and value > max_slowdown * quiet_canary_ms:
                 reasons.append(f"canary at the {when} {value / quiet_canary_ms:.1f}× its quiet time")
-    if foreign_cores is not None and foreign_cores > max_foreign_cores:
-        reasons.append(f"other processes used {foreign_cores:.2f} cores")
+    if foreign_cores is not None and foreign_cores - spare > max_foreign_cores:
+        beyond = f", {foreign_cores - spare:.2f} beyond the {spare:g} the cell leaves idle" if spare else ""
+        reasons.append(f"other processes used {foreign_cores:.2f} cores{beyond}")
     return "; ".join(reasons) or None

@@ -33,13 +33,33 @@ def t975(df: int) -> float:
     return T975.get(df, 2.0 if df <= 30 else 1.96)
 
 
+def rerun_rel(spread_rel: float, df: int, n: int) -> float:
+    """Half-width (fraction) of the 95% prediction interval of one later rerun around the median of n
+    repetitions, from a relative standard deviation between repetitions with `df` degrees of freedom."""
+    return t975(df) * spread_rel * math.sqrt(1 + 1 / n)
+
+
 def between_rel(values: list[float]) -> float | None:
     """Relative half-width of the 95% prediction interval of a later rerun; None with one repetition."""
     n = len(values)
     if n < 2:
         return None
     centre = statistics.median(values)
-    return t975(n - 1) * statistics.stdev(values) * math.sqrt(1 + 1 / n) / centre if centre > 0 else None
+    return rerun_rel(statistics.stdev(values) / centre, n - 1, n) if centre > 0 else None
+
+
+def pooled_spread(cells: list[list[float]]) -> tuple[float, int] | None:
+    """(relative standard deviation between repetitions pooled over cells, its degrees of freedom):
+    each cell's repetitions relative to their mean, the squared deviations summed over cells;
+    None without a cell of two or more repetitions."""
+    squares, df = 0.0, 0
+    for values in cells:
+        if len(values) < 2 or statistics.mean(values) <= 0:
+            continue
+        mean = statistics.mean(values)
+        squares += sum((v / mean - 1) ** 2 for v in values)
+        df += len(values) - 1
+    return (math.sqrt(squares / df), df) if df else None
 
 
 def combine(values: list[float], within: list[float | None]) -> dict:

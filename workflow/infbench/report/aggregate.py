@@ -1,6 +1,14 @@
 """Result JSONs → one summary table (parquet + csv) and the report's metadata (meta.json).
 
 Speedups are computed here, against one named baseline, never inside a cell.
+
+The CPU cells' uncertainties get a floor here too, the one thing a cell cannot know alone: every
+CPU cell runs on the same cores, so the machine's drift over the minutes of a run (seen on a 2-core
+VM: 10-18% between a run and a rerun a few minutes later, in the same direction for most cells)
+reaches all of them. A cell's own spread, from three repetitions, scatters widely around that
+common one; pooled over the run's CPU cells it is known well. So each CPU cell's ± is at least the
+interval a later rerun would land in with the pooled spread (`drift_floor_pct`). A GPU-bound cell
+barely sees the host, so GPU cells keep their own (their spreads differ by cell: 0.1% to 30%).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import polars as pl
 
 from infbench.arguments import paths
 from infbench.io import atomic_path, read_json, write_json
+from infbench.measure.repetitions import pooled_spread, rerun_rel
 from infbench.report.frame import MEASURED, SCHEMA, SOURCE
 
 BASELINE = {"backend": "torch", "precision": "fp32"}
@@ -35,8 +44,36 @@ def row_of(result: dict, machine: str | None = None) -> dict:
     return row
 
 
+# figure → (its repetitions in a result, its uncertainty column)
+DRIFT_FIGURES = {
+    "throughput": (("throughput", "repetitions"), "throughput_uncertainty_pct"),
+    "latency": (("latency", "p50", "repetitions"), "latency_uncertainty_pct"),
+}
+
+
+def with_drift_floor(rows: list[dict], results: list[dict]) -> None:
+    """Raise each measured CPU cell's ± to its machine's drift floor (module doc), in place."""
+    cpu = [(row, res) for row, res in zip(rows, results, strict=True) if row["device"] == "cpu"]
+    cpu = [(row, res) for row, res in cpu if row["status"] in MEASURED]
+    for row, _ in cpu:
+        row["drift_floor_pct"] = None
+    for machine in {row["machine"] for row, _ in cpu}:
+        mine = [(row, res) for row, res in cpu if row["machine"] == machine]
+        for figure, (path, column) in DRIFT_FIGURES.items():
+            spread = pooled_spread([_get(res, path) or [] for _, res in mine])
+            if spread is None:
+                continue
+            for row, res in mine:
+                floor = 100 * rerun_rel(*spread, max(1, len(_get(res, path) or [])))
+                if figure == "throughput":
+                    row["drift_floor_pct"] = floor
+                if row[column] is not None and row[column] < floor:
+                    row[column] = floor
+
+
 def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl.DataFrame:
     rows = [row_of(r, r.get("_machine")) for r in results]
+    with_drift_floor(rows, results)
     schema = {name: SCHEMA[name] for name in SOURCE}
     df = pl.DataFrame(rows, schema=schema)
     df = with_speedup(with_graph_check(df))

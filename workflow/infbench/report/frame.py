@@ -26,6 +26,8 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     # the window metric: batches back to back, median over repetitions
     "throughput_img_s": (pl.Float64, ("throughput_img_s",)),
     "throughput_uncertainty_pct": (pl.Float64, ("throughput_uncertainty_pct",)),  # 95%: a rerun lands within ± this
+    # CPU cells: the least ± of any cell of the machine, its drift over the run (report/aggregate.py)
+    "drift_floor_pct": (pl.Float64, ("drift_floor_pct",)),
     "time_per_image_ms": (pl.Float64, ("time_per_image_ms",)),
     "latency_ms_p50": (pl.Float64, ("latency_ms_p50",)),  # one batch at a time, synchronised after each
     "latency_ms_p90": (pl.Float64, ("latency_ms_p90",)),
