@@ -41,7 +41,7 @@ from infbench import reference
 from infbench.arguments import paths
 from infbench.backends.base import BackendUnavailable, Cell, run_batches
 from infbench.backends.registry import spec
-from infbench.gpu_slots import describe, probe_mismatch, take
+from infbench.gpu_slots import probe_mismatch, release, take
 from infbench.integrity import DamagedInput
 from infbench.io import size_mib, write_json
 from infbench.measure import environment, repetitions, timing
@@ -99,8 +99,7 @@ def hold_gpu(cell: Cell) -> dict:
 def release_gpu() -> None:
     """Give the slot back (the process ends next), with the line the job's log keeps."""
     if _SLOT.get("fd") is not None:
-        print(f"gpu slot: released {describe(_SLOT['gpu'])} at t={time.time():.6f}", flush=True)
-        os.close(_SLOT.pop("fd"))
+        release(_SLOT["gpu"], _SLOT.pop("fd"))
 
 
 def _own_cpu_s() -> float:

@@ -207,6 +207,13 @@ def take(label: str = "", timeout_s: float | None = None) -> tuple[dict | None, 
         time.sleep(POLL_S)
 
 
+def release(gpu: dict, fd: int) -> None:
+    """Give back a slot `take` returned (its log line, the flock dropped, HELD_ENV no longer ours)."""
+    print(f"gpu slot: released {describe(gpu)} at t={time.time():.6f}", flush=True)
+    os.close(fd)  # drops the flock
+    os.environ.pop(HELD_ENV, None)
+
+
 @contextlib.contextmanager
 def slot(label: str = "", timeout_s: float | None = None) -> Iterator[dict | None]:
     """Hold a free GPU for the block (see `take`): yields {index, uuid, name}, or None where no GPU
@@ -218,9 +225,7 @@ def slot(label: str = "", timeout_s: float | None = None) -> Iterator[dict | Non
         yield gpu
     finally:
         if fd is not None:
-            print(f"gpu slot: released {describe(gpu)} at t={time.time():.6f}", flush=True)
-            os.close(fd)  # drops the flock
-            os.environ.pop(HELD_ENV, None)
+            release(gpu, fd)
             if visible is None:
                 os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             else:

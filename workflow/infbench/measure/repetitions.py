@@ -54,9 +54,9 @@ def pooled_spread(cells: list[list[float]]) -> tuple[float, int] | None:
     None without a cell of two or more repetitions."""
     squares, df = 0.0, 0
     for values in cells:
-        if len(values) < 2 or statistics.mean(values) <= 0:
+        mean = statistics.mean(values) if len(values) >= 2 else 0
+        if mean <= 0:
             continue
-        mean = statistics.mean(values)
         squares += sum((v / mean - 1) ** 2 for v in values)
         df += len(values) - 1
     return (math.sqrt(squares / df), df) if df else None

@@ -53,10 +53,8 @@ DRIFT_FIGURES = {
 
 def with_drift_floor(rows: list[dict], results: list[dict]) -> None:
     """Raise each measured CPU cell's ± to its machine's drift floor (module doc), in place."""
-    cpu = [(row, res) for row, res in zip(rows, results, strict=True) if row["device"] == "cpu"]
-    cpu = [(row, res) for row, res in cpu if row["status"] in MEASURED]
-    for row, _ in cpu:
-        row["drift_floor_pct"] = None
+    pairs = zip(rows, results, strict=True)
+    cpu = [(row, res) for row, res in pairs if row["device"] == "cpu" and row["status"] in MEASURED]
     for machine in {row["machine"] for row, _ in cpu}:
         mine = [(row, res) for row, res in cpu if row["machine"] == machine]
         for figure, (path, column) in DRIFT_FIGURES.items():
