@@ -48,8 +48,15 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
 
     cells = [json.loads(p.read_text()) for p in sorted((wd / "results/digits/resnet18/bench").rglob("*.json"))]
     runs = [(c, r) for c in cells for r in c["repetition_runs"]]
-    # A repetition that ran inside the loaded stretch (by more than a second) was seen as disturbed.
-    hit = [(c, r) for c, r in runs if min(r["ended"], load_off) - max(r["started"], load_on) > 1.0]
+
+    # A repetition whose timed part (what the foreign-load signal reads, measure/interference.py) ran
+    # at least half inside the loaded stretch was seen as disturbed. A load that only slowed its start
+    # (imports, loading) did not touch its figures.
+    def under_load(r):
+        timed = r["measure_ended_at"] - r["measure_started_at"]
+        return min(r["measure_ended_at"], load_off) - max(r["measure_started_at"], load_on) >= timed / 2
+
+    hit = [(c, r) for c, r in runs if under_load(r)]
     assert hit, "no repetition ran while the load was on: the test did not test anything"
     missed = [(c["cell"], r) for c, r in hit if not r["disturbed"]]
     assert not missed, f"repetitions run under load but not marked disturbed: {missed}"
