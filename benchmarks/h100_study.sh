@@ -8,7 +8,8 @@
 #   seeds [SECONDS]  the seeds' grid (benchmarks/h100_seeds.yaml: 224/256/384/512 × 1…64, seven variants)
 #             through snakemake, up to SECONDS (default 560; resumes where the last call stopped), then the
 #             wall-time breakdown (benchmarks/wall_time.py) once the report exists
-#   warmcache [ARGS]  benchmarks/warm_compile_cache.py: the max-autotune cells' compiles up front (JOBS at a time)
+#   warmcache [ARGS]  benchmarks/warm_compile_cache.py: the max-autotune cells' compiles up front (JOBS at a time,
+#             PASSES fresh processes per shape, default 2: the second leaves the cache as the repetitions find it)
 #   peak [SECONDS]   the opt-in peak overlay (benchmarks/h100_peak.yaml: 224 × {1, 128, 256, 512}, peak
 #             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
 #   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})
@@ -81,7 +82,7 @@ seeds)
 warmcache)  # Inductor's caches for the max-autotune cells, before they are measured (needs the checkpoint:
   # TARGETS=results/digits/resnet18/checkpoint.pt bash benchmarks/h100_study.sh seeds 300)
   python3 benchmarks/warm_compile_cache.py --checkpoint $STUDY/checkpoint.pt --backend torch_compile_max_autotune \
-    --precision fp16 --device cuda --option channels_last=true --jobs "${JOBS:-1}" "$@" 2>&1 | tee "$OUT/warmcache.log"
+    --precision fp16 --device cuda --option channels_last=true --jobs "${JOBS:-1}" --passes "${PASSES:-2}" "$@" 2>&1 | tee -a "$OUT/warmcache.log"
   ;;
 peak)  # in a folder of its own (see h100_peak.yaml), from the seeds' inputs; the compile caches shared
   P=/tmp/peak; mkdir -p $P/results/digits $P/$STUDY

@@ -13,7 +13,7 @@ Reads what the run left behind, nothing else:
   load_s, and where recorded load_started_at, first_batch_s, measure_started_at, warmup_wall_s,
   measure_ended_at), which split a repetition into process start (interpreter, imports, CUDA context,
   canary), load, first batch (compilation, autotuning), agreement check and inputs, warm-up,
-  measurement (throughput windows, latency, energy window) and exit (closing canary, process end);
+  measurement (throughput and energy windows, latency) and exit (closing canary, process end);
   and the jobs' own time around the measuring processes (a repetition's job, rule bench_repetition; the
   cell's job, which combines them and runs any extra repetition itself).
 
@@ -41,7 +41,7 @@ PHASES = (
     ("first_batch", "first batch (lazy init, compilation, autotuning)"),
     ("checks", "agreement check and inputs"),
     ("warmup", "warm-up (until two windows agree)"),
-    ("measure", "measurement (throughput windows, latency, energy window)"),
+    ("measure", "measurement (throughput and energy windows, latency)"),
     ("exit", "closing canary, memory figures, process exit"),
     ("unsplit", "start + measurement, not split (results before the split was recorded)"),
 )

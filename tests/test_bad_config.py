@@ -122,7 +122,10 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     ),
     "timeout shorter than the budgets": (
         {"bench.timeout_s": 0.5},
-        ["bench.timeout_s: 0.5 s would stop every repetition", "+ latency_s + energy_window_s = 0.65 s"],
+        [
+            "bench.timeout_s: 0.5 s would stop every repetition",
+            "max(windows × window_s, energy_window_s) + latency_s = 0.5 s",
+        ],
     ),
     "split leaves nothing to train on": (
         {"split.test": 1700, "split.calibration": 200},

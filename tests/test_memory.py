@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import polars as pl
 import pytest
@@ -180,13 +181,35 @@ def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
     assert {row["precision"] for row in meta["peaks"]} == {"fp32", "bf16", "int8"}
 
 
-def test_energy_phase_covers_its_window_with_a_known_batch_count():
-    """The window that energy and utilisation are read over is at least the minimum long and
-    holds exactly the batches run in it (synchronised at both ends)."""
-    from infbench.bench import energy_phase
+def test_energy_window_is_the_throughput_windows_and_lasts_long_enough():
+    """Energy and utilisation are read over the throughput windows themselves: the sampler runs from
+    just before the first window to just after the last (not during warm-up or latency), the span
+    holds exactly the windows' batches, and on a GPU the windows together last the energy window."""
+    from infbench.bench import energy_policy
+    from infbench.measure import timing
+    from infbench.measure.timing import TimingPolicy
 
-    calls, syncs = [], []
-    start, end, batches = energy_phase(lambda: calls.append(1), lambda: syncs.append(len(calls)), 0.05)
-    assert end - start >= 0.05
-    assert batches == len(calls) > 0
-    assert syncs == [0, batches]  # one synchronise before the first batch, one after the last
+    policy = energy_policy(TimingPolicy(0.01, 0.01, 3, 5, 0.01, 10), energy_window_s=0.1)
+    assert policy.window_s == pytest.approx(0.02)  # 5 windows × 0.02 s ≥ the 0.1 s energy window
+    assert energy_policy(policy, 0) == policy  # no energy window (or no NVML): the windows as configured
+    calls, entered = [], []
+
+    class Window:
+        def __enter__(self):
+            entered.append(("in", len(calls)))
+
+        def __exit__(self, *exc):
+            entered.append(("out", len(calls)))
+
+    def step():  # a batch of a known 2 ms, so that the windows are sized from a true per-batch time
+        time.sleep(0.002)
+        calls.append(1)
+
+    out = timing.measure_repetition(step, lambda: None, policy, 4, Window)
+    t = out["throughput"]
+    windows_batches = t["iterations_per_window"] * policy.windows
+    (_, before), (_, after) = entered
+    assert after - before == windows_batches and t["images"] == 4 * windows_batches
+    assert before == out["warmup_batches"]  # entered after the warm-up
+    assert len(calls) - after == out["latency"]["iterations"]  # left before the latency phase
+    assert t["span_end"] - t["span_start"] >= 0.9 * policy.windows * policy.window_s

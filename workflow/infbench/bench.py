@@ -32,7 +32,8 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict
+from contextlib import nullcontext
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -143,11 +144,18 @@ def measure_repetition(args: dict) -> dict:
     result["measure_started_at"] = time.time()
     # Other processes' CPU time while this one measures: the machine's busy time minus this process's.
     busy0, own0, t0 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
-    result.update(timing.measure_repetition(step, backend.synchronize, TimingPolicy(**args["timing"]), cell.batch_size))
+    sampler = _sampler(nvml, args["energy_window_s"])
+    policy = energy_policy(TimingPolicy(**args["timing"]), args["energy_window_s"] if sampler else 0)
+    during_windows = sampler.running if sampler else nullcontext
+    timed = timing.measure_repetition(step, backend.synchronize, policy, cell.batch_size, during_windows)
+    span = timed["throughput"].pop("span_start"), timed["throughput"].pop("span_end")
+    result.update(timed)
     result["synchronous_run"] = backend.synchronous_run
-    result["nvml"], sampled_peak = _energy(
-        nvml, nvml_note, step, backend.synchronize, args["energy_window_s"], cell.batch_size
-    )
+    if sampler:
+        result["nvml"] = summarize(sampler, *span, timed["throughput"]["images"])
+    else:
+        result["nvml"] = nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)")
+    sampled_peak = sampler.peak_used_bytes() if sampler else None
     result["measure_ended_at"] = time.time()
     busy1, own1, t1 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
     if busy0 is not None and busy1 is not None:
@@ -173,35 +181,19 @@ def _step(backend, host_batch: np.ndarray, mode: str):
     return lambda: backend.run(inputs)
 
 
-def _energy(nvml, nvml_note, step, synchronize, window_s: float, batch_size: int) -> tuple[dict, int | None]:
-    """NVML's figures over an energy window of `window_s` (sampled only inside it) and the sampled peak of
-    device memory; without NVML or a window, the empty figures saying why."""
-    if nvml is None or window_s <= 0:
-        return nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)"), None
-    sampler = Sampler(nvml).start()
-    try:
-        start, end, batches = energy_phase(step, synchronize, window_s)
-    finally:
-        sampler.stop()
-    return summarize(sampler, start, end, batches * batch_size), sampler.peak_used_bytes()
+def _sampler(nvml, energy_window_s: float) -> Sampler | None:
+    """NVML's sampler for the throughput windows, the energy window of a GPU cell (None: no NVML, or off)."""
+    return Sampler(nvml) if nvml is not None and energy_window_s > 0 else None
 
 
-def energy_phase(step, synchronize, min_s: float) -> tuple[float, float, int]:
-    """Run `step` back to back for at least `min_s`: (start, end, batches), perf_counter seconds.
-
-    Energy, power and utilisation come from this phase of known length and image count, long
-    enough for the GPU's counters (updated every few tens of ms) to resolve it. Synchronised at
-    both ends: the window holds exactly these batches' device work.
-    """
-    synchronize()
-    start, batches = time.perf_counter(), 0
-    while True:
-        step()
-        batches += 1
-        if time.perf_counter() - start >= min_s:
-            break
-    synchronize()
-    return start, time.perf_counter(), batches
+def energy_policy(policy: TimingPolicy, energy_window_s: float) -> TimingPolicy:
+    """The timing policy with throughput windows long enough together for an energy window of
+    `energy_window_s`: NVML's energy counter, updated only every few tens of ms, needs about a second
+    to resolve energy per image to a few percent. The windows themselves are the energy window, so
+    throughput, energy per image and power describe the same batches (and no separate phase costs time)."""
+    if energy_window_s <= 0:
+        return policy
+    return replace(policy, window_s=max(policy.window_s, energy_window_s / policy.windows))
 
 
 def _open_nvml(cell: Cell) -> tuple[Nvml | None, str | None]:

@@ -2,8 +2,8 @@
 
 `Nvml.open()` finds the NVML device of the CUDA device a cell runs on (by UUID, then PCI bus id,
 as PyTorch sees it: NVML numbers devices ignoring CUDA_VISIBLE_DEVICES). A `Sampler` thread reads
-the counters every `interval_s`, only during a repetition's energy window; `summarize` turns its
-samples into the result's `nvml` section, so that every figure describes that one window:
+the counters every `interval_s`, only during a repetition's energy window (its throughput windows);
+`summarize` turns its samples into the result's `nvml` section, so that every figure describes that one window:
 
 * `gpu_util_pct`: mean of NVML's utilisation rate (percent of time a kernel was running over the
   driver's sample period), `mem_util_pct` likewise for memory traffic;
@@ -15,10 +15,11 @@ samples into the result's `nvml` section, so that every figure describes that on
   would disagree: the counter integrates what the samples miss);
 * `throttle_reasons`: the clock event reasons NVML reports at the end of the window.
 
-The window is the cell's energy phase (`bench.energy_phase`): back-to-back batches for at least
-`bench.energy_window_s` after the timed phases, so that the energy counter, which the driver updates only
-every few tens of ms, and the utilisation rate, averaged by the driver over its own sample period,
-both see a long stretch of steady work whose image count is known exactly.
+The window is the repetition's throughput windows taken together (`timing.throughput_windows`, sized by
+`bench.energy_policy` to last at least `bench.energy_window_s`): back-to-back batches whose image count is
+known exactly, long enough for the energy counter, which the driver updates only every few tens of ms,
+and the utilisation rate, averaged by the driver over its own sample period. Energy per image and the
+throughput then describe the same batches.
 
 Without NVML (no driver, no library, no GPU) every figure is `None` and `note` says why.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 
 # NVML clock event ("throttle") reason bits → names; idle and application-clock settings included.
 THROTTLE_BITS = {
@@ -237,6 +239,15 @@ class Sampler:
         self.throttle_mask = self.nvml.throttle_mask()
         self.temperature_c = self.nvml.temperature_c()
         return self
+
+    @contextmanager
+    def running(self):
+        """Sampling for the duration of a `with` block."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def peak_used_bytes(self) -> int | None:
         used = [s["used"] for s in self.samples if s["used"] is not None]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,14 +52,20 @@ def median_ci95(samples) -> tuple[float, float]:
     return float(s[lo]), float(s[hi])
 
 
-def _window(step: Callable[[], None], synchronize: Callable[[], None], iterations: int) -> float:
-    """Seconds for `iterations` batches back to back, synchronised before and after only."""
+def _span(step: Callable[[], None], synchronize: Callable[[], None], iterations: int) -> tuple[float, float]:
+    """(start, end) perf_counter seconds of `iterations` batches back to back, synchronised before and after only."""
     synchronize()
     start = time.perf_counter()
     for _ in range(iterations):
         step()
     synchronize()
-    return time.perf_counter() - start
+    return start, time.perf_counter()
+
+
+def _window(step: Callable[[], None], synchronize: Callable[[], None], iterations: int) -> float:
+    """Seconds for `iterations` batches back to back."""
+    start, end = _span(step, synchronize, iterations)
+    return end - start
 
 
 def warm_up(step, synchronize, policy: TimingPolicy) -> tuple[int, float]:
@@ -80,9 +87,14 @@ def warm_up(step, synchronize, policy: TimingPolicy) -> tuple[int, float]:
 
 
 def throughput_windows(step, synchronize, policy: TimingPolicy, per_batch_s: float, batch_size: int) -> dict:
-    """`policy.windows` windows of at least `window_s` and `window_iterations` batches each."""
+    """`policy.windows` windows of at least `window_s` and `window_iterations` batches each, back to back.
+
+    `span_start`/`span_end` (perf_counter seconds) and `images` describe the windows together: the
+    energy window of a GPU cell (bench.py reads NVML's counters over exactly this span).
+    """
     iterations = max(policy.window_iterations, math.ceil(policy.window_s / max(per_batch_s, 1e-6)))
-    rates = [batch_size * iterations / _window(step, synchronize, iterations) for _ in range(policy.windows)]
+    spans = [_span(step, synchronize, iterations) for _ in range(policy.windows)]
+    rates = [batch_size * iterations / (end - start) for start, end in spans]
     median = float(np.median(rates))
     lo, hi = median_ci95(rates)
     return {
@@ -90,6 +102,9 @@ def throughput_windows(step, synchronize, policy: TimingPolicy, per_batch_s: flo
         "windows_img_s": rates,
         "iterations_per_window": iterations,
         "ci95_rel": (hi - lo) / 2 / median,
+        "span_start": spans[0][0],
+        "span_end": spans[-1][1],
+        "images": batch_size * iterations * policy.windows,
     }
 
 
@@ -121,12 +136,16 @@ def latencies(step, synchronize, policy: TimingPolicy) -> dict:
     }
 
 
-def measure_repetition(step, synchronize, policy: TimingPolicy, batch_size: int) -> dict:
-    """Warm-up, throughput windows, latency: the timing part of one repetition."""
+def measure_repetition(step, synchronize, policy: TimingPolicy, batch_size: int, during_windows=nullcontext) -> dict:
+    """Warm-up, throughput windows, latency: the timing part of one repetition.
+
+    `during_windows()`: a context entered just before the throughput windows and left just after
+    them (a GPU cell's NVML sampler: running during the latency phase it would jitter it)."""
     started = time.perf_counter()
     warmup_batches, per_batch = warm_up(step, synchronize, policy)
     warmed = time.perf_counter()
-    throughput = throughput_windows(step, synchronize, policy, per_batch, batch_size)
+    with during_windows():
+        throughput = throughput_windows(step, synchronize, policy, per_batch, batch_size)
     latency = latencies(step, synchronize, policy)
     return {
         "warmup_batches": warmup_batches,
