@@ -72,8 +72,8 @@ PY
 aoticheck)
   python3 benchmarks/aoti_load_check.py --device cuda --out "$OUT/aoti_check.json" "$@" 2>&1 | tee "$OUT/aoti_check.log"
   ;;
-seeds)
-  snake "${1:-560}" "${SEEDS[@]}"
+seeds)  # [SECONDS [SNAKEMAKE ARGS...]], e.g. `seeds 300 --until accuracy reference_logits` for the inputs only
+  snake "${1:-560}" "${SEEDS[@]}" "${@:2}"
   if [ -f $STUDY/report/index.html ]; then
     python3 benchmarks/wall_time.py $STUDY --out "$OUT/wall_time" && cp $STUDY/report/summary.md "$OUT/" 2>/dev/null
   fi
