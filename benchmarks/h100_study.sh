@@ -18,8 +18,10 @@
 #   e2e       one cell in end_to_end mode beside its device-mode twin
 #   aoti      each built AOTInductor package loaded and run in a bare process, beside its cell's status
 #   save      the small results and the checkpoint (15 MiB parts) under $OUT, for `restore` on the next machine
-#   restore   a fresh machine: the checkpoint and small results of the last one (carried in .devrestore)
-# Environment: TARGETS="file ..." builds those first; TRIGGERS="input code params" after a restore.
+#   restore   a fresh machine: the checkpoint and small results of the last one (carried in .devrestore), the
+#             files the pack left out (reference logits, ONNX) rebuilt, and every file given one mtime
+# Environment: TARGETS="file ..." builds those first; TRIGGERS="input code params" after a restore (it does not
+# turn off Snakemake 9's mtime check: `restore` makes the mtimes agree, and a fresh machine has no metadata to compare).
 # Everything small worth keeping is copied under $OUT (at most 8 files come back: keep it so).
 set -uo pipefail
 step=${1:?step}; shift || true
@@ -41,6 +43,11 @@ pack() {  # the small results in one archive; the report's tables and page besid
   if [ -f $STUDY/report/index.html ]; then
     cp $STUDY/report/summary.md $STUDY/report/summary.csv $STUDY/report/index.html "$OUT/" 2>/dev/null
   fi
+}
+
+settle() {  # every file and folder under results/ one mtime: Snakemake reruns a job whose input is newer than its
+  # output (whatever --rerun-triggers says), and restored or rebuilt files are newer than the results made of them
+  local t; t=$(date +%s); find results -exec touch -h -d "@$t" {} +
 }
 
 snake() {  # snakemake for at most $1 seconds on the config given after it, then the cells measured so far
@@ -113,10 +120,18 @@ save)  # before the machine goes back: what `restore` needs on the next one (cop
   ls -l "$OUT"
   ;;
 restore)  # a fresh machine: the checkpoint and the small results of the last one (carried in .devrestore)
-  mkdir -p $STUDY && cat .devrestore/ckpt.part.* > $STUDY/checkpoint.pt
-  tar xzf .devrestore/results.tgz
+  tar xzf .devrestore/results.tgz  # first: prepare-data then writes data.npz's sidecar over the archived one
   infbench prepare-data --dataset digits --data-dir data --out results/digits/data.npz --calib 200 --test 400 \
     --seed 0 --cifar-md5 c58f30108f718f92721af3b95e74349a | tail -1
+  mkdir -p $STUDY && cat .devrestore/ckpt.part.* > $STUDY/checkpoint.pt
+  settle
+  # the files the pack left out (reference/*.npz, onnx/*, ...: their sidecars came in the archive), rebuilt by a
+  # run of their own: in the run that continues the study, a rebuilt input would rerun every cell made from it
+  left=()
+  while IFS= read -r s; do n=${s##*/}; n=${n#.}; f=${s%/*}/${n%.sha256}; [ -e "$f" ] || left+=("$f"); done \
+    < <(find results -name '.*.sha256')
+  [ ${#left[@]} -eq 0 ] || TARGETS="${left[*]}" snake 540 "${SEEDS[@]}"
+  settle
   ls $STUDY/bench/*/*/cuda | wc -l
   ;;
 aoti)
