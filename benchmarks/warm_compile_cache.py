@@ -44,7 +44,10 @@ started = time.perf_counter()
 backend.load()
 backend.run(backend.prepare(np.zeros((cell.batch_size, 3, cell.image_size, cell.image_size), np.float32)))
 backend.synchronize()
-print(json.dumps({"seconds": round(time.perf_counter() - started, 1)}))
+seconds = round(time.perf_counter() - started, 1)
+from torch._dynamo.utils import counters  # did this process reuse the caches (and which)?
+hits = {k: n for group in ("inductor", "aot_autograd") for k, n in counters[group].items() if "cache" in k}
+print(json.dumps({"seconds": seconds, "caches": hits}))
 """
 
 
@@ -55,7 +58,8 @@ def warm(args, size: int, batch: int) -> tuple[int, int, str]:
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
         return size, batch, f"failed: {tail[0]}"
-    return size, batch, f"{json.loads(proc.stdout.strip().splitlines()[-1])['seconds']} s"
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return size, batch, f"{out['seconds']} s {out['caches']}"
 
 
 def main() -> int:
