@@ -9,7 +9,7 @@
 #             through snakemake, up to SECONDS (default 560; resumes where the last call stopped), then the
 #             wall-time breakdown (benchmarks/wall_time.py) once the report exists
 #   warmcache [ARGS]  benchmarks/warm_compile_cache.py: the max-autotune cells' compiles up front (JOBS at a time,
-#             PASSES fresh processes per shape, default 2: the second leaves the cache as the repetitions find it)
+#             PASSES fresh processes per shape, default 2: the second shows that a measuring process hits the cache)
 #   peak [SECONDS]   the opt-in peak overlay (benchmarks/h100_peak.yaml: 224 × {1, 128, 256, 512}, peak
 #             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
 #   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})

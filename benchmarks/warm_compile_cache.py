@@ -14,16 +14,18 @@ differ from an undisturbed run's (those choices are what the cells then measure)
       --backend torch_compile_max_autotune --precision fp16 --device cuda --option channels_last=true \\
       --sizes 224 256 384 512 --batches 1 4 8 16 32 64 --jobs 4 --passes 2
 
-A second pass (--passes 2) loads each shape from the cache as a repetition will, and shows what that costs:
-on the H100 with torch 2.11 a max-autotune shape's second process still took 9-14 s and its third 3-5 s (the
-cold process's FX graph cache entry did not serve the next one in full), so two passes leave the cache as the
-measured repetitions find it from their first.
+Each process starts exactly as a measuring one does (the backend's `instance`, typed options, `prepare_host`'s
+imports, the thread count of `infbench bench --threads 0`): Inductor's cache keys depend on that state. On the
+H100 (torch 2.11) a cache filled by processes that skipped `prepare_host` missed in every measuring process
+(each recompiled and re-autotuned, ~30 s), while one filled this way is hit by the next process (first batch
+~3 s). A second pass (--passes 2) shows it: each shape's `fxgraph_cache_hit`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,10 +37,13 @@ import json, sys, time
 import numpy as np
 from infbench.backends.base import Cell
 from infbench.backends.registry import spec
-backend_name, precision, device, size, batch, checkpoint, options = sys.argv[1:8]
+backend_name, precision, device, size, batch, checkpoint, options, threads = sys.argv[1:9]
 cell = Cell("resnet18", backend_name, precision, device, int(size), int(batch))
+# exactly as a measuring process (bench.measure_repetition) starts: Inductor's cache keys depend on the process's
+# state (on the H100 a cache filled without prepare_host's imports missed in every measuring process)
 s = spec(backend_name)
-backend = s.load_class()(cell, checkpoint, 1, "train", json.loads(options))
+backend = s.instance(cell, checkpoint, int(threads), s.option_values(json.loads(options)))
+backend.prepare_host()
 backend.check_available()
 started = time.perf_counter()
 backend.load()
@@ -53,7 +58,8 @@ print(json.dumps({"seconds": seconds, "caches": hits}))
 
 def warm(args, size: int, batch: int) -> tuple[int, int, str]:
     cmd = [sys.executable, "-c", CHILD, args.backend, args.precision, args.device, str(size), str(batch)]
-    cmd += [str(args.checkpoint), json.dumps(dict(o.split("=", 1) for o in args.option))]
+    options = dict(o.split("=", 1) for o in args.option)
+    cmd += [str(args.checkpoint), json.dumps(options), str(os.cpu_count())]  # threads: as `infbench bench --threads 0`
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
