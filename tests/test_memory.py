@@ -207,7 +207,7 @@ def test_energy_window_is_the_throughput_windows_and_lasts_long_enough():
 
     out = timing.measure_repetition(step, lambda: None, policy, 4, Window)
     t = out["throughput"]
-    windows_batches = t["iterations_per_window"] * policy.windows
+    windows_batches = t["iterations_per_window"] * len(t["windows_img_s"])
     (_, before), (_, after) = entered
     assert after - before == windows_batches and t["images"] == 4 * windows_batches
     assert before == out["warmup_batches"]  # entered after the warm-up

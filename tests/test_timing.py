@@ -89,10 +89,28 @@ def test_a_repetition_counts_windows_and_latency_batches():
     calls, syncs = [], []
     rep = timing.measure_repetition(lambda: calls.append(1), lambda: syncs.append(len(calls)), POLICY, batch_size=4)
     tp = rep["throughput"]
-    assert len(tp["windows_img_s"]) == 3 and tp["iterations_per_window"] >= 3
+    assert 3 <= len(tp["windows_img_s"]) <= 6 and tp["iterations_per_window"] >= 3
+    assert tp["images"] == 4 * tp["iterations_per_window"] * len(tp["windows_img_s"])
     assert tp["img_s"] == float(np.median(tp["windows_img_s"])) > 0
     assert rep["latency"]["iterations"] >= 5
     assert rep["latency"]["p50_ms"] <= rep["latency"]["p90_ms"] <= rep["latency"]["p99_ms"]
+
+
+def test_windows_that_come_in_short_are_followed_by_more_until_they_last_their_time():
+    """A device that speeds up after the warm-up (10 ms a batch there, 2 ms after): windows sized from
+    the warm-up's pace are a fifth of `window_s`; more of them run until they last windows × window_s
+    together (at most twice as many), and the images count every one of them."""
+    policy = timing.TimingPolicy(
+        warmup_s=0.05, window_s=0.05, window_iterations=1, windows=3, latency_s=0.01, latency_iterations=5
+    )
+    per_batch = 0.01
+    out = timing.throughput_windows(lambda: time.sleep(per_batch / 5), lambda: None, policy, per_batch, 2)
+    n = len(out["windows_img_s"])
+    assert n == 6  # 3 windows of ~10 ms, then 3 more: still short of 150 ms, but no more than twice as many
+    assert out["images"] == 2 * out["iterations_per_window"] * n
+    slow = timing.throughput_windows(lambda: time.sleep(0.01), lambda: None, policy, 0.01, 2)
+    assert len(slow["windows_img_s"]) == 3  # sized right: no extra window
+    assert slow["span_end"] - slow["span_start"] >= 0.9 * policy.windows * policy.window_s
 
 
 def test_latency_synchronises_after_every_batch_and_splits_host_from_device_time():

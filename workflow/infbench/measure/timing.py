@@ -87,13 +87,19 @@ def warm_up(step, synchronize, policy: TimingPolicy) -> tuple[int, float]:
 
 
 def throughput_windows(step, synchronize, policy: TimingPolicy, per_batch_s: float, batch_size: int) -> dict:
-    """`policy.windows` windows of at least `window_s` and `window_iterations` batches each, back to back.
+    """`policy.windows` windows (or more, up to twice as many, until they last `windows × window_s`
+    together) of at least `window_s` and `window_iterations` batches each, back to back.
 
     `span_start`/`span_end` (perf_counter seconds) and `images` describe the windows together: the
     energy window of a GPU cell (bench.py reads NVML's counters over exactly this span).
     """
     iterations = max(policy.window_iterations, math.ceil(policy.window_s / max(per_batch_s, 1e-6)))
     spans = [_span(step, synchronize, iterations) for _ in range(policy.windows)]
+    # The windows are sized from the warm-up's last batches; where the device sped up since (clocks
+    # rising), they come in short. More of the same size until they last windows × window_s together
+    # (the energy window needs it), at most twice as many.
+    while spans[-1][1] - spans[0][0] < policy.windows * policy.window_s and len(spans) < 2 * policy.windows:
+        spans.append(_span(step, synchronize, iterations))
     rates = [batch_size * iterations / (end - start) for start, end in spans]
     median = float(np.median(rates))
     lo, hi = median_ci95(rates)
@@ -104,7 +110,7 @@ def throughput_windows(step, synchronize, policy: TimingPolicy, per_batch_s: flo
         "ci95_rel": (hi - lo) / 2 / median,
         "span_start": spans[0][0],
         "span_end": spans[-1][1],
-        "images": batch_size * iterations * policy.windows,
+        "images": batch_size * iterations * len(spans),
     }
 
 
