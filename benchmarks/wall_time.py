@@ -144,7 +144,9 @@ def breakdown(study: Path) -> dict:
             for rule, iv in sorted(rules.items(), key=lambda kv: -union_s(kv[1]))
         }
     phases: dict[str, float] = defaultdict(float)
-    per_backend: dict[str, dict] = defaultdict(lambda: {"cells": 0, "repetitions": 0, "load_s": [], "first_s": []})
+    per_backend: dict[str, dict] = defaultdict(
+        lambda: {"cells": 0, "repetitions": 0, "load_s": [], "first_s": [], "cache": []}
+    )
     reps_total = around = rep_jobs = 0.0
     n_reps = 0
     job_s = {o: j["end"] - j["start"] for j in jobs for o in j["outputs"]}
@@ -157,6 +159,8 @@ def breakdown(study: Path) -> dict:
         b["cells"] += 1
         b["repetitions"] += len(runs)
         for rep in runs:
+            if rep.get("compile_cache") is not None:  # a compiling backend: did its first batch reuse the cache?
+                b["cache"].append(rep["compile_cache"].get("fxgraph_cache_hit", 0) > 0)
             for k, v in repetition_phases(rep).items():
                 phases[k] += v
             n_reps += 1
@@ -185,6 +189,7 @@ def breakdown(study: Path) -> dict:
             "repetitions": b["repetitions"],
             "median_load_s": statistics.median(b["load_s"]) if b["load_s"] else None,
             "median_first_inference_s": statistics.median(b["first_s"]) if b["first_s"] else None,
+            "compile_cache_hits": f"{sum(b['cache'])} of {len(b['cache'])}" if b["cache"] else None,
         }
         for name, b in sorted(per_backend.items())
     }
@@ -230,13 +235,14 @@ def markdown(b: dict) -> str:
         f"| cell jobs outside the repetitions they ran (`infbench bench` start, environment, combining) | "
         f"{_s(b['cell_jobs_outside_repetitions_s'])} | |",
         "",
-        "| backend precision device | cells | repetitions | median load s | median first inference s |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| backend precision device | cells | repetitions | median load s | median first inference s "
+        "| first batch from the compile cache |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in b["backends"].items():
         lines.append(
             f"| {name} | {r['cells']} | {r['repetitions']} | {_s(r['median_load_s'])} | "
-            f"{_s(r['median_first_inference_s'])} |"
+            f"{_s(r['median_first_inference_s'])} | {r['compile_cache_hits'] or '–'} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -3,6 +3,10 @@ switches and torch.compile's Inductor settings (what each option turns into; the
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -68,3 +72,19 @@ def test_a_frozen_compiled_model_computes_what_eager_does(trained_workflow, monk
     x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
     got = frozen.to_numpy(frozen.run(frozen.prepare(x)))
     np.testing.assert_allclose(got, eager.to_numpy(eager.run(eager.prepare(x))), rtol=1e-4, atol=1e-4)
+
+
+def test_a_warmed_compile_cache_is_hit_by_the_next_process(trained_workflow, tmp_path):
+    """benchmarks/warm_compile_cache.py, for real on the CPU: its first process compiles (an FX graph cache
+    miss), the next fresh one, started as a measuring process starts, reuses it (a hit); each says so."""
+    checkpoint = trained_workflow / "results/digits/resnet18/checkpoint.pt"
+    script = Path(__file__).parents[1] / "benchmarks/warm_compile_cache.py"
+    cmd = [sys.executable, str(script), "--checkpoint", str(checkpoint), "--backend", "torch_compile"]
+    cmd += ["--precision", "fp32", "--device", "cpu", "--option", "channels_last=true"]
+    cmd += ["--sizes", "32", "--batches", "4", "--passes", "2"]
+    out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, second = (line for line in out.stdout.splitlines() if "cpu 32x4:" in line)
+    assert first.startswith("pass 1") and "'fxgraph_cache_miss': 1" in first, first
+    assert second.startswith("pass 2") and "'fxgraph_cache_hit': 1" in second and "miss" not in second, second
+    assert (tmp_path / "results/cache/inductor").is_dir()  # the caches live under the study's results/cache

@@ -136,6 +136,7 @@ def measure_repetition(args: dict) -> dict:
     backend.run(backend.prepare(np.ascontiguousarray(images[: cell.batch_size])))
     backend.synchronize()
     result["first_batch_s"] = round(time.perf_counter() - first, 4)
+    result["compile_cache"] = backend.compile_cache()
     if args["check_agreement"]:
         result["agreement"] = agreement(backend, images, ref)
 
@@ -323,7 +324,7 @@ def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "spare_cores")
-    keep += ("load_s", "gpu_wait_s")
+    keep += ("load_s", "gpu_wait_s", "compile_cache")
     # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
     keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}

@@ -111,6 +111,10 @@ class Backend:
     def reset_device_memory_peak(self) -> None:
         pass
 
+    def compile_cache(self) -> dict | None:
+        """Which of its compiler's on-disk caches this process hit or missed so far (None: no compiler)."""
+        return None
+
 
 def check_artifact(path: Path, rule: str) -> None:
     """Fail with a message naming the file and the rule that rebuilds it."""

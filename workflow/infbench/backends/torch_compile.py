@@ -62,6 +62,18 @@ class TorchCompile(TorchEager):
         with self.torch.inference_mode():
             return self.model(inputs)
 
+    def compile_cache(self) -> dict:
+        """Inductor's FX graph cache and AOTAutograd's cache: hits, misses, saves, bypasses in this process
+        (a first batch that missed compiled, and with max-autotune autotuned, again)."""
+        from torch._dynamo.utils import counters
+
+        return {
+            k: n
+            for group in ("inductor", "aot_autograd")
+            for k, n in counters[group].items()
+            if k.startswith(("fxgraph_cache", "autograd_cache"))
+        }
+
 
 class TorchCompileMaxAutotune(TorchCompile):
     mode = "max-autotune"
