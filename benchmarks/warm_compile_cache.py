@@ -15,10 +15,11 @@ differ from an undisturbed run's (those choices are what the cells then measure)
       --sizes 224 256 384 512 --batches 1 4 8 16 32 64 --jobs 4 --passes 2
 
 Each process starts exactly as a measuring one does (the backend's `instance`, typed options, `prepare_host`'s
-imports, the thread count of `infbench bench --threads 0`): Inductor's cache keys depend on that state. On the
-H100 (torch 2.11) a cache filled by processes that skipped `prepare_host` missed in every measuring process
-(each recompiled and re-autotuned, ~30 s), while one filled this way is hit by the next process (first batch
-~3 s). A second pass (--passes 2) shows it: each shape's `fxgraph_cache_hit`.
+imports, the thread count of `infbench bench --threads 0`), so that both use the same caches with the same keys.
+(On the H100 a cache filled by this script's processes, which then skipped `prepare_host`, missed in every
+measuring process: importing Inductor writes its default folder, /tmp/torchinductor_<user>, into the
+environment, and the measuring processes, which import first, compiled there. `prepare_host` now sets the
+study's folders first.) A second pass (--passes 2) shows each shape's `fxgraph_cache_hit`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ from infbench.backends.base import Cell
 from infbench.backends.registry import spec
 backend_name, precision, device, size, batch, checkpoint, options, threads = sys.argv[1:9]
 cell = Cell("resnet18", backend_name, precision, device, int(size), int(batch))
-# exactly as a measuring process (bench.measure_repetition) starts: Inductor's cache keys depend on the process's
-# state (on the H100 a cache filled without prepare_host's imports missed in every measuring process)
+# exactly as a measuring process (bench.measure_repetition) starts: same cache folders, same keys
 s = spec(backend_name)
 backend = s.instance(cell, checkpoint, int(threads), s.option_values(json.loads(options)))
 backend.prepare_host()

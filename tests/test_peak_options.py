@@ -3,6 +3,7 @@ switches and torch.compile's Inductor settings (what each option turns into; the
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,15 @@ def test_a_warmed_compile_cache_is_hit_by_the_next_process(trained_workflow, tmp
     assert first.startswith("pass 1") and "'fxgraph_cache_miss': 1" in first, first
     assert second.startswith("pass 2") and "'fxgraph_cache_hit': 1" in second and "miss" not in second, second
     assert (tmp_path / "results/cache/inductor").is_dir()  # the caches live under the study's results/cache
+
+
+def test_compiled_backends_point_inductor_at_the_study_caches_before_importing_it(monkeypatch, tmp_path):
+    """Importing Inductor writes its default cache folder into the environment: a measuring process imports
+    first (prepare_host), so the study's cache folder must be set before that, or it compiles elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    backend = TorchCompile(Cell("resnet18", "torch_compile", "fp32", "cpu", 32, 4), "x", 1, "train", {})
+    backend.prepare_host()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "results/cache/inductor")
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "results/cache/triton")

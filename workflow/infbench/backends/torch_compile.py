@@ -32,6 +32,12 @@ class TorchCompile(TorchEager):
     mode = "default"
     host_modules = (*TorchEager.host_modules, "torch._dynamo", "torch._inductor.compile_fx")
 
+    def prepare_host(self) -> None:
+        # Before Inductor is imported: it fixes its cache folders then (on the H100 a measuring process that
+        # imported first compiled into /tmp/torchinductor_<user>, missing the cache results/cache held).
+        use_result_caches()
+        super().prepare_host()
+
     def load(self) -> None:
         use_result_caches()
         self.setup()
