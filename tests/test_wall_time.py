@@ -48,7 +48,7 @@ def test_wall_time_splits_the_run_and_each_repetition(reported_workflow, tmp_pat
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert "| bench_cell |" in done.stdout and "measurement (throughput windows" in done.stdout
+    assert "| bench_cell |" in done.stdout and "measurement (throughput and energy windows" in done.stdout
     assert out.with_suffix(".md").read_text() == done.stdout
     assert json.loads(out.with_suffix(".json").read_text())["cells"] == len(cells)
 
