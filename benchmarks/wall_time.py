@@ -10,10 +10,11 @@ Reads what the run left behind, nothing else:
   jobs that ran side by side count once). GPU jobs run one at a time (`--resources gpu=1`), so the GPU
   cells' wall seconds against the span show how much of the run the GPU was measuring.
 * the cells' result JSONs (`bench/**/*.json`): each repetition's process (started, ended, process_s,
-  load_s, and where recorded load_started_at, first_batch_s, measure_started_at, warmup_wall_s,
-  measure_ended_at), which split a repetition into process start (interpreter, imports, CUDA context,
-  canary), load, first batch (compilation, autotuning), agreement check and inputs, warm-up,
-  measurement (throughput and energy windows, latency) and exit (closing canary, process end);
+  load_s, and where recorded read_s, gpu_wait_s, load_started_at, first_batch_s, measure_started_at,
+  warmup_wall_s, measure_ended_at), which split a repetition into process start (interpreter, imports,
+  CUDA context, canary), host read (artifact, reference images), wait for the GPU, load, first batch
+  (compilation, autotuning), agreement check and inputs, warm-up, measurement (throughput and energy
+  windows, latency) and exit (closing canary, process end);
   and the jobs' own time around the measuring processes (a repetition's job, rule bench_repetition; the
   cell's job, which combines them and runs any extra repetition itself).
 
@@ -36,8 +37,9 @@ REPORT_RULE = "render_report"
 # the split of one repetition, in order, as (key, label)
 PHASES = (
     ("start", "process start (interpreter, imports, CUDA context, NVML, canary)"),
-    ("gpu_wait", "waiting for the GPU (another repetition measuring; the job's imports were done)"),
-    ("load", "load / build (artifact → runnable model)"),
+    ("read", "artifact and reference images read into host memory (before the GPU is taken)"),
+    ("gpu_wait", "waiting for the GPU (another repetition measuring; the job's imports and reads were done)"),
+    ("load", "load / build on the device (host module → runnable model)"),
     ("first_batch", "first batch (lazy init, compilation, autotuning)"),
     ("checks", "agreement check and inputs"),
     ("warmup", "warm-up (until two windows agree)"),
@@ -90,20 +92,22 @@ def repetition_phases(rep: dict) -> dict[str, float]:
     keys = ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     if any(rep.get(k) is None for k in (*keys, "started")):
         return {"load": load, "unsplit": max(0.0, process - load)}
-    wait = rep.get("gpu_wait_s") or 0.0
-    start = max(0.0, rep["load_started_at"] - rep["started"] - wait)
+    wait, read = rep.get("gpu_wait_s") or 0.0, rep.get("read_s") or 0.0
+    load -= read  # load_s holds the host read too (time to first inference); here each in its place
+    start = max(0.0, rep["load_started_at"] - rep["started"] - wait - read)
     first, warm = rep["first_batch_s"], rep["warmup_wall_s"]
     checks = max(0.0, rep["measure_started_at"] - rep["load_started_at"] - load - first)
     measure = max(0.0, rep["measure_ended_at"] - rep["measure_started_at"] - warm)
     return {
         "start": start,
+        "read": read,
         "gpu_wait": wait,
         "load": load,
         "first_batch": first,
         "checks": checks,
         "warmup": warm,
         "measure": measure,
-        "exit": max(0.0, process - start - wait - load - first - checks - warm - measure),
+        "exit": max(0.0, process - start - read - wait - load - first - checks - warm - measure),
     }
 
 

@@ -105,7 +105,9 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
                         "host_memory_peak_mib": 300 + size_mib + batch * image * image * 0.002,
                         "gpu_util_pct": min(99.0, 30 + batch * 4.0) if gpu_cell else None,
                         "power_w": 120 + batch * 3.0 if gpu_cell else None,
+                        "power_uncertainty_pct": u if gpu_cell else None,
                         "energy_mj_per_image": (120 + batch * 3.0) / tput * 1000 if gpu_cell else None,
+                        "energy_uncertainty_pct": u if gpu_cell else None,
                         "energy_window_img_s": tput if gpu_cell else None,
                     }
                 )

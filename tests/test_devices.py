@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import TINY_CONFIG
 
-from infbench import devices, grid
+from infbench import devices, grid, plan
 
 
 def auto_config(backends: dict) -> dict:
@@ -65,3 +65,32 @@ def test_auto_with_a_gpu_adds_cuda_cells_of_the_installed_backends():
     assert {d.backend for d in not_installed} == {"onnxruntime", "torch_tensorrt"} - on_cuda
     meta = devices.summary("auto", {"torch": ["fp32"], "onnxruntime": ["fp32"], "torch_tensorrt": ["fp16"]})
     assert meta["found"] == ["cpu", "cuda"] and len(meta["not_installed"]) == len(not_installed)
+
+
+@pytest.mark.skipif(installed("torch-tensorrt") or installed("tensorrt"), reason="TensorRT is installed here")
+def test_gpu_int8_without_tensorrt_is_said_in_the_plan_and_the_report(tmp_path):
+    """The seeds' GPU grid asks for no INT8 (only TensorRT runs it on CUDA, and it is not installed): the
+    devices' note, the report's summary.md and `infbench plan` say so, naming both TensorRT backends and how
+    to install each, instead of leaving a silent gap. A precision an installed backend runs is not a gap."""
+    from report_example import example
+
+    from infbench.report.build import summary_markdown
+
+    seeds = {"torch": ["fp32", "fp16"], "torch_cudagraphs": ["fp16"], "onnxruntime": ["fp32", "fp16"]}
+    meta = devices.summary(["cuda"], seeds)
+    [gap] = meta["unmeasurable"]
+    assert gap.startswith("int8 on cuda, which only onnxruntime_trt and torch_tensorrt run")
+    assert "pip install -e '.[tensorrt]'" in gap and "pip install -e '.[ort-tensorrt]'" in gap
+    assert "not measured, no backend here can: int8 on cuda" in devices.note(meta)
+    # bf16 and tf32 are absent from this grid too, but PyTorch runs them here: the grid's choice, not a gap
+    assert not any(g.startswith(("bf16", "tf32")) for g in meta["unmeasurable"])
+    # asked for (its cells then say `unavailable` with the reason), or a CPU-only study: nothing to add
+    assert "unmeasurable" not in devices.summary(["cuda"], {**seeds, "torch_tensorrt": ["int8"]})
+    assert "unmeasurable" not in devices.summary(["cpu"], seeds)
+
+    summary, report_meta = example(machines=1, gpu=True)
+    md = summary_markdown(summary, {**report_meta, "devices": meta}, [])
+    assert md.split("## Not measured: no backend here can\n\n")[1].startswith(f"- {gap}")
+    config = auto_config(seeds)
+    config["grid"]["devices"] = ["cuda"]
+    assert f"  not measured: {gap}" in plan.lines(config, tmp_path)

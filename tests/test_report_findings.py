@@ -66,7 +66,10 @@ def test_fastest_configuration_and_failed_cells_ignored():
     assert best.determined and best.data["significant"] is True
     assert (best.data["row"]["backend"], best.data["row"]["batch_size"]) == ("onnxruntime", 8)
     assert "1,000 img/s ± 2.0%" in best.text and "2.50× the torch fp32 baseline, interval 2.40–2.60×" in best.text
-    assert "the next variant, torch fp32 on cpu, 32 px, batch 8, reaches 400 img/s ± 2.0%" in best.text
+    assert (
+        "the next variant, torch fp32 on cpu, 32 px, batch 8, reaches 400 img/s ± 2.0% (the best does 150% more)"
+        in (best.text)
+    )
     cells = one(found, "cells")
     assert cells.data == {"total": 4, "not_ok": {"error": 1}, "unstable": 0, "disturbed": 0}
     assert "3 of 4 cells ran ok; 1 did not run: 1 error" in cells.text
@@ -251,8 +254,50 @@ def test_memory_cap_prefers_device_memory_and_excludes_cells_over_the_cap():
     assert "5,000 img/s ± 2.0%" in f.text
     f = one(findings(df, {"memory_cap_mib": 100.0}), "best_within_memory_cap")  # the allocator's 50/90 MiB would fit
     assert f.data["row"] is None and "No ok cell fits" in f.text
-    f = one(findings(df, {}), "best_within_memory_cap")  # no cap: the smallest footprint is named
+    f = one(findings(df, {}), "best_within_memory_cap")  # no cap: the smallest footprint is named, with its margin
     assert f.data["cap_mib"] is None and f.data["row"]["device_memory_peak_mib"] == 300.0
+    assert f.data["runner_up"]["precision"] == "fp32" and "peaks at 700 MiB (the smallest needs 57% less)" in f.text
+
+
+def energy_cell(backend, precision, mj, u, batch=64, **extra):
+    return cell(
+        backend,
+        precision,
+        "cuda",
+        batch=batch,
+        tput=1000.0,
+        energy_mj_per_image=mj,
+        power_w=mj,
+        energy_uncertainty_pct=u,
+        **extra,
+    )
+
+
+def test_least_energy_per_image_with_its_margin_only_where_the_intervals_part():
+    """GPU cells: the least energy per image is named with its margin over the best cell of another variant;
+    where their intervals overlap, neither is called the best; an unstable cell never counts; a CPU cell
+    (no NVML energy) has no such finding."""
+    df = table(
+        energy_cell("onnxruntime", "fp16", 10.0, 3.0),
+        energy_cell("onnxruntime", "fp16", 12.0, 3.0, batch=8),
+        energy_cell("torch", "fp16", 13.0, 3.0),
+        energy_cell("torch_cudagraphs", "fp16", 5.0, 3.0, status="unstable"),
+        cell("torch", "fp32", "cpu", batch=8, tput=100.0),
+    )
+    found = findings(df, {})
+    f = one(found, "min_energy_per_image")
+    assert f.data["significant"] is True and f.data["row"]["backend"] == "onnxruntime"
+    assert f.data["runner_up"]["backend"] == "torch"  # another variant, not the same one at another batch
+    assert f.text == (
+        "[cuda] Least energy per image: onnxruntime fp16 on cuda, 32 px, batch 64: 10.0 mJ/img ± 3.0% (at 10.0 W); "
+        "the next variant, torch fp16 on cuda, 32 px, batch 64, needs 13.0 mJ/img ± 3.0% (the best needs 23% less)."
+    )
+    wide = df.with_columns(pl.lit(20.0).alias("energy_uncertainty_pct"))
+    f = one(findings(wide, {}), "min_energy_per_image")
+    assert f.data["significant"] is False and "no significant difference" in f.text
+    no_nvml = df.with_columns(pl.lit(None, pl.Float64).alias("energy_mj_per_image"))
+    f = one(findings(no_nvml, {}), "min_energy_per_image")
+    assert not f.determined and "no ok cell has an NVML energy figure" in f.text
 
 
 def test_memory_cap_uses_host_memory_on_cpu():

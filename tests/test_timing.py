@@ -131,3 +131,35 @@ def test_latency_synchronises_after_every_batch_and_splits_host_from_device_time
 
     host = timing.latencies(lambda: time.sleep(0.005), lambda: None, POLICY)
     assert host["host_issue_fraction"] >= timing.LAUNCH_BOUND_FRACTION
+
+
+def test_a_gpu_cells_energy_per_image_carries_the_spread_of_its_repetitions():
+    """The cell keeps the median repetition's NVML section whole (energy per image × its window's rate =
+    its power) and prints beside it the same rerun interval as the throughput's, from the repetitions."""
+    from infbench.backends.base import Cell
+    from infbench.bench import cell_figures
+
+    def rep(img_s, mj, watts):
+        return {
+            "disturbed": None,
+            "throughput": {"img_s": img_s, "ci95_rel": 0.001},
+            "latency": {"p50_ms": 1.0, "p90_ms": 1.1, "p99_ms": 1.2, "host_issue_fraction": 0.1},
+            "synchronous_run": False,
+            "load_s": 1.0,
+            "first_batch_s": 0.1,
+            "memory": {"device_peak_mib": 900.0},
+            "nvml": {"energy_mj_per_image": mj, "power_w": watts, "window_img_s": img_s},
+        }
+
+    cell = Cell("resnet18", "torch", "fp16", "cuda", 224, 64)
+    runs = [rep(20000.0, 20.0, 400.0), rep(20100.0, 22.0, 442.0), rep(19900.0, 18.0, 358.0)]
+    figures = cell_figures(cell, runs, tolerance=0.05, min_repetitions=3)
+    assert figures["nvml"]["energy_mj_per_image"] == 20.0 and figures["nvml"]["power_w"] == 400.0
+    # s = 2 mJ, n = 3: t(0.975, 2) · 2 · sqrt(1 + 1/3) / 20
+    assert figures["energy_uncertainty_pct"] == pytest.approx(100 * 4.303 * 2 * (4 / 3) ** 0.5 / 20, rel=1e-3)
+    assert figures["power_uncertainty_pct"] == pytest.approx(100 * 4.303 * 42 * (4 / 3) ** 0.5 / 400, rel=1e-3)
+    # no NVML (a CPU cell, or NVML missing): no energy, so no interval either
+    for r in runs:
+        r["nvml"] = {"energy_mj_per_image": None, "power_w": None}
+    figures = cell_figures(cell, runs, tolerance=0.05, min_repetitions=3)
+    assert figures["energy_uncertainty_pct"] is None and figures["power_uncertainty_pct"] is None

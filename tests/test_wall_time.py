@@ -37,9 +37,11 @@ def test_wall_time_splits_the_run_and_each_repetition(reported_workflow, tmp_pat
     for rep in runs:
         assert rep["started"] <= rep["load_started_at"] <= rep["measure_started_at"] <= rep["measure_ended_at"]
         assert rep["measure_ended_at"] <= rep["ended"]
-    for c in cells:  # time to first inference: the load plus the first batch
+    for c in cells:  # time to first inference: the load (the host read included) plus the first batch
         result = json.loads(c.read_text())
         assert result["first_inference_s"] >= result["load_s"] > 0
+    assert all(0 < rep["read_s"] <= rep["load_s"] for rep in runs)  # the checkpoint and images were read
+    assert b["phases_s"]["read"] > 0
 
     out = tmp_path / "wt"
     done = subprocess.run(

@@ -11,8 +11,9 @@ combines the rest (measure/repetitions.py) into the cell's figures, their uncert
 stability verdict. Run by hand without earlier repetitions, `run_cell` measures all of them.
 
 On CUDA the measuring process takes its GPU slot (infbench/gpu_slots.py) itself, once its imports
-are done and before CUDA starts, and holds it until it ends: several repetition jobs may be under
-way (`--resources gpu=K`), starting Python and importing while one of them has the GPU.
+are done and its artifact and reference images are read into host memory, before CUDA starts, and
+holds it until it ends: several repetition jobs may be under way (`--resources gpu=K`), starting
+Python, importing and reading while one of them has the GPU.
 
 It never raises for a failure of the measurement: a crash, an out-of-memory, a timeout or an
 exception in a repetition becomes the cell's `status` and `error`, so one bad cell never takes
@@ -113,8 +114,15 @@ def measure_repetition(args: dict) -> dict:
     cell = Cell(**args["cell"])
     backend = spec(cell.backend).instance(cell, args["artifact"], args["threads"], args.get("options"))
     result = {"spare_cores": spare_cores(cell.device, args["threads"])}
+    # What needs no device first (imports, the artifact and the reference read into host memory): on a
+    # GPU this overlaps the repetition that holds the GPU, which this process takes only after it.
+    backend.prepare_host()
+    read_start = time.perf_counter()
+    backend.read_artifact()
+    images, ref = reference.load(Path(args["reference"]))
+    result["read_s"] = round(time.perf_counter() - read_start, 3)
+    print(f"read the artifact and the reference images into host memory in {result['read_s']} s", flush=True)
     if cell.device == "cuda":
-        backend.prepare_host()
         result.update(hold_gpu(cell))
     backend.check_available()
     # GPU counters and the device-memory baseline, taken once the CUDA context is up (its few
@@ -127,9 +135,9 @@ def measure_repetition(args: dict) -> dict:
     result["load_started_at"] = time.time()  # wall clock, against the parent's `started` (process start)
     load_start = time.perf_counter()
     backend.load()
-    result["load_s"] = round(time.perf_counter() - load_start, 3)
+    # the whole load, the host read included: with the first batch, the time to first inference
+    result["load_s"] = round(time.perf_counter() - load_start + result["read_s"], 3)
     device_memory.mark("after_load")
-    images, ref = reference.load(Path(args["reference"]))
     # Time to first inference (with the load): the first batch, where lazy initialisation, compilation
     # and autotuning happen, timed before the agreement check and the warm-up would absorb it.
     first = time.perf_counter()
@@ -324,7 +332,7 @@ def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "spare_cores")
-    keep += ("load_s", "gpu_wait_s", "compile_cache")
+    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache")
     # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
     keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
@@ -403,6 +411,14 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         if energy
         else good[0]["nvml"]
     )
+    # The energy figures' ± as the throughput's: a rerun's repetition lands within it (the median
+    # repetition's section is kept whole above, so that energy per image × its window's rate = power).
+    spread = {
+        figure: repetitions.combine([r["nvml"][figure] for r in energy], [None] * len(energy))["uncertainty_rel"]
+        if energy
+        else None
+        for figure in ("energy_mj_per_image", "power_w")
+    }
     memory = max(good, key=lambda r: r["memory"].get("device_peak_mib") or 0)["memory"]
     return {
         "stability": stability,
@@ -425,6 +441,10 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         # time to first inference: load plus the first batch (where torch.compile compiles and autotunes)
         "first_inference_s": statistics.median(r["load_s"] + r.get("first_batch_s", 0.0) for r in good),
         "nvml": nvml,
+        "energy_uncertainty_pct": None
+        if spread["energy_mj_per_image"] is None
+        else 100 * spread["energy_mj_per_image"],
+        "power_uncertainty_pct": None if spread["power_w"] is None else 100 * spread["power_w"],
         "memory": dict(memory),
     }
 

@@ -19,7 +19,7 @@ GPU_NEEDS: dict[str, tuple[tuple[tuple[str, ...], ...], str]] = {
     "onnxruntime": ((("onnxruntime-gpu",),), "pip uninstall -y onnxruntime && pip install -e '.[gpu]'"),
     "onnxruntime_trt": (
         (("onnxruntime-gpu",), ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")),
-        "pip uninstall -y onnxruntime && pip install -e '.[gpu,tensorrt]'",
+        "pip uninstall -y onnxruntime && pip install -e '.[ort-tensorrt]'",  # TensorRT 10, not torch-tensorrt's
     ),
     "torch_tensorrt": ((("torch-tensorrt", "torch_tensorrt"),), "pip install -e '.[tensorrt]'"),
     "torch_compile": ((("triton",),), "pip install triton"),
@@ -68,11 +68,35 @@ def missing_on_cuda(backend: str) -> str | None:
     return f"{backend} on cuda needs {' and '.join(absent)}, not installed (install: {command})"
 
 
+def unmeasurable_on_cuda(backends) -> list[str]:
+    """The precisions the grid asks of no backend on CUDA that no backend installed here could run there
+    (INT8 on a GPU needs TensorRT): said in the report, with why, rather than left as a silent gap.
+    A precision some installed backend runs on CUDA is a choice of the grid, not a gap."""
+    from infbench.backends.registry import BACKENDS  # (registry imports nothing heavy)
+
+    asked = {p for b, precisions in backends.items() for p in precisions if "cuda" in BACKENDS[b].support}
+    capable: dict[str, list[str]] = {}
+    for name, spec in BACKENDS.items():
+        for precision in spec.support.get("cuda", ()):
+            capable.setdefault(precision, []).append(name)
+    gaps = []
+    for precision, names in capable.items():
+        reasons = [missing_on_cuda(name) for name in names]
+        if precision not in asked and all(reasons):
+            gaps.append(f"{precision} on cuda, which only {' and '.join(names)} run: " + "; ".join(reasons))
+    return gaps
+
+
 def summary(requested, backends) -> dict:
-    """What the report says about devices: what was asked, what was found, which GPU backends are missing."""
+    """What the report says about devices: what was asked, what was found, which GPU backends are missing,
+    and which precisions no installed backend could measure on the GPU."""
     meta = {"requested": requested if requested == AUTO else list(requested), "found": found()}
     if requested == AUTO and cuda_visible():
         meta["not_installed"] = [r for r in (missing_on_cuda(b) for b in backends) if r]
+    if "cuda" in resolve(requested):
+        gaps = unmeasurable_on_cuda(backends)
+        if gaps:
+            meta["unmeasurable"] = gaps
     return meta
 
 
@@ -87,4 +111,7 @@ def note(meta: dict) -> str:
     missing = meta.get("not_installed") or []
     if missing:
         text += "; not installed: " + "; ".join(missing)
+    gaps = meta.get("unmeasurable") or []
+    if gaps:
+        text += "; not measured, no backend here can: " + "; ".join(gaps)
     return text

@@ -16,9 +16,10 @@ accuracy or compile on `cuda`) therefore takes a free GPU here for its whole run
   matter) before any CUDA context exists, and the measuring child inherits it.
 * When every GPU is held (more GPU jobs than GPUs: `--resources gpu=K` above the GPU count), the
   job waits, at most INFBENCH_GPU_SLOT_TIMEOUT_S seconds (default 3600), then fails naming the holders.
-* A benchmark repetition takes its slot in the measuring process itself, after the imports that need
-  no GPU and before CUDA starts, and keeps it until that process ends: with `--resources gpu=K`
-  above the GPU count, the next repetitions start Python and import torch while one measures.
+* A benchmark repetition takes its slot in the measuring process itself, after what needs no GPU
+  (imports, the artifact and reference images read into host memory) and before CUDA starts, and keeps
+  it until that process ends: with `--resources gpu=K` above the GPU count, the next repetitions start
+  Python, import torch and read their inputs while one measures.
 * The holder also exports INFBENCH_GPU_SLOT_HELD=<uuid>: a process it starts (a measuring child
   under `infbench gpu-slot -- infbench bench …`) uses that slot instead of waiting for it.
 

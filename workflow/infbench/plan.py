@@ -84,6 +84,8 @@ def lines(config: dict, root: Path = Path(".")) -> list[str]:
     summary = devices.summary(requested, config["grid"]["backends"])
     for missing in summary.get("not_installed", []):
         out.append(f"  left out: {missing}")
+    for gap in summary.get("unmeasurable", []):
+        out.append(f"  not measured: {gap}")
     return out
 
 

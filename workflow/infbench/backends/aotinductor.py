@@ -24,6 +24,9 @@ class AOTInductor(TorchEager):
         if stub is not None:
             raise BackendUnavailable(f"the package {self.artifact} cannot be used here: {stub['error']}")
 
+    def read_artifact(self) -> None:
+        """Nothing ahead: the package is the artifact (no checkpoint), and torch's loader reads it onto the device."""
+
     def load(self) -> None:
         check_artifact(self.artifact, self.artifact_rule)
         self.setup()

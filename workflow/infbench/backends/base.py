@@ -81,6 +81,11 @@ class Backend:
         """Raise BackendUnavailable with the reason when this backend cannot run the cell here."""
 
     # -- artifact -----------------------------------------------------------------------------
+    def read_artifact(self) -> None:
+        """The host-only part of `load`: the artifact read into host memory (no device, no CUDA), done
+        before a GPU cell takes its GPU, while another repetition may be measuring. `load` works
+        without it too (it reads what was not read); a backend with nothing to read ahead keeps this."""
+
     def load(self) -> None:
         raise NotImplementedError
 

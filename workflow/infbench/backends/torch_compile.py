@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infbench.backends.torch_eager import TorchEager, load_module
+from infbench.backends.torch_eager import TorchEager
 
 CACHE_ROOT = Path("results/cache")
 
@@ -41,7 +41,7 @@ class TorchCompile(TorchEager):
     def load(self) -> None:
         use_result_caches()
         self.setup()
-        eager = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
+        eager = self.eager_module()
         overrides = self.inductor_overrides()
         modes = self.torch._inductor.list_mode_options(self.mode)
         if overrides:  # the mode's own settings with the options' on top (torch.compile takes mode or options)

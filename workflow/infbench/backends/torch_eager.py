@@ -4,9 +4,10 @@ baseline stays plain eager, so a speedup never hides which of the two it is agai
 
 Options: `channels_last` (declared in backends/registry.py; NHWC memory format, tensor cores like it).
 
-The helpers here (`setup_precision`, `load_module`, `to_input`) and `TorchEager.setup` (the start of
-every `load`) are shared by the other PyTorch-based backends (torchscript, torch_compile,
-aotinductor, torch_tensorrt).
+The helpers here (`setup_precision`, `load_module`, `to_input`), `TorchEager.setup` (the start of
+every `load`) and `TorchEager.eager_module` (the checkpoint's module, read ahead by `read_artifact`)
+are shared by the other PyTorch-based backends (torchscript, torch_compile, aotinductor,
+torch_tensorrt).
 """
 
 from __future__ import annotations
@@ -38,11 +39,16 @@ def setup_precision(precision: str, threads: int):
 
 def load_module(checkpoint, device: str, dtype, channels_last: bool = False):
     """The trained model, in eval mode, on `device` in `dtype` (NHWC weights if `channels_last`)."""
-    import torch
-
     from infbench.model import load_checkpoint
 
-    model = load_checkpoint(checkpoint).to(torch.device(device), dtype)
+    return place_module(load_checkpoint(checkpoint), device, dtype, channels_last)
+
+
+def place_module(model, device: str, dtype, channels_last: bool = False):
+    """A host module (from `load_checkpoint`) moved to `device` in `dtype` (NHWC weights if `channels_last`)."""
+    import torch
+
+    model = model.to(torch.device(device), dtype)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -58,6 +64,7 @@ def to_input(batch: np.ndarray, device: str, dtype, channels_last: bool = False)
 
 class TorchEager(Backend):
     host_modules = ("torch", "torchvision.models", "infbench.model")
+    host_model = None  # the checkpoint's module on the host, once `read_artifact` has read it
 
     def check_available(self) -> None:
         check_torch_device(self.cell.device)
@@ -72,9 +79,22 @@ class TorchEager(Backend):
         self.channels_last = self.options.get("channels_last", False)
         self.graph = None
 
+    def read_artifact(self) -> None:
+        """The checkpoint → module on the host (torch.load, torchvision's constructor): 0.1-0.2 s a process."""
+        from infbench.model import load_checkpoint
+
+        self.host_model = load_checkpoint(self.artifact)
+
+    def eager_module(self):
+        """The trained model on the cell's device, in its dtype and memory format (after `setup`)."""
+        if self.host_model is None:
+            self.read_artifact()
+        model, self.host_model = self.host_model, None  # moved, not copied: the host copy is gone
+        return place_module(model, self.cell.device, self.dtype, self.channels_last)
+
     def load(self) -> None:
         self.setup()
-        self.model = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
+        self.model = self.eager_module()
 
     def zeros_input(self):
         """A batch of zeros of the cell's shape on its device, in its dtype and layout (for tracing, capture)."""

@@ -29,6 +29,9 @@ class TorchTensorRT(TorchEager):
         check_torch_device("cuda")
         import_torch_tensorrt()
 
+    def read_artifact(self) -> None:
+        """Nothing ahead: the program is the artifact (no checkpoint), loaded with its TensorRT engines."""
+
     def load(self) -> None:
         check_artifact(self.artifact, self.artifact_rule)
         self.setup()  # TF32 off for every precision; int8 programs take fp32 inputs

@@ -6,14 +6,14 @@ artifact. Options: `channels_last` (as for `torch`).
 
 from __future__ import annotations
 
-from infbench.backends.torch_eager import TorchEager, load_module
+from infbench.backends.torch_eager import TorchEager
 
 
 class TorchScript(TorchEager):
     def load(self) -> None:
         self.setup()
         torch = self.torch
-        eager = load_module(self.artifact, self.cell.device, self.dtype, self.channels_last)
+        eager = self.eager_module()
         example = self.zeros_input()
         with torch.inference_mode():
             traced = torch.jit.trace(eager, example, check_trace=False)

@@ -127,6 +127,8 @@ SUMMARY_COLUMNS = {
 UNCERTAINTY = {
     "throughput_img_s": "throughput_uncertainty_pct",
     "latency_ms_p50": "latency_uncertainty_pct",
+    "power_w": "power_uncertainty_pct",
+    "energy_mj_per_image": "energy_uncertainty_pct",
 }
 TITLES = {  # header tooltips: what the less obvious columns mean
     "status": "ok; unstable: repetitions disagreed beyond the tolerance even after re-measuring (shown, never used "
@@ -235,6 +237,7 @@ MD_COLUMNS = {
     "launch_bound": "launch-bound",
     "top1_agreement": "top-1 agreement",
     "accuracy_drop": "accuracy drop",
+    "energy_mj_per_image": "mJ/img ± 95%",
 }
 
 
@@ -272,8 +275,10 @@ def cells_line(df: pl.DataFrame, meta: dict) -> str:
 
 def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
     columns = ({"machine": "machine"} if several_machines(df) else {}) | MD_COLUMNS
-    if df.get_column("launch_bound").is_null().all():  # CPU and synchronous runtimes: not applicable
-        columns.pop("launch_bound")
+    # not applicable to any cell here: launch-bound (CPU, synchronous runtimes), energy (no GPU)
+    for column in ("launch_bound", "energy_mj_per_image"):
+        if df.get_column(column).is_null().all():
+            columns.pop(column)
     lines = [
         f"# infbench: {meta.get('model', 'model')} on {meta.get('dataset', 'dataset')}",
         "",
@@ -306,6 +311,9 @@ def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
         lines += [
             f"- {d.get('backend')} {d.get('precision')} {d.get('device')}: {d.get('reason')}" for d in meta["dropped"]
         ]
+    gaps = (meta.get("devices") or {}).get("unmeasurable") or []
+    if gaps:
+        lines += ["", "## Not measured: no backend here can", ""] + [f"- {g}" for g in gaps]
     return "\n".join(lines) + "\n"
 
 

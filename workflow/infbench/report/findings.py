@@ -106,6 +106,12 @@ def _significant(best: dict, rival: dict | None, value: str, uncertainty: str) -
     return not overlap(interval(best[value], best.get(uncertainty)), interval(rival[value], rival.get(uncertainty)))
 
 
+def _margin(best: dict, rival: dict, value: str) -> str:
+    """How far the best is ahead of the runner-up, in percent of the runner-up's figure ('31%')."""
+    ahead = 100 * abs(best[value] / rival[value] - 1)
+    return f"{ahead:.0f}%" if ahead >= 10 else f"{ahead:.1f}%"
+
+
 def _speedup_clause(row: dict) -> str:
     """The speedup headline, only where both the cell and its baseline are stable."""
     s = row.get("speedup_vs_baseline")
@@ -137,7 +143,8 @@ def _max_throughput(ok: pl.DataFrame, p: str) -> Finding:
         )
     text = f"{p}Highest throughput: {_config(best)}: {_tput(best)}{_speedup_clause(best)}"
     if rival is not None:
-        text += f"; the next variant, {_config(rival)}, reaches {_tput(rival)}"
+        margin = _margin(best, rival, "throughput_img_s")
+        text += f"; the next variant, {_config(rival)}, reaches {_tput(rival)} (the best does {margin} more)"
     return Finding("max_throughput", text + ".", data=data)
 
 
@@ -165,7 +172,8 @@ def _min_latency_batch1(ok: pl.DataFrame, p: str) -> Finding:
             f" (p99 {num(p99, 'ms')})" if p99 is not None else ""
         )
         if rival is not None:
-            text += f"; the next variant, {_variant(rival)}, takes {_p50(rival)}"
+            margin = _margin(best, rival, "latency_ms_p50")
+            text += f"; the next variant, {_variant(rival)}, takes {_p50(rival)} (the best takes {margin} less)"
     if len(per_size) > 1:
         text += "; fastest per image size: " + ", ".join(
             f"{s} px {r['backend']} {r['precision']} {_p50(r)}" for s, r in per_size.items()
@@ -217,8 +225,13 @@ def _best_within_memory_cap(ok: pl.DataFrame, p: str, cap) -> Finding:
     smallest = _row(have, "_mem_mib", False)
     peak = f"{num(smallest['_mem_mib'], 'MiB')} ({smallest['_mem_kind']})"
     if cap is None:
-        text = f"{p}No memory cap is configured; the smallest peak memory is {peak} for {_config(smallest)}."
-        return Finding(key, text, data={"cap_mib": None, "row": smallest})
+        text = f"{p}No memory cap is configured; the smallest peak memory is {peak} for {_config(smallest)}"
+        rival = _runner_up(have, smallest, "_mem_mib", False)
+        if rival is not None:
+            margin = _margin(smallest, rival, "_mem_mib")
+            text += f"; the next variant, {_config(rival)}, peaks at {num(rival['_mem_mib'], 'MiB')}"
+            text += f" (the smallest needs {margin} less)"
+        return Finding(key, text + ".", data={"cap_mib": None, "row": smallest, "runner_up": rival})
     unknown = ok.height - have.height
     note = f" ({unknown} cells without a memory figure left out)" if unknown else ""
     within = have.filter(pl.col("_mem_mib") <= float(cap))
@@ -232,6 +245,36 @@ def _best_within_memory_cap(ok: pl.DataFrame, p: str, cap) -> Finding:
         f"{best['_mem_kind']} memory peak of {num(best['_mem_mib'], 'MiB')}"
     )
     return Finding(key, text + note + ".", data={"cap_mib": cap, "row": best})
+
+
+def _mj(row: dict) -> str:
+    return plus_minus(row["energy_mj_per_image"], row.get("energy_uncertainty_pct"), "mJ/img")
+
+
+def _min_energy_per_image(ok: pl.DataFrame, p: str) -> Finding:
+    """The least energy per image (NVML's counter over the throughput windows; GPU cells only)."""
+    have = ok.filter(pl.col("energy_mj_per_image").is_not_null())
+    if have.height == 0:
+        why = "no ok cell has an NVML energy figure"
+        return Finding("min_energy_per_image", f"{p}Least energy per image: could not be determined ({why}).", False)
+    best = _row(have, "energy_mj_per_image", False)
+    rival = _runner_up(have, best, "energy_mj_per_image", False)
+    significant = _significant(best, rival, "energy_mj_per_image", "energy_uncertainty_pct")
+    data = {"row": best, "runner_up": rival, "significant": significant}
+    if significant is False:
+        text = (
+            f"{p}Least energy per image: no significant difference between {_config(best)} ({_mj(best)}) and "
+            f"{_config(rival)} ({_mj(rival)}): their intervals overlap."
+        )
+        return Finding("min_energy_per_image", text, data=data)
+    power = best.get("power_w")
+    text = f"{p}Least energy per image: {_config(best)}: {_mj(best)}" + (
+        f" (at {num(power, 'W')})" if power is not None else ""
+    )
+    if rival is not None:
+        margin = _margin(best, rival, "energy_mj_per_image")
+        text += f"; the next variant, {_config(rival)}, needs {_mj(rival)} (the best needs {margin} less)"
+    return Finding("min_energy_per_image", text + ".", data=data)
 
 
 def _best_utilization(ok: pl.DataFrame, p: str) -> Finding:
@@ -566,6 +609,8 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
             _best_within_tolerance(part, p, meta.get("tolerance_points")),
             _best_within_memory_cap(part, p, meta.get("memory_cap_mib")),
         ]
+        if device != "cpu":  # NVML's energy: a GPU's figure (a CPU cell has none to compare)
+            out.append(_min_energy_per_image(part, p))
     out += _saturation_findings(ok, df, multi_machine)
     out += _scaling_findings(ok, multi_machine)
     for machine, device in ok.select("machine", "device").unique(maintain_order=True).iter_rows():

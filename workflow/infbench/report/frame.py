@@ -59,7 +59,9 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "host_memory_peak_mib": (pl.Float64, ("memory", "host_peak_mib")),
     "gpu_util_pct": (pl.Float64, ("nvml", "gpu_util_pct")),
     "power_w": (pl.Float64, ("nvml", "power_w")),
+    "power_uncertainty_pct": (pl.Float64, ("power_uncertainty_pct",)),  # 95%, between repetitions
     "energy_mj_per_image": (pl.Float64, ("nvml", "energy_mj_per_image")),
+    "energy_uncertainty_pct": (pl.Float64, ("energy_uncertainty_pct",)),  # 95%, between repetitions
     "energy_window_img_s": (pl.Float64, ("nvml", "window_img_s")),
 }
 SCHEMA: dict[str, pl.DataType] = {name: dtype for name, (dtype, _) in COLUMNS.items()}
