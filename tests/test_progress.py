@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from conftest import TINY_CONFIG
+from conftest import REPO, TINY_CONFIG
 
 from infbench import grid, plan, progress
 from infbench.backends.base import Cell
@@ -93,3 +93,12 @@ def test_plan_counts_cells_done_and_estimates_from_earlier_results(tmp_path):
     assert rows["onnxruntime"]["seconds_left"] == 2 * default and rows["onnxruntime"]["estimate"] == "default"
     text = plan.lines(config, tmp_path)
     assert text[0].startswith("Plan: 4 cells on cpu; 1 done, 3 to measure")
+
+
+def test_plan_takes_an_overlays_backends_as_the_whole_map_as_the_workflow_does(tmp_path):
+    """`infbench plan --configfile config/cifar10.yaml benchmarks/h100_seeds.yaml` plans the seeds' seven
+    variants (168 cells), as Snakemake runs them, not the union with cifar10.yaml's backends."""
+    text = plan.main([REPO / "config" / "cifar10.yaml", REPO / "benchmarks" / "h100_seeds.yaml"], tmp_path)
+    assert text[0].startswith("Plan: 168 cells on cuda; 0 done, 168 to measure")
+    planned = {line.split()[1] for line in text[1:] if line.startswith("  cuda ")}
+    assert planned == {"torch", "torch_cudagraphs", "torchscript", "torch_compile_max_autotune", "onnxruntime"}

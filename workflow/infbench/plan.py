@@ -94,11 +94,14 @@ def main(configfiles: list[Path], root: Path = Path(".")) -> list[str]:
     import yaml
     from snakemake.utils import update_config, validate
 
-    from infbench.config import check_schema
+    from infbench.config import check_schema, overlay_backends
 
     config: dict = {}
     for path in configfiles:
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
+    backends = overlay_backends(configfiles, None)  # as the Snakefile: an overlay's backends are the whole map
+    if backends is not None:
+        config["grid"]["backends"] = backends
     # the checkout's schema (the package sits in its workflow/ folder), else the one in the working directory
     schema = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
     if not schema.exists():
