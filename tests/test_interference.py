@@ -39,7 +39,12 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
         time.sleep(0.1)
     load = busy_processes(2)  # as many as the machine has cores: every core is shared
     load_on = time.time()
-    time.sleep(LOAD_S)
+    # On for LOAD_S at least, and until a repetition has measured wholly under it (a fixed stretch could
+    # fall on the slowed starts of the next repetitions alone: then the test tests nothing), 120 s at most.
+    while time.time() - load_on < LOAD_S or not measured_since(wd, load_on):
+        if time.time() - load_on > 120 or run.poll() is not None:
+            break
+        time.sleep(0.2)
     for p in load:
         p.kill()
         p.wait()
@@ -79,6 +84,17 @@ def test_a_load_part_way_through_marks_repetitions_disturbed_and_no_finding_uses
             assert r.get("status", "ok") == "ok", f"finding {f.key} rests on a {r.get('status')} cell: {f.text}"
     unstable = summary.filter(pl.col("status") == "unstable").height
     print(f"{len(hit)} repetitions under load, {unstable} unstable cells, {meta['repetitions_disturbed']} disturbed")
+
+
+def measured_since(wd, t: float) -> bool:
+    """Whether a repetition written so far began its timed part at or after `t`."""
+    for path in (wd / "results/digits/resnet18/repetitions").rglob("*.json"):
+        try:
+            if json.loads(path.read_text()).get("measure_started_at", 0) >= t:
+                return True
+        except (OSError, ValueError):  # being written
+            continue
+    return False
 
 
 def cell_rows(data) -> list[dict]:
