@@ -213,3 +213,43 @@ def test_energy_window_is_the_throughput_windows_and_lasts_long_enough():
     assert before == out["warmup_batches"]  # entered after the warm-up
     assert len(calls) - after == out["latency"]["iterations"]  # left before the latency phase
     assert t["span_end"] - t["span_start"] >= 0.9 * policy.windows * policy.window_s
+
+
+MEASURING_PROCESS = """
+import json, sys
+from infbench.bench import measure_repetition
+result = measure_repetition(json.loads(sys.argv[1]))
+print(json.dumps({"torch_imported": "torch" in sys.modules, "img_s": result["throughput"]["img_s"]}))
+"""
+
+
+def test_an_onnxruntime_cpu_cell_measures_without_torch_in_its_process(reported_workflow):
+    """A CPU cell's host memory peak and threads are its runtime's own: the ONNX Runtime CPU cell's measuring
+    process measures without importing torch (only GPU cells import ahead, to overlap the GPU's wait)."""
+    import subprocess
+    import sys
+
+    study = reported_workflow / "results/digits/resnet18"
+    args = {
+        "cell": {"model": "resnet18", "backend": "onnxruntime", "precision": "fp32", "device": "cpu"}
+        | {"image_size": 32, "batch_size": 4},
+        "artifact": str(study / "onnx/fp32.onnx"),
+        "reference": str(study / "reference/32.npz"),
+        "threads": 2,
+        "mode": "device",
+        "options": {},
+        "check_agreement": True,
+        "energy_window_s": 0,
+        "timing": {"warmup_s": 0.2, "window_s": 0.05, "window_iterations": 2, "windows": 3}
+        | {"latency_s": 0.05, "latency_iterations": 5},
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURING_PROCESS, json.dumps(args)],
+        cwd=reported_workflow,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(reported_workflow / "workflow")},
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["img_s"] > 0 and out["torch_imported"] is False

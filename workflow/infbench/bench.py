@@ -114,9 +114,11 @@ def measure_repetition(args: dict) -> dict:
     cell = Cell(**args["cell"])
     backend = spec(cell.backend).instance(cell, args["artifact"], args["threads"], args.get("options"))
     result = {"spare_cores": spare_cores(cell.device, args["threads"])}
-    # What needs no device first (imports, the artifact and the reference read into host memory): on a
-    # GPU this overlaps the repetition that holds the GPU, which this process takes only after it.
-    backend.prepare_host()
+    # What needs no device first (the artifact and the reference read into host memory; on a GPU the imports
+    # too): there this overlaps the repetition that holds the GPU, which this process takes only after it.
+    # (Not the imports on the CPU: an ONNX Runtime cell's process would hold torch, its memory and threads.)
+    if cell.device == "cuda":
+        backend.prepare_host()
     read_start = time.perf_counter()
     backend.read_artifact()
     images, ref = reference.load(Path(args["reference"]))
