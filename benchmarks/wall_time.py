@@ -12,7 +12,7 @@ Reads what the run left behind, nothing else:
 * the cells' result JSONs (`bench/**/*.json`): each repetition's process (started, ended, process_s,
   load_s, and where recorded read_s, gpu_wait_s, load_started_at, first_batch_s, measure_started_at,
   warmup_wall_s, measure_ended_at), which split a repetition into process start (interpreter, imports,
-  CUDA context, canary), host read (artifact, reference images), wait for the GPU, load, first batch
+  reference images, CUDA context, canary), host read of the artifact, wait for the GPU, load, first batch
   (compilation, autotuning), agreement check and inputs, warm-up, measurement (throughput and energy
   windows, latency) and exit (closing canary, process end);
   and the jobs' own time around the measuring processes (a repetition's job, rule bench_repetition; the
@@ -36,8 +36,8 @@ from pathlib import Path
 REPORT_RULE = "render_report"
 # the split of one repetition, in order, as (key, label)
 PHASES = (
-    ("start", "process start (interpreter, imports, CUDA context, NVML, canary)"),
-    ("read", "artifact and reference images read into host memory (before the GPU is taken)"),
+    ("start", "process start (interpreter, imports, reference images, CUDA context, NVML, canary)"),
+    ("read", "artifact read into host memory (the host part of the load, before the GPU is taken)"),
     ("gpu_wait", "waiting for the GPU (another repetition measuring; the job's imports and reads were done)"),
     ("load", "load / build on the device (host module → runnable model)"),
     ("first_batch", "first batch (lazy init, compilation, autotuning)"),

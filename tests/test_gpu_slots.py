@@ -358,7 +358,7 @@ def test_a_repetition_imports_first_and_waits_for_the_gpu_only_to_measure(fake, 
     assert "waiting" in proc.stdout and held["end"] <= took <= released, proc.stdout
     assert rep["gpu_wait_s"] > 0
     # the checkpoint and the reference images were read before the wait, not while holding the GPU
-    assert proc.stdout.index("read the artifact and the reference") < proc.stdout.index("gpu slot: all"), proc.stdout
+    assert proc.stdout.index("read the artifact (") < proc.stdout.index("gpu slot: all"), proc.stdout
     # Under `infbench gpu-slot`, the measuring process uses its starter's slot: no wait, no deadlock.
     wrapped = [sys.executable, "-m", "infbench.cli", "gpu-slot", "--", *cmd, "--out", str(out)]
     proc = subprocess.run(wrapped, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)

@@ -40,7 +40,10 @@ def test_wall_time_splits_the_run_and_each_repetition(reported_workflow, tmp_pat
     for c in cells:  # time to first inference: the load (the host read included) plus the first batch
         result = json.loads(c.read_text())
         assert result["first_inference_s"] >= result["load_s"] > 0
-    assert all(0 < rep["read_s"] <= rep["load_s"] for rep in runs)  # the checkpoint and images were read
+    assert all(0 <= rep["read_s"] <= rep["load_s"] for rep in runs)  # the host part of the load
+    assert all(
+        rep["read_s"] > 0 for c in cells for rep in json.loads(c.read_text())["repetition_runs"] if "/torch/" in str(c)
+    )
     assert b["phases_s"]["read"] > 0
 
     out = tmp_path / "wt"
