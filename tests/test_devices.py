@@ -87,6 +87,8 @@ def test_gpu_int8_without_tensorrt_is_said_in_the_plan_and_the_report(tmp_path):
     # asked for (its cells then say `unavailable` with the reason), or a CPU-only study: nothing to add
     assert "unmeasurable" not in devices.summary(["cuda"], {**seeds, "torch_tensorrt": ["int8"]})
     assert "unmeasurable" not in devices.summary(["cpu"], seeds)
+    # int8 asked of ONNX Runtime (on the CPU only: its CUDA provider has none) leaves the GPU's gap open
+    assert devices.summary(["cuda"], {**seeds, "onnxruntime": ["fp32", "int8"]})["unmeasurable"] == [gap]
 
     summary, report_meta = example(machines=1, gpu=True)
     md = summary_markdown(summary, {**report_meta, "devices": meta}, [])

@@ -74,7 +74,7 @@ def unmeasurable_on_cuda(backends) -> list[str]:
     A precision some installed backend runs on CUDA is a choice of the grid, not a gap."""
     from infbench.backends.registry import BACKENDS  # (registry imports nothing heavy)
 
-    asked = {p for b, precisions in backends.items() for p in precisions if "cuda" in BACKENDS[b].support}
+    asked = {p for b, precisions in backends.items() for p in precisions if p in BACKENDS[b].support.get("cuda", ())}
     capable: dict[str, list[str]] = {}
     for name, spec in BACKENDS.items():
         for precision in spec.support.get("cuda", ()):
