@@ -392,6 +392,12 @@ def _throughput(reps: list[dict]) -> dict:
     return repetitions.combine([r["throughput"]["img_s"] for r in reps], [r["throughput"]["ci95_rel"] for r in reps])
 
 
+def _pct(figure: dict) -> float | None:
+    """A combined figure's uncertainty in percent (None where it has none)."""
+    rel = figure.get("uncertainty_rel")
+    return None if rel is None else 100 * rel
+
+
 def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions: int) -> dict:
     """The cell's figures over its repetitions (undisturbed ones; all of them if none was quiet)."""
     good = [r for r in runs if not r["disturbed"]] or runs
@@ -416,23 +422,19 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
     # The energy figures' ± as the throughput's: a rerun's repetition lands within it (the median
     # repetition's section is kept whole above, so that energy per image × its window's rate = power).
     spread = {
-        figure: repetitions.combine([r["nvml"][figure] for r in energy], [None] * len(energy))["uncertainty_rel"]
-        if energy
-        else None
+        figure: repetitions.combine([r["nvml"][figure] for r in energy], [None] * len(energy)) if energy else {}
         for figure in ("energy_mj_per_image", "power_w")
     }
     memory = max(good, key=lambda r: r["memory"].get("device_peak_mib") or 0)["memory"]
     return {
         "stability": stability,
         "throughput_img_s": tp["value"],
-        "throughput_uncertainty_pct": None if tp["uncertainty_rel"] is None else 100 * tp["uncertainty_rel"],
+        "throughput_uncertainty_pct": _pct(tp),
         "time_per_image_ms": 1000 / tp["value"],
         "latency_ms_p50": latency["p50"]["value"],
         "latency_ms_p90": latency["p90"]["value"],
         "latency_ms_p99": latency["p99"]["value"],
-        "latency_uncertainty_pct": None
-        if latency["p50"]["uncertainty_rel"] is None
-        else 100 * latency["p50"]["uncertainty_rel"],
+        "latency_uncertainty_pct": _pct(latency["p50"]),
         "throughput": tp,
         "latency": latency,
         "repetitions": len(good),
@@ -443,10 +445,8 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         # time to first inference: load plus the first batch (where torch.compile compiles and autotunes)
         "first_inference_s": statistics.median(r["load_s"] + r.get("first_batch_s", 0.0) for r in good),
         "nvml": nvml,
-        "energy_uncertainty_pct": None
-        if spread["energy_mj_per_image"] is None
-        else 100 * spread["energy_mj_per_image"],
-        "power_uncertainty_pct": None if spread["power_w"] is None else 100 * spread["power_w"],
+        "energy_uncertainty_pct": _pct(spread["energy_mj_per_image"]),
+        "power_uncertainty_pct": _pct(spread["power_w"]),
         "memory": dict(memory),
     }
 

@@ -99,6 +99,12 @@ def _runner_up(have: pl.DataFrame, best: dict, by: str, descending: bool) -> dic
     return _row(others, by, descending) if others.height else None
 
 
+def _contest(best: dict, pool: pl.DataFrame, value: str, uncertainty: str, descending: bool) -> dict:
+    """The best cell, the best of another variant in `pool`, and whether they differ beyond their uncertainty."""
+    rival = _runner_up(pool, best, value, descending)
+    return {"row": best, "runner_up": rival, "significant": _significant(best, rival, value, uncertainty)}
+
+
 def _significant(best: dict, rival: dict | None, value: str, uncertainty: str) -> bool | None:
     """Whether best and rival differ beyond their uncertainty (None: no rival)."""
     if rival is None:
@@ -131,10 +137,9 @@ def _max_throughput(ok: pl.DataFrame, p: str) -> Finding:
             "max_throughput", f"{p}Highest throughput: could not be determined (no ok cell has a throughput).", False
         )
     best = _row(have, "throughput_img_s", True)
-    rival = _runner_up(have, best, "throughput_img_s", True)
-    significant = _significant(best, rival, "throughput_img_s", "throughput_uncertainty_pct")
-    data = {"row": best, "runner_up": rival, "significant": significant}
-    if significant is False:
+    data = _contest(best, have, "throughput_img_s", "throughput_uncertainty_pct", True)
+    rival = data["runner_up"]
+    if data["significant"] is False:
         return Finding(
             "max_throughput",
             f"{p}Highest throughput: no significant difference between {_config(best)} ({_tput(best)}) and "
@@ -158,11 +163,10 @@ def _min_latency_batch1(ok: pl.DataFrame, p: str) -> Finding:
     for size in sorted(have.get_column("image_size").drop_nulls().unique().to_list()):
         per_size[size] = _row(have.filter(pl.col("image_size") == size), "latency_ms_p50", False)
     same_size = have.filter(pl.col("image_size") == best["image_size"])
-    rival = _runner_up(same_size, best, "latency_ms_p50", False)
-    significant = _significant(best, rival, "latency_ms_p50", "latency_uncertainty_pct")
-    data = {"row": best, "per_size": per_size, "runner_up": rival, "significant": significant}
+    data = {**_contest(best, same_size, "latency_ms_p50", "latency_uncertainty_pct", False), "per_size": per_size}
+    rival = data["runner_up"]
     p99 = best.get("latency_ms_p99")
-    if significant is False:
+    if data["significant"] is False:
         text = (
             f"{p}Lowest batch-1 latency (p50) at {best['image_size']} px: no significant difference between "
             f"{_variant(best)} ({_p50(best)}) and {_variant(rival)} ({_p50(rival)}): their intervals overlap"
@@ -258,10 +262,9 @@ def _min_energy_per_image(ok: pl.DataFrame, p: str) -> Finding:
         why = "no ok cell has an NVML energy figure"
         return Finding("min_energy_per_image", f"{p}Least energy per image: could not be determined ({why}).", False)
     best = _row(have, "energy_mj_per_image", False)
-    rival = _runner_up(have, best, "energy_mj_per_image", False)
-    significant = _significant(best, rival, "energy_mj_per_image", "energy_uncertainty_pct")
-    data = {"row": best, "runner_up": rival, "significant": significant}
-    if significant is False:
+    data = _contest(best, have, "energy_mj_per_image", "energy_uncertainty_pct", False)
+    rival = data["runner_up"]
+    if data["significant"] is False:
         text = (
             f"{p}Least energy per image: no significant difference between {_config(best)} ({_mj(best)}) and "
             f"{_config(rival)} ({_mj(rival)}): their intervals overlap."
