@@ -112,7 +112,9 @@ def score(result: dict, logits_of, checkpoint: Path, dataset: Path, image_size: 
     failure of the variant itself; a damaged input is not one (the job fails and the file is rebuilt)."""
     try:
         images, labels = data.load_split(dataset, "test")
-        x = data.to_input(images, image_size)
+        from infbench.model import input_norm
+
+        x = data.to_input(images, image_size, input_norm(checkpoint))
         result.update(compare(logits_of(x), reference_logits(checkpoint, x), labels, tolerance_points))
         result["status"] = "ok"
     except BackendUnavailable as exc:

@@ -155,12 +155,15 @@ def torch_tensorrt_model(
     dtype = precisions.torch_dtype(precision)
     model = load_module(checkpoint, device, dtype)
     if precision == "int8":
+        from infbench.model import input_norm
         from infbench.quantize import calibration_images
         from infbench.tensorrt_int8 import quantize_module
 
         if dataset is None:
             raise ValueError("int8 needs --dataset (Model Optimizer calibrates on its calibration split)")
-        quantize_module(model, calibration_images(Path(dataset), size, calib_images), batch, device, dtype)
+        quantize_module(
+            model, calibration_images(Path(dataset), size, calib_images, input_norm(checkpoint)), batch, device, dtype
+        )
     return model, _example(batch, size, device, dtype)
 
 

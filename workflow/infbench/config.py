@@ -187,20 +187,65 @@ def repetition_seconds(bench: dict) -> float:
     return bench["warmup_s"] + windows + bench["latency_s"]
 
 
+def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
+    """What keeps the configured model from running: its name, stem, weights, checkpoint and the
+    image sizes it takes (probed on the meta device, see model.accepted_size)."""
+    from infbench import grid
+    from infbench import model as model_lib
+
+    m, train = config["model"], config["train"]
+    try:
+        model_lib.check_name(m["name"])
+        model_lib.check_stem(m["name"], m["stem"])
+        if m.get("weights"):
+            model_lib.torchvision_weights(m["name"], m["weights"])
+    except model_lib.ModelError as exc:
+        return [str(exc)]
+    problems = []
+    if m.get("weights") and m.get("checkpoint"):
+        problems.append("model: give model.weights or model.checkpoint, not both (the checkpoint's weights would win)")
+    if m.get("checkpoint") and not Path(workdir, m["checkpoint"]).is_file():
+        problems.append(f"model.checkpoint: {m['checkpoint']} does not exist; give the path of your .pt/.pth file")
+    if train["epochs"] == 0 and not (m.get("weights") or m.get("checkpoint")):
+        problems.append(
+            "train.epochs: 0 means evaluate only, which needs model.weights or model.checkpoint; "
+            "give one, or train (epochs ≥ 1)"
+        )
+    refused = grid.size_problems(config, [train["image_size"]])
+    if refused:
+        problems.append(f"train.image_size: {refused[train['image_size']]}; choose a size {m['name']} takes")
+    sizes = config["grid"]["image_sizes"]
+    refused = grid.size_problems(config, sizes)
+    if len(refused) == len(sizes):
+        problems.append(
+            f"grid.image_sizes: {m['name']} takes none of {_listing(sizes)} ({next(iter(refused.values()))}); "
+            f"give a size it takes (train.image_size, {train['image_size']}, is one)"
+        )
+    elif refused and not model_lib.fixed_size_family(m["name"]):  # a fixed-size model's others are dropped
+        problems.append(f"grid.image_sizes: {'; '.join(refused.values())}; remove these sizes or raise them")
+    return problems
+
+
 def check_config(config: dict, workdir: str | Path = ".") -> None:
     """Checks beyond the schema, on the config with its defaults filled in."""
     from infbench import grid
     from infbench.backends.registry import BACKENDS
 
     problems = []
-    if config["dataset"] == "cifar10":
+    if config["dataset"] in ("cifar10", "imagefolder"):
         data_dir = Path(workdir, config["data_dir"])
         if not data_dir.is_dir():
-            problems.append(
-                f"data_dir: '{config['data_dir']}' does not exist (dataset is cifar10); create it and put "
-                "cifar-10-python.tar.gz there (or let infbench download it there when the network allows), "
-                "or set data_dir to the folder that holds the archive"
+            what = (
+                "put cifar-10-python.tar.gz there (or let infbench download it there when the network allows)"
+                if config["dataset"] == "cifar10"
+                else "put one subfolder of images per class there"
             )
+            problems.append(
+                f"data_dir: '{config['data_dir']}' does not exist (dataset is {config['dataset']}); create it and "
+                f"{what}, or set data_dir to the folder that holds them"
+            )
+    model_issues = model_problems(config, workdir)
+    problems += model_issues
     split = config["split"]
     total = DATASET_IMAGES.get(config["dataset"])
     if total is not None and split["calibration"] + split["test"] >= total:
@@ -223,7 +268,7 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
             problems.append(
                 f"report.compare[{i}].path: folder '{other['path']}' (label '{other['label']}') does not exist"
             )
-    if not unknown:
+    if not unknown and not model_issues:
         cells, dropped = grid.expand(config)
         if not cells:
             reasons = "; ".join(d.reason for d in dropped)

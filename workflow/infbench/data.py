@@ -2,7 +2,9 @@
 
 `digits`: scikit-learn's bundled handwritten digits (8×8 grey), upscaled to 32×32 RGB: real images
 that work offline. `cifar10`: the standard python archive `cifar-10-python.tar.gz`, md5-checked.
-Both get a fixed, seeded split into train / calibration / test.
+`imagefolder`: the user's own images, one subfolder per class (torchvision's ImageFolder layout,
+JPEG/PNG), each resized (shorter side) and centre-cropped to `image_size`. All get a fixed, seeded
+split into train / calibration / test; the class names are stored beside the images.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the config's default (cifar10_md5) is the same
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 
-# Normalisation every backend's input gets (ImageNet statistics; fine for both datasets).
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+DATASETS = ("digits", "cifar10", "imagefolder")
+# ImageNet statistics: the input normalisation of a model that does not say otherwise (model.Facts).
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def load_digits_images(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +89,48 @@ def read_cifar10(archive: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images), np.concatenate(labels)
 
 
+def read_image_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every image of `root/<class>/*.{jpg,jpeg,png}` as uint8 RGB `size`×`size` (shorter side resized,
+    centre crop), its label and the class names (sorted, as torchvision's ImageFolder numbers them)."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data_dir: image folder {root} does not exist; give a folder with one subfolder per class"
+        )
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = {c: sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    classes = [c for c in classes if files[c]]
+    if len(classes) < 2:
+        raise ValueError(
+            f"data_dir: image folder {root} has {len(classes)} class subfolder(s) with images (.jpg/.jpeg/.png); "
+            "a classifier needs at least 2: put each class's images in a subfolder of its own"
+        )
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for f in files[name]:
+            try:
+                with Image.open(f) as img:
+                    images.append(_square(img.convert("RGB"), size))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise ValueError(f"data_dir: cannot read image {f} ({exc}); delete or replace it") from None
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, dtype=np.int64), classes
+
+
+def _square(img, size: int) -> np.ndarray:
+    """Shorter side to `size` (bilinear), then the centre `size`×`size` crop, as uint8 HWC."""
+    from PIL import Image
+
+    w, h = img.size
+    scale = size / min(w, h)
+    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
 def split(images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: int) -> dict[str, np.ndarray]:
     """Fixed seeded split: the first `test` of a permutation are test, the next `calib` calibration."""
     if calib + test >= len(images):
@@ -98,14 +143,29 @@ def split(images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: i
     return out
 
 
-def prepare(dataset: str, data_dir: Path, out: Path, calib: int, test: int, seed: int, cifar_md5: str | None = None):
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def prepare(
+    dataset: str,
+    data_dir: Path,
+    out: Path,
+    calib: int,
+    test: int,
+    seed: int,
+    cifar_md5: str | None = None,
+    image_size: int = 64,
+):
     if dataset == "digits":
-        images, labels = load_digits_images()
+        (images, labels), classes = load_digits_images(), [str(d) for d in range(10)]
     elif dataset == "cifar10":
         images, labels = read_cifar10(fetch_cifar10(Path(data_dir), cifar_md5 or CIFAR10_MD5))
+        classes = CIFAR10_CLASSES
+    elif dataset == "imagefolder":
+        images, labels, classes = read_image_folder(Path(data_dir), image_size)
     else:
-        raise ValueError(f"unknown dataset '{dataset}' (choose digits or cifar10)")
-    arrays = split(images, labels, calib, test, seed)
+        raise ValueError(f"unknown dataset '{dataset}' (choose {', '.join(DATASETS)})")
+    arrays = {**split(images, labels, calib, test, seed), "classes": np.asarray(classes)}
     from infbench.io import atomic_path
 
     with atomic_path(out) as tmp:
@@ -119,7 +179,7 @@ def load_split(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path) as data:
             arrays = {key: data[key] for key in data.files if key.startswith(f"{name}_")}
-            splits = sorted({key.rsplit("_", 1)[0] for key in data.files})
+            splits = sorted({key.rsplit("_", 1)[0] for key in data.files if "_" in key})
     except FileNotFoundError:
         raise FileNotFoundError(f"dataset file {path} is missing; rebuild it with the rule 'prepare_data'") from None
     except Exception as exc:  # a truncated .npz raises BadZipFile, EOFError, zlib.error, ValueError…
@@ -129,30 +189,39 @@ def load_split(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return arrays[f"{name}_x"], arrays[f"{name}_y"]
 
 
-def to_input(images: np.ndarray, size: int) -> np.ndarray:
-    """uint8 NHWC images → normalised float32 NCHW at `size`×`size` (bilinear), the model's input."""
+def class_names(path: Path) -> list[str]:
+    """The dataset's class names (label i is the i-th)."""
+    with np.load(path) as f:
+        return [str(c) for c in f["classes"]]
+
+
+def to_input(images: np.ndarray, size: int, norm=IMAGENET_NORM) -> np.ndarray:
+    """uint8 NHWC images → float32 NCHW at `size`×`size` (bilinear), normalised with the model's
+    (mean, std) `norm` (`model.Facts`): the model's input."""
     x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     if x.shape[-1] != size:
         import torch
         import torch.nn.functional as F
 
         x = F.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear", align_corners=False).numpy()
-    return np.ascontiguousarray((x - MEAN[:, None, None]) / STD[:, None, None], dtype=np.float32)
+    mean, std = (np.asarray(v, dtype=np.float32)[:, None, None] for v in norm)
+    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
 def add_parser(sub) -> None:
     """`infbench prepare-data`."""
     s = sub.add_parser("prepare-data", help="dataset → results/data/<name>.npz")
-    s.add_argument("--dataset", required=True, choices=["digits", "cifar10"])
+    s.add_argument("--dataset", required=True, choices=DATASETS)
     s.add_argument("--data-dir", type=Path, default=Path("data"))
     paths(s, "--out")
     s.add_argument("--calib", type=int, default=200)
     s.add_argument("--test", type=int, default=400)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: CIFAR10_MD5")
+    s.add_argument("--image-size", type=int, default=64, help="imagefolder: the side images are stored at")
     s.set_defaults(func=_command)
 
 
 def _command(a) -> None:
-    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5)
+    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5, a.image_size)
     print("wrote", a.out, {k: list(v) for k, v in shapes.items()})

@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 from infbench import devices
+from infbench import model as model_lib
 from infbench.backends.base import Cell
 from infbench.backends.registry import BACKENDS, spec
 
@@ -30,12 +31,36 @@ class Dropped:
     reason: str
 
 
+def model_id(config: dict) -> str:
+    """The study's model as cells, folders and wildcards name it (a safe form of `model.name`)."""
+    return model_lib.slug(config["model"]["name"])
+
+
+def size_problems(config: dict, sizes) -> dict[int, str]:
+    """{size: why the configured model cannot take it} for the image sizes it does not accept."""
+    m = config["model"]
+    build = model_lib.build_size_for(m["name"], config["train"]["image_size"], m.get("weights"))
+    problems = {int(s): model_lib.accepted_size(m["name"], m["stem"], int(s), build) for s in sizes}
+    return {s: why for s, why in problems.items() if why}
+
+
+def image_sizes(config: dict) -> tuple[list[int], list[Dropped]]:
+    """The grid's image sizes the model takes; a fixed-size model's other sizes are dropped with the
+    reason (any other size a model refuses is a config error, see config.check_model)."""
+    sizes = [int(s) for s in config["grid"]["image_sizes"]]
+    refused = size_problems(config, sizes)
+    if not refused or not model_lib.fixed_size_family(config["model"]["name"]):
+        return sizes, []
+    return [s for s in sizes if s not in refused], [Dropped("*", "*", f"{s} px", why) for s, why in refused.items()]
+
+
 def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:
-    """Every cell of the grid, and the backend/precision/device combinations it cannot have."""
+    """Every cell of the grid, and the combinations it cannot have (backend/precision/device, or an
+    image size a fixed-size model does not take)."""
     grid = config["grid"]
-    model = config["model"]["name"]
+    model = model_id(config)
+    sizes, dropped = image_sizes(config)
     cells: list[Cell] = []
-    dropped: list[Dropped] = []
     auto = grid["devices"] == devices.AUTO
     for backend, precisions in grid["backends"].items():
         for precision, device in itertools.product(precisions, devices.resolve(grid["devices"])):
@@ -45,7 +70,7 @@ def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:
             if reason:
                 dropped.append(Dropped(backend, precision, device, reason))
                 continue
-            for size, batch in itertools.product(grid["image_sizes"], grid["batch_sizes"]):
+            for size, batch in itertools.product(sizes, grid["batch_sizes"]):
                 cells.append(Cell(model, backend, precision, device, int(size), int(batch)))
     return cells, dropped
 
@@ -53,9 +78,10 @@ def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:
 def study_dir(dataset: str, model: str) -> str:
     """The folder of one study: everything its runs write, beside (never over) other studies'.
 
-    The one place that decides the layout; the rules call it with the pattern "{model}".
+    The one place that decides the layout; the rules call it with the pattern "{model}". A model
+    name becomes its safe form (`model.slug`): a name from the config never makes a path as it stands.
     """
-    return f"results/{dataset}/{model}"
+    return f"results/{dataset}/{model if model == '{model}' else model_lib.slug(model)}"
 
 
 def result_path(cell: Cell, dataset: str) -> str:

@@ -58,9 +58,9 @@ def calibration_batch(n: int, largest: int = MAX_CALIBRATION_BATCH) -> int:
     return max(b for b in range(1, min(n, largest) + 1) if n % b == 0)
 
 
-def calibration_images(dataset: Path, image_size: int, samples: int) -> np.ndarray:
+def calibration_images(dataset: Path, image_size: int, samples: int, norm) -> np.ndarray:
     """The first `samples` images of the calibration split (all of it when it has fewer), as
-    normalised float32 NCHW at `image_size`."""
+    float32 NCHW at `image_size`, normalised with the model's (mean, std) `norm`."""
     images, _ = data.load_split(dataset, "calib")
     if samples > len(images):
         print(
@@ -68,7 +68,13 @@ def calibration_images(dataset: Path, image_size: int, samples: int) -> np.ndarr
             f"using all {len(images)} (raise split.calibration to use more)",
             flush=True,
         )
-    return data.to_input(images[:samples], image_size)
+    return data.to_input(images[:samples], image_size, norm)
+
+
+def onnx_norm(path: Path):
+    """The (mean, std) input normalisation the export recorded in an ONNX model's metadata."""
+    meta = metadata(path)
+    return tuple(float(v) for v in meta["mean"].split(",")), tuple(float(v) for v in meta["std"].split(","))
 
 
 def reader(images: np.ndarray, input_name: str):
@@ -193,7 +199,7 @@ def quantize_static(
         raise ValueError(f"activation type '{activation_type}' is not one of {', '.join(ACTIVATION_TYPES)}")
     if tensorrt:
         activation_type = "int8"
-    images = calibration_images(dataset, image_size, samples)
+    images = calibration_images(dataset, image_size, samples, onnx_norm(fp32))
     info = {
         "mode": "tensorrt" if tensorrt else "static",
         "format": "QDQ",

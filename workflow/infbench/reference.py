@@ -38,7 +38,7 @@ def write(checkpoint: Path, dataset: Path, size: int, images: int, out: Path) ->
     from infbench import model
 
     test_x, _ = data.load_split(Path(dataset), "test")
-    x = data.to_input(test_x[np.arange(images) % len(test_x)], size)
+    x = data.to_input(test_x[np.arange(images) % len(test_x)], size, model.input_norm(checkpoint))
     logits = model.logits(model.load_checkpoint(checkpoint), x, 32)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:

@@ -63,7 +63,7 @@ def modelopt_logits(
     from infbench import model
     from infbench.quantize import calibration_images
 
-    calibration = calibration_images(dataset, image_size, calib_images)
+    calibration = calibration_images(dataset, image_size, calib_images, model.input_norm(checkpoint))
     return model.logits(quantize_module(model.load_checkpoint(checkpoint), calibration, batch, "cpu"), x, batch)
 
 

@@ -1,4 +1,5 @@
-"""Train ResNet-18 on the prepared dataset: seeded, a progress line per epoch, atomic outputs."""
+"""Train (from scratch), fine-tune (from weights or the user's checkpoint) or only evaluate (`epochs: 0`)
+the configured classifier on the prepared dataset: seeded, a line per epoch, atomic outputs."""
 
 from __future__ import annotations
 
@@ -11,26 +12,29 @@ import numpy as np
 from infbench import data
 from infbench import model as model_lib
 from infbench.arguments import paths
-from infbench.io import atomic_path, write_json
+from infbench.io import write_json
+
+# A test accuracy below this multiple of chance (1 / classes) means the model did not learn.
+NEAR_CHANCE = 1.5
 
 
-def evaluate(net, images: np.ndarray, labels: np.ndarray, size: int, batch: int = 256) -> float:
+def evaluate(net, images: np.ndarray, labels: np.ndarray, size: int, norm, batch: int = 256) -> float:
     import torch
 
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(data.to_input(images[i : i + batch], size))
+            x = torch.from_numpy(data.to_input(images[i : i + batch], size, norm))
             correct += int((net(x).argmax(1).numpy() == labels[i : i + batch]).sum())
     return correct / len(images)
 
 
 def _epoch(net, opt, sched, x_all, y_all, order, batch_size: int) -> tuple[float, int]:
-    """One pass over the training images in `order`: (the last batch's loss, images classified right)."""
+    """One pass over the training images in `order`: (the epoch's mean loss per image, images classified right)."""
     import torch
 
     net.train()
-    correct = 0
+    correct, loss_sum = 0, 0.0
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
         logits = net(x_all[idx])
@@ -40,15 +44,16 @@ def _epoch(net, opt, sched, x_all, y_all, order, batch_size: int) -> tuple[float
         opt.step()
         sched.step()
         correct += int((logits.argmax(1) == y_all[idx]).sum())
+        loss_sum += loss.item() * len(idx)
     net.eval()
-    return loss.item(), correct
+    return loss_sum / len(order), correct
 
 
 def train(
     dataset: Path,
     checkpoint: Path,
     metrics: Path,
-    arch: str,
+    model: str,
     stem: str,
     epochs: int,
     batch_size: int,
@@ -57,47 +62,98 @@ def train(
     seed: int,
     threads: int,
     image_size: int,
+    weights: str | None = None,
+    source_checkpoint: Path | None = None,
+    trust_checkpoint: bool = False,
 ) -> dict:
     import torch
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    train_x, train_y = data.load_split(dataset, "train")
+    classes = data.class_names(dataset)
+    mean, std = model_lib.normalisation(model, weights)
+    facts = model_lib.Facts(
+        model,
+        len(classes),
+        stem,
+        image_size,
+        mean,
+        std,
+        model_lib.build_size_for(model, image_size, weights),
+    )
+    norm = (facts.mean, facts.std)
+    net, origin, head_replaced = model_lib.initial(facts, weights, source_checkpoint, trust_checkpoint)
+    if epochs == 0 and not (weights or source_checkpoint):
+        raise model_lib.ModelError("train.epochs: 0 (evaluate only) needs model.weights or model.checkpoint")
+    action = (
+        "evaluate only, no training"
+        if epochs == 0
+        else f"{'fine-tune' if origin != 'from scratch' else 'train'} {epochs} epochs"
+    )
+    print(
+        f"{model} ({len(classes)} classes) {origin}: {action}"
+        + (", classifier head replaced" if head_replaced else ""),
+        flush=True,
+    )
     test_x, test_y = data.load_split(dataset, "test")
-    net = model_lib.build(arch, 10, stem)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
-    steps = epochs * ((len(train_x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
-    x_all = torch.from_numpy(data.to_input(train_x, image_size))
-    y_all = torch.from_numpy(train_y)
-    gen = torch.Generator().manual_seed(seed)
     history = []
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        loss, correct = _epoch(net, opt, sched, x_all, y_all, torch.randperm(len(x_all), generator=gen), batch_size)
-        test_acc = evaluate(net, test_x, test_y, image_size)
-        row = {
-            "epoch": epoch,
-            "loss": loss,
-            "train_accuracy": correct / len(x_all),
-            "test_accuracy": test_acc,
-            "seconds": round(time.perf_counter() - start, 2),
-        }
-        history.append(row)
-        print(
-            f"epoch {epoch}/{epochs}: loss {row['loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
-            f"test acc {test_acc:.4f} ({row['seconds']} s)",
-            flush=True,
+    if epochs:
+        train_x, train_y = data.load_split(dataset, "train")
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
+        steps = epochs * ((len(train_x) + batch_size - 1) // batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
+        x_all = torch.from_numpy(data.to_input(train_x, image_size, norm))
+        y_all = torch.from_numpy(train_y)
+        gen = torch.Generator().manual_seed(seed)
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            order = torch.randperm(len(x_all), generator=gen)
+            loss, correct = _epoch(net, opt, sched, x_all, y_all, order, batch_size)
+            test_acc = evaluate(net, test_x, test_y, image_size, norm)
+            row = {
+                "epoch": epoch,
+                "loss": loss,
+                "train_accuracy": correct / len(x_all),
+                "test_accuracy": test_acc,
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+            history.append(row)
+            print(
+                f"epoch {epoch}/{epochs}: mean loss {row['loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
+                f"test acc {test_acc:.4f} ({row['seconds']} s)",
+                flush=True,
+            )
+    test_accuracy = history[-1]["test_accuracy"] if history else evaluate(net.eval(), test_x, test_y, image_size, norm)
+    chance = 1 / len(classes)
+    warnings = []
+    if head_replaced and not epochs:
+        warnings.append(
+            "the classifier head was replaced and not trained (train.epochs: 0): accuracy figures compare nothing; "
+            "speed and agreement with fp32 still stand"
         )
-    with atomic_path(checkpoint) as tmp:
-        torch.save(
-            {"arch": arch, "stem": stem, "num_classes": 10, "image_size": image_size, "state_dict": net.state_dict()},
-            tmp,
+    elif test_accuracy < NEAR_CHANCE * chance:
+        stem_hint = (
+            " (try model.stem: cifar, the small-image stem of this family)"
+            if stem == "imagenet" and model_lib.stem_family(model)
+            else ""
         )
+        warnings.append(
+            f"test accuracy {test_accuracy:.3f} is near chance ({chance:.3f}): the model did not learn; its accuracy "
+            f"figures compare nothing, speed still stands{stem_hint}"
+        )
+    for w in warnings:
+        print(f"WARNING: {model}: {w}", flush=True)
+    model_lib.save(checkpoint, net, facts)
     result = {
-        "test_accuracy": history[-1]["test_accuracy"],
+        "model": model,
+        "origin": origin,
+        "trained_epochs": epochs,
+        "head_replaced": head_replaced,
+        "classes": classes,
+        "chance_accuracy": chance,
+        "warnings": warnings,
+        "test_accuracy": test_accuracy,
         "epochs": history,
-        "train_images": len(train_x),
         "test_images": len(test_x),
     }
     write_json(metrics, result)
@@ -106,11 +162,14 @@ def train(
 
 def add_parser(sub) -> None:
     """`infbench train`."""
-    s = sub.add_parser("train", help="train ResNet-18 → checkpoint + metrics")
+    s = sub.add_parser("train", help="train / fine-tune / evaluate the classifier → checkpoint + metrics")
     paths(s, "--dataset", "--checkpoint", "--metrics")
-    s.add_argument("--arch", default="resnet18")
+    s.add_argument("--model", required=True, help="a torchvision model name or timm:<name>")
     s.add_argument("--stem", default="imagenet", choices=["imagenet", "cifar"])
-    s.add_argument("--epochs", type=int, default=6)
+    s.add_argument("--weights", default=None, help="torchvision weights name (DEFAULT, IMAGENET1K_V1, …)")
+    s.add_argument("--from-checkpoint", type=Path, default=None, help="the user's state_dict or module file")
+    s.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling a whole module")
+    s.add_argument("--epochs", type=int, default=6, help="0: evaluate only (needs weights or a checkpoint)")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--lr", type=float, default=0.05)
     s.add_argument("--weight-decay", type=float, default=5e-4)
@@ -125,7 +184,7 @@ def _command(a) -> None:
         a.dataset,
         a.checkpoint,
         a.metrics,
-        a.arch,
+        a.model,
         a.stem,
         a.epochs,
         a.batch_size,
@@ -134,5 +193,8 @@ def _command(a) -> None:
         a.seed,
         a.threads,
         a.image_size,
+        a.weights,
+        a.from_checkpoint,
+        a.trust_checkpoint,
     )
     print(f"final test accuracy {result['test_accuracy']:.4f}")

@@ -56,7 +56,7 @@ rule accuracy:
         ),
         versions=lambda wc: grid.backend_versions(wc.backend),
     shell:
-        "infbench accuracy --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
+        "infbench accuracy --model {wildcards.model:q} --backend {wildcards.backend} --precision {wildcards.precision}"
         " --device {wildcards.device} --artifact {input.artifact:q} --checkpoint {input.checkpoint:q}"
         " --dataset {input.dataset:q} --image-size {params.image_size} --batch {params.batch}"
         " --threads {params.cpu_threads} --tolerance-points {params.tolerance} {params.options}"
@@ -109,7 +109,7 @@ rule expected_accuracy_tensorrt:
             "onnxruntime", "torch", "nvidia-modelopt"
         ),
     shell:
-        "infbench expected-accuracy --backend {wildcards.backend} --model {wildcards.model} {params.artifact}"
+        "infbench expected-accuracy --backend {wildcards.backend} --model {wildcards.model:q} {params.artifact}"
         " --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --image-size {params.image_size}"
         " --batch {params.batch} --calib-images {params.calib} --threads {params.cpu_threads}"
         " --tolerance-points {params.tolerance} --out {output:q} > {log} 2>&1"

@@ -5,7 +5,7 @@
 
 # The command of both rules; a repetition's job leaves out the CELL_ONLY settings (JUDGE).
 MEASURE = (
-    "infbench bench --model {wildcards.model} --backend {wildcards.backend} --precision {wildcards.precision}"
+    "infbench bench --model {wildcards.model:q} --backend {wildcards.backend} --precision {wildcards.precision}"
     " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
     " --artifact {input.artifact:q} --reference {input.reference:q}"
     " --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]}"

@@ -1,5 +1,7 @@
 import json
 import os
+import re
+import shlex
 import sys
 
 from infbench import devices, grid, integrity, locks, plan
@@ -44,7 +46,8 @@ CELLS, DROPPED = grid.expand(config)
 if workflow.is_main_process:
     for line in plan.lines(config):
         logger.info(line)
-MODEL = config["model"]["name"]
+# The model as folders and wildcards name it: a safe form of model.name (timm:<name> holds a colon).
+MODEL = grid.model_id(config)
 # Everything a study (dataset, model) writes lives in its own folder, beside other studies'.
 # STUDY is the rules' pattern (the model a wildcard), STUDY_DIR this run's folder.
 STUDY = grid.study_dir(config["dataset"], "{model}")
@@ -57,7 +60,7 @@ REPORT_DIR = f"{STUDY_DIR}/report"
 
 
 wildcard_constraints:
-    model=MODEL,
+    model=re.escape(MODEL),
     backend="|".join(BACKENDS),
     precision="[a-z0-9_]+",
     device="cpu|cuda",
@@ -152,7 +155,7 @@ def report_meta():
     return json.dumps(
         {
             "dataset": config["dataset"],
-            "model": MODEL,
+            "model": config["model"]["name"],
             "dropped": dropped,
             "memory_cap_mib": config["report"]["memory_cap_mib"],
             "devices": devices.summary(

@@ -15,8 +15,14 @@ rule prepare_data:
         data_dir=config["data_dir"],
         split=config["split"],
         md5=config["cifar10_md5"],
+        # the stored side of an image folder's images (the other datasets have theirs)
+        image_size=(
+            f"--image-size {config['data_image_size']}"
+            if config["dataset"] == "imagefolder"
+            else ""
+        ),
         code=grid.code_hash("data.py"),
     shell:
         "infbench prepare-data --dataset {params.dataset} --data-dir {params.data_dir:q} --out {output:q}"
         " --calib {params.split[calibration]} --test {params.split[test]} --seed {params.split[seed]}"
-        " --cifar-md5 {params.md5} > {log} 2>&1"
+        " --cifar-md5 {params.md5} {params.image_size} > {log} 2>&1"

@@ -1,6 +1,23 @@
+def train_source(wildcards=None):
+    """The user's checkpoint file, when the model starts from one (an input: a new file retrains)."""
+    return config["model"]["checkpoint"] or []
+
+
+def train_args(wildcards=None):
+    """Where the model starts from: torchvision weights, the user's checkpoint, or nothing (scratch)."""
+    m = config["model"]
+    if m["weights"]:
+        return f"--weights {shlex.quote(m['weights'])}"
+    if m["checkpoint"]:
+        trust = " --trust-checkpoint" if m["trust_checkpoint"] else ""
+        return f"--from-checkpoint {shlex.quote(m['checkpoint'])}{trust}"
+    return ""
+
+
 rule train:
     input:
-        DATASET,
+        dataset=DATASET,
+        source=train_source,
     output:
         checkpoint=CHECKPOINT,
         metrics=TRAIN_METRICS,
@@ -14,12 +31,13 @@ rule train:
         mem_mb=4000,
         runtime=120,
     params:
-        arch=MODEL,
+        model=config["model"]["name"],
+        start=train_args,
         hp=config["train"],
         stem=config["model"]["stem"],
         code=grid.code_hash("train.py", "model.py", "data.py"),
     shell:
-        "infbench train --dataset {input:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
-        " --arch {params.arch} --stem {params.stem} --epochs {params.hp[epochs]} --batch-size {params.hp[batch_size]}"
-        " --lr {params.hp[lr]} --weight-decay {params.hp[weight_decay]} --seed {params.hp[seed]}"
-        " --image-size {params.hp[image_size]} --threads {threads} > {log} 2>&1"
+        "infbench train --dataset {input.dataset:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
+        " --model {params.model:q} --stem {params.stem} {params.start} --epochs {params.hp[epochs]}"
+        " --batch-size {params.hp[batch_size]} --lr {params.hp[lr]} --weight-decay {params.hp[weight_decay]}"
+        " --seed {params.hp[seed]} --image-size {params.hp[image_size]} --threads {threads} > {log} 2>&1"
