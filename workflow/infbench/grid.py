@@ -51,7 +51,7 @@ def image_sizes(config: dict) -> tuple[list[int], list[Dropped]]:
     refused = size_problems(config, sizes)
     if not refused or not model_lib.fixed_size_family(config["model"]["name"]):
         return sizes, []
-    return [s for s in sizes if s not in refused], [Dropped("*", "*", f"{s} px", why) for s, why in refused.items()]
+    return [s for s in sizes if s not in refused], [Dropped("all", "all", "all", why) for why in refused.values()]
 
 
 def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:

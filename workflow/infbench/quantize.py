@@ -21,6 +21,8 @@ Each builder writes its file atomically and records how it was made in the model
 from __future__ import annotations
 
 import argparse
+import difflib
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -45,6 +47,8 @@ def cli_args(mode: str, settings: dict, dataset: str, image_size: int) -> str:
     calibration = (
         f"--dataset {dataset} --image-size {image_size} --method {settings['calibration_method']}"
         f" --samples {settings['calibration_samples']} {per_channel}"
+        + "".join(f" --exclude-op-type {shlex.quote(t)}" for t in settings["exclude_op_types"])
+        + "".join(f" --exclude-node {shlex.quote(n)}" for n in settings["exclude_nodes"])
     )
     if mode == "trt":  # the activation type is TensorRT's (int8, symmetric), not the config's
         return f"--mode trt {calibration}"
@@ -176,6 +180,37 @@ def entropy_ranges(model: Path, images: np.ndarray, tmp: Path) -> str:
     return str(cache)
 
 
+def quantizable_op_types() -> list[str]:
+    """The op types ONNX Runtime's static quantisation quantises by default (its own union)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+
+
+def float_kept(model: Path, op_types: list[str], nodes: list[str]) -> tuple[list[str], list[str] | None]:
+    """(op types to quantise, node names to keep in float) for `quantize.exclude_op_types` and
+    `exclude_nodes`; a name that matches nothing is one line with the closest names."""
+    import onnx
+
+    known = quantizable_op_types()
+    unknown = [t for t in op_types if t not in known]
+    if unknown:
+        raise ValueError(
+            f"quantize.exclude_op_types: {', '.join(unknown)} is not an op type ONNX Runtime quantises "
+            f"(it quantises: {', '.join(known)})"
+        )
+    names = [n.name for n in onnx.load(str(model), load_external_data=False).graph.node]
+    missing = [n for n in nodes if n not in names]
+    if missing:
+        close = difflib.get_close_matches(missing[0], names, n=3)
+        raise ValueError(
+            f"quantize.exclude_nodes: no node named {', '.join(missing)} in the model"
+            + (f" (closest: {', '.join(close)})" if close else "")
+            + "; node names are the fp32 ONNX's after ORT's pre-processing (see the quantize log)"
+        )
+    return [t for t in known if t not in op_types], list(nodes) or None
+
+
 def quantize_static(
     fp32: Path,
     out: Path,
@@ -186,6 +221,8 @@ def quantize_static(
     per_channel: bool = True,
     activation_type: str = "uint8",
     tensorrt: bool = False,
+    exclude_op_types: tuple[str, ...] = (),
+    exclude_nodes: tuple[str, ...] = (),
 ) -> dict:
     """Calibrated static INT8 (QDQ) → `out`; returns how it was made. `tensorrt`: the Q/DQ model
     TensorRT's explicit quantisation takes (int8 activations, symmetric activations and weights,
@@ -211,6 +248,8 @@ def quantize_static(
         "weight_type": "int8",
         "symmetric": tensorrt,
         "bias_quantized": not tensorrt,
+        "float_op_types": ",".join(exclude_op_types),
+        "float_nodes": ",".join(exclude_nodes),
     }
     # ORT's defaults are asymmetric activations and int32 biases. TensorRT's explicit quantisation takes
     # zero points of 0 only and weights in [-127, 127] (TensorRT developer guide, "Working with Quantized
@@ -219,6 +258,7 @@ def quantize_static(
     with tempfile.TemporaryDirectory(prefix="infbench-quant-") as tmp, atomic_path(out) as dest:
         pre = Path(tmp, "preprocessed.onnx")
         preprocess(fp32, pre)
+        op_types, float_nodes = float_kept(pre, list(exclude_op_types), list(exclude_nodes))
         calibration = {}
         if method == "Entropy":
             info.update(ENTROPY_BINS)
@@ -228,6 +268,8 @@ def quantize_static(
             str(dest),
             reader(images, _input_name(pre)),
             quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            nodes_to_exclude=float_nodes,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
@@ -243,7 +285,9 @@ def quantize_static(
     print(
         f"wrote {out}: {'TensorRT ' if tensorrt else ''}static INT8 (QDQ, per-channel weights {per_channel}, "
         f"{activation_type} activations{', symmetric, float biases' if tensorrt else ''}), "
-        f"{method} calibration on {len(images)} images at {image_size}x{image_size}",
+        f"{method} calibration on {len(images)} images at {image_size}x{image_size}"
+        + (f"; kept in float: op types {', '.join(exclude_op_types)}" if exclude_op_types else "")
+        + (f"; kept in float: nodes {', '.join(exclude_nodes)}" if exclude_nodes else ""),
         flush=True,
     )
     return info
@@ -345,6 +389,8 @@ def add_parser(sub) -> None:
     s.add_argument("--samples", type=int, default=200, help="calibration images (static)")
     s.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
     s.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"])
+    s.add_argument("--exclude-op-type", action="append", default=[], help="an op type kept in float (repeatable)")
+    s.add_argument("--exclude-node", action="append", default=[], help="a node name kept in float (repeatable)")
     s.set_defaults(func=_quantize_command)
 
     s = sub.add_parser("convert-fp16", help="fp32 ONNX → fp16 ONNX (float32 inputs and outputs) for GPU EPs")
@@ -369,4 +415,6 @@ def _quantize_command(a) -> None:
             a.per_channel,
             a.activation_type,
             tensorrt=a.mode == "trt",
+            exclude_op_types=tuple(a.exclude_op_type),
+            exclude_nodes=tuple(a.exclude_node),
         )

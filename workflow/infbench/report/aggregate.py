@@ -211,7 +211,10 @@ def add_parser(sub) -> None:
 
 def _command(a) -> None:
     meta = json.loads(a.meta)
-    meta["model_accuracy"] = read_json(a.train_metrics)["test_accuracy"]
+    trained = read_json(a.train_metrics)
+    meta["model_accuracy"] = trained["test_accuracy"]
+    meta["model_warnings"] = trained.get("warnings", [])
+    meta["model_origin"] = trained.get("origin")
     if a.probes:
         from infbench.measure.probe import peaks_rows
 

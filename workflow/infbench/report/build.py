@@ -467,7 +467,8 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
         (
             "Model",
             e(str(meta.get("model", "n/a")))
-            + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded"),
+            + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded")
+            + (f" ({e(meta['model_origin'])})" if meta.get("model_origin") else ""),
         ),
         ("Machines", _machines_html(meta)),
         *([("Devices", e(devices_note(meta["devices"])))] if meta.get("devices") else []),

@@ -528,6 +528,46 @@ def _accuracy_finding(summary: pl.DataFrame, meta: dict) -> Finding:
     )
 
 
+def _model_finding(meta: dict) -> Finding | None:
+    """What the training stage said about the fp32 model (near chance, an untrained head): where it
+    did, every accuracy figure of the report compares nothing, and this says so first."""
+    warnings = meta.get("model_warnings") or []
+    if not warnings:
+        return None
+    return Finding(
+        "model", f"{meta.get('model', 'The model')}: " + "; ".join(warnings) + ".", data={"warnings": warnings}
+    )
+
+
+def _int8_finding(summary: pl.DataFrame, meta: dict) -> Finding | None:
+    """Calibrated static INT8 against dynamic INT8, side by side, where the grid has both (per backend
+    and device): the accuracy each costs."""
+    rows = {(a["backend"], a["device"], a["precision"]): a for a in accuracy_rows(summary, meta)}
+    pairs = [
+        (rows[(b, d, "int8")], rows[(b, d, "int8_dynamic")])
+        for b, d, p in rows
+        if p == "int8" and (b, d, "int8_dynamic") in rows
+    ]
+    parts = []
+    for static, dynamic in pairs:
+        if static.get("accuracy_drop") is None or dynamic.get("accuracy_drop") is None:
+            continue
+        gap = dynamic["accuracy_drop"] - static["accuracy_drop"]
+        verdict = (
+            "the same cost"
+            if abs(gap) < 1e-9
+            else f"calibrated static INT8 costs {num(abs(gap))} points {'less' if gap > 0 else 'more'}"
+        )
+        parts.append(
+            f"{static['backend']} on {static['device']}: calibrated static INT8 drops {num(static['accuracy_drop'])} "
+            f"points (top-1 {pct(static.get('accuracy_top1'))}), dynamic INT8 {num(dynamic['accuracy_drop'])} points "
+            f"(top-1 {pct(dynamic.get('accuracy_top1'))}): {verdict}"
+        )
+    if not parts:
+        return None
+    return Finding("int8_static_vs_dynamic", "INT8, static against dynamic: " + "; ".join(parts) + ".")
+
+
 def _status_finding(df: pl.DataFrame) -> Finding:
     total = df.height
     if total == 0:
@@ -592,7 +632,7 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
     utilisation, accuracy."""
     df = complete(summary)
     ok = ok_cells(df)
-    out = [_status_finding(df)]
+    out = [f for f in (_model_finding(meta), _status_finding(df)) if f]
     launch = _launch_bound_finding(measured_cells(df), several_machines(df))
     if launch:
         out.append(launch)
@@ -620,4 +660,5 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
         part = ok.filter((pl.col("machine") == machine) & (pl.col("device") == device))
         out.append(_best_utilization(part, _scope_prefix(machine, device, multi_machine, multi_device)))
     out.append(_accuracy_finding(df, meta))
-    return out
+    int8 = _int8_finding(df, meta)
+    return [*out, int8] if int8 else out
