@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from infbench.backends.base import BackendUnavailable
 from infbench.backends.torch_eager import TorchEager
 
 CACHE_ROOT = Path("results/cache")
@@ -65,8 +66,12 @@ class TorchCompile(TorchEager):
         if self.cudagraphs:
             # CUDA-graph trees: each call is a new step; the previous output may be overwritten.
             self.torch.compiler.cudagraph_mark_step_begin()
-        with self.torch.inference_mode():
-            return self.model(inputs)
+        try:
+            with self.torch.inference_mode():
+                return self.model(inputs)
+        except self.torch._dynamo.exc.Unsupported as exc:  # fullgraph: a graph break is a limit, not a crash
+            first = str(exc).strip().splitlines()[0][:200]
+            raise BackendUnavailable(f"torch.compile cannot capture {self.cell.model} in one graph ({first})") from exc
 
     def compile_cache(self) -> dict:
         """Inductor's FX graph cache and AOTAutograd's cache: hits, misses, saves, bypasses in this process
