@@ -58,11 +58,39 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         ["grid.backends.torch[0]: 'fp8' is not allowed; allowed: fp32", "bf16", "int8"],
     ),
     "unknown device": ({"grid.devices": ["tpu"]}, ["grid.devices[0]: 'tpu' is not allowed; allowed: cpu, cuda"]),
-    "unknown dataset": ({"dataset": "imagenet"}, ["dataset: 'imagenet' is not allowed; allowed: digits, cifar10"]),
-    "unknown model": ({"model.name": "vgg16"}, ["model.name: 'vgg16' is not allowed; allowed: resnet18"]),
+    "unknown dataset": (
+        {"dataset": "imagenet"},
+        ["dataset: 'imagenet' is not allowed; allowed: digits, cifar10, imagefolder"],
+    ),
+    "unknown model": ({"model.name": "resnet19"}, ["model.name: unknown model 'resnet19'; closest: resnet18"]),
+    "model name with a path in it": ({"model.name": "../x"}, ["model.name: '../x' does not match"]),
+    "grid size below a model's minimum": (
+        {"model.name": "alexnet", "grid.image_sizes": [32, 64], "train.image_size": 64},
+        ["grid.image_sizes: alexnet does not take 32×32 inputs"],
+    ),
+    "no grid size a fixed-size model takes": (
+        {"model.name": "vit_b_16", "grid.image_sizes": [64], "train.image_size": 32},
+        ["grid.image_sizes: vit_b_16 takes none of 64"],
+    ),
+    "evaluate only without weights": (
+        {"train.epochs": 0},
+        ["train.epochs: 0 means evaluate only, which needs model.weights or model.checkpoint"],
+    ),
+    "missing checkpoint": (
+        {"model.checkpoint": "nowhere/mine.pt"},
+        ["model.checkpoint: nowhere/mine.pt does not exist"],
+    ),
+    "stem a family has not": (
+        {"model.name": "convnext_tiny", "model.stem": "cifar"},
+        ["model.stem: cifar: convnext_tiny has no small-image stem adaptation"],
+    ),
+    "weights a model has not": (
+        {"model.name": "resnet18", "model.weights": "IMAGENET9K"},
+        ["model.weights: resnet18 has no weights 'IMAGENET9K'"],
+    ),
     "string for an integer": (
         {"train.epochs": "many"},
-        ["train.epochs: 'many' is a string, expected an integer (Training epochs.)"],
+        ["train.epochs: 'many' is a string, expected an integer (Training epochs"],
     ),
     "scalar for a list": ({"grid.image_sizes": 32}, ["grid.image_sizes: 32 is an integer, expected a list"]),
     "device not in a list": (

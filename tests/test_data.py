@@ -84,4 +84,7 @@ def test_to_input_normalises_and_resizes():
     images = np.full((2, 32, 32, 3), 255, dtype=np.uint8)
     x = data.to_input(images, 64)
     assert x.shape == (2, 3, 64, 64) and x.dtype == np.float32
-    np.testing.assert_allclose(x[0, :, 0, 0], (1 - data.MEAN) / data.STD, rtol=1e-6)
+    mean, std = (np.asarray(v) for v in data.IMAGENET_NORM)
+    np.testing.assert_allclose(x[0, :, 0, 0], (1 - mean) / std, rtol=1e-6)
+    half = data.to_input(images, 32, ((0.5,) * 3, (0.5,) * 3))  # a model's own normalisation (timm's ViT)
+    np.testing.assert_allclose(half[0, :, 0, 0], 1.0, rtol=1e-6)

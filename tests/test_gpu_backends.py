@@ -61,12 +61,12 @@ def shared_inductor_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised ResNet-18 in the format `infbench train` writes."""
-    from infbench.model import build
+    from infbench.model import Facts, build, save
 
     torch.manual_seed(0)
     net = build("resnet18", 10, "imagenet").eval()
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
-    torch.save({"arch": "resnet18", "num_classes": 10, "stem": "imagenet", "state_dict": net.state_dict()}, path)
+    save(path, net, Facts("resnet18", 10))
     return path
 
 

@@ -41,12 +41,13 @@ def checkpoint(tmp_path_factory) -> Path:
     """An untrained ResNet-18 checkpoint in the format `infbench train` writes."""
     import torch
 
+    from infbench.model import Facts, save
     from infbench.model import build as build_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
     model = build_model("resnet18", 10, "imagenet")
-    torch.save({"arch": "resnet18", "num_classes": 10, "stem": "imagenet", "state_dict": model.state_dict()}, path)
+    save(path, model, Facts("resnet18", 10))
     return path
 
 

@@ -130,7 +130,7 @@ def fixed_size_family(name: str) -> bool:
     return name.startswith("vit_")
 
 
-def architecture(name: str, num_classes: int, stem: str = "imagenet", build_size: int | None = None):
+def build(name: str, num_classes: int, stem: str = "imagenet", build_size: int | None = None):
     """The untrained architecture with a `num_classes` head (and the small-image stem if asked)."""
     check_name(name)
     check_stem(name, stem)
@@ -207,9 +207,9 @@ def _probe(name: str, stem: str, size: int, build_size: int | None) -> str | Non
 
     try:
         with torch.device("meta"):
-            model = architecture(name, 10, stem, build_size)
+            model = build(name, 10, stem, build_size)
     except NotImplementedError:  # a constructor that computes with tensors (RegNet's widths)
-        model = architecture(name, 10, stem, build_size).to("meta")
+        model = build(name, 10, stem, build_size).to("meta")
     model.eval()
     with torch.device("meta"):
         try:
@@ -362,8 +362,8 @@ def initial(facts: Facts, weights: str | None, checkpoint: Path | None, trust: b
         path = cached_weights_file(facts.name, weights)
         state, where = torch.load(path, map_location="cpu", weights_only=True), f"weights {path}"
     else:
-        return architecture(facts.name, facts.num_classes, facts.stem, facts.build_size), "from scratch", False
-    model = architecture(facts.name, facts.num_classes, facts.stem, facts.build_size)
+        return build(facts.name, facts.num_classes, facts.stem, facts.build_size), "from scratch", False
+    model = build(facts.name, facts.num_classes, facts.stem, facts.build_size)
     head_replaced = fit_state_dict(model, state, where)
     if head_replaced:
         replace_head(model, facts.num_classes)
@@ -415,7 +415,7 @@ def load_checkpoint(path: Path):
 
     ckpt, facts = _read(path)
     try:
-        model = architecture(facts.name, facts.num_classes, facts.stem, facts.build_size)
+        model = build(facts.name, facts.num_classes, facts.stem, facts.build_size)
         model.load_state_dict(ckpt["state_dict"])
     except ModelError:
         raise
