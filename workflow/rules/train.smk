@@ -39,5 +39,5 @@ rule train:
     shell:
         "infbench train --dataset {input.dataset:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
         " --model {params.model:q} --stem {params.stem} {params.start} --epochs {params.hp[epochs]}"
-        " --batch-size {params.hp[batch_size]} --lr {params.hp[lr]} --weight-decay {params.hp[weight_decay]}"
+        " --batch-size {params.hp[batch_size]} --optimizer {params.hp[optimizer]} --lr {params.hp[lr]} --weight-decay {params.hp[weight_decay]}"
         " --seed {params.hp[seed]} --image-size {params.hp[image_size]} --threads {threads} > {log} 2>&1"
