@@ -74,7 +74,7 @@ CASES: dict[str, tuple[dict, list[str]]] = {
     ),
     "evaluate only without weights": (
         {"train.epochs": 0},
-        ["train.epochs: 0 means evaluate only, which needs model.weights or model.checkpoint"],
+        ["train.epochs: 0 (resnet18) means evaluate only, which needs model.weights or model.checkpoint"],
     ),
     "missing checkpoint": (
         {"model.checkpoint": "nowhere/mine.pt"},

@@ -243,3 +243,59 @@ def test_a_users_checkpoint_on_their_own_images_evaluated_only(tmp_path):
     summary = (study / "report" / "summary.md").read_text()
     assert "accuracy figures compare nothing" in summary
     assert all(s in ("ok", "unstable") for s in cell_statuses(study).values())
+
+
+# ------------------------------------------------------------------------------------ several models
+
+
+def test_several_models_in_one_study(tmp_path):
+    """Two models in one study: one report with both models' cells, accuracy keyed by model, the Pareto
+    front per shape and the cross-model finding; a third model added later plans only its own jobs and
+    the report."""
+    from conftest import planned_jobs, write_config
+
+    config = tiny(models=["resnet18", "mobilenet_v3_small"])
+    workdir = copy_workflow(tmp_path / "wf", config)
+    snakemake(workdir, "report")
+    report = workdir / "results" / "digits" / "models" / "report"
+    meta = json.loads((report / "meta.json").read_text())
+    import polars as pl
+
+    summary = pl.read_parquet(report / "summary.parquet")
+    assert sorted(summary.get_column("model").unique()) == ["mobilenet_v3_small", "resnet18"]
+    assert summary.height == 6
+    # each model's accuracy on its own cells, never the other's
+    for model in ("resnet18", "mobilenet_v3_small"):
+        own = {
+            (a["backend"], a["precision"]): a["accuracy_top1"]
+            for a in meta["accuracy"]
+            if a["model"] == model and a["device"] == "cpu"
+        }
+        rows = summary.filter(pl.col("model") == model).to_dicts()
+        assert all(r["accuracy_top1"] == own[(r["backend"], r["precision"])] for r in rows)
+    # each model keeps its own study folder
+    for model in ("resnet18", "mobilenet_v3_small"):
+        assert (workdir / "results" / "digits" / model / "checkpoint.pt").is_file()
+    # the Pareto front: no cell off it beats a cell on it on both axes; no cell on it is beaten
+    from infbench.report.charts import pareto_by_shape
+
+    points = pareto_by_shape(summary).to_dicts()
+    on = [p for p in points if p["pareto"]]
+    assert on
+    for p in points:
+        beaten = any(
+            q["throughput_img_s"] >= p["throughput_img_s"]
+            and q["accuracy_pct"] >= p["accuracy_pct"]
+            and (q["throughput_img_s"], q["accuracy_pct"]) != (p["throughput_img_s"], p["accuracy_pct"])
+            for q in points
+        )
+        assert beaten != p["pareto"], p
+    html = (report / "index.html").read_text()
+    assert "Accuracy vs throughput across models" in html
+    md = (report / "summary.md").read_text()
+    assert "Across models, the most accurate variant is" in md or all(p["status"] != "ok" for p in points)
+    # a third model: only its jobs and the report
+    write_config(workdir, tiny(models=["resnet18", "mobilenet_v3_small", "timm:convnext_atto"]))
+    jobs = planned_jobs(workdir, "report")
+    assert jobs.get("train") == 1 and jobs.get("bench_cell") == 3 and jobs.get("accuracy") == 3, jobs
+    assert "prepare_data" not in jobs and "probe" not in jobs, jobs

@@ -208,7 +208,7 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
         problems.append(f"model.checkpoint: {m['checkpoint']} does not exist; give the path of your .pt/.pth file")
     if train["epochs"] == 0 and not (m.get("weights") or m.get("checkpoint")):
         problems.append(
-            "train.epochs: 0 means evaluate only, which needs model.weights or model.checkpoint; "
+            f"train.epochs: 0 ({m['name']}) means evaluate only, which needs model.weights or model.checkpoint; "
             "give one, or train (epochs ≥ 1)"
         )
     refused = grid.size_problems(config, [train["image_size"]])
@@ -244,7 +244,9 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
                 f"data_dir: '{config['data_dir']}' does not exist (dataset is {config['dataset']}); create it and "
                 f"{what}, or set data_dir to the folder that holds them"
             )
-    model_issues = model_problems(config, workdir)
+    model_issues = [p for one in grid.model_configs(config).values() for p in model_problems(one, workdir)]
+    if len(grid.model_configs(config)) < len(config.get("models") or []):
+        model_issues.append("models: a model is listed twice; list each once")
     problems += model_issues
     split = config["split"]
     total = DATASET_IMAGES.get(config["dataset"])

@@ -32,8 +32,39 @@ class Dropped:
 
 
 def model_id(config: dict) -> str:
-    """The study's model as cells, folders and wildcards name it (a safe form of `model.name`)."""
+    """A model's config's model as cells, folders and wildcards name it (a safe form of `model.name`)."""
     return model_lib.slug(config["model"]["name"])
+
+
+# A `models:` entry's settings it does not give (the schema's defaults of `model:`); never the
+# `model:` section's own, which belong to that one model (its checkpoint is no other model's).
+MODEL_DEFAULTS = {"stem": "imagenet", "weights": None, "checkpoint": None, "trust_checkpoint": False}
+
+
+def model_configs(config: dict) -> dict[str, dict]:
+    """{model id: the config of that model's study}. One model (`model:`), or each entry of `models:`
+    (a name, or a mapping like `model:` with an optional `train:` of its own merged over `train:`)."""
+    entries = config.get("models") or []
+    if not entries:
+        return {model_id(config): config}
+    out = {}
+    for entry in entries:
+        entry = {"name": entry} if isinstance(entry, str) else dict(entry)
+        train = {**config["train"], **entry.pop("train", {})}
+        one = {**config, "model": {**MODEL_DEFAULTS, **entry}, "train": train, "models": []}
+        out[model_id(one)] = one
+    return out
+
+
+def several_models(config: dict) -> bool:
+    return bool(config.get("models"))
+
+
+def report_dir(config: dict) -> str:
+    """Where the study's report goes: its model's folder, or for several models their common one."""
+    if several_models(config):
+        return f"results/{config['dataset']}/models/report"
+    return f"{study_dir(config['dataset'], config['model']['name'])}/report"
 
 
 def size_problems(config: dict, sizes) -> dict[int, str]:
@@ -55,8 +86,19 @@ def image_sizes(config: dict) -> tuple[list[int], list[Dropped]]:
 
 
 def expand(config: dict) -> tuple[list[Cell], list[Dropped]]:
-    """Every cell of the grid, and the combinations it cannot have (backend/precision/device, or an
-    image size a fixed-size model does not take)."""
+    """Every cell of the grid for each of the study's models, and the combinations it cannot have
+    (backend/precision/device, or an image size a fixed-size model does not take)."""
+    cells: list[Cell] = []
+    dropped: list[Dropped] = []
+    for one in model_configs(config).values():
+        more, gone = expand_model(one)
+        cells += more
+        dropped += [d for d in gone if d not in dropped]
+    return cells, dropped
+
+
+def expand_model(config: dict) -> tuple[list[Cell], list[Dropped]]:
+    """`expand` for the one model of `config`."""
     grid = config["grid"]
     model = model_id(config)
     sizes, dropped = image_sizes(config)

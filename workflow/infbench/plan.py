@@ -45,8 +45,10 @@ def plan(config: dict, root: Path = Path(".")) -> list[dict]:
     for (device, backend), members in groups.items():
         done = [c for c in members if (root / grid.result_path(c, config["dataset"])).exists()]
         # every result of this backend and device on disk, this grid's or an earlier one's
-        bench_dir = root / grid.study_dir(config["dataset"], config["model"]["name"]) / "bench" / backend
-        walls = [w for p in sorted(bench_dir.glob(f"*/{device}/*.json")) if (w := _wall_s(p)) is not None]
+        models = grid.model_configs(config)
+        bench_dirs = [root / grid.study_dir(config["dataset"], m) / "bench" / backend for m in models]
+        found = sorted(p for d in bench_dirs for p in d.glob(f"*/{device}/*.json"))
+        walls = [w for p in found if (w := _wall_s(p)) is not None]
         each = sum(walls) / len(walls) if walls else default_cell_s(config, device)
         source = f"mean of {len(walls)} earlier cell{'s' if len(walls) > 1 else ''}" if walls else "default"
         left = len(members) - len(done)

@@ -84,8 +84,10 @@ def expected_path(dataset: str, model: str, backend: str) -> str:
 
 def planned(config: dict) -> list[str]:
     """The expected-accuracy results the config asks for (accuracy.expected_tensorrt)."""
+    from infbench.grid import model_configs
+
     backends = config.get("accuracy", {}).get("expected_tensorrt", [])
-    return [expected_path(config["dataset"], config["model"]["name"], b) for b in backends]
+    return [expected_path(config["dataset"], m, b) for m in model_configs(config) for b in backends]
 
 
 def evaluate_expected(

@@ -21,7 +21,7 @@ ACCURACY_REPORT_META = json.dumps(
 rule accuracy:
     input:
         artifact=lambda wc: eval_artifact(
-            wc.model, wc.backend, wc.precision, wc.device, config
+            wc.model, wc.backend, wc.precision, wc.device, model_config(wc)
         ),
         checkpoint=CHECKPOINT,
         dataset=DATASET,
@@ -39,9 +39,9 @@ rule accuracy:
         runtime=30,
     params:
         tolerance=config["accuracy"]["tolerance_points"],
-        image_size=config["train"]["image_size"],
+        image_size=lambda wc: model_config(wc)["train"]["image_size"],
         batch=lambda wc: eval_cell(
-            wc.model, wc.backend, wc.precision, wc.device, config
+            wc.model, wc.backend, wc.precision, wc.device, model_config(wc)
         ).batch_size,
         cpu_threads=config["bench"]["cpu_threads"],
         options=cell_options,
@@ -91,7 +91,7 @@ rule expected_accuracy_tensorrt:
             f"--artifact {input.artifact}" if wc.backend == "onnxruntime_trt" else ""
         ),
         tolerance=config["accuracy"]["tolerance_points"],
-        image_size=config["train"]["image_size"],
+        image_size=lambda wc: model_config(wc)["train"]["image_size"],
         batch=config["accuracy"]["batch_size"],
         calib=config["compile"].get("trt_calib_images", 128),
         cpu_threads=config["bench"]["cpu_threads"],

@@ -46,21 +46,30 @@ CELLS, DROPPED = grid.expand(config)
 if workflow.is_main_process:
     for line in plan.lines(config):
         logger.info(line)
-# The model as folders and wildcards name it: a safe form of model.name (timm:<name> holds a colon).
-MODEL = grid.model_id(config)
-# Everything a study (dataset, model) writes lives in its own folder, beside other studies'.
-# STUDY is the rules' pattern (the model a wildcard), STUDY_DIR this run's folder.
+# The study's models, each with the config of its own study (model:, or each entry of models:),
+# named as folders and wildcards name them (a safe form of the name: timm:<name> holds a colon).
+MODEL_CONFIGS = grid.model_configs(config)
+MODELS = list(MODEL_CONFIGS)
+
+
+def model_config(wildcards):
+    """The config of the job's model (its model: and train: sections; the rest is the run's)."""
+    return MODEL_CONFIGS[wildcards.model]
+
+
+# Everything a model makes lives in its own folder, beside other studies' (STUDY: the rules' pattern,
+# the model a wildcard); the report in REPORT_DIR (the model's folder, or several models' common one).
 STUDY = grid.study_dir(config["dataset"], "{model}")
-STUDY_DIR = grid.study_dir(config["dataset"], MODEL)
 DATASET = f"results/{config['dataset']}/data.npz"
-CHECKPOINT = f"{STUDY_DIR}/checkpoint.pt"
-TRAIN_METRICS = f"{STUDY_DIR}/train_metrics.json"
-ONNX_FP32 = f"{STUDY_DIR}/onnx/fp32.onnx"
-REPORT_DIR = f"{STUDY_DIR}/report"
+CHECKPOINT = f"{STUDY}/checkpoint.pt"
+TRAIN_METRICS = f"{STUDY}/train_metrics.json"
+ONNX_FP32 = f"{STUDY}/onnx/fp32.onnx"
+REPORT_DIR = grid.report_dir(config)
+REPORT_LOGS = f"{os.path.dirname(REPORT_DIR)}/logs"
 
 
 wildcard_constraints:
-    model=re.escape(MODEL),
+    model="|".join(re.escape(m) for m in MODELS),
     backend="|".join(BACKENDS),
     precision="[a-z0-9_]+",
     device="cpu|cuda",
@@ -155,7 +164,8 @@ def report_meta():
     return json.dumps(
         {
             "dataset": config["dataset"],
-            "model": config["model"]["name"],
+            "model": ", ".join(m["model"]["name"] for m in MODEL_CONFIGS.values()),
+            "models": MODELS,
             "dropped": dropped,
             "memory_cap_mib": config["report"]["memory_cap_mib"],
             "devices": devices.summary(
@@ -173,8 +183,8 @@ def report_meta():
 def planned_files():
     files = {
         DATASET,
-        CHECKPOINT,
-        TRAIN_METRICS,
+        *expand(CHECKPOINT, model=MODELS),
+        *expand(TRAIN_METRICS, model=MODELS),
         *ACCURACY,
         *expand("results/probe/{device}.json", device=PROBED_DEVICES),
     }
@@ -186,10 +196,13 @@ def planned_files():
                 cell, config["dataset"], config["bench"]["repetitions"]
             ),
         }
-        files.add(f"{STUDY_DIR}/flops/{cell.image_size}.json")
+        files.add(
+            f"{grid.study_dir(config['dataset'], cell.model)}/flops/{cell.image_size}.json"
+        )
     for c in {(c.model, c.backend, c.precision, c.device) for c in CELLS}:
-        files.add(eval_artifact(*c, config))
+        files.add(eval_artifact(*c, MODEL_CONFIGS[c[0]]))
     # every ONNX variant is made from the fp32 one
-    if any("/onnx/" in f for f in files):
-        files.add(ONNX_FP32)
+    for m in MODELS:
+        if any(f"/{m}/onnx/" in f for f in files):
+            files.add(ONNX_FP32.format(model=m))
     return sorted(files)

@@ -5,7 +5,7 @@ rule export_onnx:
     output:
         ONNX_FP32,
     log:
-        f"{STUDY_DIR}/logs/export/fp32.log",
+        f"{STUDY}/logs/export/fp32.log",
     priority: BUILD_PRIORITY
     conda:
         CORE_ENV
@@ -15,7 +15,7 @@ rule export_onnx:
         runtime=30,
     params:
         export=config["export"],
-        image_size=config["train"]["image_size"],
+        image_size=lambda wc: model_config(wc)["train"]["image_size"],
         code=grid.code_hash("export.py", "model.py"),
     shell:
         "infbench export-onnx --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --out {output:q}"

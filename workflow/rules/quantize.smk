@@ -29,7 +29,10 @@ rule quantize_int8:
     params:
         # only what shapes the variant: calibration settings rebuild the static model, not the dynamic one
         args=lambda wc: quantize.cli_args(
-            wc.qmode, config["quantize"], DATASET, config["train"]["image_size"]
+            wc.qmode,
+            config["quantize"],
+            DATASET,
+            model_config(wc)["train"]["image_size"],
         ),
         code=grid.code_hash("quantize.py", "data.py"),
         versions=grid.package_versions("onnxruntime", "onnx"),

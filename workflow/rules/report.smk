@@ -1,7 +1,7 @@
 rule aggregate:
     input:
         cells=[grid.result_path(c, config["dataset"]) for c in CELLS],
-        metrics=TRAIN_METRICS,
+        metrics=expand(TRAIN_METRICS, model=MODELS),
         accuracy=ACCURACY,
         probes=expand("results/probe/{device}.json", device=PROBED_DEVICES),
     output:
@@ -13,7 +13,7 @@ rule aggregate:
         ),
         meta=f"{REPORT_DIR}/meta.json",
     log:
-        f"{STUDY_DIR}/logs/aggregate.log",
+        f"{REPORT_LOGS}/aggregate.log",
     conda:
         CORE_ENV
     threads: 1
@@ -53,7 +53,7 @@ rule render_report:
             category="Plots",
         ),
     log:
-        f"{STUDY_DIR}/logs/report.log",
+        f"{REPORT_LOGS}/report.log",
     conda:
         CORE_ENV
     threads: 1

@@ -1,11 +1,11 @@
-def train_source(wildcards=None):
+def train_source(wildcards):
     """The user's checkpoint file, when the model starts from one (an input: a new file retrains)."""
-    return config["model"]["checkpoint"] or []
+    return model_config(wildcards)["model"]["checkpoint"] or []
 
 
-def train_args(wildcards=None):
+def train_args(wildcards):
     """Where the model starts from: torchvision weights, the user's checkpoint, or nothing (scratch)."""
-    m = config["model"]
+    m = model_config(wildcards)["model"]
     if m["weights"]:
         return f"--weights {shlex.quote(m['weights'])}"
     if m["checkpoint"]:
@@ -22,7 +22,7 @@ rule train:
         checkpoint=CHECKPOINT,
         metrics=TRAIN_METRICS,
     log:
-        f"{STUDY_DIR}/logs/train.log",
+        f"{STUDY}/logs/train.log",
     priority: BUILD_PRIORITY
     conda:
         CORE_ENV
@@ -31,10 +31,10 @@ rule train:
         mem_mb=4000,
         runtime=120,
     params:
-        model=config["model"]["name"],
+        model=lambda wc: model_config(wc)["model"]["name"],
         start=train_args,
-        hp=config["train"],
-        stem=config["model"]["stem"],
+        hp=lambda wc: model_config(wc)["train"],
+        stem=lambda wc: model_config(wc)["model"]["stem"],
         code=grid.code_hash("train.py", "model.py", "data.py"),
     shell:
         "infbench train --dataset {input.dataset:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"

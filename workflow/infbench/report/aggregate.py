@@ -132,8 +132,9 @@ def with_accuracy(df: pl.DataFrame, accuracy: list[dict]) -> pl.DataFrame:
     columns = ["accuracy_top1", "accuracy_drop", "over_tolerance"]
     if not accuracy:
         return df.with_columns(pl.lit(None, SCHEMA[c]).alias(c) for c in columns)
-    acc = pl.DataFrame(accuracy).select("backend", "precision", "device", *columns)
-    return df.join(acc, on=["backend", "precision", "device"], how="left")
+    keys = ["model", "backend", "precision", "device"]
+    acc = pl.DataFrame(accuracy).select(*keys, *columns)
+    return df.join(acc, on=keys, how="left")
 
 
 def load_results(paths: list[Path], machine: str | None = None) -> list[dict]:
@@ -197,13 +198,35 @@ def aggregate(
     return df
 
 
+def trained_meta(metrics: list[dict]) -> dict:
+    """What the report says of each model's fp32 training: `trained` (one entry per model) and, for a
+    study of one model, its figures as `model_accuracy`, `model_warnings`, `model_origin`."""
+    trained = [
+        {
+            "model": m.get("model"),
+            "test_accuracy": m["test_accuracy"],
+            "warnings": m.get("warnings", []),
+            "origin": m.get("origin"),
+        }
+        for m in metrics
+    ]
+    one = trained[0] if len(trained) == 1 else {}
+    return {
+        "trained": trained,
+        "model_accuracy": one.get("test_accuracy"),
+        "model_warnings": one.get("warnings", []),
+        "model_origin": one.get("origin"),
+    }
+
+
 def add_parser(sub) -> None:
     """`infbench aggregate`."""
     s = sub.add_parser("aggregate", help="result JSONs → summary.parquet/csv + meta.json")
     s.add_argument("--results", type=Path, nargs="*", default=[])
     s.add_argument("--accuracy", type=Path, nargs="*", default=[])
     s.add_argument("--probes", type=Path, nargs="*", default=[], help="hardware probe JSONs → meta.json 'peaks'")
-    paths(s, "--train-metrics", "--out-dir")
+    s.add_argument("--train-metrics", type=Path, nargs="+", required=True, help="each model's train_metrics.json")
+    paths(s, "--out-dir")
     s.add_argument("--meta", default="{}", help="JSON object merged into meta.json")
     s.add_argument("--compare", action="append", default=[], metavar="LABEL=FOLDER")
     s.set_defaults(func=_command)
@@ -211,10 +234,7 @@ def add_parser(sub) -> None:
 
 def _command(a) -> None:
     meta = json.loads(a.meta)
-    trained = read_json(a.train_metrics)
-    meta["model_accuracy"] = trained["test_accuracy"]
-    meta["model_warnings"] = trained.get("warnings", [])
-    meta["model_origin"] = trained.get("origin")
+    meta.update(trained_meta([read_json(p) for p in a.train_metrics]))
     if a.probes:
         from infbench.measure.probe import peaks_rows
 

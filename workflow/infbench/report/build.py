@@ -456,6 +456,26 @@ def _machines_html(meta: dict) -> str:
     return "<ul>" + "".join(items) + "</ul>" if items else "not recorded"
 
 
+def _model_row(meta: dict, accuracy) -> tuple[str, str]:
+    """The header's model line: the model, its fp32 test accuracy and where it came from; one line per
+    model in a study of several."""
+    e = html.escape
+    trained = meta.get("trained") or []
+    if len(trained) > 1:
+        lines = [
+            f"{e(str(t['model']))} — test accuracy {pct(t['test_accuracy'])}"
+            + (f" ({e(t['origin'])})" if t.get("origin") else "")
+            for t in trained
+        ]
+        return "Models", "<br>".join(lines)
+    return (
+        "Model",
+        e(str(meta.get("model", "n/a")))
+        + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded")
+        + (f" ({e(meta['model_origin'])})" if meta.get("model_origin") else ""),
+    )
+
+
 def _header(df: pl.DataFrame, meta: dict) -> str:
     e = html.escape
     accuracy = meta.get("model_accuracy")
@@ -464,12 +484,7 @@ def _header(df: pl.DataFrame, meta: dict) -> str:
     cap = meta.get("memory_cap_mib")
     rows = [
         ("Dataset", e(str(meta.get("dataset", "n/a")))),
-        (
-            "Model",
-            e(str(meta.get("model", "n/a")))
-            + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded")
-            + (f" ({e(meta['model_origin'])})" if meta.get("model_origin") else ""),
-        ),
+        _model_row(meta, accuracy),
         ("Machines", _machines_html(meta)),
         *([("Devices", e(devices_note(meta["devices"])))] if meta.get("devices") else []),
         ("Created", e(str(meta.get("created", "n/a")))),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import altair as alt
 import polars as pl
 
-from infbench.report.frame import all_null, complete, measured_cells, several_machines, with_series
+from infbench.report.frame import all_null, complete, measured_cells, several_machines, several_models, with_series
 
 FACET_COLUMNS = 4
 WIDTH = 220
@@ -366,6 +366,75 @@ def accuracy_vs_throughput(cells, meta):
 
 
 ACCURACY_POINT_COLUMNS = ["accuracy_pct", "accuracy_drop", "throughput_img_s", "tolerance", "pareto"]
+SHAPE_KEYS = ["machine", "device", "image_size", "batch_size"]
+
+
+def pareto_by_shape(d: pl.DataFrame) -> pl.DataFrame:
+    """Every stable cell with accuracy, marked `pareto` where no cell of the same machine, device, image size
+    and batch size (any model, backend, precision) is both faster and more accurate."""
+    ok = d.filter((pl.col("status") == "ok") & pl.col("accuracy_top1").is_not_null())
+    ok = ok.with_columns((pl.col("accuracy_top1") * 100).alias("accuracy_pct"))
+    parts = []
+    for _, group in ok.group_by(SHAPE_KEYS, maintain_order=True):
+        group = group.sort("throughput_img_s")
+        front = pareto_front(group.to_dicts(), "throughput_img_s", "accuracy_pct")
+        parts.append(group.with_columns(pl.Series("pareto", [i in front for i in range(group.height)])))
+    return pl.concat(parts) if parts else ok.with_columns(pl.lit(False).alias("pareto"))
+
+
+def models_accuracy_vs_throughput(cells, meta):
+    """Several models: accuracy against throughput of every stable cell, one panel per device, image size
+    and batch size, the Pareto front of each panel joined and ringed."""
+    c = Chart(
+        "models_accuracy_vs_throughput",
+        "Accuracy vs throughput across models",
+        "Every stable cell of every model: top-1 accuracy of its variant on the test split against its throughput, "
+        "one panel per device, image size and batch size. Colour: model; shape: backend and precision. The dashed "
+        "line joins each panel's Pareto front (no other cell of that panel is both faster and more accurate), the "
+        "rings mark it.",
+    )
+    reason = "No accuracy figures: the accuracy jobs did not run for any variant that has measured cells."
+    d, c.note = _need(cells, ["accuracy_top1", "throughput_img_s"], reason)
+    if c.note:
+        return c
+    points = pareto_by_shape(d).with_columns(
+        pl.concat_str([pl.col("backend"), pl.lit(" "), pl.col("precision")]).alias("runtime"),
+        pl.concat_str(
+            [
+                pl.col("device"),
+                pl.lit(" · "),
+                pl.col("image_size").cast(pl.Utf8),
+                pl.lit(" px · batch "),
+                pl.col("batch_size").cast(pl.Utf8),
+            ]
+        ).alias("panel"),
+    )
+    if points.height == 0:
+        c.note = "No accuracy point: every cell with accuracy figures is unstable."
+        return c
+    x = alt.X("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log"))
+    y = alt.Y("accuracy_pct:Q", title="top-1 accuracy (%)", scale=alt.Scale(zero=False))
+    tips = CELL_TIPS + [
+        alt.Tooltip("model:N", title="model"),
+        _tip("accuracy_pct", "top-1 accuracy (%)", ".2f"),
+        _tip("throughput_img_s", "img/s"),
+        alt.Tooltip("pareto:N", title="on the Pareto front"),
+    ]
+    base = alt.Chart(width=260, height=200)
+    line = base.mark_line(strokeDash=[6, 4], color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
+    rings = base.mark_point(size=260, color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
+    dots = base.mark_point(size=90, filled=True).encode(
+        x=x,
+        y=y,
+        color=alt.Color("model:N", title="model"),
+        shape=alt.Shape("runtime:N", title="runtime"),
+        tooltip=tips,
+    )
+    columns = [*TIP_COLUMNS, "model", "runtime", "panel", "accuracy_pct", "throughput_img_s", "pareto"]
+    c.chart = alt.layer(line, rings, dots, data=_values(points, columns)).facet(
+        facet=alt.Facet("panel:N", title=None), columns=3
+    )
+    return c
 
 
 def fastest_variants(d: pl.DataFrame, tol) -> pl.DataFrame:
@@ -374,7 +443,7 @@ def fastest_variants(d: pl.DataFrame, tol) -> pl.DataFrame:
     best = (
         d.filter(pl.col("status") == "ok")
         .sort("throughput_img_s", descending=True)
-        .unique(["machine", "backend", "precision", "device"], keep="first")
+        .unique(["machine", "model", "backend", "precision", "device"], keep="first")
     )
     over = pl.col("over_tolerance")
     if tol is not None:
@@ -609,6 +678,7 @@ def build_charts(summary: pl.DataFrame, meta: dict) -> list[Chart]:
         latency(cells),
         heatmaps(cells),
         accuracy_vs_throughput(cells, meta),
+        *([models_accuracy_vs_throughput(cells, meta)] if several_models(cells) else []),
         utilization(cells),
         memory(cells),
         roofline(cells, meta),

@@ -25,6 +25,7 @@ from infbench.report.frame import (
     pct,
     plus_minus,
     several_machines,
+    several_models,
 )
 
 SATURATION_FRACTION = 0.9  # throughput within 10% of the group's maximum counts as saturated
@@ -531,12 +532,13 @@ def _accuracy_finding(summary: pl.DataFrame, meta: dict) -> Finding:
 def _model_finding(meta: dict) -> Finding | None:
     """What the training stage said about the fp32 model (near chance, an untrained head): where it
     did, every accuracy figure of the report compares nothing, and this says so first."""
-    warnings = meta.get("model_warnings") or []
-    if not warnings:
+    trained = meta.get("trained") or [
+        {"model": meta.get("model", "The model"), "warnings": meta.get("model_warnings") or []}
+    ]
+    said = [f"{t['model']}: " + "; ".join(t["warnings"]) for t in trained if t.get("warnings")]
+    if not said:
         return None
-    return Finding(
-        "model", f"{meta.get('model', 'The model')}: " + "; ".join(warnings) + ".", data={"warnings": warnings}
-    )
+    return Finding("model", ". ".join(said) + ".", data={"warnings": said})
 
 
 def _int8_finding(summary: pl.DataFrame, meta: dict) -> Finding | None:
@@ -566,6 +568,38 @@ def _int8_finding(summary: pl.DataFrame, meta: dict) -> Finding | None:
     if not parts:
         return None
     return Finding("int8_static_vs_dynamic", "INT8, static against dynamic: " + "; ".join(parts) + ".")
+
+
+def _cross_model(ok: pl.DataFrame, p: str, tolerance) -> Finding:
+    """Several models: the most accurate variant of any model, and the fastest cell (throughput, and
+    batch-1 latency) of any model whose accuracy is within the tolerance of it."""
+    have = ok.filter(pl.col("accuracy_top1").is_not_null())
+    if have.height == 0 or tolerance is None:
+        why = "no accuracy figures" if have.height == 0 else "no accuracy tolerance"
+        return Finding("cross_model", f"{p}Across models: not determined ({why}).", False)
+    top = _row(have, "accuracy_top1", True)
+    floor = top["accuracy_top1"] - float(tolerance) / 100
+    near = have.filter(pl.col("accuracy_top1") >= floor - 1e-12)
+
+    def who(row: dict) -> str:
+        return f"{row['model']} {row['backend']} {row['precision']}"
+
+    fastest = _row(near, "throughput_img_s", True)
+    parts = [
+        f"{p}Across models, the most accurate variant is {who(top)} (top-1 {pct(top['accuracy_top1'])}); the "
+        f"fastest cell of any model within {float(tolerance):g} point{'s' if float(tolerance) != 1 else ''} of it "
+        f"is {who(fastest)} at {fastest['image_size']} px, batch {fastest['batch_size']}: {_tput(fastest)} "
+        f"(top-1 {pct(fastest['accuracy_top1'])})"
+    ]
+    single = near.filter((pl.col("batch_size") == 1) & pl.col("latency_ms_p50").is_not_null())
+    quickest = _row(single, "latency_ms_p50", False) if single.height else None
+    if quickest:
+        parts.append(
+            f"the lowest batch-1 latency within it is {who(quickest)} at {quickest['image_size']} px, "
+            f"p50 {_p50(quickest)} (top-1 {pct(quickest['accuracy_top1'])})"
+        )
+    data = {"most_accurate": top, "fastest": fastest, "lowest_latency": quickest, "tolerance_points": tolerance}
+    return Finding("cross_model", "; ".join(parts) + ".", data=data)
 
 
 def _status_finding(df: pl.DataFrame) -> Finding:
@@ -654,6 +688,8 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
         ]
         if device != "cpu":  # NVML's energy: a GPU's figure (a CPU cell has none to compare)
             out.append(_min_energy_per_image(part, p))
+        if several_models(part):
+            out.append(_cross_model(part, p, meta.get("tolerance_points")))
     out += _saturation_findings(ok, df, multi_machine)
     out += _scaling_findings(ok, multi_machine)
     for machine, device in ok.select("machine", "device").unique(maintain_order=True).iter_rows():

@@ -126,10 +126,16 @@ def several_machines(df: pl.DataFrame) -> bool:
     return df.get_column("machine").n_unique() > 1 if df.height else False
 
 
+def several_models(df: pl.DataFrame) -> bool:
+    return df.get_column("model").n_unique() > 1 if df.height else False
+
+
 def with_series(df: pl.DataFrame, multi_machine: bool) -> pl.DataFrame:
-    """Add `variant` (backend precision device), `series` (the variant, plus `@ machine` when several machines)
-    and `cell` (series, size and batch) labels."""
+    """Add `variant` ([model] backend precision device, the model where the study has several), `series`
+    (the variant, plus `@ machine` when several machines) and `cell` (series, size and batch) labels."""
     parts = [pl.col("backend"), pl.lit(" "), pl.col("precision"), pl.lit(" "), pl.col("device")]
+    if several_models(df):
+        parts = [pl.col("model"), pl.lit(" "), *parts]
     series = [pl.col("variant"), pl.lit(" @ "), pl.col("machine")] if multi_machine else [pl.col("variant")]
     return (
         df.with_columns(
