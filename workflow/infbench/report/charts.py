@@ -16,7 +16,15 @@ from dataclasses import dataclass
 import altair as alt
 import polars as pl
 
-from infbench.report.frame import all_null, complete, measured_cells, several_machines, several_models, with_series
+from infbench.report.frame import (
+    all_null,
+    complete,
+    measured_cells,
+    several_machines,
+    several_models,
+    shape_label,
+    with_series,
+)
 
 FACET_COLUMNS = 4
 WIDTH = 220
@@ -399,15 +407,7 @@ def models_accuracy_vs_throughput(cells, meta):
         return c
     points = pareto_by_shape(d).with_columns(
         pl.concat_str([pl.col("backend"), pl.lit(" "), pl.col("precision")]).alias("runtime"),
-        pl.concat_str(
-            [
-                pl.col("device"),
-                pl.lit(" · "),
-                pl.col("image_size").cast(pl.Utf8),
-                pl.lit(" px · batch "),
-                pl.col("batch_size").cast(pl.Utf8),
-            ]
-        ).alias("panel"),
+        shape_label(pl.col("device")).alias("panel"),
     )
     if points.height == 0:
         c.note = "No accuracy point: every cell with accuracy figures is unstable."

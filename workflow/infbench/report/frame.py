@@ -130,6 +130,12 @@ def several_models(df: pl.DataFrame) -> bool:
     return df.get_column("model").n_unique() > 1 if df.height else False
 
 
+def shape_label(first: pl.Expr) -> pl.Expr:
+    """`<first> · <size> px · batch <batch>`: a cell's label after what comes first (its series, its device)."""
+    size, batch = pl.col("image_size").cast(pl.Utf8), pl.col("batch_size").cast(pl.Utf8)
+    return pl.concat_str([first, pl.lit(" · "), size, pl.lit(" px · batch "), batch], ignore_nulls=True)
+
+
 def with_series(df: pl.DataFrame, multi_machine: bool) -> pl.DataFrame:
     """Add `variant` ([model] backend precision device, the model where the study has several), `series`
     (the variant, plus `@ machine` when several machines) and `cell` (series, size and batch) labels."""
@@ -144,18 +150,7 @@ def with_series(df: pl.DataFrame, multi_machine: bool) -> pl.DataFrame:
         .with_columns(
             pl.concat_str(series, ignore_nulls=True).alias("series"),
         )
-        .with_columns(
-            pl.concat_str(
-                [
-                    pl.col("series"),
-                    pl.lit(" · "),
-                    pl.col("image_size").cast(pl.Utf8),
-                    pl.lit(" px · batch "),
-                    pl.col("batch_size").cast(pl.Utf8),
-                ],
-                ignore_nulls=True,
-            ).alias("cell")
-        )
+        .with_columns(shape_label(pl.col("series")).alias("cell"))
     )
 
 
