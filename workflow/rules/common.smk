@@ -106,9 +106,10 @@ def cell_threads(wildcards):
 
 
 def cell_options(wildcards):
-    """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments."""
+    """The backend's settings from config `backend_options` that act on the cell's device, as --option KEY=VALUE
+    arguments."""
     given = config["backend_options"].get(wildcards.backend, {})
-    return BACKENDS[wildcards.backend].option_args(given)
+    return BACKENDS[wildcards.backend].option_args(given, wildcards.device)
 
 
 # Settings that only judge repetitions already measured: changing them reruns the cells' jobs,
