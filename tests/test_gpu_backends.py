@@ -251,12 +251,20 @@ def test_onnxruntime_trt_reports_unavailable_with_import_error(tmp_path):
 
 
 def test_onnxruntime_trt_options_pin_the_profile_and_cache_under_results(tmp_path, monkeypatch):
+    from infbench import integrity
+
     monkeypatch.chdir(tmp_path)
-    backend = make("onnxruntime_trt", "fp16", "cuda", 224, 8, tmp_path / "fp32.onnx")
+    onnx = tmp_path / "results/digits/resnet18/onnx/fp16.onnx"
+    onnx.parent.mkdir(parents=True)
+    onnx.write_bytes(b"model")
+    integrity.record(onnx)
+    backend = make("onnxruntime_trt", "fp16", "cuda", 224, 8, onnx)
     opts = backend.trt_options("input")
     assert opts["trt_engine_cache_enable"] == "True" and opts["trt_fp16_enable"] == "True"
     assert opts["trt_int8_enable"] == "False"
-    assert opts["trt_engine_cache_path"] == str(tmp_path / "results/cache/ort_trt/resnet18/fp16/224x8")
+    digest = integrity.file_digest(onnx)[:16]
+    cache = tmp_path / f"results/cache/ort_trt/digits/resnet18/{digest}/fp16/224x8"
+    assert opts["trt_engine_cache_path"] == str(cache)
     assert opts["trt_profile_min_shapes"] == opts["trt_profile_max_shapes"] == "input:8x3x224x224"
 
 

@@ -180,3 +180,18 @@ def test_a_backend_that_builds_on_another_also_hashes_its_code():
     assert grid.backend_modules("torchscript") == ["base", "torch_eager", "torchscript"]
     assert grid.backend_modules("onnxruntime_ep") == ["base", "onnxruntime_ep"]
     assert "torch_eager" in grid.backend_modules(grid.BACKENDS["torch_compile_max_autotune"].module)
+
+
+def test_a_batch_size_beyond_the_agreement_images_runs_only_its_cells_then_the_report(reported_copy):
+    """Issue 28 item 10: a batch larger than agreement_images (8) and every batch size of the grid changed the
+    per-size reference file's image count, and with it every cell of the grid."""
+    write_config(reported_copy, config(batch_sizes=[4, 9]))
+    assert planned_jobs(reported_copy, "report") == {**NEW_CELLS, **REPORT_JOBS}
+
+
+def test_a_cuda_option_reruns_no_cpu_cell(reported_copy):
+    """Issue 28 item 7: the CUDA execution provider's options do nothing on the CPU, so they rerun nothing there."""
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["backend_options"] = {"onnxruntime": {"enable_cuda_graph": True, "prefer_nhwc": True}}
+    write_config(reported_copy, cfg)
+    assert planned_jobs(reported_copy, "report") == {}

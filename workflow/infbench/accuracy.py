@@ -158,6 +158,7 @@ def evaluate(
         runner = spec(backend).instance(cell, artifact, threads, options)
         runner.check_available()
         runner.load()
+        result["model_size_mib"] = runner.artifact_mib()  # what ran (cast weights, engine), not the file
         return run_batches(runner, x, batch)
 
     return score(result, logits_of, checkpoint, dataset, image_size, tolerance_points)
@@ -185,7 +186,7 @@ def add_parser(sub) -> None:
     paths(s, "--artifact")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
     s.set_defaults(
-        func=lambda a: run_stage(evaluate, a, options=spec(a.backend).parse_options(a.option)), gpu_stage=True
+        func=lambda a: run_stage(evaluate, a, options=spec(a.backend).parse_options(a.option, a.device)), gpu_stage=True
     )
 
 

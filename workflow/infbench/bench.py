@@ -79,9 +79,11 @@ def status_of(exc: BaseException) -> str:
 
 def agreement(backend, images: np.ndarray, ref: np.ndarray) -> dict:
     """Top-1 agreement and max |Δ logits| of the backend against the fp32 reference logits
-    (infbench/reference.py), on whole batches."""
-    n = len(ref) // backend.cell.batch_size * backend.cell.batch_size
-    return reference.agreement(run_batches(backend, images[:n], backend.cell.batch_size), ref[:n])
+    (infbench/reference.py), on the fewest whole batches that hold every reference image."""
+    batch = backend.cell.batch_size
+    n = -(-max(batch, len(ref)) // batch) * batch
+    outputs = run_batches(backend, reference.cycled(images, n), batch)
+    return reference.agreement(outputs, reference.cycled(ref, n))
 
 
 # The GPU slot this measuring process holds: {"gpu", "gpu_wait_s"} for its result, and the lock's
@@ -139,18 +141,19 @@ def measure_repetition(args: dict) -> dict:
     backend.load()
     # the whole load, the host read included: with the first batch, the time to first inference
     result["load_s"] = round(time.perf_counter() - load_start + result["read_s"], 3)
+    result["artifact_mib"] = backend.artifact_mib()  # what the cell runs (cast weights, engine), not the file
     device_memory.mark("after_load")
     # Time to first inference (with the load): the first batch, where lazy initialisation, compilation
     # and autotuning happen, timed before the agreement check and the warm-up would absorb it.
     first = time.perf_counter()
-    backend.run(backend.prepare(np.ascontiguousarray(images[: cell.batch_size])))
+    backend.run(backend.prepare(np.ascontiguousarray(reference.cycled(images, cell.batch_size))))
     backend.synchronize()
     result["first_batch_s"] = round(time.perf_counter() - first, 4)
     result["compile_cache"] = backend.compile_cache()
     if args["check_agreement"]:
         result["agreement"] = agreement(backend, images, ref)
 
-    step = _step(backend, images[: cell.batch_size], args["mode"])
+    step = _step(backend, reference.cycled(images, cell.batch_size), args["mode"])
     device_memory.mark("after_inputs")
     result["measure_started_at"] = time.time()
     # Other processes' CPU time while this one measures: the machine's busy time minus this process's.
@@ -451,15 +454,17 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
     }
 
 
-def _add_memory(result: dict, artifact: str, earlier: list[dict], measured: bool) -> None:
+def _add_memory(result: dict, artifact: str, earlier: list[dict], runs: list[dict], measured: bool) -> None:
     """The cell's memory section: host peak of every measuring process (this job's and the repetition jobs'),
-    the size of the artifact it ran; a cell not measured gets null device and GPU figures that say why."""
+    the size of what it ran (as its repetitions loaded it; the artifact file where none did); a cell not
+    measured gets null device and GPU figures that say why."""
     memory = result.setdefault("memory", {})
     memory["host_peak_mib"] = max(
         [host_peak_mib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)]
         + [r["host_peak_mib"] for r in earlier if r.get("host_peak_mib") is not None]
     )
-    memory["artifact_mib"] = size_mib(artifact)
+    ran = next((r["artifact_mib"] for r in runs if r.get("artifact_mib") is not None), None)
+    memory["artifact_mib"] = ran if ran is not None else size_mib(artifact)
     if not measured:
         memory.setdefault("device_peak_mib", None)
         memory.setdefault("device_note", f"not measured (cell {result['status']})")
@@ -502,7 +507,7 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[
         result["status"] = "ok" if result["stability"] == "stable" else "unstable"
         result["agreement"] = next((r["agreement"] for r in runs if r.get("agreement")), None)
         result["canary_quiet_ms"] = probe.get("canary_ms")
-    _add_memory(result, args["artifact"], earlier, measured=failure is None)
+    _add_memory(result, args["artifact"], earlier, runs, measured=failure is None)
     # FLOPs per image (counted once per model and size) and utilisation against the device's probe.
     result["flops"] = flop_count.cell_metrics(
         _read_optional(args.get("flops")),
@@ -604,7 +609,7 @@ def measurement_args(a) -> dict:
         "mode": a.mode,
         "flops": str(a.flops) if a.flops else None,
         "probe": str(a.probe) if a.probe else None,
-        "options": spec(a.backend).parse_options(a.option),
+        "options": spec(a.backend).parse_options(a.option, a.device),
         "tolerance": a.tolerance,
         "repetitions": {"repetitions": a.repetitions, "max_extra": a.max_extra_repetitions},
         "energy_window_s": a.energy_window,

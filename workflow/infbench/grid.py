@@ -211,8 +211,26 @@ def backend_modules(module: str) -> list[str]:
     return sorted(found)
 
 
+def backend_files(backend: str) -> tuple[str, ...]:
+    """The package files of a backend's code: its module and every backend module it builds on."""
+    return tuple(f"backends/{m}.py" for m in backend_modules(BACKENDS[backend].module))
+
+
 def backend_code_hash(backend: str) -> str:
-    return code_hash(*BENCH_CORE, *(f"backends/{m}.py" for m in backend_modules(BACKENDS[backend].module)))
+    return code_hash(*BENCH_CORE, *backend_files(backend))
+
+
+# Modules every accuracy job runs through, whatever its backend.
+ACCURACY_CORE = ("accuracy.py", "data.py", "model.py", "precisions.py", "reference.py")
+
+
+def accuracy_code_files(backend: str) -> tuple[str, ...]:
+    return (*ACCURACY_CORE, *backend_files(backend))
+
+
+def accuracy_code_hash(backend: str) -> str:
+    """The accuracy rule's code: an edit of any module its backend's code runs reruns its accuracy jobs."""
+    return code_hash(*accuracy_code_files(backend))
 
 
 def backend_versions(backend: str) -> str:

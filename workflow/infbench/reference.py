@@ -17,10 +17,11 @@ from infbench.arguments import paths
 from infbench.io import atomic_path
 
 
-def images_needed(batch_sizes: list[int], agreement_images: int) -> int:
-    """Enough images for every batch size to check agreement on whole batches of at least
-    `agreement_images` images."""
-    return max(-(-max(b, agreement_images) // b) * b for b in batch_sizes)
+def cycled(array: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` rows of `array`, from its start again where it holds fewer. The reference holds
+    `bench.agreement_images` images whatever the batch sizes (a batch size added reruns no other cell);
+    a batch, or the whole batches of the agreement check, larger than that repeats them."""
+    return array[np.arange(n) % len(array)]
 
 
 def agreement(logits: np.ndarray, reference: np.ndarray) -> dict:

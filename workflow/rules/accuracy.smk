@@ -45,15 +45,7 @@ rule accuracy:
         ).batch_size,
         cpu_threads=config["bench"]["cpu_threads"],
         options=cell_options,
-        code=lambda wc: grid.code_hash(
-            "accuracy.py",
-            "data.py",
-            "model.py",
-            "precisions.py",
-            "reference.py",
-            "backends/base.py",
-            f"backends/{BACKENDS[wc.backend].module}.py",
-        ),
+        code=lambda wc: grid.accuracy_code_hash(wc.backend),
         versions=lambda wc: grid.backend_versions(wc.backend),
     shell:
         "infbench accuracy --model {wildcards.model:q} --backend {wildcards.backend} --precision {wildcards.precision}"

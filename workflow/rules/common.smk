@@ -57,6 +57,22 @@ def model_config(wildcards):
     return MODEL_CONFIGS[wildcards.model]
 
 
+def train_source(wildcards):
+    """The user's checkpoint file, when the model starts from one (an input: a new file retrains)."""
+    return model_config(wildcards)["model"]["checkpoint"] or []
+
+
+def train_args(wildcards):
+    """Where the model starts from: torchvision weights, the user's checkpoint, or nothing (scratch)."""
+    m = model_config(wildcards)["model"]
+    if m["weights"]:
+        return f"--weights {shlex.quote(m['weights'])}"
+    if m["checkpoint"]:
+        trust = " --trust-checkpoint" if m["trust_checkpoint"] else ""
+        return f"--from-checkpoint {shlex.quote(m['checkpoint'])}{trust}"
+    return ""
+
+
 # Everything a model makes lives in its own folder, beside other studies' (STUDY: the rules' pattern,
 # the model a wildcard); the report in REPORT_DIR (the model's folder, or several models' common one).
 STUDY = grid.study_dir(config["dataset"], "{model}")
@@ -118,9 +134,10 @@ def cell_threads(wildcards):
 
 
 def cell_options(wildcards):
-    """The backend's settings from config `backend_options`, as --option KEY=VALUE arguments."""
+    """The backend's settings from config `backend_options` that act on the cell's device, as --option KEY=VALUE
+    arguments."""
     given = config["backend_options"].get(wildcards.backend, {})
-    return BACKENDS[wildcards.backend].option_args(given)
+    return BACKENDS[wildcards.backend].option_args(given, wildcards.device)
 
 
 # Settings that only judge repetitions already measured: changing them reruns the cells' jobs,

@@ -1,15 +1,9 @@
-from infbench.reference import images_needed
-
 # FLOPs per image (once per model and image size) and the hardware probe (once per device):
 # what each cell's achieved FLOP/s, utilisation and arithmetic intensity are computed from.
 
 
 # Devices that have cells: their probes feed the cells and the report's roofline.
 PROBED_DEVICES = sorted({c.device for c in CELLS})
-# Test images every size's reference holds: whole batches of every batch size for the agreement check.
-REFERENCE_IMAGES = images_needed(
-    config["grid"]["batch_sizes"], config["bench"]["agreement_images"]
-)
 
 
 rule flops:
@@ -48,7 +42,8 @@ rule reference_logits:
         mem_mb=4000,
         runtime=10,
     params:
-        images=REFERENCE_IMAGES,
+        # independent of the batch sizes: a cell's batch cycles through them (reference.cycled)
+        images=config["bench"]["agreement_images"],
         code=grid.code_hash("reference.py", "data.py", "model.py"),
     shell:
         "infbench reference --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --size {wildcards.size}"

@@ -1,19 +1,3 @@
-def train_source(wildcards):
-    """The user's checkpoint file, when the model starts from one (an input: a new file retrains)."""
-    return model_config(wildcards)["model"]["checkpoint"] or []
-
-
-def train_args(wildcards):
-    """Where the model starts from: torchvision weights, the user's checkpoint, or nothing (scratch)."""
-    m = model_config(wildcards)["model"]
-    if m["weights"]:
-        return f"--weights {shlex.quote(m['weights'])}"
-    if m["checkpoint"]:
-        trust = " --trust-checkpoint" if m["trust_checkpoint"] else ""
-        return f"--from-checkpoint {shlex.quote(m['checkpoint'])}{trust}"
-    return ""
-
-
 rule train:
     input:
         dataset=DATASET,

@@ -66,7 +66,7 @@ class Backend:
         from infbench.backends.registry import spec  # (the registry imports this module)
 
         # every option the backend declares (backends/registry.py), typed, the defaults filled in
-        self.options = spec(cell.backend).option_values(options or {})
+        self.options = spec(cell.backend).option_values(options or {}, cell.device)
 
     def prepare_host(self) -> None:
         """The host-only part of starting up (imports; nothing that touches a device or CUDA)."""
@@ -115,6 +115,13 @@ class Backend:
 
     def reset_device_memory_peak(self) -> None:
         pass
+
+    def artifact_mib(self) -> float | None:
+        """The size of what this backend runs, after `load` (here: its artifact file, as a compiled program
+        or an ONNX model is run as it is written)."""
+        from infbench.io import size_mib
+
+        return size_mib(self.artifact)
 
     def compile_cache(self) -> dict | None:
         """Which of its compiler's on-disk caches this process hit or missed so far (None: no compiler)."""

@@ -19,14 +19,16 @@ Options of the CUDA execution provider (config `backend_options.onnxruntime`, `-
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from infbench import integrity
 from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact, import_or_unavailable
 
-# TensorRT engines built by the TensorRT EP are cached here, per precision (see OnnxRuntimeTensorRT).
+# TensorRT engines built by the TensorRT EP are cached here, per study and ONNX content (`engine_cache`).
 TRT_CACHE_ROOT = Path("results/cache/ort_trt")
 
 
@@ -192,9 +194,18 @@ ORT_TENSORRT_INSTALL = (
 )
 
 
+def onnx_digest(path: Path) -> str:
+    """The ONNX file's sha256: the one its rule recorded in the sidecar, or the file's own where none is."""
+    try:
+        return json.loads(integrity.sidecar(path).read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return integrity.file_digest(path)
+
+
 class OnnxRuntimeTensorRT(OnnxRuntime):
     """The TensorRT execution provider, its engine built while the session is created (in `load`,
-    never in a timed region) and cached under results/cache/ort_trt/<model>/<precision>/<shape>/.
+    never in a timed region) and cached under
+    results/cache/ort_trt/<dataset>/<model>/<ONNX sha256>/<precision>/<shape>/ (`engine_cache`).
 
     The precision is in the model: fp32 reads the fp32 ONNX, fp16 the fp16 ONNX, int8 the symmetric
     int8 Q/DQ ONNX (int8_trt.onnx, explicit quantisation). The precision switches are still set,
@@ -215,8 +226,18 @@ class OnnxRuntimeTensorRT(OnnxRuntime):
         super().check_available()
 
     def engine_cache(self) -> Path:
+        """The folder of this cell's engine: per study and ONNX content, then precision and shape. ONNX
+        Runtime's own engine id hashes the file's name and tensor names, not its weights: a retrained model,
+        or the same model name in another study, would otherwise load an engine of other weights."""
         c = self.cell
-        return TRT_CACHE_ROOT / c.model / c.precision / f"{c.image_size}x{c.batch_size}"
+        study = self.artifact.resolve().parent.parent  # results/<dataset>/<model>/onnx/<variant>.onnx
+        digest = onnx_digest(self.artifact)[:16]
+        return TRT_CACHE_ROOT / study.parent.name / study.name / digest / c.precision / f"{c.image_size}x{c.batch_size}"
+
+    def artifact_mib(self) -> float | None:
+        """The TensorRT engine the cell runs (the cache's engine files), else the ONNX file."""
+        engines = sum(f.stat().st_size for f in self.engine_cache().glob("*.engine"))
+        return engines / 2**20 if engines else super().artifact_mib()
 
     def trt_options(self, input_name: str) -> dict:
         c = self.cell

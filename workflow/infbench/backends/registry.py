@@ -74,6 +74,11 @@ class Option:
     type: type  # bool, int, float or str
     default: object
     meaning: str  # one line, shown in the config's error messages
+    # the devices it acts on (None: every device of its backend); elsewhere it is neither passed nor hashed
+    devices: tuple[str, ...] | None = None
+
+    def applies_to(self, device: str | None) -> bool:
+        return device is None or self.devices is None or device in self.devices
 
     def value(self, raw):
         """`raw` (a config value, or the text of `--option name=text`) as this option's type; an
@@ -102,17 +107,18 @@ class Option:
 
 
 CHANNELS_LAST = Option("channels_last", bool, False, "NHWC (channels-last) memory format for weights and inputs")
+CUDA = ("cuda",)  # an option of the GPU alone
 # torch.compile's settings that matter at the peak (issue 14)
 COMPILE_OPTIONS = (
     CHANNELS_LAST,
     Option("freezing", bool, False, "Inductor freezing: weights become constants folded into the compiled graph"),
-    Option("cudagraphs", bool, None, "CUDA graphs inside the compiled module; null: the mode's own choice"),
+    Option("cudagraphs", bool, None, "CUDA graphs inside the compiled module; null: the mode's own choice", CUDA),
 )
-# ONNX Runtime's CUDA execution provider (ignored on the CPU provider)
+# ONNX Runtime's: the CUDA execution provider's (the CPU provider has none of them) and the session's
 ORT_OPTIONS = (
-    Option("enable_cuda_graph", bool, False, "the CUDA EP captures the session in a CUDA graph and replays it"),
-    Option("prefer_nhwc", bool, False, "NHWC convolutions in the CUDA EP"),
-    Option("cudnn_conv_use_max_workspace", bool, True, "cuDNN may use its largest workspace (ORT's default)"),
+    Option("enable_cuda_graph", bool, False, "the CUDA EP captures the session in a CUDA graph and replays it", CUDA),
+    Option("prefer_nhwc", bool, False, "NHWC convolutions in the CUDA EP", CUDA),
+    Option("cudnn_conv_use_max_workspace", bool, True, "cuDNN may use its largest workspace (ORT's default)", CUDA),
     Option("fixed_shape", bool, False, "the session's free dimensions pinned to the cell's batch and size"),
 )
 # JSON schema type of each option type (the config schema's backend_options section is built from these)
@@ -146,27 +152,29 @@ class BackendSpec:
         """This backend for `cell`, on `artifact` (the error messages name the rule that rebuilds it)."""
         return self.load_class()(cell, Path(artifact), threads, self.artifact(cell).rule, options)
 
-    def option_values(self, given: dict) -> dict:
-        """Every option of this backend, typed: `given` (config values or command-line text) over the defaults.
-        An option it does not declare is a ValueError naming it and the ones it has."""
+    def option_values(self, given: dict, device: str | None = None) -> dict:
+        """Every option of this backend, typed: `given` (config values or command-line text) over the defaults;
+        on `device`, an option of other devices keeps its default. An option the backend does not declare is a
+        ValueError naming it and the ones it has."""
         declared = {o.name: o for o in self.options}
         unknown = sorted(set(given) - set(declared))
         if unknown:
             has = ", ".join(declared) or "none"
             raise ValueError(f"backend {self.name} has no option {', '.join(unknown)} (its options: {has})")
-        return {name: o.value(given[name]) if name in given else o.default for name, o in declared.items()}
+        values = {name: o.value(given[name]) if name in given else o.default for name, o in declared.items()}
+        return {name: v if declared[name].applies_to(device) else declared[name].default for name, v in values.items()}
 
-    def parse_options(self, pairs: list[str]) -> dict:
+    def parse_options(self, pairs: list[str], device: str | None = None) -> dict:
         """`--option KEY=VALUE` arguments → every option, typed (see `option_values`)."""
         bad = [p for p in pairs if "=" not in p]
         if bad:
             raise ValueError(f"--option {bad[0]}: expected KEY=VALUE")
-        return self.option_values(dict(p.split("=", 1) for p in pairs))
+        return self.option_values(dict(p.split("=", 1) for p in pairs), device)
 
-    def option_args(self, given: dict) -> str:
-        """The `--option KEY=VALUE` arguments of a rule for config `given`: only values that differ from
-        the defaults, so that writing a default into the config reruns nothing."""
-        values = self.option_values(given)
+    def option_args(self, given: dict, device: str | None = None) -> str:
+        """The `--option KEY=VALUE` arguments of a rule for config `given` on `device`: only values that differ
+        from the defaults and act there, so that a default, or another device's option, reruns nothing."""
+        values = self.option_values(given, device)
         return " ".join(f"--option {name}={self.option(name).text(values[name])}" for name in self.changed(values))
 
     def option(self, name: str) -> Option:

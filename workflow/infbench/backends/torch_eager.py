@@ -65,6 +65,7 @@ def to_input(batch: np.ndarray, device: str, dtype, channels_last: bool = False)
 class TorchEager(Backend):
     host_modules = ("torch", "torchvision.models", "infbench.model")
     host_model = None  # the checkpoint's module on the host, once `read_artifact` has read it
+    weights_mib = None  # the weights it runs, cast to the cell's dtype (once `eager_module` placed them)
 
     def check_available(self) -> None:
         check_torch_device(self.cell.device)
@@ -90,7 +91,15 @@ class TorchEager(Backend):
         if self.host_model is None:
             self.read_artifact()
         model, self.host_model = self.host_model, None  # moved, not copied: the host copy is gone
-        return place_module(model, self.cell.device, self.dtype, self.channels_last)
+        model = place_module(model, self.cell.device, self.dtype, self.channels_last)
+        tensors = [*model.parameters(), *model.buffers()]
+        self.weights_mib = sum(t.numel() * t.element_size() for t in tensors) / 2**20
+        return model
+
+    def artifact_mib(self) -> float | None:
+        """The checkpoint's weights as the cell runs them (fp16/bf16: half the fp32 checkpoint); a backend that
+        loads a compiled file instead (AOTInductor, Torch-TensorRT) runs that file."""
+        return self.weights_mib if self.weights_mib is not None else super().artifact_mib()
 
     def load(self) -> None:
         self.setup()

@@ -73,9 +73,12 @@ def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl
     rows = [row_of(r, r.get("_machine")) for r in results]
     with_drift_floor(rows, results)
     schema = {name: SCHEMA[name] for name in SOURCE}
-    df = pl.DataFrame(rows, schema=schema)
+    # _run: the compared run a row comes from (`report.compare`'s label), null for this run's own cells
+    df = pl.DataFrame(rows, schema=schema).with_columns(
+        pl.Series("_run", [r.get("_machine") for r in results], pl.Utf8)
+    )
     df = with_speedup(with_graph_check(df))
-    return with_accuracy(df, accuracy or [])
+    return with_accuracy(df, accuracy or []).drop("_run")
 
 
 def with_graph_check(df: pl.DataFrame) -> pl.DataFrame:
@@ -127,14 +130,24 @@ def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+# What identifies a variant's accuracy within a run; the run itself is the other part of the key.
+ACCURACY_KEY = ["model", "backend", "precision", "device"]
+
+
 def with_accuracy(df: pl.DataFrame, accuracy: list[dict]) -> pl.DataFrame:
-    """Attach each variant's test-split accuracy (from the accuracy jobs) to its cells."""
-    columns = ["accuracy_top1", "accuracy_drop", "over_tolerance"]
+    """Attach each variant's test-split accuracy (this run's accuracy jobs) to this run's cells of the same
+    model, backend, precision and device, with the image size it was measured at; a compared run's rows
+    (another machine or study, `_run` set) get none."""
+    columns = ["accuracy_top1", "accuracy_drop", "over_tolerance", "accuracy_image_size"]
     if not accuracy:
         return df.with_columns(pl.lit(None, SCHEMA[c]).alias(c) for c in columns)
-    keys = ["model", "backend", "precision", "device"]
-    acc = pl.DataFrame(accuracy).select(*keys, *columns)
-    return df.join(acc, on=keys, how="left")
+    acc = pl.DataFrame(accuracy, infer_schema_length=None).select(
+        *ACCURACY_KEY,
+        *columns[:-1],
+        pl.col("image_size").cast(pl.Int64).alias("accuracy_image_size"),
+        pl.lit(None, pl.Utf8).alias("_run"),
+    )
+    return df.join(acc, on=["_run", *ACCURACY_KEY], how="left", nulls_equal=True)
 
 
 def load_results(paths: list[Path], machine: str | None = None) -> list[dict]:

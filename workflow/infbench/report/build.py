@@ -105,6 +105,7 @@ SUMMARY_COLUMNS = {
     "mode": "mode",
     "accuracy_top1": "top-1 acc.",
     "accuracy_drop": "acc. drop (pts)",
+    "accuracy_image_size": "acc. measured at (px)",
     "over_tolerance": "over tol.",
     "top1_agreement": "top-1 agreement",
     "max_abs_logit_diff": "max |Δ logit|",
@@ -210,6 +211,7 @@ ACCURACY_COLUMNS = {
     "backend": "backend",
     "precision": "precision",
     "device": "device",
+    "image_size": "measured at (px)",
     "accuracy_top1": "top-1 accuracy",
     "accuracy_drop": "drop (points)",
     "over_tolerance": "over tolerance",
@@ -237,6 +239,7 @@ MD_COLUMNS = {
     "launch_bound": "launch-bound",
     "top1_agreement": "top-1 agreement",
     "accuracy_drop": "accuracy drop",
+    "accuracy_image_size": "accuracy at (px)",
     "energy_mj_per_image": "mJ/img ± 95%",
 }
 

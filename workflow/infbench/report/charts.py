@@ -359,7 +359,8 @@ def accuracy_vs_throughput(cells, meta):
         "Each variant at its fastest ok cell: top-1 accuracy on the test split against throughput. The dashed line "
         "joins the Pareto front (no other variant is both faster and more accurate); crosses break the "
         + (f"{tol}-point " if tol is not None else "")
-        + "accuracy tolerance.",
+        + "accuracy tolerance."
+        + _accuracy_sizes(cells),
     )
     reason = "No accuracy figures: the accuracy jobs did not run for any variant that has measured cells."
     d, c.note = _need(cells, ["accuracy_top1", "throughput_img_s"], reason)
@@ -371,6 +372,14 @@ def accuracy_vs_throughput(cells, meta):
         return c
     c.chart = alt.layer(*_accuracy_layers(best, meta), data=_values(best, TIP_COLUMNS + ACCURACY_POINT_COLUMNS))
     return c
+
+
+def _accuracy_sizes(cells) -> str:
+    """At which size the accuracy was measured (the training size), whatever the cells' sizes."""
+    if "accuracy_image_size" not in cells.columns:
+        return ""
+    sizes = sorted(cells.get_column("accuracy_image_size").drop_nulls().unique().to_list())
+    return f" Top-1 measured at {', '.join(map(str, sizes))} px, whatever the cell's size." if sizes else ""
 
 
 ACCURACY_POINT_COLUMNS = ["accuracy_pct", "accuracy_drop", "throughput_img_s", "tolerance", "pareto"]

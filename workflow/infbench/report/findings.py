@@ -207,18 +207,28 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance) -> Finding:
             data={"row": None},
         )
     best = _row(within, "throughput_img_s", True)
-    drop = best.get("accuracy_drop")
     text = f"{p}Best throughput within the {tol}accuracy tolerance: {_config(best)}: {_tput(best)}" + (
-        f" (accuracy drop {num(drop)} points)" if drop is not None else ""
+        f" ({_drop(best)})" if best.get("accuracy_drop") is not None else ""
     )
     fastest = _row(have, "throughput_img_s", True)
     if fastest.get("_over") and fastest["throughput_img_s"] > best["throughput_img_s"]:
         text += f"; the faster {_config(fastest)} ({_tput(fastest)}) breaks the tolerance" + (
-            f" with a drop of {num(fastest['accuracy_drop'])} points"
-            if fastest.get("accuracy_drop") is not None
-            else ""
+            f" ({_drop(fastest)})" if fastest.get("accuracy_drop") is not None else ""
         )
     return Finding("best_within_tolerance", text + note + ".", data={"row": best})
+
+
+def _drop(row: dict) -> str:
+    """A cell's accuracy drop and the size it was measured at; where the cell ran at another size, its own
+    top-1 agreement with fp32, measured at its size, is the figure that stands for it."""
+    text = f"accuracy drop {num(row['accuracy_drop'])} points"
+    at = row.get("accuracy_image_size")
+    if at is None:
+        return text
+    text += f", measured at {at} px"
+    if at != row["image_size"]:
+        text += f"; at {row['image_size']} px its top-1 agreement with fp32 is {pct(row.get('top1_agreement'))}"
+    return text
 
 
 def _best_within_memory_cap(ok: pl.DataFrame, p: str, cap) -> Finding:
@@ -290,20 +300,26 @@ def _best_utilization(ok: pl.DataFrame, p: str) -> Finding:
             "(it needs the FLOP count and the hardware probe's measured peak).",
             False,
         )
-    best = _row(have, "utilization_pct", True)
+    # A figure above 100% counts arithmetic the runtime did not do (OVER_PEAK): never the headline.
+    over = have.filter(pl.col("utilization_pct") > 100)
+    named = ", ".join(f"{_config(r)} {num(r['utilization_pct'])}%" for r in over.iter_rows(named=True))
+    beyond = f" Above 100% of the peak, so not comparable: {named}." + OVER_PEAK if over.height else ""
+    plausible = have.filter(pl.col("utilization_pct") <= 100)
+    if plausible.height == 0:
+        text = f"{p}Utilisation: no headline, every ok cell's FLOP-based figure passes 100%.{beyond}"
+        return Finding("best_utilization", text, False, data={"row": None, "over_peak": over.to_dicts()})
+    best = _row(plausible, "utilization_pct", True)
     achieved = best.get("achieved_tflops")
     text = (
         f"{p}Best utilisation: {_config(best)} reaches {num(best['utilization_pct'])}% of the measured "
         f"{best['precision']} peak" + (f" ({num(achieved)} TFLOP/s achieved)" if achieved is not None else "") + "."
     )
-    if best["utilization_pct"] > 100:
-        text += OVER_PEAK
-    return Finding("best_utilization", text, data={"row": best})
+    return Finding("best_utilization", text + beyond, data={"row": best, "over_peak": over.to_dicts()})
 
 
 # Why a cell can pass 100% of a measured peak without a measuring error.
 OVER_PEAK = (
-    " Above 100%: the FLOP count is the nominal work of every convolution tap, taps on the zero padding"
+    " The FLOP count is the nominal work of every convolution tap, taps on the zero padding"
     " included, against the peak of a dense matrix product; a runtime that skips padded taps (ONNX Runtime's"
     " NCHWc CPU kernels do; at small images they are a large share: at 32 px the last stage is 1×1, 8 of"
     " its 9 taps padding) or uses Winograd/FFT convolutions does less arithmetic than counted."
@@ -521,6 +537,12 @@ def _accuracy_finding(summary: pl.DataFrame, meta: dict) -> Finding:
         text = "No variant could be checked against the accuracy tolerance (the tolerance or the drops are missing)"
     if unknown and (over or within):
         text += f"; {len(unknown)} not checked (tolerance or drop missing)"
+    sizes = sorted({v["image_size"] for v in variants if v.get("image_size") is not None})
+    if sizes:
+        text += (
+            f"; top-1 measured at {', '.join(map(str, sizes))} px (a cell at another size: its own top-1 agreement "
+            "with fp32 at its size)"
+        )
     return Finding(
         "over_tolerance",
         text + ".",

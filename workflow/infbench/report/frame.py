@@ -47,6 +47,7 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "accuracy_top1": (pl.Float64, None),
     "accuracy_drop": (pl.Float64, None),
     "over_tolerance": (pl.Boolean, None),
+    "accuracy_image_size": (pl.Int64, None),  # the size accuracy was measured at (the training size)
     "top1_agreement": (pl.Float64, ("agreement", "top1_agreement")),
     "max_abs_logit_diff": (pl.Float64, ("agreement", "max_abs_logit_diff")),
     "model_size_mib": (pl.Float64, ("memory", "artifact_mib")),  # the artifact this cell ran
@@ -116,10 +117,13 @@ def accuracy_rows(summary: pl.DataFrame, meta: dict) -> list[dict]:
     cells carry (one row per backend, precision and device)."""
     if meta.get("accuracy"):
         return [dict(a) for a in meta["accuracy"]]
-    columns = ["backend", "precision", "device", "accuracy_top1", "accuracy_drop", "top1_agreement", "over_tolerance"]
+    variant = ["machine", "model", "backend", "precision", "device"]
+    columns = [*variant, "accuracy_top1", "accuracy_drop", "top1_agreement", "over_tolerance"]
     have = summary.filter(pl.col("accuracy_top1").is_not_null() | pl.col("accuracy_drop").is_not_null())
-    have = have.select(*columns, "max_abs_logit_diff", "model_size_mib")
-    return have.unique(["backend", "precision", "device"], maintain_order=True).to_dicts()
+    have = have.select(
+        *columns, "max_abs_logit_diff", "model_size_mib", pl.col("accuracy_image_size").alias("image_size")
+    )
+    return have.unique(variant, maintain_order=True).to_dicts()
 
 
 def several_machines(df: pl.DataFrame) -> bool:
