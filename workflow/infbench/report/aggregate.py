@@ -6,12 +6,12 @@ The CPU cells' uncertainties get a floor here too, the one thing a cell cannot k
 CPU cell runs on the same cores, so the machine's drift over the minutes of a run (seen on a 2-core
 VM: 10-18% between a run and a rerun a few minutes later, in the same direction for most cells)
 reaches all of them. A cell's own spread, from three repetitions, scatters widely around that
-common one; pooled over the run's CPU cells it is known well. So each CPU cell's ± is at least how
-far a repetition lands from its cell's median, a distribution-free 95% bound pooled over the run's
-CPU cells (`drift_floor_pct`, measure/repetitions.py `drift_floor`): a rerun, measured at one
-moment of the drift, varies like one repetition. A GPU-bound cell barely sees the host, so GPU cells
-keep their own (their spreads differ by cell: 0.1% to 30%). A cell whose ± would pass 50% with the
-floor is `unstable` (the report shows its range), as it would be with its own.
+common one; over the run's CPU cells it is known well. So each CPU cell's ± is at least the
+interval of the run's typical CPU cell (the lower median of their intervals: `drift_floor_pct`,
+measure/repetitions.py `drift_floor`), which one noisy cell does not move. A GPU-bound cell
+barely sees the host, so GPU cells keep their own (their spreads differ by cell: 0.1% to 30%). A
+cell whose ± would pass 50% with the floor is `unstable` (the report shows its range), as it would
+be with its own.
 """
 
 from __future__ import annotations
