@@ -72,22 +72,34 @@ def with_repetitions(cell: dict, values: list[float]) -> dict:
 
 
 def test_cpu_cells_uncertainty_is_at_least_the_machines_drift_and_gpu_cells_keep_their_own():
-    from infbench.measure.repetitions import pooled_spread, rerun_rel
+    from infbench.measure.repetitions import drift_floor
 
-    drifting = [100.0, 110.0, 90.0]  # s = 10% of the mean
-    calm = [100.0, 100.5, 99.5]  # by chance close together: its own ± is narrow
+    drifting = [100.0, 110.0, 90.0]  # 10% either side of the median
+    calm = [100.0, 100.5, 99.5]  # close together: its own ± is narrow
     cells = [
         with_repetitions(result("torch", "fp32", 100.0, 40.0), drifting),
-        with_repetitions(result("onnxruntime", "fp32", 100.0, 2.0), calm),
+        with_repetitions(result("onnxruntime", "fp32", 100.0, 0.2), calm),  # windows' ± narrower still
         with_repetitions(result("onnxruntime", "int8", 100.0, 1.0, device="cuda"), calm),
     ]
-    cells[1]["latency_uncertainty_pct"] = 2.0
+    cells[1]["latency_uncertainty_pct"] = 0.2
     df = summary_table(cells)
-    floor = 100 * rerun_rel(*pooled_spread([drifting, calm]), 3)
-    assert 0 < floor < 40
+    floor = 100 * drift_floor([drifting, calm])
+    assert floor == pytest.approx(0.5)  # the lower median of the cells' intervals (10%, 0.5%)
     cpu_calm = df.filter((df["device"] == "cpu") & (df["backend"] == "onnxruntime")).row(0, named=True)
     assert cpu_calm["throughput_uncertainty_pct"] == pytest.approx(floor) == cpu_calm["drift_floor_pct"]
     assert cpu_calm["latency_uncertainty_pct"] == pytest.approx(floor)
+    assert cpu_calm["status"] == "ok"
     assert row(df, "torch")["throughput_uncertainty_pct"] == 40.0  # wider than the floor: its own
     gpu = df.filter(df["device"] == "cuda").row(0, named=True)
     assert gpu["throughput_uncertainty_pct"] == 1.0 and gpu["drift_floor_pct"] is None
+
+
+def test_a_drift_floor_above_half_makes_the_cell_unstable_never_a_printed_plus_minus():
+    wild = [100.0, 180.0, 30.0]  # 80% off their median: every CPU cell of this run drifted so
+    cells = [
+        with_repetitions(result("torch", "fp32", 100.0, 80.0), wild),
+        with_repetitions(result("onnxruntime", "fp32", 100.0, 2.0), [100.0, 170.0, 35.0]),
+    ]
+    df = summary_table(cells)
+    ort = row(df, "onnxruntime")
+    assert ort["throughput_uncertainty_pct"] > 50 and ort["status"] == "unstable"

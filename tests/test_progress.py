@@ -49,6 +49,16 @@ def test_unstable_and_failed_cells_say_so(tmp_path):
         tmp_path, cell(), status="unstable", throughput_img_s=1500.0, throughput_uncertainty_pct=9.0
     )
     assert progress.cell_line(unstable).split()[-4:] == ["1.5×", "torch", "fp32", "unstable"]
+    wide = write_result(
+        tmp_path,
+        cell(batch=2),
+        status="unstable",
+        throughput_img_s=857.0,
+        throughput_uncertainty_pct=62.0,
+        throughput_min_img_s=506.0,
+        throughput_max_img_s=1177.0,
+    )
+    assert "857 img/s (range 506–1,177)" in progress.cell_line(wide) and "±" not in progress.cell_line(wide)
     failed = write_result(
         tmp_path, cell(batch=8), status="oom", error="CUDA out of memory. Tried to allocate 2 GiB\ntraceback…"
     )

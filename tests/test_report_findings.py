@@ -127,7 +127,8 @@ def test_unstable_cells_never_carry_a_finding():
     assert cells.data == {"total": 4, "not_ok": {}, "unstable": 2, "disturbed": 3}
     assert "2 of 4 cells ran ok; 2 unstable" in cells.text and "3 repetitions were disturbed" in cells.text
     best = one(found, "max_throughput")
-    assert best.data["row"]["throughput_img_s"] == 5000.0 and "20,000" not in best.text
+    assert best.data["row"]["throughput_img_s"] == 5000.0  # the best stable cell; the faster one named beside it
+    assert "onnxruntime int8 on cpu, 32 px, batch 8 measured 20,000 img/s but its repetitions disagreed" in best.text
     assert "10.0×" not in best.text and "no speedup stated: its torch fp32 baseline cell is unstable" in best.text
     lat = one(found, "min_latency_batch1")
     assert lat.data["row"]["backend"] == "onnxruntime" and lat.data["runner_up"] is None  # torch b1 is unstable
@@ -136,6 +137,53 @@ def test_unstable_cells_never_carry_a_finding():
     assert any(
         t.startswith("Batch saturation not stated for onnxruntime int8 on cpu at 32 px") for t in saturation_texts
     )
+
+
+def test_a_faster_unstable_cell_is_named_beside_the_best_stable_one_with_its_range():
+    """The issue's noisy run: the headline named a variant at 60% of the best without a word about the best."""
+    shaky = {"status": "unstable", "throughput_uncertainty_pct": 62.0}
+    df = table(
+        cell("onnxruntime", "fp32", batch=32, tput=5374.0),
+        cell("onnxruntime", "int8", batch=1, tput=4532.0),
+        cell(
+            "onnxruntime",
+            "int8",
+            batch=8,
+            tput=8780.0,
+            throughput_min_img_s=3300.0,
+            throughput_max_img_s=9400.0,
+            **shaky,
+        ),
+        cell(
+            "torch",
+            "fp32",
+            batch=1,
+            tput=600.0,
+            latency_ms_p50=0.15,
+            latency_p50_min_ms=0.1,
+            latency_p50_max_ms=3.0,
+            **shaky,
+        ),
+    )
+    found = findings(df, {})
+    best = one(found, "max_throughput")
+    assert best.data["row"]["throughput_img_s"] == 5374.0
+    assert (
+        "onnxruntime int8 on cpu, 32 px, batch 8 measured 8,780 img/s but its repetitions disagreed "
+        "(range 3,300–9,400 img/s)" in best.text
+    )
+    assert "± 62" not in best.text  # a ± above 50% is never printed
+    lat = one(found, "min_latency_batch1")
+    assert lat.data["row"]["backend"] == "onnxruntime"
+    assert (
+        "torch fp32 on cpu, 32 px, batch 1 measured 0.15 ms but its repetitions disagreed (range 0.1–3.00 ms)"
+        in lat.text
+    )
+    # a slower unstable cell is not mentioned
+    calm = findings(
+        table(cell("onnxruntime", "fp32", batch=32, tput=5374.0), cell("torch", "fp32", tput=10.0, **shaky)), {}
+    )
+    assert "disagreed" not in one(calm, "max_throughput").text
 
 
 def test_launch_bound_cells_are_named():

@@ -48,6 +48,7 @@ from infbench.integrity import DamagedInput
 from infbench.io import size_mib, write_json
 from infbench.measure import environment, repetitions, timing
 from infbench.measure import flops as flop_count
+from infbench.measure.budget import Ledger
 from infbench.measure.interference import canary_ms, cpu_busy_s, disturbance, spare_cores
 from infbench.measure.memory import DeviceMemory, cpu_section, host_peak_mib
 from infbench.measure.nvml import Nvml, Sampler, summarize
@@ -337,7 +338,7 @@ def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
 def _summary_of(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "spare_cores")
-    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache")
+    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache", "adaptive")
     # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
     keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
@@ -359,19 +360,28 @@ def _quiet_canary_ms(probe: dict, rep: dict) -> float | None:
 
 
 def repeat(
-    cell: Cell, args: dict, timeout_s: float, probe: dict, earlier: list[dict] = ()
+    cell: Cell, args: dict, timeout_s: float, probe: dict, earlier: list[dict] = (), ledger: Ledger | None = None
 ) -> tuple[list[dict], dict | None]:
-    """Repetitions until `repetitions` undisturbed ones agree within the tolerance, or the extra
-    runs allowed are spent: (every repetition run, the failure that stopped them or None).
-    `earlier`: repetitions already measured (by their own jobs), taken first."""
+    """Repetitions until `repetitions` undisturbed ones give an interval within the tolerance:
+    (every repetition run, the failure that stopped them or None). `earlier`: repetitions already
+    measured (by their own jobs), taken first. Past the `max_extra` allowed, a cell still too wide
+    measures more while the run's `ledger` grants their time (adaptive repetitions, measure/budget.py),
+    up to MAX_REPETITIONS."""
     policy = args["repetitions"]
     runs: list[dict] = []
     pending = list(earlier)
-    while len(runs) < policy["repetitions"] + policy["max_extra"]:
+    while True:
+        drawn = None
         if pending:
             rep = pending.pop(0)
-        else:  # agreement once, in the first repetition
+        elif len(runs) < policy["repetitions"] + policy["max_extra"]:  # agreement once, in the first repetition
             rep = run_repetition(cell, {**args, "check_agreement": not runs}, timeout_s)
+        elif (drawn := _draw(cell, args, runs, ledger)) is not None:
+            rep = run_repetition(cell, {**args, "check_agreement": False}, timeout_s)
+            ledger.settle(cell.key, drawn, rep["process_s"])
+            rep["adaptive"] = True
+        else:
+            break
         if rep["status"] != "ok":
             return runs, rep
         rep["disturbed"] = disturbance(
@@ -391,6 +401,57 @@ def repeat(
     return runs, None
 
 
+# At 12 repetitions the median's interval leaves out the three extreme ones at each end (k = 3): a cell
+# still wider than the tolerance there has a spread of its own that more repetitions will not narrow.
+MAX_REPETITIONS = 12
+
+
+def _draw(cell: Cell, args: dict, runs: list[dict], ledger: Ledger | None) -> float | None:
+    """Seconds drawn from the run's budget for one more repetition of `cell` (its median repetition
+    time so far), or None: no budget, the cap reached, or the budget (its part of it) spent."""
+    if ledger is None or not runs or len(runs) >= MAX_REPETITIONS:
+        return None
+    cost = statistics.median(r["process_s"] for r in runs)
+    good = [r for r in runs if not r["disturbed"]] or runs
+    priority = needed_by_findings(cell, good, args.get("repetitions_root"))
+    return cost if ledger.draw(cell.key, cost, priority) else None
+
+
+def needed_by_findings(cell: Cell, runs: list[dict], root: str | None) -> bool:
+    """Whether the findings may need this cell: the baseline (torch fp32), or a candidate for a "best"
+    among the cells of its device whose repetitions are on disk under `root` (its repetitions reach the
+    fastest cell's, or, at batch 1, the lowest latency's). Without others to compare, every cell is."""
+    from infbench.report.aggregate import BASELINE
+
+    if (cell.backend, cell.precision) == (BASELINE["backend"], BASELINE["precision"]):
+        return True
+    others = _device_repetitions(Path(root), cell.device) if root else {}
+    if not others:
+        return True
+    tput = {k: [r["throughput"]["img_s"] for r in reps] for k, reps in others.items()}
+    fastest = max(tput.values(), key=statistics.median)
+    if max(r["throughput"]["img_s"] for r in runs) >= min(fastest):
+        return True
+    if cell.batch_size != 1:
+        return False
+    p50 = {k: [r["latency"]["p50_ms"] for r in reps] for k, reps in others.items() if k.endswith("x1")}
+    quickest = min(p50.values(), key=statistics.median) if p50 else []
+    return not quickest or min(r["latency"]["p50_ms"] for r in runs) <= max(quickest)
+
+
+def _device_repetitions(root: Path, device: str) -> dict[str, list[dict]]:
+    """Every measured repetition under `root` (…/repetitions) of the cells on `device`, by cell folder."""
+    out: dict[str, list[dict]] = {}
+    for path in root.glob(f"*/*/{device}/*/*.json"):
+        try:
+            rep = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a damaged repetition is its own cell's business (load_repetitions)
+        if rep.get("status") == "ok":
+            out.setdefault(str(path.parent.relative_to(root)), []).append(rep)
+    return out
+
+
 def _throughput(reps: list[dict]) -> dict:
     return repetitions.combine([r["throughput"]["img_s"] for r in reps], [r["throughput"]["ci95_rel"] for r in reps])
 
@@ -408,6 +469,8 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
     stability = repetitions.verdict(tp, tolerance, min_repetitions)
     if len(good) < min_repetitions or any(r["disturbed"] for r in good):
         stability = "unstable"  # too few quiet repetitions to vouch for the figure
+    if (tp["uncertainty_rel"] or 0) > repetitions.MAX_PRINTED:
+        stability = "unstable"  # shown as its range, never as a ± wider than the number's half
     latency = {
         q: repetitions.combine([r["latency"][f"{q}_ms"] for r in good], [None] * len(good))
         for q in ("p50", "p90", "p99")
@@ -433,14 +496,20 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         "stability": stability,
         "throughput_img_s": tp["value"],
         "throughput_uncertainty_pct": _pct(tp),
+        # the repetitions' range: what the report shows where the ± would pass 50%
+        "throughput_min_img_s": tp["min"],
+        "throughput_max_img_s": tp["max"],
         "time_per_image_ms": 1000 / tp["value"],
         "latency_ms_p50": latency["p50"]["value"],
         "latency_ms_p90": latency["p90"]["value"],
         "latency_ms_p99": latency["p99"]["value"],
         "latency_uncertainty_pct": _pct(latency["p50"]),
+        "latency_p50_min_ms": latency["p50"]["min"],
+        "latency_p50_max_ms": latency["p50"]["max"],
         "throughput": tp,
         "latency": latency,
         "repetitions": len(good),
+        "adaptive_repetitions": sum(1 for r in runs if r.get("adaptive")),  # beyond max_extra, from the budget
         "disturbed_repetitions": sum(1 for r in runs if r["disturbed"]),
         "host_issue_fraction": host_fraction,
         "launch_bound": launch_bound,
@@ -489,7 +558,9 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[
     }
     started = time.time()
     probe = _read_optional(args.get("probe")) or {}
-    runs, failure = repeat(cell, args, timeout_s, probe, earlier)
+    budget_s = args.get("extra_budget_s") or 0
+    ledger = Ledger(args["budget_ledger"], budget_s) if args.get("budget_ledger") and budget_s > 0 else None
+    runs, failure = repeat(cell, args, timeout_s, probe, earlier, ledger)
     # The cell's GPU: the one its (first) repetition held; a probe of another GPU model gives no
     # quiet canary and no peak to compare with.
     gpu = next((r["gpu"] for r in [*runs, failure] if r and r.get("gpu")), None)
@@ -568,6 +639,8 @@ def add_parser(sub) -> None:
     s.add_argument("--repetitions", type=int)
     s.add_argument("--max-extra-repetitions", type=int)
     s.add_argument("--tolerance", type=float)
+    s.add_argument("--extra-budget", type=float, default=0, help="the run's seconds for adaptive repetitions")
+    s.add_argument("--budget-ledger", type=Path, default=None, help="JSON ledger of that budget, shared by the run")
     s.add_argument("--canary-slowdown", type=float, help="canary/quiet time that marks disturbed")
     s.add_argument("--foreign-cores", type=float, help="other processes' cores that mark disturbed")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="backend setting")
@@ -611,6 +684,10 @@ def measurement_args(a) -> dict:
         "probe": str(a.probe) if a.probe else None,
         "options": spec(a.backend).parse_options(a.option, a.device),
         "tolerance": a.tolerance,
+        "extra_budget_s": a.extra_budget,
+        "budget_ledger": str(a.budget_ledger) if a.budget_ledger else None,
+        # …/repetitions/<backend>/<precision>/<device>/<size>x<batch>/<n>.json: the other cells' repetitions
+        "repetitions_root": str(a.repetition_results[0].parents[4]) if a.repetition_results else None,
         "repetitions": {"repetitions": a.repetitions, "max_extra": a.max_extra_repetitions},
         "energy_window_s": a.energy_window,
         "interference": {"canary_slowdown": a.canary_slowdown, "foreign_cores": a.foreign_cores},
@@ -625,6 +702,14 @@ def measurement_args(a) -> dict:
     }
 
 
+def _spread_text(result: dict) -> str:
+    """'±3.1%', or the repetitions' range where the ± would pass MAX_PRINTED."""
+    u = result["throughput_uncertainty_pct"]
+    if u is not None and u <= 100 * repetitions.MAX_PRINTED:
+        return f"±{u:.1f}%"
+    return f"(range {result['throughput_min_img_s']:.1f}–{result['throughput_max_img_s']:.1f})"
+
+
 def cell_line(result: dict) -> str:
     """One line per cell: its figures with their uncertainty, or why it has none."""
     line = f"{Cell(**result['cell']).key}: {result['status']}"
@@ -632,9 +717,9 @@ def cell_line(result: dict) -> str:
         return line + f": {result['error']}"
     runs = result["repetition_runs"]
     line += (
-        f", {result['throughput_img_s']:.1f} img/s ±{result['throughput_uncertainty_pct']:.1f}%, "
+        f", {result['throughput_img_s']:.1f} img/s {_spread_text(result)}, "
         f"latency p50 {result['latency_ms_p50']:.3f} ms, {result['repetitions']} repetitions"
-        f" ({len(runs)} run, {result['disturbed_repetitions']} disturbed)"
+        f" ({len(runs)} run, {result['disturbed_repetitions']} disturbed, {result['adaptive_repetitions']} adaptive)"
     )
     if result.get("launch_bound"):
         line += ", launch-bound"

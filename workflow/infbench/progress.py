@@ -13,6 +13,8 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from infbench.measure.repetitions import MAX_PRINTED
+
 BENCH_RULE = "bench_cell"
 REPETITION_RULE = "bench_repetition"
 REPORT_RULE = "report"
@@ -98,7 +100,10 @@ def cell_result(result: dict, baseline: dict | None = None, color: bool = False)
         return paint(f"{status}: {message}" if message else status, status, color)
     parts = [f"{throughput(value):>11}"]  # numbers line up under each other
     pct = uncertainty_pct(result)
-    if pct is not None:
+    low, high = result.get("throughput_min_img_s"), result.get("throughput_max_img_s")
+    if pct is not None and pct > 100 * MAX_PRINTED and low is not None and high is not None:
+        parts[0] += f" (range {low:,.0f}–{high:,.0f})"  # never a ± above 50%
+    elif pct is not None:
         parts[0] += f" ±{pct:.1f}%"
     cell = result.get("cell") or {}
     if (cell.get("backend"), cell.get("precision")) == ("torch", "fp32"):

@@ -3,6 +3,8 @@
 # later round, so all cells' first repetitions run before any second one. The cell's job then
 # combines them (measuring more only where they disagree or were disturbed).
 
+# The run's budget for adaptive repetitions, shared by its cell jobs (infbench/measure/budget.py).
+BUDGET_LEDGER = "results/extra_budget.json"
 # The command of both rules; a repetition's job leaves out the CELL_ONLY settings (JUDGE).
 MEASURE = (
     "infbench bench --model {wildcards.model:q} --backend {wildcards.backend} --precision {wildcards.precision}"
@@ -17,8 +19,9 @@ MEASURE = (
 )
 JUDGE = (
     " --repetitions {params.bench[repetitions]} --max-extra-repetitions {params.bench[max_extra_repetitions]}"
-    " --tolerance {params.bench[tolerance]}"
+    " --tolerance {params.bench[tolerance]} --extra-budget {params.bench[extra_budget_s]}"
     " --canary-slowdown {params.bench[canary_slowdown]} --foreign-cores {params.bench[foreign_cores]}"
+    f" --budget-ledger {BUDGET_LEDGER}"
 )
 CELL_INPUT = {
     "artifact": cell_artifact,
@@ -75,8 +78,10 @@ rule bench_cell:
         gpu=cell_gpus,
         mem_mb=8000,
         runtime=lambda wc: int(
-            config["bench"]["max_extra_repetitions"]
-            * config["bench"]["timeout_s"]
+            (
+                config["bench"]["max_extra_repetitions"] * config["bench"]["timeout_s"]
+                + config["bench"]["extra_budget_s"]
+            )
             / 60
         )
         + 5,

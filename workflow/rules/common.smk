@@ -145,6 +145,7 @@ def cell_options(wildcards):
 CELL_ONLY = {
     "repetitions",
     "max_extra_repetitions",
+    "extra_budget_s",
     "tolerance",
     "canary_slowdown",
     "foreign_cores",

@@ -6,9 +6,12 @@ The CPU cells' uncertainties get a floor here too, the one thing a cell cannot k
 CPU cell runs on the same cores, so the machine's drift over the minutes of a run (seen on a 2-core
 VM: 10-18% between a run and a rerun a few minutes later, in the same direction for most cells)
 reaches all of them. A cell's own spread, from three repetitions, scatters widely around that
-common one; pooled over the run's CPU cells it is known well. So each CPU cell's ± is at least the
-interval a later rerun would land in with the pooled spread (`drift_floor_pct`). A GPU-bound cell
-barely sees the host, so GPU cells keep their own (their spreads differ by cell: 0.1% to 30%).
+common one; over the run's CPU cells it is known well. So each CPU cell's ± is at least the
+interval of the run's typical CPU cell (the lower median of their intervals: `drift_floor_pct`,
+measure/repetitions.py `drift_floor`), which one noisy cell does not move. A GPU-bound cell
+barely sees the host, so GPU cells keep their own (their spreads differ by cell: 0.1% to 30%). A
+cell whose ± would pass 50% with the floor is `unstable` (the report shows its range), as it would
+be with its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import polars as pl
 
 from infbench.arguments import paths
 from infbench.io import atomic_path, read_json, write_json
-from infbench.measure.repetitions import pooled_spread, rerun_rel
+from infbench.measure.repetitions import MAX_PRINTED, drift_floor
 from infbench.report.frame import MEASURED, SCHEMA, SOURCE
 
 BASELINE = {"backend": "torch", "precision": "fp32"}
@@ -58,15 +61,16 @@ def with_drift_floor(rows: list[dict], results: list[dict]) -> None:
     for machine in {row["machine"] for row, _ in cpu}:
         mine = [(row, res) for row, res in cpu if row["machine"] == machine]
         for figure, (path, column) in DRIFT_FIGURES.items():
-            spread = pooled_spread([_get(res, path) or [] for _, res in mine])
-            if spread is None:
+            floor = drift_floor([_get(res, path) or [] for _, res in mine])
+            if floor is None:
                 continue
-            for row, res in mine:
-                floor = 100 * rerun_rel(*spread, max(1, len(_get(res, path) or [])))
+            for row, _ in mine:
                 if figure == "throughput":
-                    row["drift_floor_pct"] = floor
-                if row[column] is not None and row[column] < floor:
-                    row[column] = floor
+                    row["drift_floor_pct"] = 100 * floor
+                if row[column] is not None and row[column] < 100 * floor:
+                    row[column] = 100 * floor
+                if figure == "throughput" and row[column] is not None and row[column] > 100 * MAX_PRINTED:
+                    row["status"] = row["stability"] = "unstable"
 
 
 def summary_table(results: list[dict], accuracy: list[dict] | None = None) -> pl.DataFrame:

@@ -32,6 +32,7 @@ from infbench.report.frame import (
     pct,
     plus_minus,
     several_machines,
+    span_of,
     speedup_text,
 )
 
@@ -138,6 +139,8 @@ TITLES = {  # header tooltips: what the less obvious columns mean
     "latency_ms_p50": "one batch at a time, synchronised after each; ± u: a rerun lands within it (95%)",
     "speedup_vs_baseline": "throughput over the plain torch eager fp32 baseline's; in brackets its interval; grey: "
     "the cell or its baseline is unstable",
+    "repetitions": "undisturbed repetitions in the cell's figures, the adaptive ones (bench.extra_budget_s: measured "
+    "where the interval stayed wider than the tolerance) included",
     "disturbed_repetitions": "repetitions run while something else loaded the machine (measured again)",
     "launch_bound": "the host's launches, not the device, set the pace",
     "host_issue_fraction": "share of the wall time the host spent issuing work",
@@ -173,7 +176,7 @@ def _cell(row: dict, column: str) -> str:
     if isinstance(value, (int, float)):
         klass = "n"
         if column in UNCERTAINTY:
-            text = plus_minus(value, row.get(UNCERTAINTY[column]))
+            text = plus_minus(value, row.get(UNCERTAINTY[column]), span=span_of(row, column))
         elif column == "speedup_vs_baseline":
             text = speedup_text(row)
             klass += "" if row.get("speedup_stable") else " shaky"

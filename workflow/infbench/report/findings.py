@@ -1,7 +1,9 @@
 """Findings written from the measurements, with their numbers (pure polars, no charts).
 
 Each `Finding` carries the sentence a reader sees and, for tests and other tools, the data behind it.
-Only cells whose status is ok count: an unstable cell's numbers are shown in the tables, never used here.
+Only cells whose status is ok count: an unstable cell's numbers are shown in the tables, never used here,
+except that a "best" never hides a faster cell: where an unstable cell measured better than the best stable
+one, the finding names it beside the best, with the range its repetitions spread over.
 Figures carry their uncertainty (value ± u, 95%); where two compared figures' intervals overlap, the
 finding says "no significant difference" instead of naming a winner. Where the figures a finding needs
 are missing (null), the finding says what could not be determined and why, instead of guessing.
@@ -26,6 +28,7 @@ from infbench.report.frame import (
     plus_minus,
     several_machines,
     several_models,
+    span_of,
 )
 
 SATURATION_FRACTION = 0.9  # throughput within 10% of the group's maximum counts as saturated
@@ -87,11 +90,28 @@ def _memory(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _tput(row: dict) -> str:
-    return plus_minus(row["throughput_img_s"], row.get("throughput_uncertainty_pct"), "img/s")
+    return plus_minus(
+        row["throughput_img_s"], row.get("throughput_uncertainty_pct"), "img/s", span_of(row, "throughput_img_s")
+    )
 
 
 def _p50(row: dict) -> str:
-    return plus_minus(row["latency_ms_p50"], row.get("latency_uncertainty_pct"), "ms")
+    return plus_minus(row["latency_ms_p50"], row.get("latency_uncertainty_pct"), "ms", span_of(row, "latency_ms_p50"))
+
+
+def _better_unstable(shaky: pl.DataFrame, best: dict, value: str, descending: bool) -> str:
+    """'; onnxruntime int8 on cpu, 32 px, batch 8 measured 8,780 img/s but its repetitions disagreed (range …)':
+    the unstable cell of `shaky` that measured better than `best` (none: '')."""
+    have = shaky.filter(pl.col(value).is_not_null())
+    if have.height == 0:
+        return ""
+    top = _row(have, value, descending)
+    if (top[value] > best[value]) != descending or top[value] == best[value]:
+        return ""
+    unit = "img/s" if value == "throughput_img_s" else "ms"
+    low, high = span_of(top, value) or (None, None)
+    spread = f" (range {num(low)}–{num(high, unit)})" if low is not None and high is not None else ""
+    return f"; {_config(top)} measured {num(top[value], unit)} but its repetitions disagreed{spread}"
 
 
 def _runner_up(have: pl.DataFrame, best: dict, by: str, descending: bool) -> dict | None:
@@ -131,7 +151,7 @@ def _speedup_clause(row: dict) -> str:
     return f" ({num(s)}× the torch fp32 baseline{between})"
 
 
-def _max_throughput(ok: pl.DataFrame, p: str) -> Finding:
+def _max_throughput(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Finding:
     have = ok.filter(pl.col("throughput_img_s").is_not_null())
     if have.height == 0:
         return Finding(
@@ -144,17 +164,19 @@ def _max_throughput(ok: pl.DataFrame, p: str) -> Finding:
         return Finding(
             "max_throughput",
             f"{p}Highest throughput: no significant difference between {_config(best)} ({_tput(best)}) and "
-            f"{_config(rival)} ({_tput(rival)}): their intervals overlap.",
+            f"{_config(rival)} ({_tput(rival)}): their intervals overlap"
+            f"{_better_unstable(shaky, best, 'throughput_img_s', True)}.",
             data=data,
         )
     text = f"{p}Highest throughput: {_config(best)}: {_tput(best)}{_speedup_clause(best)}"
     if rival is not None:
         margin = _margin(best, rival, "throughput_img_s")
         text += f"; the next variant, {_config(rival)}, reaches {_tput(rival)} (the best does {margin} more)"
+    text += _better_unstable(shaky, best, "throughput_img_s", True)
     return Finding("max_throughput", text + ".", data=data)
 
 
-def _min_latency_batch1(ok: pl.DataFrame, p: str) -> Finding:
+def _min_latency_batch1(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Finding:
     have = ok.filter((pl.col("batch_size") == 1) & pl.col("latency_ms_p50").is_not_null())
     if have.height == 0:
         reason = "no ok cell ran at batch 1" if ok.filter(pl.col("batch_size") == 1).height == 0 else "no p50 latency"
@@ -179,6 +201,7 @@ def _min_latency_batch1(ok: pl.DataFrame, p: str) -> Finding:
         if rival is not None:
             margin = _margin(best, rival, "latency_ms_p50")
             text += f"; the next variant, {_variant(rival)}, takes {_p50(rival)} (the best takes {margin} less)"
+    text += _better_unstable(shaky.filter(pl.col("batch_size") == 1), best, "latency_ms_p50", False)
     if len(per_size) > 1:
         text += "; fastest per image size: " + ", ".join(
             f"{s} px {r['backend']} {r['precision']} {_p50(r)}" for s, r in per_size.items()
@@ -186,7 +209,7 @@ def _min_latency_batch1(ok: pl.DataFrame, p: str) -> Finding:
     return Finding("min_latency_batch1", text + ".", data=data)
 
 
-def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance) -> Finding:
+def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance, shaky: pl.DataFrame) -> Finding:
     have = _tolerance_flags(ok.filter(pl.col("throughput_img_s").is_not_null()), tolerance)
     known = have.filter(pl.col("_over").is_not_null())
     tol = f"{float(tolerance):g}-point " if tolerance is not None else ""
@@ -215,6 +238,8 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance) -> Finding:
         text += f"; the faster {_config(fastest)} ({_tput(fastest)}) breaks the tolerance" + (
             f" ({_drop(fastest)})" if fastest.get("accuracy_drop") is not None else ""
         )
+    within_shaky = _tolerance_flags(shaky, tolerance).filter(pl.col("_over").is_not_null() & ~pl.col("_over"))
+    text += _better_unstable(within_shaky, best, "throughput_img_s", True)
     return Finding("best_within_tolerance", text + note + ".", data={"row": best})
 
 
@@ -701,11 +726,14 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
     scopes = ok.select("machine", "device").unique(maintain_order=True).iter_rows()
     for machine, device in scopes:
         part = ok.filter((pl.col("machine") == machine) & (pl.col("device") == device))
+        shaky = df.filter(
+            (pl.col("status") == "unstable") & (pl.col("machine") == machine) & (pl.col("device") == device)
+        )
         p = _scope_prefix(machine, device, multi_machine, multi_device)
         out += [
-            _max_throughput(part, p),
-            _min_latency_batch1(part, p),
-            _best_within_tolerance(part, p, meta.get("tolerance_points")),
+            _max_throughput(part, p, shaky),
+            _min_latency_batch1(part, p, shaky),
+            _best_within_tolerance(part, p, meta.get("tolerance_points"), shaky),
             _best_within_memory_cap(part, p, meta.get("memory_cap_mib")),
         ]
         if device != "cpu":  # NVML's energy: a GPU's figure (a CPU cell has none to compare)

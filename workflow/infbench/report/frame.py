@@ -26,6 +26,9 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     # the window metric: batches back to back, median over repetitions
     "throughput_img_s": (pl.Float64, ("throughput_img_s",)),
     "throughput_uncertainty_pct": (pl.Float64, ("throughput_uncertainty_pct",)),  # 95%: a rerun lands within ± this
+    # the repetitions' range, shown instead of a ± above MAX_PRINTED_PCT
+    "throughput_min_img_s": (pl.Float64, ("throughput_min_img_s",)),
+    "throughput_max_img_s": (pl.Float64, ("throughput_max_img_s",)),
     # CPU cells: the least ± of any cell of the machine, its drift over the run (report/aggregate.py)
     "drift_floor_pct": (pl.Float64, ("drift_floor_pct",)),
     "time_per_image_ms": (pl.Float64, ("time_per_image_ms",)),
@@ -33,7 +36,10 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "latency_ms_p90": (pl.Float64, ("latency_ms_p90",)),
     "latency_ms_p99": (pl.Float64, ("latency_ms_p99",)),
     "latency_uncertainty_pct": (pl.Float64, ("latency_uncertainty_pct",)),
+    "latency_p50_min_ms": (pl.Float64, ("latency_p50_min_ms",)),
+    "latency_p50_max_ms": (pl.Float64, ("latency_p50_max_ms",)),
     "repetitions": (pl.Int64, ("repetitions",)),
+    "adaptive_repetitions": (pl.Int64, ("adaptive_repetitions",)),  # of them, drawn from bench.extra_budget_s
     "disturbed_repetitions": (pl.Int64, ("disturbed_repetitions",)),
     "launch_bound": (pl.Boolean, ("launch_bound",)),
     "host_issue_fraction": (pl.Float64, ("host_issue_fraction",)),
@@ -197,12 +203,32 @@ def overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> boo
     return a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]
 
 
-def plus_minus(value, uncertainty_pct, unit: str = "") -> str:
-    """'5,422 ± 2.9%' (with `unit` after the value: '5,422 img/s ± 2.9%'); just the value without an uncertainty."""
+# A figure → its repetitions' range columns (low, high), printed where its ± would pass MAX_PRINTED_PCT.
+MAX_PRINTED_PCT = 50.0
+RANGE = {
+    "throughput_img_s": ("throughput_min_img_s", "throughput_max_img_s"),
+    "latency_ms_p50": ("latency_p50_min_ms", "latency_p50_max_ms"),
+}
+
+
+def plus_minus(value, uncertainty_pct, unit: str = "", span: tuple | None = None) -> str:
+    """'5,422 ± 2.9%' (with `unit` after the value: '5,422 img/s ± 2.9%'); just the value without an uncertainty.
+    A ± above MAX_PRINTED_PCT is never printed: the repetitions' range `span` (low, high) stands instead."""
     text = num(value, unit)
     if value is None or uncertainty_pct is None:
         return text
+    if float(uncertainty_pct) > MAX_PRINTED_PCT:
+        low, high = span or (None, None)
+        if low is None or high is None:
+            return f"{text} (repetitions disagree)"
+        return f"{text} (range {num(low)}–{num(high)})"
     return f"{text} ± {float(uncertainty_pct):.1f}%"
+
+
+def span_of(row: dict, column: str) -> tuple | None:
+    """The repetitions' (low, high) of a figure in a summary row, where the table has them."""
+    low, high = RANGE.get(column, (None, None))
+    return (row.get(low), row.get(high)) if low else None
 
 
 def speedup_text(row: dict) -> str:
