@@ -218,7 +218,8 @@ def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
         "image_size": image_size,
         "counter": (
             "torch.utils.flop_counter.FlopCounterMode + the CPU attention kernel: convolutions (grouped and "
-            "depthwise included), matrix products, attention Q·Kᵀ and A·V; norms, activations, pooling not counted"
+            "depthwise included; nominal, taps on the padding counted), matrix products, attention Q·Kᵀ and A·V; "
+            "norms, activations, pooling not counted"
         ),
         "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
         "bytes_model": (
