@@ -1,19 +1,26 @@
 """FLOPs and bytes moved per image, counted once per model and image size; a cell's achieved FLOP/s.
 
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on the real checkpoint at the
-cell's image size: convolutions and matrix products, a multiply-add counted as 2 FLOPs (ResNet-18
-at 224×224: 3.63 GFLOP per image). Batch norm, ReLU, pooling and residual adds are not counted;
-they are a fraction of a percent and an inference runtime folds or fuses most of them. The count
-is the model's useful work, the same for every backend and precision: the arithmetic a backend
-actually does (padding, Winograd, fused epilogues) differs, which is what utilisation shows.
+cell's image size, for any `torch.nn` classifier: convolutions (grouped and depthwise ones by their
+own weight shape, k·k·Cin/groups·Cout per output pixel), matrix products (linear layers with any
+leading dims, matmul, bmm, einsum) and attention (Q·Kᵀ and A·V), a multiply-add counted as 2 FLOPs
+(ResNet-18 at 224×224: 3.63 GFLOP per image). Two gaps of PyTorch's counter are closed here: the
+CPU attention kernel has no formula there (`_attention_flops`), and `nn.MultiheadAttention`'s
+inference fast path runs one fused kernel it cannot see (turned off while counting). Kernels that
+look like this work but ran without a formula are listed in `uncounted_ops`, never silently zero.
+Norms, activations, pooling, softmax and elementwise ops are not counted: they are a few percent
+at most, and an inference runtime fuses most of them. The count is the model's nominal work (every
+convolution tap, taps on the padding included), the same for every backend and precision: the
+arithmetic a backend actually does (skipped padding, Winograd, fused epilogues) differs, which is
+what utilisation shows. `benchmarks/flops_check.py` compares it with fvcore and ptflops.
 
 Bytes moved per image, for the roofline's arithmetic intensity, are an estimate of the traffic a
 fused inference graph must have at least, counted with a dispatch mode on the same forward pass:
 
 * weights: every parameter read once per batch, so `param_elements / batch` per image;
-* activations: every convolution, matrix product and pooling reads its input and writes its
-  output once; batch norm and ReLU are fused into the producing convolution (no traffic of their
-  own); a residual add reads its skip input once (the other operand is fused);
+* activations: every convolution, matrix product, attention and pooling reads its input and
+  writes its output once; batch norm and ReLU are fused into the producing convolution (no traffic
+  of their own); a residual add reads its skip input once (the other operand is fused);
 
 each element taken at the precision's storage size (`ACTIVATION_BYTES`, `WEIGHT_BYTES`). The
 unfused upper bound (every op reads all its inputs and writes its outputs) is recorded as well.
@@ -21,6 +28,9 @@ unfused upper bound (every op reads all its inputs and writes its outputs) is re
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
+from math import prod
 from pathlib import Path
 
 from infbench.arguments import paths
@@ -42,12 +52,21 @@ _LAYER_OPS = (
     "mm",
     "bmm",
     "linear",
+    "matmul",
+    "scaled_dot_product_attention",
+    "_scaled_dot_product_flash_attention_for_cpu",
     "max_pool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
     "mean",
 )
 _SKIP_ADD_OPS = ("add", "add_")
+
+# A multiply-add is 2 FLOPs (PyTorch's convention; fvcore and ptflops report multiply-adds).
+FLOPS_PER_MULTIPLY_ADD = 2
+# Kernel names that do convolution, matrix-product or attention work: one that ran without a
+# FLOP formula is listed in the count's `uncounted_ops`.
+_WORK_KERNEL = re.compile(r"conv|mm|matmul|linear|einsum|attention|multi_head|transformer")
 
 
 def _numel(x) -> int:
@@ -108,14 +127,57 @@ def _traffic_counter(param_ptrs: set[int]):
     return TrafficCounter()
 
 
-def count(model, image_size: int, batch: int = 1) -> dict:
-    """FLOPs and element traffic per image of `model` (eval mode, CPU, fp32) at `image_size`²."""
+def _attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """Q·Kᵀ and A·V of one attention call, (B, H, Lq, E) queries against Lk keys: B·H·Lq·Lk·(E + Ev)
+    multiply-adds (softmax and scaling not counted), as PyTorch counts its CUDA attention kernels."""
+    *lead, lq, e = query_shape
+    return FLOPS_PER_MULTIPLY_ADD * prod(lead) * lq * key_shape[-2] * (e + value_shape[-1])
+
+
+def flop_counter():
+    """PyTorch's `FlopCounterMode` with the CPU attention kernel counted; after the forward pass its
+    `uncounted` holds the work-like kernels that ran without a FLOP formula."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    class Counter(FlopCounterMode):
+        def __init__(self):
+            aten = torch.ops.aten
+            super().__init__(
+                display=False, custom_mapping={aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops}
+            )
+            self.uncounted: set[str] = set()
+
+        def _count_flops(self, func_packet, out, args, kwargs):  # every kernel that ran undecomposed
+            if func_packet not in self.flop_registry and _WORK_KERNEL.search(func_packet.__name__):
+                self.uncounted.add(str(func_packet))
+            return super()._count_flops(func_packet, out, args, kwargs)
+
+    return Counter()
+
+
+@contextmanager
+def _no_fused_attention():
+    """`nn.MultiheadAttention` and `nn.TransformerEncoderLayer` at inference run one fused kernel
+    (projections and attention together) that no counter sees into; off, they run as matmuls + SDPA."""
+    import torch
+
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
+def count(model, image_size: int, batch: int = 1) -> dict:
+    """FLOPs and element traffic per image of `model` (eval mode, CPU, fp32) at `image_size`²."""
+    import torch
+
     model = model.eval()
     x = torch.zeros(batch, 3, image_size, image_size)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    counter = flop_counter()
+    with torch.inference_mode(), _no_fused_attention(), counter:
         model(x)
     total = counter.get_total_flops()
     by_op = {str(op): n / batch for op, n in counter.get_flop_counts().get("Global", {}).items()}
@@ -123,13 +185,14 @@ def count(model, image_size: int, batch: int = 1) -> dict:
     params = list(model.parameters()) + list(model.buffers())
     param_ptrs = {p.data_ptr() for p in params}
     traffic = _traffic_counter(param_ptrs)
-    with torch.inference_mode(), traffic:
+    with torch.inference_mode(), _no_fused_attention(), traffic:
         model(x)
     param_elements = sum(p.numel() for p in model.parameters())
     return {
         "flops_per_image": total / batch,
         "gflops_per_image": total / batch / 1e9,
         "flops_by_op": by_op,
+        "uncounted_ops": sorted(counter.uncounted),
         "param_elements": param_elements,
         "activation_elements_per_image": traffic.fused / batch,
         "activation_elements_unfused_per_image": traffic.unfused / batch,
@@ -138,22 +201,27 @@ def count(model, image_size: int, batch: int = 1) -> dict:
 
 
 def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
-    """`count` on the trained model of `checkpoint` (its arch, stem and class count)."""
+    """`count` on the trained model of `checkpoint` (its model, stem and class count from its facts)."""
     import torch
 
-    from infbench.model import load_checkpoint
+    from infbench.model import load_checkpoint, read_facts
 
     torch.set_num_threads(min(4, torch.get_num_threads()))
     model = load_checkpoint(checkpoint)
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    facts = read_facts(checkpoint)
     info = count(model, image_size)
     return {
         "schema": SCHEMA_VERSION,
-        "model": ckpt.get("arch"),
-        "stem": ckpt.get("stem"),
-        "num_classes": ckpt.get("num_classes"),
+        "model": facts.name,
+        "stem": facts.stem,
+        "num_classes": facts.num_classes,
         "image_size": image_size,
-        "counter": "torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs; conv and matmul only)",
+        "counter": (
+            "torch.utils.flop_counter.FlopCounterMode + the CPU attention kernel: convolutions (grouped and "
+            "depthwise included; nominal, taps on the padding counted), matrix products, attention Q·Kᵀ and A·V; "
+            "norms, activations, pooling not counted"
+        ),
+        "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
         "bytes_model": (
             "weights read once per batch + activations of conv/matmul/pool read and written once, "
             "BN/ReLU fused, residual add reads its skip input; elements × the precision's storage size"
@@ -238,3 +306,5 @@ def _command(a) -> None:
         f"{info['model']} at {a.size}x{a.size}: {info['gflops_per_image']:.4f} GFLOP per image, "
         f"{info['param_elements']} parameters, {info['activation_elements_per_image']:.0f} activation elements moved"
     )
+    if info["uncounted_ops"]:
+        print(f"warning: kernels with no FLOP formula, left out of the count: {', '.join(info['uncounted_ops'])}")
