@@ -71,6 +71,7 @@ rule bench_cell:
         f"{STUDY}/bench/{CELL_PATH}.json",
     log:
         f"{STUDY}/logs/bench/{CELL_PATH}.log",
+    priority: cell_priority
     conda:
         cell_env
     threads: cell_threads

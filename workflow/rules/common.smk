@@ -166,6 +166,12 @@ def repetition_priority(wildcards):
     return BUILD_PRIORITY - int(wildcards.rep)
 
 
+def cell_priority(wildcards):
+    """The baseline's cell jobs before the others of their round: they may take extra repetitions from
+    the run's budget (bench.extra_budget_s) before any other cell has spent it."""
+    return 1 if (wildcards.backend, wildcards.precision) == ("torch", "fp32") else 0
+
+
 def cell_repetitions(wildcards):
     cell = grid.cell_from_wildcards(wildcards)
     return grid.repetition_paths(
