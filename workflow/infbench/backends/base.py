@@ -122,6 +122,10 @@ class Backend:
     def reset_device_memory_peak(self) -> None:
         pass
 
+    def artifact_info(self) -> dict | None:
+        """How the artifact was made, where its builder recorded it (NNCF: whether the tolerance was met)."""
+        return None
+
     def compile_cache(self) -> dict | None:
         """Which of its compiler's on-disk caches this process hit or missed so far (None: no compiler)."""
         return None

@@ -22,6 +22,7 @@ threads), `pinning` (CPU pinning; null = OpenVINO's own choice).
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 
@@ -108,15 +109,23 @@ class OpenVINO(Backend):
         c = self.cell
         self.model.reshape({self.model.inputs[0].any_name: list(c.input_shape)})  # static: one shape, one kernel set
         self.compiled = self.core.compile_model(self.model, "CPU", self.compile_config())
-        got = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        got = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # an openvino.Type: f32, bf16
         wanted = INFERENCE_PRECISION.get(c.precision, "f32")
         if got != wanted:  # e.g. bf16 asked of a CPU without it: never report one precision as another
             raise BackendUnavailable(f"OpenVINO compiled the model for {got}, not {wanted}")
         streams = self.compiled.get_property("NUM_STREAMS")
         threads = self.compiled.get_property("INFERENCE_NUM_THREADS")
         print(f"openvino: compiled for {c.input_shape}, {got}, {streams} stream(s), {threads} thread(s)", flush=True)
+        info = self.artifact_info() or {}
+        if info.get("tolerance_met") is False:
+            print(f"openvino: NNCF missed the tolerance by {info['missed_by_points']} points (calibration split)")
         self.request = self.compiled.create_infer_request()
         self._bound = None
+
+    def artifact_info(self) -> dict | None:
+        """The .json NNCF's builder wrote beside its model (None for the ONNX files)."""
+        info = self.artifact.with_suffix(".json")
+        return json.loads(info.read_text()) if self.artifact.suffix == ".xml" and info.is_file() else None
 
     def prepare(self, batch: np.ndarray):
         import openvino as ov
