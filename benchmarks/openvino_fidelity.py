@@ -14,8 +14,8 @@ lies within infbench's ±. Batch 1 compares latency (benchmark_app's median agai
 
   PYTHONPATH=workflow python benchmarks/openvino_fidelity.py --study results/digits/resnet18 \\
       --cases fp32:32:8 fp32:32:32 int8:32:8 int8:32:32 fp32:32:1 int8:32:1 --rounds 2
-The study folder needs onnx/fp32.onnx, onnx/int8_static.onnx and reference/<size>.npz (a run of the
-default workflow makes them).
+The study folder needs checkpoint.pt, onnx/fp32.onnx and onnx/int8_static.onnx, and data.npz beside it
+(a run of the default workflow makes them); the agreement references are made for the cases' batches.
 """
 
 from __future__ import annotations
@@ -51,7 +51,23 @@ def default_protocol() -> list[str]:
     return flags
 
 
-def infbench_cell(study: Path, precision: str, size: int, batch: int, threads: int, out: Path) -> dict:
+def references(study: Path, cases: list[str], tmp: Path) -> dict[int, Path]:
+    """The agreement reference of each size, with whole batches of every case's batch size (as the workflow
+    makes it for its grid: a cell's batch is taken from these images)."""
+    from infbench.reference import images_needed, write
+
+    sizes: dict[int, list[int]] = {}
+    for case in cases:
+        _, size, batch = case.split(":")
+        sizes.setdefault(int(size), []).append(int(batch))
+    out = {}
+    for size, batches in sizes.items():
+        out[size] = tmp / f"reference_{size}.npz"
+        write(study / "checkpoint.pt", study.parent / "data.npz", size, images_needed(batches, 32), out[size])
+    return out
+
+
+def infbench_cell(study: Path, precision: str, size: int, batch: int, threads: int, reference: Path, out: Path) -> dict:
     from infbench.backends.base import Cell
     from infbench.backends.registry import spec
     from infbench.bench import measurement_args, run_cell
@@ -60,7 +76,7 @@ def infbench_cell(study: Path, precision: str, size: int, batch: int, threads: i
     cell = Cell(study.name, "openvino", precision, "cpu", size, batch)
     artifact = study / spec("openvino").artifact(cell).path
     argv = ["bench", "--backend", "openvino", "--precision", precision, "--device", "cpu", "--size", str(size)]
-    argv += ["--batch", str(batch), "--artifact", str(artifact), "--reference", str(study / f"reference/{size}.npz")]
+    argv += ["--batch", str(batch), "--artifact", str(artifact), "--reference", str(reference)]
     argv += ["--threads", str(threads), "--out", str(out), *default_protocol()]
     a = parser("bench").parse_args(argv)
     return run_cell(cell, measurement_args(a), out, a.timeout)
@@ -108,6 +124,7 @@ def main(argv=None) -> int:
     from infbench.backends.registry import spec
 
     tmp = Path(tempfile.mkdtemp(prefix="openvino-fidelity-"))
+    reference = references(args.study, args.cases, tmp)
     ours: dict[str, list[dict]] = {c: [] for c in args.cases}
     theirs: dict[str, list[dict]] = {c: [] for c in args.cases}
     for r in range(args.rounds):
@@ -119,7 +136,9 @@ def main(argv=None) -> int:
             for tool in ("infbench", "benchmark_app") if r % 2 == 0 else ("benchmark_app", "infbench"):
                 if tool == "infbench":
                     out = tmp / f"{case}_{r}.json"
-                    ours[case].append(infbench_cell(args.study, precision, size, batch, args.threads, out))
+                    ours[case].append(
+                        infbench_cell(args.study, precision, size, batch, args.threads, reference[size], out)
+                    )
                 else:
                     theirs[case].append(benchmark_app(model, size, batch, config, args.seconds, tmp))
             print(
