@@ -107,9 +107,11 @@ def benchmark_app(model: Path, size: int, batch: int, config: dict, seconds: flo
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark_app failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-    throughput = float(re.search(r"Throughput:\s+([\d.]+) FPS", proc.stdout).group(1))
-    median = float(re.search(r"Median:\s+([\d.]+) ms", proc.stdout).group(1))
-    return {"throughput_img_s": throughput, "latency_ms_median": median}
+    text = proc.stdout + proc.stderr
+    throughput, median = re.search(r"Throughput:\s+([\d.]+) FPS", text), re.search(r"Median:\s+([\d.]+) ms", text)
+    if not (throughput and median):
+        raise RuntimeError(f"benchmark_app's report has no throughput or median latency: {text[-1500:]}")
+    return {"throughput_img_s": float(throughput.group(1)), "latency_ms_median": float(median.group(1))}
 
 
 def main(argv=None) -> int:
