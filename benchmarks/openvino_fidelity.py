@@ -108,10 +108,12 @@ def benchmark_app(model: Path, size: int, batch: int, config: dict, seconds: flo
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark_app failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
     text = proc.stdout + proc.stderr
-    throughput, median = re.search(r"Throughput:\s+([\d.]+) FPS", text), re.search(r"Median:\s+([\d.]+) ms", text)
+    throughput = re.search(r"Throughput:\s+([\d.]+) FPS", text)
+    median = re.search(r"Median:\s+([\d.]+) (ms|us)", text)  # below a millisecond it reports microseconds
     if not (throughput and median):
         raise RuntimeError(f"benchmark_app's report has no throughput or median latency: {text[-1500:]}")
-    return {"throughput_img_s": float(throughput.group(1)), "latency_ms_median": float(median.group(1))}
+    scale = 1e-3 if median.group(2) == "us" else 1.0
+    return {"throughput_img_s": float(throughput.group(1)), "latency_ms_median": float(median.group(1)) * scale}
 
 
 def main(argv=None) -> int:
