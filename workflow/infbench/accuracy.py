@@ -159,6 +159,8 @@ def evaluate(
         runner.check_available()
         runner.load()
         result["model_size_mib"] = runner.artifact_mib()  # what ran (cast weights, engine), not the file
+        if runner.artifact_info():  # how the variant was made (an NNCF model: its tolerance met or missed)
+            result["artifact_info"] = runner.artifact_info()
         return run_batches(runner, x, batch)
 
     return score(result, logits_of, checkpoint, dataset, image_size, tolerance_points)
@@ -210,5 +212,16 @@ def line(r: dict) -> str:
     return (
         f"{name}: ok, top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "
         f"{r['reference_top1']:.4f}, drop {r['accuracy_drop']:.2f} points: {flag} of {r['tolerance_points']}), "
-        f"agreement {r['top1_agreement']:.4f}, max |Δ logits| {r['max_abs_logit_diff']:.3g}{size}"
+        f"agreement {r['top1_agreement']:.4f}, max |Δ logits| {r['max_abs_logit_diff']:.3g}{size}{missed(r)}"
+    )
+
+
+def missed(r: dict) -> str:
+    """What an accuracy-controlled build that missed its tolerance says (empty otherwise)."""
+    info = r.get("artifact_info") or {}
+    if info.get("tolerance_met") is not False:
+        return ""
+    return (
+        f"; its accuracy-controlled build missed the {info['max_drop_points']}-point tolerance by "
+        f"{info['missed_by_points']:.2f} points on the calibration split"
     )

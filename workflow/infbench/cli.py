@@ -23,6 +23,7 @@ STAGES = {
     "export-onnx": "infbench.export",
     "quantize-int8": "infbench.quantize",
     "convert-fp16": "infbench.quantize",
+    "quantize-nncf": "infbench.backends.openvino_nncf",
     "compile-aoti": "infbench.compile",
     "compile-torch-tensorrt": "infbench.compile",
     "reference": "infbench.reference",

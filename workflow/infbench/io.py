@@ -48,10 +48,12 @@ def read_json(path: Path | str):
 
 
 def size_mib(path: Path | str) -> float | None:
-    """Size of a file, or of every file under a folder, in MiB; None where nothing is there."""
+    """Size of a file, or of every file under a folder, in MiB; None where nothing is there. An OpenVINO IR
+    .xml counts the .bin beside it (the graph names its weights file)."""
     p = Path(path)
     if p.is_file():
-        return p.stat().st_size / 2**20
+        weights = p.with_suffix(".bin")
+        return (p.stat().st_size + (weights.stat().st_size if p.suffix == ".xml" and weights.is_file() else 0)) / 2**20
     if p.is_dir():
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
     return None

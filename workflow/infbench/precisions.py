@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-ALL = ("fp32", "tf32", "fp16", "bf16", "int8", "int8_dynamic")
+ALL = ("fp32", "tf32", "fp16", "bf16", "int8", "int8_dynamic", "int8_nncf", "int8_nncf_ac")
+# int8_nncf and int8_nncf_ac: NNCF's INT8 models for OpenVINO (plain, and accuracy-controlled)
 
 # Precision → torch dtype of a PyTorch model's weights and inputs. tf32 is fp32 storage with TF32
 # tensor-core math; an int8 program (Torch-TensorRT, Model Optimizer) takes fp32 inputs and

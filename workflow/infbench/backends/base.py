@@ -77,6 +77,12 @@ class Backend:
                 pass
 
     # -- availability -------------------------------------------------------------------------
+    @classmethod
+    def unsupported_here(cls, device: str, precision: str) -> str | None:
+        """Why this machine can never run `precision` on `device` (an instruction set it lacks), asked at grid
+        expansion so the combination is dropped with the reason; None: it can (or only a cell can tell)."""
+        return None
+
     def check_available(self) -> None:
         """Raise BackendUnavailable with the reason when this backend cannot run the cell here."""
 
@@ -122,6 +128,10 @@ class Backend:
         from infbench.io import size_mib
 
         return size_mib(self.artifact)
+
+    def artifact_info(self) -> dict | None:
+        """How the artifact was made, where its builder recorded it (NNCF: whether the tolerance was met)."""
+        return None
 
     def compile_cache(self) -> dict | None:
         """Which of its compiler's on-disk caches this process hit or missed so far (None: no compiler)."""

@@ -66,6 +66,19 @@ def onnx_trt_artifact(cell: Cell) -> Artifact:
     return Artifact(f"onnx/{variant}.onnx", ONNX_RULE[variant])
 
 
+# What the openvino backend reads per precision: the ONNX files ONNX Runtime reads, and NNCF's models
+# (OpenVINO IR: the .xml names the graph, the .bin beside it holds the weights; rule quantize_nncf).
+OPENVINO_NNCF = ("int8_nncf", "int8_nncf_ac")
+
+
+def openvino_artifact(cell: Cell) -> Artifact:
+    if cell.precision in OPENVINO_NNCF:
+        return Artifact(f"openvino/{cell.precision}.xml", "quantize_nncf")
+    if cell.precision == "bf16":  # an inference precision of the fp32 model
+        return onnx_artifact(Cell(**{**vars(cell), "precision": "fp32"}))
+    return onnx_artifact(cell)
+
+
 @dataclass(frozen=True)
 class Option:
     """A setting of a backend, from config `backend_options.<backend>.<name>` (`--option name=value`)."""
@@ -74,6 +87,7 @@ class Option:
     type: type  # bool, int, float or str
     default: object
     meaning: str  # one line, shown in the config's error messages
+    choices: tuple = ()  # the values allowed, where only some are
     # the devices it acts on (None: every device of its backend); elsewhere it is neither passed nor hashed
     devices: tuple[str, ...] | None = None
 
@@ -81,6 +95,13 @@ class Option:
         return device is None or self.devices is None or device in self.devices
 
     def value(self, raw):
+        """`raw` as this option's type (see `typed`), one of `choices` where the option has them."""
+        value = self.typed(raw)
+        if self.choices and value not in self.choices:
+            raise ValueError(f"option {self.name}={raw!r}: expected one of {', '.join(map(str, self.choices))}")
+        return value
+
+    def typed(self, raw):
         """`raw` (a config value, or the text of `--option name=text`) as this option's type; an
         option whose default is None (the backend's own choice) also takes None."""
         if raw is None and self.default is None:
@@ -121,6 +142,13 @@ ORT_OPTIONS = (
     Option("cudnn_conv_use_max_workspace", bool, True, "cuDNN may use its largest workspace (ORT's default)", CUDA),
     Option("fixed_shape", bool, False, "the session's free dimensions pinned to the cell's batch and size"),
 )
+# OpenVINO's CPU plugin; the defaults measure it like every other backend: one stream, the cell's threads
+OPENVINO_OPTIONS = (
+    Option("hint", str, "latency", "performance hint (latency or throughput)", ("latency", "throughput")),
+    Option("streams", int, 1, "inference streams (requests run at once); 0: the hint's own choice"),
+    Option("inference_threads", int, 0, "inference threads; 0: the cell's threads (bench.cpu_threads)"),
+    Option("pinning", bool, None, "pin inference threads to cores; null: OpenVINO's own choice"),
+)
 # JSON schema type of each option type (the config schema's backend_options section is built from these)
 JSON_TYPE = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
@@ -143,7 +171,7 @@ class BackendSpec:
         if precision not in self.support[device]:
             allowed = ", ".join(self.support[device])
             return f"{self.name} on {device} has no {precision} (has: {allowed})"
-        return None
+        return self.load_class().unsupported_here(device, precision)  # what this machine lacks (bf16 instructions)
 
     def load_class(self) -> type[Backend]:
         return getattr(importlib.import_module(f"infbench.backends.{self.module}"), self.cls)
@@ -191,6 +219,7 @@ class BackendSpec:
                 "description": o.meaning,
                 "type": JSON_TYPE[o.type] if o.default is not None else [JSON_TYPE[o.type], "null"],
                 "default": o.default,
+                **({"enum": list(o.choices)} if o.choices else {}),
             }
             for o in self.options
         }
@@ -265,6 +294,15 @@ BACKENDS: dict[str, BackendSpec] = {
             support={"cuda": ("fp32", "fp16", "int8")},
             packages=("onnxruntime-gpu", "tensorrt"),
             artifact=onnx_trt_artifact,
+        ),
+        BackendSpec(
+            name="openvino",
+            module="openvino",
+            cls="OpenVINO",
+            support={"cpu": ("fp32", "bf16", "int8", *OPENVINO_NNCF)},
+            packages=("openvino", "nncf"),
+            artifact=openvino_artifact,
+            options=OPENVINO_OPTIONS,
         ),
         _torch(
             "torch_tensorrt",

@@ -42,6 +42,9 @@ SCHEMA_VERSION = 1
 WEIGHT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int8_dynamic": 1}
 # int8_dynamic quantises activations on the fly inside each layer; between layers they stay fp32.
 ACTIVATION_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int8_dynamic": 4}
+# NNCF's INT8 models for OpenVINO: int8 weights and activations (the float layers of int8_nncf_ac aside)
+for _table in (WEIGHT_BYTES, ACTIVATION_BYTES):
+    _table.update(int8_nncf=1, int8_nncf_ac=1)
 
 # Ops whose activation traffic the fused estimate counts (input read + output written).
 _LAYER_OPS = (

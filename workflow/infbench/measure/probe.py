@@ -36,6 +36,8 @@ PEAK_PRECISION = {
     "bf16": "bf16",
     "int8": "int8",
     "int8_dynamic": "int8",
+    "int8_nncf": "int8",
+    "int8_nncf_ac": "int8",  # mostly int8: the layers NNCF kept in float are not told apart here
 }
 # Square size of the products and of the copied buffer: big enough to reach the peak, small
 # enough to keep the CPU probe within a few seconds a precision.

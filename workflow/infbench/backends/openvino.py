@@ -1,0 +1,143 @@
+"""OpenVINO Runtime on the CPU: the ONNX files the other backends read, and NNCF's INT8 models.
+
+Precisions (the artifact each reads: backends/registry.py, `openvino_artifact`):
+  fp32          onnx/fp32.onnx, inference precision pinned to f32 (OpenVINO otherwise runs bf16 on CPUs that
+                have it: the same trap as TF32 on a GPU)
+  bf16          onnx/fp32.onnx with the bf16 inference precision; only where the CPU plugin lists BF16 among
+                its capabilities (else dropped at grid expansion, with the reason)
+  int8          onnx/int8_static.onnx, the calibrated Q/DQ model ONNX Runtime runs (OpenVINO turns its Q/DQ
+                pairs into int8 kernels)
+  int8_nncf     openvino/int8_nncf.xml: NNCF's post-training quantisation on the calibration split
+  int8_nncf_ac  openvino/int8_nncf_ac.xml: NNCF's accuracy-controlled quantisation (layers that cost accuracy
+                kept in float; infbench.backends.openvino_nncf builds both)
+The float parts of every int8 model run in f32 too.
+
+A cell reads the model (`read_artifact`), reshapes it to the cell's static shape and compiles it
+(`load`): both before anything is timed, together the load figure. Options (config
+`backend_options.openvino`, `--option KEY=VALUE`; declared in backends/registry.py): `hint`
+(latency|throughput), `streams` (1; 0 = the hint's own choice), `inference_threads` (0 = the cell's
+threads), `pinning` (CPU pinning; null = OpenVINO's own choice).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact, import_or_unavailable
+
+INSTALL = "pip install openvino nncf (or pip install -e '.[openvino]')"
+# The inference precision each precision runs its float parts in.
+INFERENCE_PRECISION = {"bf16": "bf16"}  # every other precision: f32
+CAPABILITIES_CODE = "import openvino; print(' '.join(openvino.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')))"
+
+
+@functools.cache
+def cpu_capabilities() -> tuple[str, ...] | None:
+    """The OPTIMIZATION_CAPABILITIES of OpenVINO's CPU plugin (FP32, BF16, INT8, …); None where OpenVINO does
+    not start. Asked once per process, in a child process: the grid is expanded in Snakemake's own process,
+    which should not hold OpenVINO's libraries and thread pool for the whole run."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", CAPABILITIES_CODE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return tuple(proc.stdout.split()) if proc.returncode == 0 else None
+
+
+def bf16_reason(capabilities: tuple[str, ...] | None) -> str | None:
+    """Why bf16 cannot run on a CPU with these capabilities (None: it can, or OpenVINO is missing, which the
+    cells then report as unavailable with what to install)."""
+    if capabilities is None or "BF16" in capabilities:
+        return None
+    return f"this CPU has no bf16 instructions (OpenVINO's CPU capabilities: {', '.join(capabilities)})"
+
+
+class OpenVINO(Backend):
+    synchronous_run = True  # infer() returns when the outputs are ready
+
+    @classmethod
+    def unsupported_here(cls, device: str, precision: str) -> str | None:
+        if device == "cpu" and precision == "bf16":
+            return bf16_reason(cpu_capabilities())
+        return None
+
+    def check_available(self) -> None:
+        if self.cell.device != "cpu":
+            raise BackendUnavailable("the openvino backend runs on the CPU only")
+        import_or_unavailable("openvino", INSTALL, "OpenVINO")
+
+    def read_artifact(self) -> None:
+        """The model read into host memory (not yet compiled)."""
+        try:
+            import openvino as ov
+        except ImportError:  # check_available says so, with what to install
+            return
+        check_artifact(self.artifact, self.artifact_rule)
+        from infbench.compile import read_unavailable
+
+        stub = read_unavailable(self.artifact)
+        if stub:  # built where NNCF or OpenVINO was missing: the rule reruns once they are installed
+            raise BackendUnavailable(f"the artifact {self.artifact} was built without them ({stub['error']})")
+        self.core = ov.Core()
+        try:
+            self.model = self.core.read_model(str(self.artifact))
+        except RuntimeError as exc:
+            raise DamagedInput(self.artifact, self.artifact_rule, f"OpenVINO cannot read it: {exc}") from exc
+
+    def compile_config(self) -> dict:
+        """The CPU plugin's settings for this cell (every figure measured on one stream and the cell's threads
+        unless the options say otherwise)."""
+        o = self.options
+        config = {
+            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION.get(self.cell.precision, "f32"),
+            "PERFORMANCE_HINT": o["hint"].upper(),
+            "INFERENCE_NUM_THREADS": o["inference_threads"] or self.threads,
+        }
+        if o["streams"]:
+            config["NUM_STREAMS"] = o["streams"]
+        if o["pinning"] is not None:
+            config["ENABLE_CPU_PINNING"] = o["pinning"]
+        return config
+
+    def load(self) -> None:
+        if not hasattr(self, "model"):
+            self.read_artifact()
+        c = self.cell
+        self.model.reshape({self.model.inputs[0].any_name: list(c.input_shape)})  # static: one shape, one kernel set
+        self.compiled = self.core.compile_model(self.model, "CPU", self.compile_config())
+        got = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # an openvino.Type: f32, bf16
+        wanted = INFERENCE_PRECISION.get(c.precision, "f32")
+        if got != wanted:  # e.g. bf16 asked of a CPU without it: never report one precision as another
+            raise BackendUnavailable(f"OpenVINO compiled the model for {got}, not {wanted}")
+        streams = self.compiled.get_property("NUM_STREAMS")
+        threads = self.compiled.get_property("INFERENCE_NUM_THREADS")
+        print(f"openvino: compiled for {c.input_shape}, {got}, {streams} stream(s), {threads} thread(s)", flush=True)
+        info = self.artifact_info() or {}
+        if info.get("tolerance_met") is False:
+            print(f"openvino: NNCF missed the tolerance by {info['missed_by_points']} points (calibration split)")
+        self.request = self.compiled.create_infer_request()
+        self._bound = None
+
+    def artifact_info(self) -> dict | None:
+        """The .json NNCF's builder wrote beside its model (None for the ONNX files)."""
+        info = self.artifact.with_suffix(".json")
+        return json.loads(info.read_text()) if self.artifact.suffix == ".xml" and info.is_file() else None
+
+    def prepare(self, batch: np.ndarray):
+        import openvino as ov
+
+        return ov.Tensor(np.ascontiguousarray(batch, dtype=np.float32))  # a copy: the tensor owns its data
+
+    def run(self, inputs):
+        if inputs is not self._bound:  # the timed loop feeds one tensor: bound once
+            self.request.set_input_tensor(inputs)
+            self._bound = inputs
+        self.request.infer()
+        return self.request.get_output_tensor(0)
+
+    def to_numpy(self, outputs) -> np.ndarray:
+        return np.array(outputs.data, dtype=np.float32, copy=True)  # the request reuses its output buffer

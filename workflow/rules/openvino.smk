@@ -1,0 +1,39 @@
+# NNCF's INT8 models for the openvino backend (its other precisions read the ONNX files of export.smk and
+# quantize.smk): openvino/int8_nncf.xml (post-training quantisation) and openvino/int8_nncf_ac.xml
+# (accuracy-controlled, max drop accuracy.tolerance_points), each with its .bin (weights) and a .json
+# saying how it was made and, for the accuracy-controlled one, whether the tolerance was met.
+
+from infbench.backends import openvino_nncf
+
+
+rule quantize_nncf:
+    input:
+        onnx=f"{STUDY}/onnx/fp32.onnx",
+        dataset=DATASET,
+    output:
+        xml=f"{STUDY}/openvino/{{nncf}}.xml",
+        bin=f"{STUDY}/openvino/{{nncf}}.bin",
+        info=f"{STUDY}/openvino/{{nncf}}.json",
+    log:
+        f"{STUDY}/logs/quantize/openvino_{{nncf}}.log",
+    wildcard_constraints:
+        nncf="int8_nncf|int8_nncf_ac",
+    priority: BUILD_PRIORITY
+    conda:
+        CORE_ENV
+    # Calibration (and accuracy control's validation) runs the model: every core, nothing measured beside it.
+    threads: all_cores
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        args=lambda wc: openvino_nncf.cli_args(wc.nncf, model_config(wc), DATASET),
+        code=grid.code_hash(
+            "backends/openvino_nncf.py",
+            "backends/openvino.py",
+            "quantize.py",
+            "data.py",
+        ),
+        versions=grid.package_versions("openvino", "nncf"),
+    shell:
+        "infbench quantize-nncf --onnx {input.onnx:q} --out {output.xml:q} {params.args} > {log} 2>&1"
