@@ -115,6 +115,13 @@ class OpenVINO(Backend):
             raise BackendUnavailable(f"OpenVINO compiled the model for {got}, not {wanted}")
         streams = self.compiled.get_property("NUM_STREAMS")
         threads = self.compiled.get_property("INFERENCE_NUM_THREADS")
+        if int(streams) > 1:  # the timing loop issues one request at a time: the other streams would idle
+            raise BackendUnavailable(
+                f"OpenVINO compiled {streams} streams; a multi-stream throughput needs as many requests in flight, "
+                "which infbench's timing loop (one batch at a time, like every backend) does not issue, so its "
+                "figure would be one stream's under another name: measure it with OpenVINO's benchmark_app "
+                "-hint throughput, or keep backend_options.openvino.streams: 1"
+            )
         print(f"openvino: compiled for {c.input_shape}, {got}, {streams} stream(s), {threads} thread(s)", flush=True)
         info = self.artifact_info() or {}
         if info.get("tolerance_met") is False:
