@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infbench import precisions
@@ -87,9 +87,10 @@ class Option:
     type: type  # bool, int, float or str
     default: object
     meaning: str  # one line, shown in the config's error messages
-    choices: tuple = ()  # the values allowed, where only some are
+    # keyword-only, so that neither can be taken for the other
+    choices: tuple = field(default=(), kw_only=True)  # the values allowed, where only some are
     # the devices it acts on (None: every device of its backend); elsewhere it is neither passed nor hashed
-    devices: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = field(default=None, kw_only=True)
 
     def applies_to(self, device: str | None) -> bool:
         return device is None or self.devices is None or device in self.devices
@@ -133,18 +134,28 @@ CUDA = ("cuda",)  # an option of the GPU alone
 COMPILE_OPTIONS = (
     CHANNELS_LAST,
     Option("freezing", bool, False, "Inductor freezing: weights become constants folded into the compiled graph"),
-    Option("cudagraphs", bool, None, "CUDA graphs inside the compiled module; null: the mode's own choice", CUDA),
+    Option(
+        "cudagraphs", bool, None, "CUDA graphs inside the compiled module; null: the mode's own choice", devices=CUDA
+    ),
 )
 # ONNX Runtime's: the CUDA execution provider's (the CPU provider has none of them) and the session's
 ORT_OPTIONS = (
-    Option("enable_cuda_graph", bool, False, "the CUDA EP captures the session in a CUDA graph and replays it", CUDA),
-    Option("prefer_nhwc", bool, False, "NHWC convolutions in the CUDA EP", CUDA),
-    Option("cudnn_conv_use_max_workspace", bool, True, "cuDNN may use its largest workspace (ORT's default)", CUDA),
+    Option(
+        "enable_cuda_graph",
+        bool,
+        False,
+        "the CUDA EP captures the session in a CUDA graph and replays it",
+        devices=CUDA,
+    ),
+    Option("prefer_nhwc", bool, False, "NHWC convolutions in the CUDA EP", devices=CUDA),
+    Option(
+        "cudnn_conv_use_max_workspace", bool, True, "cuDNN may use its largest workspace (ORT's default)", devices=CUDA
+    ),
     Option("fixed_shape", bool, False, "the session's free dimensions pinned to the cell's batch and size"),
 )
 # OpenVINO's CPU plugin; the defaults measure it like every other backend: one stream, the cell's threads
 OPENVINO_OPTIONS = (
-    Option("hint", str, "latency", "performance hint (latency or throughput)", ("latency", "throughput")),
+    Option("hint", str, "latency", "performance hint (latency or throughput)", choices=("latency", "throughput")),
     Option("streams", int, 1, "inference streams (requests run at once); 0: the hint's own choice"),
     Option("inference_threads", int, 0, "inference threads; 0: the cell's threads (bench.cpu_threads)"),
     Option("pinning", bool, None, "pin inference threads to cores; null: OpenVINO's own choice"),
