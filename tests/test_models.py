@@ -294,6 +294,15 @@ def test_several_models_in_one_study(tmp_path):
     assert "Accuracy vs throughput across models" in html
     md = (report / "summary.md").read_text()
     assert "Across models, the most accurate variant is" in md or all(p["status"] != "ok" for p in points)
+    # in a real browser, like the default report: every chart drawn, the cross-model one with marks
+    from test_report_browser import CHROMIUM, check_report
+
+    if Path(CHROMIUM).exists():
+        state = check_report(report / "index.html", tmp_path / "models.png")
+        assert state["problems"] == [] and state["failed"] == 0, state
+        assert state["rendered"] == len(state["charts"])
+        across = next(c for c in state["charts"] if c["id"] == "vis-models_accuracy_vs_throughput")
+        assert across["svg"] >= 1 and across["marks"] > 0, across
     # a third model: only its jobs and the report
     write_config(workdir, tiny(models=["resnet18", "mobilenet_v3_small", "timm:convnext_atto"]))
     jobs = planned_jobs(workdir, "report")
