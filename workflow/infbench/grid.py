@@ -69,7 +69,7 @@ def report_dir(config: dict) -> str:
 
 def size_problems(config: dict, sizes) -> dict[int, str]:
     """{size: why the configured model cannot take it} for the image sizes it does not accept."""
-    m = config["model"]
+    m = {**MODEL_DEFAULTS, **config["model"]}
     build = model_lib.build_size_for(m["name"], config["train"]["image_size"], m.get("weights"))
     problems = {int(s): model_lib.accepted_size(m["name"], m["stem"], int(s), build) for s in sizes}
     return {s: why for s, why in problems.items() if why}
