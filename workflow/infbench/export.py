@@ -35,7 +35,7 @@ def export_onnx(
             dynamo=False,
         )
         onnx.checker.check_model(str(tmp), full_check=True)
-        _stamp_norm(tmp, norm)
+        stamp_norm(tmp, norm)
         report = parity(net, tmp, dataset, image_size, parity_images, norm)
         # Relative to the logits' scale: a model whose logits are in the hundreds differs from ONNX
         # Runtime by more than 1e-4 in absolute terms from float rounding alone.
@@ -54,7 +54,7 @@ def export_onnx(
     return report
 
 
-def _stamp_norm(path: Path, norm) -> None:
+def stamp_norm(path: Path, norm) -> None:
     """Record the model's input normalisation in the ONNX metadata (read by quantize.onnx_norm)."""
     import onnx
 

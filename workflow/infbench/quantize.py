@@ -78,6 +78,8 @@ def calibration_images(dataset: Path, image_size: int, samples: int, norm) -> np
 def onnx_norm(path: Path):
     """The (mean, std) input normalisation the export recorded in an ONNX model's metadata."""
     meta = metadata(path)
+    if "mean" not in meta or "std" not in meta:  # an export from before the normalisation was recorded
+        raise DamagedInput(path, "export_onnx", "its metadata has no input normalisation (infbench.mean/std)")
     return tuple(float(v) for v in meta["mean"].split(",")), tuple(float(v) for v in meta["std"].split(","))
 
 
