@@ -7,6 +7,7 @@ availability checks (tests/test_compile.py covers the 'unavailable' stub)."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -242,15 +243,20 @@ def test_tensorrt_ep_options_pin_the_profile_and_cache_per_shape(tmp_path, monke
     from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
 
     monkeypatch.chdir(tmp_path)
+    model = Path("results/digits/resnet18/onnx/m.onnx")  # an ONNX file of a study (no sidecar: its own digest)
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"an onnx model")
+    digest = hashlib.sha256(b"an onnx model").hexdigest()[:16]
     options = {}
     for precision in ("fp32", "fp16", "int8"):
         cell = Cell("resnet18", "onnxruntime_trt", precision, "cuda", 224, 8)
-        options[precision] = OnnxRuntimeTensorRT(cell, Path("m.onnx"), 1).trt_options("input")
+        options[precision] = OnnxRuntimeTensorRT(cell, model, 1).trt_options("input")
     for precision, o in options.items():
         assert o["trt_profile_min_shapes"] == o["trt_profile_opt_shapes"] == o["trt_profile_max_shapes"]
         assert o["trt_profile_min_shapes"] == "input:8x3x224x224"
         assert o["trt_engine_cache_enable"] == "True"
-        assert Path(o["trt_engine_cache_path"]) == (tmp_path / f"results/cache/ort_trt/resnet18/{precision}/224x8")
+        cache = tmp_path / f"results/cache/ort_trt/digits/resnet18/{digest}/{precision}/224x8"
+        assert Path(o["trt_engine_cache_path"]) == cache
         assert Path(o["trt_engine_cache_path"]).is_dir()
     assert options["fp16"]["trt_fp16_enable"] == "True" and options["fp32"]["trt_fp16_enable"] == "False"
     assert options["int8"]["trt_int8_enable"] == "True" and options["fp16"]["trt_int8_enable"] == "False"

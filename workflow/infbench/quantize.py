@@ -47,8 +47,8 @@ def cli_args(mode: str, settings: dict, dataset: str, image_size: int) -> str:
     calibration = (
         f"--dataset {dataset} --image-size {image_size} --method {settings['calibration_method']}"
         f" --samples {settings['calibration_samples']} {per_channel}"
-        + "".join(f" --exclude-op-type {shlex.quote(t)}" for t in settings["exclude_op_types"])
-        + "".join(f" --exclude-node {shlex.quote(n)}" for n in settings["exclude_nodes"])
+        + "".join(f" --exclude-op-type {shlex.quote(t)}" for t in settings.get("exclude_op_types", []))
+        + "".join(f" --exclude-node {shlex.quote(n)}" for n in settings.get("exclude_nodes", []))
     )
     if mode == "trt":  # the activation type is TensorRT's (int8, symmetric), not the config's
         return f"--mode trt {calibration}"
