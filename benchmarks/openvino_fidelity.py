@@ -52,18 +52,16 @@ def default_protocol() -> list[str]:
 
 
 def references(study: Path, cases: list[str], tmp: Path) -> dict[int, Path]:
-    """The agreement reference of each size, with whole batches of every case's batch size (as the workflow
-    makes it for its grid: a cell's batch is taken from these images)."""
-    from infbench.reference import images_needed, write
+    """The agreement reference of each size: the study's own (`reference/<size>.npz`, `agreement_images`
+    images that a cell's batches cycle through), else one written here the same way."""
+    from infbench.reference import write
 
-    sizes: dict[int, list[int]] = {}
-    for case in cases:
-        _, size, batch = case.split(":")
-        sizes.setdefault(int(size), []).append(int(batch))
     out = {}
-    for size, batches in sizes.items():
-        out[size] = tmp / f"reference_{size}.npz"
-        write(study / "checkpoint.pt", study.parent / "data.npz", size, images_needed(batches, 32), out[size])
+    for size in sorted({int(case.split(":")[1]) for case in cases}):
+        out[size] = study / "reference" / f"{size}.npz"
+        if not out[size].exists():
+            out[size] = tmp / f"reference_{size}.npz"
+            write(study / "checkpoint.pt", study.parent / "data.npz", size, 32, out[size])
     return out
 
 
