@@ -195,14 +195,10 @@ def replace_head(model, num_classes: int):
     return model
 
 
+@functools.cache  # the workflow asks again for each size, model and check at parse time
 def accepted_size(name: str, stem: str, size: int, build_size: int | None = None) -> str | None:
     """None when the architecture takes `size`×`size` inputs, else why not. A forward pass on the
     meta device: shapes are checked, nothing is computed."""
-    return _probe(name, stem, size, build_size)
-
-
-@functools.cache
-def _probe(name: str, stem: str, size: int, build_size: int | None) -> str | None:
     import torch
 
     try:
