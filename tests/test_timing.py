@@ -190,3 +190,16 @@ def test_a_gpu_cells_energy_per_image_carries_the_spread_of_its_repetitions():
         r["nvml"] = {"energy_mj_per_image": None, "power_w": None}
     figures = cell_figures(cell, runs, tolerance=0.05, min_repetitions=3)
     assert figures["energy_uncertainty_pct"] is None and figures["power_uncertainty_pct"] is None
+
+
+def test_planned_repetitions_replace_disturbed_ones_only():
+    """A wide interval draws on the run's adaptive budget, not on a fixed extra share of every cell;
+    max_extra only replaces disturbed repetitions."""
+    from infbench.bench import _planned_left
+
+    policy = {"repetitions": 5, "max_extra": 2}
+    quiet, disturbed = {"disturbed": False}, {"disturbed": True}
+    assert _planned_left([quiet] * 4, policy)
+    assert not _planned_left([quiet] * 5, policy)  # however wide: the budget's business (bench._draw)
+    assert _planned_left([quiet] * 4 + [disturbed], policy)
+    assert not _planned_left([quiet] * 3 + [disturbed] * 4, policy)  # 5 + 2 replacements spent

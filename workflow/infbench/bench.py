@@ -364,9 +364,9 @@ def repeat(
 ) -> tuple[list[dict], dict | None]:
     """Repetitions until `repetitions` undisturbed ones give an interval within the tolerance:
     (every repetition run, the failure that stopped them or None). `earlier`: repetitions already
-    measured (by their own jobs), taken first. Past the `max_extra` allowed, a cell still too wide
-    measures more while the run's `ledger` grants their time (adaptive repetitions, measure/budget.py),
-    up to MAX_REPETITIONS."""
+    measured (by their own jobs), taken first. A disturbed repetition is replaced (up to `max_extra`);
+    a cell still too wide measures more while the run's `ledger` grants their time (adaptive
+    repetitions, measure/budget.py), up to MAX_REPETITIONS."""
     policy = args["repetitions"]
     runs: list[dict] = []
     pending = list(earlier)
@@ -374,7 +374,7 @@ def repeat(
         drawn = None
         if pending:
             rep = pending.pop(0)
-        elif len(runs) < policy["repetitions"] + policy["max_extra"]:  # agreement once, in the first repetition
+        elif _planned_left(runs, policy):  # agreement once, in the first repetition
             rep = run_repetition(cell, {**args, "check_agreement": not runs}, timeout_s)
         elif (drawn := _draw(cell, args, runs, ledger)) is not None:
             rep = run_repetition(cell, {**args, "check_agreement": False}, timeout_s)
@@ -399,6 +399,14 @@ def repeat(
             if repetitions.verdict(_throughput(good), args["tolerance"], policy["repetitions"]) == "stable":
                 break
     return runs, None
+
+
+def _planned_left(runs: list[dict], policy: dict) -> bool:
+    """Whether a planned repetition is still owed: fewer than `repetitions` undisturbed ones, and a
+    disturbed one is replaced at most `max_extra` times. A wide interval is no reason here: the run's
+    adaptive budget decides that (`_draw`), so a noisy cell cannot take a fixed extra share of every run."""
+    good = sum(not r["disturbed"] for r in runs)
+    return good < policy["repetitions"] and len(runs) < policy["repetitions"] + policy["max_extra"]
 
 
 # At 12 repetitions the median's interval leaves out the three extreme ones at each end (k = 3): a cell

@@ -3,7 +3,9 @@
 Each `Finding` carries the sentence a reader sees and, for tests and other tools, the data behind it.
 Only cells whose status is ok count: an unstable cell's numbers are shown in the tables, never used here,
 except that a "best" never hides a faster cell: where an unstable cell measured better than the best stable
-one, the finding names it beside the best, with the range its repetitions spread over.
+one, the finding names it beside the best, with the range its repetitions spread over; and where even its
+worst repetition beats every other cell (`_decisive`), it is the best: its repetitions disagree on how fast
+it is, not on whether it is first. On a noisy machine that keeps the answer the same from run to run.
 Figures carry their uncertainty (value ± u, 95%); where two compared figures' intervals overlap, the
 finding says "no significant difference" instead of naming a winner. Where the figures a finding needs
 are missing (null), the finding says what could not be determined and why, instead of guessing.
@@ -114,6 +116,41 @@ def _better_unstable(shaky: pl.DataFrame, best: dict, value: str, descending: bo
     return f"; {_config(top)} measured {num(top[value], unit)} but its repetitions disagreed{spread}"
 
 
+def _decisive(pool: pl.DataFrame, shaky: pl.DataFrame, value: str, uncertainty: str, descending: bool) -> dict | None:
+    """The unstable cell of `shaky` that is first whatever its spread: its worst repetition beats the best end
+    of every other cell (a stable cell's interval, another unstable cell's best repetition). Its repetitions
+    disagree on how fast it is, not on its being the fastest, so a "best" names it (None: no such cell)."""
+    have = shaky.filter(pl.col(value).is_not_null())
+    if have.height == 0:
+        return None
+    top = _row(have, value, descending)
+    low, high = span_of(top, value) or (None, None)
+    worst = low if descending else high
+    if worst is None:
+        return None
+    rivals = [r for r in have.to_dicts() if r != top]
+    ends = [(span_of(r, value) or (None, None))[0 if not descending else 1] for r in rivals]
+    for r in pool.filter(pl.col(value).is_not_null()).iter_rows(named=True):
+        lo, hi = interval(r[value], r.get(uncertainty))
+        ends.append(hi if descending else lo)
+    ends = [e for e in ends if e is not None]
+    if len(ends) < len(rivals) + pool.filter(pl.col(value).is_not_null()).height:
+        return None  # a rival without its spread: the lead cannot be shown
+    ahead = all(worst > e for e in ends) if descending else all(worst < e for e in ends)
+    return top if ahead else None
+
+
+def _decisive_text(lead: dict, value: str) -> str:
+    """'openvino int8 on cpu, 32 px, batch 1: 5,738 img/s, unstable (range 4,029–5,842), yet even its slowest
+    repetition beats every other cell'."""
+    unit = "img/s" if value == "throughput_img_s" else "ms"
+    low, high = span_of(lead, value)
+    return (
+        f"{num(lead[value], unit)}, unstable (range {num(low)}–{num(high, unit)}), yet even its slowest "
+        "repetition beats every other cell"
+    )
+
+
 def _runner_up(have: pl.DataFrame, best: dict, by: str, descending: bool) -> dict | None:
     """The best cell of another variant (backend and precision): the alternative a reader would pick instead."""
     others = have.filter((pl.col("backend") != best["backend"]) | (pl.col("precision") != best["precision"]))
@@ -153,6 +190,14 @@ def _speedup_clause(row: dict) -> str:
 
 def _max_throughput(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Finding:
     have = ok.filter(pl.col("throughput_img_s").is_not_null())
+    lead = _decisive(have, shaky, "throughput_img_s", "throughput_uncertainty_pct", True)
+    if lead is not None:
+        rival = _row(have, "throughput_img_s", True) if have.height else None
+        text = f"{p}Highest throughput: {_config(lead)}: {_decisive_text(lead, 'throughput_img_s')}"
+        if rival is not None:
+            text += f"; the best stable cell, {_config(rival)}, reaches {_tput(rival)}"
+        data = {"row": lead, "runner_up": rival, "significant": True, "unstable_lead": True}
+        return Finding("max_throughput", text + ".", data=data)
     if have.height == 0:
         return Finding(
             "max_throughput", f"{p}Highest throughput: could not be determined (no ok cell has a throughput).", False
@@ -178,6 +223,17 @@ def _max_throughput(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Finding:
 
 def _min_latency_batch1(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Finding:
     have = ok.filter((pl.col("batch_size") == 1) & pl.col("latency_ms_p50").is_not_null())
+    lead = _decisive(have, shaky.filter(pl.col("batch_size") == 1), "latency_ms_p50", "latency_uncertainty_pct", False)
+    if lead is not None:
+        rival = _row(have, "latency_ms_p50", False) if have.height else None
+        text = (
+            f"{p}Lowest batch-1 latency (p50): {_variant(lead)} at {lead['image_size']} px: "
+            f"{_decisive_text(lead, 'latency_ms_p50')}"
+        )
+        if rival is not None:
+            text += f"; the best stable cell, {_variant(rival)} at {rival['image_size']} px, takes {_p50(rival)}"
+        data = {"row": lead, "runner_up": rival, "significant": True, "unstable_lead": True, "per_size": {}}
+        return Finding("min_latency_batch1", text + ".", data=data)
     if have.height == 0:
         reason = "no ok cell ran at batch 1" if ok.filter(pl.col("batch_size") == 1).height == 0 else "no p50 latency"
         return Finding("min_latency_batch1", f"{p}Lowest batch-1 latency: could not be determined ({reason}).", False)
@@ -223,6 +279,14 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance, shaky: pl.DataFr
     within = known.filter(~pl.col("_over"))
     unknown = have.height - known.height
     note = f" ({unknown} cells without accuracy figures left out)" if unknown else ""
+    within_shaky = _tolerance_flags(shaky, tolerance).filter(pl.col("_over").is_not_null() & ~pl.col("_over"))
+    lead = _decisive(within, within_shaky, "throughput_img_s", "throughput_uncertainty_pct", True)
+    if lead is not None:
+        text = f"{p}Best throughput within the {tol}accuracy tolerance: {_config(lead)}: " + _decisive_text(
+            lead, "throughput_img_s"
+        )
+        text += f" ({_drop(lead)})" if lead.get("accuracy_drop") is not None else ""
+        return Finding("best_within_tolerance", text + note + ".", data={"row": lead, "unstable_lead": True})
     if within.height == 0:
         return Finding(
             "best_within_tolerance",
@@ -238,7 +302,6 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance, shaky: pl.DataFr
         text += f"; the faster {_config(fastest)} ({_tput(fastest)}) breaks the tolerance" + (
             f" ({_drop(fastest)})" if fastest.get("accuracy_drop") is not None else ""
         )
-    within_shaky = _tolerance_flags(shaky, tolerance).filter(pl.col("_over").is_not_null() & ~pl.col("_over"))
     text += _better_unstable(within_shaky, best, "throughput_img_s", True)
     return Finding("best_within_tolerance", text + note + ".", data={"row": best})
 
