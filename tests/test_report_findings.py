@@ -526,3 +526,50 @@ def test_pareto_front():
         {"t": 900.0, "a": 55.0},  # fastest: on the front
     ]
     assert pareto_front(points, "t", "a") == {0, 1, 3}
+
+
+def test_every_cell_unstable_still_answers_where_one_cell_leads_beyond_all_spreads():
+    """A noisy 2-core VM at 5% tolerance: all 20 cells unstable. The headline still names the cell whose slowest
+    repetition beats every other cell's fastest, with the next variant beside it; without such a lead it says
+    what could not be determined, never a winner."""
+    shaky = {"status": "unstable", "throughput_uncertainty_pct": 11.0}
+    df = table(
+        cell(
+            "openvino",
+            "int8",
+            batch=32,
+            tput=12123.0,
+            throughput_min_img_s=11618.0,
+            throughput_max_img_s=12949.0,
+            **shaky,
+        ),
+        cell(
+            "onnxruntime",
+            "int8",
+            batch=32,
+            tput=4793.0,
+            throughput_min_img_s=4500.0,
+            throughput_max_img_s=5100.0,
+            **shaky,
+        ),
+    )
+    best = one(findings(df, {}), "max_throughput")
+    assert best.determined and best.data["row"]["backend"] == "openvino"
+    assert "the next variant, onnxruntime int8 on cpu, 32 px, batch 32, measured 4,793 img/s ± 11.0% (unstable)" in (
+        best.text
+    )
+    close = table(
+        cell(
+            "openvino", "int8", batch=32, tput=5000.0, throughput_min_img_s=4400.0, throughput_max_img_s=5600.0, **shaky
+        ),
+        cell(
+            "onnxruntime",
+            "int8",
+            batch=32,
+            tput=4793.0,
+            throughput_min_img_s=4500.0,
+            throughput_max_img_s=5100.0,
+            **shaky,
+        ),
+    )
+    assert not one(findings(close, {}), "max_throughput").determined

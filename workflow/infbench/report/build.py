@@ -328,7 +328,8 @@ READING = (
     "Throughput (img/s): batches back to back, images per second over a window. Latency (p50/p90/p99): one batch "
     "at a time, synchronised after each. Each cell is the median of several repetitions in fresh processes; "
     "± is its 95% uncertainty: a rerun lands within it. Unstable: the repetitions disagreed beyond the tolerance "
-    "even after re-measuring; the numbers are shown, marked, and no finding uses them. Disturbed: repetitions run "
+    "even after re-measuring; the numbers are shown, marked, and a finding uses one only where even its "
+    "slowest repetition beats every other cell. Disturbed: repetitions run "
     "while something else loaded the machine, measured again. Launch-bound: the host's launches, not the device, "
     "set the pace. Speedups compare throughput with the baseline's, their interval in brackets."
 )
@@ -438,7 +439,7 @@ def _cells_html(df: pl.DataFrame) -> str:
         return cells + "; none unstable"
     return cells + (
         f'; <a href="#summary">{unstable} unstable</a> (repetitions disagreed even after re-measuring: '
-        "shown marked, no finding uses them)"
+        "shown marked; a finding uses one only where even its slowest repetition beats every other cell)"
     )
 
 

@@ -196,12 +196,15 @@ def _max_throughput(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Finding:
         text = f"{p}Highest throughput: {_config(lead)}: {_decisive_text(lead, 'throughput_img_s')}"
         if rival is not None:
             text += f"; the best stable cell, {_config(rival)}, reaches {_tput(rival)}"
+        elif rival := _runner_up(
+            shaky.filter(pl.col("throughput_img_s").is_not_null()), lead, "throughput_img_s", True
+        ):
+            text += f"; the next variant, {_config(rival)}, measured {_tput(rival)} (unstable)"
         data = {"row": lead, "runner_up": rival, "significant": True, "unstable_lead": True}
         return Finding("max_throughput", text + ".", data=data)
     if have.height == 0:
-        return Finding(
-            "max_throughput", f"{p}Highest throughput: could not be determined (no ok cell has a throughput).", False
-        )
+        why = "no ok cell has a throughput, and no unstable cell's slowest repetition beats all others"
+        return Finding("max_throughput", f"{p}Highest throughput: could not be determined ({why}).", False)
     best = _row(have, "throughput_img_s", True)
     data = _contest(best, have, "throughput_img_s", "throughput_uncertainty_pct", True)
     rival = data["runner_up"]
@@ -232,6 +235,8 @@ def _min_latency_batch1(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Findin
         )
         if rival is not None:
             text += f"; the best stable cell, {_variant(rival)} at {rival['image_size']} px, takes {_p50(rival)}"
+        elif rival := _runner_up(shaky.filter(pl.col("batch_size") == 1), lead, "latency_ms_p50", False):
+            text += f"; the next variant, {_variant(rival)} at {rival['image_size']} px, took {_p50(rival)} (unstable)"
         data = {"row": lead, "runner_up": rival, "significant": True, "unstable_lead": True, "per_size": {}}
         return Finding("min_latency_batch1", text + ".", data=data)
     if have.height == 0:
@@ -269,13 +274,6 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance, shaky: pl.DataFr
     have = _tolerance_flags(ok.filter(pl.col("throughput_img_s").is_not_null()), tolerance)
     known = have.filter(pl.col("_over").is_not_null())
     tol = f"{float(tolerance):g}-point " if tolerance is not None else ""
-    if known.height == 0:
-        return Finding(
-            "best_within_tolerance",
-            f"{p}Best throughput within the {tol}accuracy tolerance: could not be determined "
-            "(no accuracy figures for the ok cells: the accuracy jobs did not run or the tolerance is not set).",
-            False,
-        )
     within = known.filter(~pl.col("_over"))
     unknown = have.height - known.height
     note = f" ({unknown} cells without accuracy figures left out)" if unknown else ""
@@ -287,6 +285,13 @@ def _best_within_tolerance(ok: pl.DataFrame, p: str, tolerance, shaky: pl.DataFr
         )
         text += f" ({_drop(lead)})" if lead.get("accuracy_drop") is not None else ""
         return Finding("best_within_tolerance", text + note + ".", data={"row": lead, "unstable_lead": True})
+    if known.height == 0:
+        return Finding(
+            "best_within_tolerance",
+            f"{p}Best throughput within the {tol}accuracy tolerance: could not be determined "
+            "(no accuracy figures for the ok cells: the accuracy jobs did not run or the tolerance is not set).",
+            False,
+        )
     if within.height == 0:
         return Finding(
             "best_within_tolerance",
@@ -730,8 +735,8 @@ def _status_finding(df: pl.DataFrame) -> Finding:
     parts = [f"All {total} cells ran ok" if ok == total else f"{ok} of {total} cells ran ok"]
     if unstable:
         parts.append(
-            f"{unstable} unstable (their repetitions still disagreed after re-measuring: shown marked, "
-            "no finding uses them)"
+            f"{unstable} unstable (their repetitions still disagreed after re-measuring: shown marked; "
+            "a finding uses one only where even its slowest repetition beats every other cell)"
         )
     if bad.height:
         parts.append(
@@ -780,13 +785,16 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
     launch = _launch_bound_finding(measured_cells(df), several_machines(df))
     if launch:
         out.append(launch)
-    if ok.height == 0:
-        out.append(Finding("max_throughput", "No cell ran ok, so no configuration can be recommended.", False))
+    measured = measured_cells(df)
+    if measured.height == 0:
+        out.append(Finding("max_throughput", "No cell was measured, so no configuration can be recommended.", False))
         out.append(_accuracy_finding(df, meta))
         return out
-    multi_machine = several_machines(ok)
-    multi_device = ok.get_column("device").n_unique() > 1
-    scopes = ok.select("machine", "device").unique(maintain_order=True).iter_rows()
+    # Scopes of the measured cells, not only the stable ones: on a noisy machine every cell may be unstable,
+    # and a cell whose slowest repetition beats all others is still the answer (`_decisive`).
+    multi_machine = several_machines(measured)
+    multi_device = measured.get_column("device").n_unique() > 1
+    scopes = measured.select("machine", "device").unique(maintain_order=True).iter_rows()
     for machine, device in scopes:
         part = ok.filter((pl.col("machine") == machine) & (pl.col("device") == device))
         shaky = df.filter(
