@@ -4,9 +4,11 @@ import re
 import shlex
 import sys
 
-from infbench import devices, grid, integrity, locks, plan
+from infbench.study import devices, grid
+from infbench.core import integrity, locks
+from infbench.flow import plan
 from infbench.backends.registry import BACKENDS
-from infbench.config import check_config
+from infbench.study.config import check_config
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
@@ -14,7 +16,7 @@ check_config(config, workflow.basedir)
 
 # One run at a time in this folder: a second one stops here, naming the first. The locks a run
 # killed with SIGKILL left behind are cleared, so that `snakemake report` resumes without
-# `--unlock` (infbench/locks.py says when a lock is left alone).
+# `--unlock` (infbench/core/locks.py says when a lock is left alone).
 if workflow.is_main_process:
     try:
         for note in locks.acquire():
@@ -214,7 +216,7 @@ def planned_files():
     }
     for cell in CELLS:
         files |= {
-            grid.result_path(cell, config["dataset"]),
+            grid.bench_result_path(cell, config["dataset"]),
             grid.artifact_path(cell, config["dataset"]),
             *grid.repetition_paths(
                 cell, config["dataset"], config["bench"]["repetitions"]

@@ -25,9 +25,9 @@ rule compile_aoti:
             "--max-autotune" if config["compile"].get("aoti_max_autotune") else ""
         ),
         code=grid.code_hash(
-            "compile.py",
-            "model.py",
-            "precisions.py",
+            "backends/aotinductor.py",
+            "stages/model.py",
+            "core/precisions.py",
             "backends/torch_eager.py",
             "backends/torch_compile.py",
         ),
@@ -59,13 +59,13 @@ rule compile_torch_tensorrt:
         workspace=config["compile"].get("trt_workspace_gb", 4),
         calib=config["compile"].get("trt_calib_images", 128),
         code=grid.code_hash(
-            "compile.py",
-            "model.py",
-            "precisions.py",
-            "quantize.py",
-            "tensorrt_int8.py",
+            "backends/aotinductor.py",
+            "stages/model.py",
+            "core/precisions.py",
+            "stages/quantize.py",
+            "backends/tensorrt/modelopt.py",
             "backends/torch_eager.py",
-            "backends/torch_tensorrt_backend.py",
+            "backends/tensorrt/torch_tensorrt.py",
         ),
         versions=grid.package_versions(
             "torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"

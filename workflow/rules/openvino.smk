@@ -31,8 +31,8 @@ rule quantize_nncf:
         code=grid.code_hash(
             "backends/openvino_nncf.py",
             "backends/openvino.py",
-            "quantize.py",
-            "data.py",
+            "stages/quantize.py",
+            "stages/data.py",
         ),
         versions=grid.package_versions("openvino", "nncf"),
     shell:

@@ -4,7 +4,7 @@
 # and fp16.onnx (float16 compute with float32 inputs/outputs, for the GPU execution providers).
 # PyTorch fp16/bf16 are precisions of the torch backends and need no artifact.
 
-from infbench import quantize
+from infbench.stages import quantize
 
 
 rule quantize_int8:
@@ -34,7 +34,7 @@ rule quantize_int8:
             DATASET,
             model_config(wc)["train"]["image_size"],
         ),
-        code=grid.code_hash("quantize.py", "data.py"),
+        code=grid.code_hash("stages/quantize.py", "stages/data.py"),
         versions=grid.package_versions("onnxruntime", "onnx"),
     shell:
         "infbench quantize-int8 --onnx {input.onnx:q} --out {output:q} {params.args} > {log} 2>&1"
@@ -55,7 +55,7 @@ rule convert_fp16:
         mem_mb=4000,
         runtime=15,
     params:
-        code=grid.code_hash("quantize.py"),
+        code=grid.code_hash("stages/quantize.py"),
         versions=grid.package_versions("onnxruntime", "onnx", "onnxconverter-common"),
     shell:
         "infbench convert-fp16 --onnx {input.onnx:q} --out {output:q} > {log} 2>&1"

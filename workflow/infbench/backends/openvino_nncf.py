@@ -22,12 +22,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from infbench import data, quantize
-from infbench.arguments import paths
 from infbench.backends.base import BackendUnavailable, import_or_unavailable
 from infbench.backends.openvino import INSTALL
-from infbench.integrity import DamagedInput
-from infbench.io import atomic_path, write_json
+from infbench.core.arguments import paths
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import atomic_path, write_json
+from infbench.stages import data, quantize
 
 ACCURACY_CONTROLLED = "int8_nncf_ac"
 
@@ -71,7 +71,7 @@ def _save(model, xml: Path) -> None:
 
 
 def _write_unavailable(out: Path, error: str) -> dict:
-    from infbench.compile import write_unavailable
+    from infbench.backends.unavailable import write_unavailable
 
     stub = write_unavailable(out, "openvino", error)
     with atomic_path(out.with_suffix(".bin")) as dest:

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infbench import precisions
-from infbench.backends.base import Backend, Cell
+from infbench.backends.base import Backend
+from infbench.core import precisions
+from infbench.core.cell import Cell
 
 # The artifact every precision of an ONNX-consuming backend reads (see workflow/rules/export.smk
 # and quantize.smk for the rules that write them).
@@ -33,7 +34,7 @@ ONNX_RULE = {
 
 @dataclass(frozen=True)
 class Artifact:
-    path: str  # relative to the study's folder (`infbench.grid.study_dir`)
+    path: str  # relative to the study's folder (`infbench.study.grid.study_dir`)
     rule: str  # the rule that writes it
 
 
@@ -256,7 +257,7 @@ BACKENDS: dict[str, BackendSpec] = {
         _torch("torch_cudagraphs", "torch_eager", "TorchCudaGraphs", {"cuda": CUDA_FLOAT}),
         BackendSpec(
             name="onnxruntime",
-            module="onnxruntime_ep",
+            module="onnxruntime",
             cls="OnnxRuntime",
             support={"cpu": ("fp32", "int8", "int8_dynamic"), "cuda": ("fp32", "tf32", "fp16")},
             packages=("onnxruntime", "onnxruntime-gpu"),
@@ -300,7 +301,7 @@ BACKENDS: dict[str, BackendSpec] = {
         ),
         BackendSpec(
             name="onnxruntime_trt",
-            module="onnxruntime_ep",
+            module="tensorrt.onnxruntime_trt",
             cls="OnnxRuntimeTensorRT",
             support={"cuda": ("fp32", "fp16", "int8")},
             packages=("onnxruntime-gpu", "tensorrt"),
@@ -317,7 +318,7 @@ BACKENDS: dict[str, BackendSpec] = {
         ),
         _torch(
             "torch_tensorrt",
-            "torch_tensorrt_backend",
+            "tensorrt.torch_tensorrt",
             "TorchTensorRT",
             {"cuda": ("fp32", "fp16", "bf16", "int8")},
             ("torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"),

@@ -33,8 +33,8 @@ from contextlib import contextmanager
 from math import prod
 from pathlib import Path
 
-from infbench.arguments import paths
-from infbench.io import write_json
+from infbench.core.arguments import paths
+from infbench.core.io import write_json
 
 SCHEMA_VERSION = 1
 
@@ -207,7 +207,7 @@ def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
     """`count` on the trained model of `checkpoint` (its model, stem and class count from its facts)."""
     import torch
 
-    from infbench.model import load_checkpoint, read_facts
+    from infbench.stages.model import load_checkpoint, read_facts
 
     torch.set_num_threads(min(4, torch.get_num_threads()))
     model = load_checkpoint(checkpoint)

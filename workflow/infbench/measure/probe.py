@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 import time
 
-from infbench import precisions
-from infbench.arguments import paths
-from infbench.io import write_json
+from infbench.core import precisions
+from infbench.core.arguments import paths
+from infbench.core.io import write_json
 from infbench.measure.interference import canary_ms
 
 SCHEMA_VERSION = 2  # 2: copy buffer size as `mib`

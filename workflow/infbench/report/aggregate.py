@@ -22,8 +22,8 @@ from pathlib import Path
 
 import polars as pl
 
-from infbench.arguments import paths
-from infbench.io import atomic_path, read_json, write_json
+from infbench.core.arguments import paths
+from infbench.core.io import atomic_path, read_json, write_json
 from infbench.measure.repetitions import MAX_PRINTED, drift_floor
 from infbench.report.frame import MEASURED, SCHEMA, SOURCE
 
@@ -191,7 +191,7 @@ def aggregate(
 ) -> pl.DataFrame:
     """Write summary.parquet, summary.csv and meta.json to `out_dir`; return the summary."""
     results = load_results(result_paths)
-    from infbench import compare as compared  # (imports this module)
+    from infbench.report import compare as compared  # (imports this module)
 
     for run in compare or []:  # earlier runs or other machines, shown side by side
         results += compared.load(Path(run["path"]), run.get("label"))

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from infbench import devices
-from infbench import model as model_lib
-from infbench.backends.base import Cell
 from infbench.backends.registry import BACKENDS, spec
+from infbench.core.cell import Cell
+from infbench.stages import model as model_lib
+from infbench.study import devices
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def study_dir(dataset: str, model: str) -> str:
     return f"results/{dataset}/{model if model == '{model}' else model_lib.slug(model)}"
 
 
-def result_path(cell: Cell, dataset: str) -> str:
+def bench_result_path(cell: Cell, dataset: str) -> str:
     size = f"{cell.image_size}x{cell.batch_size}"
     return f"{study_dir(dataset, cell.model)}/bench/{cell.backend}/{cell.precision}/{cell.device}/{size}.json"
 
@@ -195,7 +195,7 @@ def package_versions(*names: str) -> str:
 
 
 # Modules every benchmark cell runs through, whatever its backend.
-BENCH_CORE = ("bench.py", "measure", "backends/base.py", "reference.py", "precisions.py")
+BENCH_CORE = ("bench", "measure", "backends/base.py", "stages/reference.py", "core/precisions.py")
 
 
 def backend_modules(module: str) -> list[str]:
@@ -206,14 +206,14 @@ def backend_modules(module: str) -> list[str]:
         if name in found:
             continue
         found.append(name)
-        source = (PACKAGE_ROOT / "backends" / f"{name}.py").read_text()
-        todo += re.findall(r"^from infbench\.backends\.(\w+) import", source, flags=re.MULTILINE)
+        source = (PACKAGE_ROOT / "backends" / f"{name.replace('.', '/')}.py").read_text()
+        todo += re.findall(r"^from infbench\.backends\.([\w.]+) import", source, flags=re.MULTILINE)
     return sorted(found)
 
 
 def backend_files(backend: str) -> tuple[str, ...]:
     """The package files of a backend's code: its module and every backend module it builds on."""
-    return tuple(f"backends/{m}.py" for m in backend_modules(BACKENDS[backend].module))
+    return tuple(f"backends/{m.replace('.', '/')}.py" for m in backend_modules(BACKENDS[backend].module))
 
 
 def backend_code_hash(backend: str) -> str:
@@ -221,7 +221,7 @@ def backend_code_hash(backend: str) -> str:
 
 
 # Modules every accuracy job runs through, whatever its backend.
-ACCURACY_CORE = ("accuracy.py", "data.py", "model.py", "precisions.py", "reference.py")
+ACCURACY_CORE = ("stages/accuracy.py", "stages/data.py", "stages/model.py", "core/precisions.py", "stages/reference.py")
 
 
 def accuracy_code_files(backend: str) -> tuple[str, ...]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infbench import data, reference
-from infbench import model as model_lib
-from infbench.arguments import paths
-from infbench.io import atomic_path
+from infbench.core.arguments import paths
+from infbench.core.io import atomic_path
+from infbench.stages import data, reference
+from infbench.stages import model as model_lib
 
 
 class ParityError(RuntimeError):

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
-from infbench.arguments import paths
-from infbench.integrity import DamagedInput
-from infbench.io import atomic_path
+from infbench.core.arguments import paths
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import atomic_path
+from infbench.stages import data
 
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 ACTIVATION_TYPES = ("uint8", "int8")

@@ -190,8 +190,8 @@ def repetition_seconds(bench: dict) -> float:
 def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
     """What keeps the configured model from running: its name, stem, weights, checkpoint and the
     image sizes it takes (probed on the meta device, see model.accepted_size)."""
-    from infbench import grid
-    from infbench import model as model_lib
+    from infbench.stages import model as model_lib
+    from infbench.study import grid
 
     m, train = config["model"], config["train"]
     try:
@@ -228,8 +228,8 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
 
 def check_config(config: dict, workdir: str | Path = ".") -> None:
     """Checks beyond the schema, on the config with its defaults filled in."""
-    from infbench import grid
     from infbench.backends.registry import BACKENDS
+    from infbench.study import grid
 
     problems = []
     if config["dataset"] in ("cifar10", "imagefolder"):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
-from infbench import model as model_lib
-from infbench.arguments import paths
-from infbench.io import write_json
+from infbench.core.arguments import paths
+from infbench.core.io import write_json
+from infbench.stages import data
+from infbench.stages import model as model_lib
 
 # A test accuracy below this multiple of chance (1 / classes) means the model did not learn.
 NEAR_CHANCE = 1.5

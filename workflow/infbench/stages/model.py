@@ -372,7 +372,7 @@ def initial(facts: Facts, weights: str | None, checkpoint: Path | None, trust: b
 def save(path: Path, model, facts: Facts, **extra) -> None:
     import torch
 
-    from infbench.io import atomic_path
+    from infbench.core.io import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({"facts": asdict(facts), "state_dict": model.state_dict(), **extra}, tmp)
@@ -386,8 +386,8 @@ def read_facts(path: Path) -> Facts:
 def _read(path: Path):
     import torch
 
-    from infbench.backends.base import check_artifact
-    from infbench.integrity import DamagedInput
+    from infbench.core.integrity import DamagedInput
+    from infbench.core.io import check_artifact
 
     check_artifact(path, "train")
     try:
@@ -407,7 +407,7 @@ def input_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def load_checkpoint(path: Path):
     """The trained model in eval mode, from a checkpoint written by `infbench train`."""
-    from infbench.integrity import DamagedInput
+    from infbench.core.integrity import DamagedInput
 
     ckpt, facts = _read(path)
     try:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
-from infbench.arguments import paths
-from infbench.backends.base import BackendUnavailable, Cell, run_batches
+from infbench.backends.base import BackendUnavailable, run_batches
 from infbench.backends.registry import spec
-from infbench.grid import artifact_path, study_dir
-from infbench.integrity import DamagedInput
-from infbench.io import size_mib, write_json
-from infbench.reference import agreement
+from infbench.core.arguments import paths
+from infbench.core.cell import Cell
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import size_mib, write_json
+from infbench.stages import data
+from infbench.stages.reference import agreement
+from infbench.study.grid import artifact_path, study_dir
 
 NUMBERS = (
     "accuracy_top1",
@@ -40,13 +41,13 @@ NUMBERS = (
 )
 
 
-def result_path(dataset: str, model: str, backend: str, precision: str, device: str) -> str:
+def accuracy_result_path(dataset: str, model: str, backend: str, precision: str, device: str) -> str:
     return f"{study_dir(dataset, model)}/accuracy/{backend}/{precision}/{device}.json"
 
 
 def planned(cells, dataset: str) -> list[str]:
     """One accuracy result per (model, backend, precision, device) that has benchmark cells."""
-    return sorted({result_path(dataset, c.model, c.backend, c.precision, c.device) for c in cells})
+    return sorted({accuracy_result_path(dataset, c.model, c.backend, c.precision, c.device) for c in cells})
 
 
 def eval_cell(model: str, backend: str, precision: str, device: str, config: dict) -> Cell:
@@ -71,7 +72,7 @@ def variant_name(cell: Cell) -> str:
 
 def reference_logits(checkpoint: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
     """PyTorch FP32 on the CPU: the reference every variant is compared with."""
-    from infbench import model
+    from infbench.stages import model
 
     return model.logits(model.load_checkpoint(checkpoint), images, batch)
 
@@ -112,7 +113,7 @@ def score(result: dict, logits_of, checkpoint: Path, dataset: Path, image_size: 
     failure of the variant itself; a damaged input is not one (the job fails and the file is rebuilt)."""
     try:
         images, labels = data.load_split(dataset, "test")
-        from infbench.model import input_norm
+        from infbench.stages.model import input_norm
 
         x = data.to_input(images, image_size, input_norm(checkpoint))
         result.update(compare(logits_of(x), reference_logits(checkpoint, x), labels, tolerance_points))
