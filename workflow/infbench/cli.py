@@ -16,6 +16,9 @@ import importlib
 import shlex
 import sys
 
+from infbench.bench.gpu_slots import slot
+from infbench.core import integrity
+
 # Stage → the module that defines it, in the order `infbench --help` lists them.
 STAGES = {
     "prepare-data": "infbench.stages.data",
@@ -59,12 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] != ["plan"]:  # a rule's log starts with its command; `plan` is for people
         print("command: infbench " + shlex.join(argv), flush=True)
     args = parser(argv[0] if argv else None).parse_args(argv)
-    from infbench.core import integrity
 
     integrity.WRITER["stage"] = args.stage
     try:
-        from infbench.bench.gpu_slots import slot
-
         # GPU jobs: a GPU slot for the whole stage, exported before any measuring process starts.
         label = f"{args.stage} {getattr(args, 'out', '')}".strip()
         with slot(label) if _uses_gpu(args) else contextlib.nullcontext() as args.gpu:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from infbench.backends.base import BackendUnavailable
 from infbench.backends.torch_compile import use_result_caches
-from infbench.backends.torch_eager import TorchEager
+from infbench.backends.torch_eager import TorchEager, load_module
 from infbench.backends.unavailable import read_unavailable, write_unavailable
 from infbench.core import precisions
 from infbench.core.arguments import paths
@@ -66,8 +66,6 @@ def build_aoti(
 ) -> dict:
     """torch.export the model at (batch, 3, size, size) and AOT-compile it into a .pt2 package."""
     import torch
-
-    from infbench.backends.torch_eager import load_module
 
     use_result_caches()
     if threads:

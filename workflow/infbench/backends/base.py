@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from infbench.backends.registry import spec
 from infbench.core.cell import Cell
+from infbench.core.io import size_mib
 
 
 class BackendUnavailable(RuntimeError):
@@ -41,8 +43,6 @@ class Backend:
         self.artifact = Path(artifact)
         self.artifact_rule = artifact_rule  # the rule that rebuilds the artifact, for error messages
         self.threads = threads
-        from infbench.backends.registry import spec  # (the registry imports this module)
-
         # every option the backend declares (backends/registry.py), typed, the defaults filled in
         self.options = spec(cell.backend).option_values(options or {}, cell.device)
 
@@ -103,8 +103,6 @@ class Backend:
     def artifact_mib(self) -> float | None:
         """The size of what this backend runs, after `load` (here: its artifact file, as a compiled program
         or an ONNX model is run as it is written)."""
-        from infbench.core.io import size_mib
-
         return size_mib(self.artifact)
 
     def artifact_info(self) -> dict | None:

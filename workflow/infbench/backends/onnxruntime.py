@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from infbench.backends.base import Backend, BackendUnavailable
+from infbench.backends.registry import spec
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import check_artifact
 
@@ -85,8 +86,6 @@ class OnnxRuntime(Backend):
 
     def cuda_option_overrides(self) -> dict:
         """The CUDA EP's settings whose option differs from its default (the rest: ONNX Runtime's own)."""
-        from infbench.backends.registry import spec
-
         keys = ("enable_cuda_graph", "prefer_nhwc", "cudnn_conv_use_max_workspace")
         changed = [k for k in spec(self.cell.backend).changed(self.options) if k in keys]
         return {k: "1" if self.options[k] else "0" for k in changed}

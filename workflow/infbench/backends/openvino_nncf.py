@@ -24,6 +24,7 @@ from pathlib import Path
 
 from infbench.backends.base import BackendUnavailable, import_or_unavailable
 from infbench.backends.openvino import INSTALL
+from infbench.backends.unavailable import write_unavailable
 from infbench.core.arguments import paths
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import atomic_path, write_json
@@ -71,8 +72,6 @@ def _save(model, xml: Path) -> None:
 
 
 def _write_unavailable(out: Path, error: str) -> dict:
-    from infbench.backends.unavailable import write_unavailable
-
     stub = write_unavailable(out, "openvino", error)
     with atomic_path(out.with_suffix(".bin")) as dest:
         dest.write_bytes(b"")

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infbench.backends.base import Backend
 from infbench.core import precisions
 from infbench.core.cell import Cell
 
@@ -185,10 +184,10 @@ class BackendSpec:
             return f"{self.name} on {device} has no {precision} (has: {allowed})"
         return self.load_class().unsupported_here(device, precision)  # what this machine lacks (bf16 instructions)
 
-    def load_class(self) -> type[Backend]:
+    def load_class(self) -> type:  # a subclass of backends.base.Backend
         return getattr(importlib.import_module(f"infbench.backends.{self.module}"), self.cls)
 
-    def instance(self, cell: Cell, artifact, threads: int, options: dict | None = None) -> Backend:
+    def instance(self, cell: Cell, artifact, threads: int, options: dict | None = None):
         """This backend for `cell`, on `artifact` (the error messages name the rule that rebuilds it)."""
         return self.load_class()(cell, Path(artifact), threads, self.artifact(cell).rule, options)
 
@@ -329,6 +328,10 @@ BACKENDS: dict[str, BackendSpec] = {
 }
 
 ALL_PRECISIONS = precisions.ALL
+
+# The cell every speedup is measured against: same machine, device, image size and batch size.
+BASELINE = {"backend": "torch", "precision": "fp32"}
+BASELINE_TEXT = "torch fp32 (plain eager) on the same machine, device, image size and batch size"
 
 
 def spec(name: str) -> BackendSpec:

@@ -9,6 +9,7 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from infbench.backends.registry import BASELINE
 from infbench.bench.combine import combined_throughput
 from infbench.bench.gpu_slots import probe_mismatch
 from infbench.bench.launch import run_repetition
@@ -127,8 +128,6 @@ def needed_by_findings(cell: Cell, runs: list[dict], root: str | None) -> bool:
     """Whether the findings may need this cell: the baseline (torch fp32), or a candidate for a "best"
     among the cells of its device whose repetitions are on disk under `root` (its repetitions reach the
     fastest cell's, or, at batch 1, the lowest latency's). Without others to compare, every cell is."""
-    from infbench.report.aggregate import BASELINE
-
     if (cell.backend, cell.precision) == (BASELINE["backend"], BASELINE["precision"]):
         return True
     others = _device_repetitions(Path(root), cell.device) if root else {}

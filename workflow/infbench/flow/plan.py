@@ -14,7 +14,7 @@ from pathlib import Path
 
 from infbench.flow.progress import duration
 from infbench.study import devices, grid
-from infbench.study.config import repetition_seconds
+from infbench.study.config import check_schema, overlay_backends, repetition_seconds
 
 # Seconds a repetition spends beyond its timed phases: process start, imports, loading the model, the
 # canaries (a GPU adds CUDA's start-up and cuDNN's autotuning; seen: ~2.5 s here, ~8 s on the H100).
@@ -95,8 +95,6 @@ def main(configfiles: list[Path], root: Path = Path(".")) -> list[str]:
     """`infbench plan`: the config files merged in order, with the schema's defaults filled in."""
     import yaml
     from snakemake.utils import update_config, validate
-
-    from infbench.study.config import check_schema, overlay_backends
 
     config: dict = {}
     for path in configfiles:

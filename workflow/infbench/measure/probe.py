@@ -23,6 +23,7 @@ import time
 from infbench.core import precisions
 from infbench.core.arguments import paths
 from infbench.core.io import write_json
+from infbench.measure.environment import cpu_model, fingerprint
 from infbench.measure.interference import canary_ms
 
 SCHEMA_VERSION = 2  # 2: copy buffer size as `mib`
@@ -174,8 +175,6 @@ def copy_bandwidth(device: str, mib: int, budget_s: float) -> dict:
 
 
 def _device_info(device: str) -> dict:
-    from infbench.measure.environment import cpu_model
-
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": None}
     if device == "cuda":
         import torch
@@ -203,8 +202,6 @@ def probe(
     device: str, threads: int, budget_s: float = 1.5, matmul_n: int | None = None, copy_mib: int | None = None
 ) -> dict:
     """Measure the device; never raises for a device that is missing (status 'unavailable')."""
-    from infbench.measure.environment import fingerprint
-
     precisions = PRECISIONS[device]
     result = {
         "schema": SCHEMA_VERSION,

@@ -16,10 +16,10 @@ import altair as alt
 import polars as pl
 import vl_convert
 
+from infbench.backends.registry import BASELINE_TEXT
 from infbench.core import integrity
 from infbench.core.arguments import paths
-from infbench.core.io import atomic_path
-from infbench.report.aggregate import BASELINE_TEXT
+from infbench.core.io import atomic_path, read_json
 from infbench.report.charts import Chart, build_charts
 from infbench.report.findings import Finding, findings
 from infbench.report.frame import (
@@ -623,7 +623,5 @@ def add_parser(sub) -> None:
 
 
 def _command(a) -> None:
-    from infbench.core.io import read_json
-
     build_report(pl.read_parquet(a.summary), read_json(a.meta), a.out_dir)
     print(f"report written to {a.out_dir / 'index.html'}")

@@ -25,7 +25,8 @@ from infbench.core.arguments import paths
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import size_mib, write_json
-from infbench.stages import data
+from infbench.stages import data, model
+from infbench.stages.model import input_norm
 from infbench.stages.reference import agreement
 from infbench.study.grid import artifact_path, study_dir
 
@@ -72,8 +73,6 @@ def variant_name(cell: Cell) -> str:
 
 def reference_logits(checkpoint: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
     """PyTorch FP32 on the CPU: the reference every variant is compared with."""
-    from infbench.stages import model
-
     return model.logits(model.load_checkpoint(checkpoint), images, batch)
 
 
@@ -113,7 +112,6 @@ def score(result: dict, logits_of, checkpoint: Path, dataset: Path, image_size: 
     failure of the variant itself; a damaged input is not one (the job fails and the file is rebuilt)."""
     try:
         images, labels = data.load_split(dataset, "test")
-        from infbench.stages.model import input_norm
 
         x = data.to_input(images, image_size, input_norm(checkpoint))
         result.update(compare(logits_of(x), reference_logits(checkpoint, x), labels, tolerance_points))

@@ -18,6 +18,7 @@ import numpy as np
 
 from infbench.core.arguments import paths
 from infbench.core.integrity import DamagedInput, file_digest
+from infbench.core.io import atomic_path
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the config's default (cifar10_md5) is the same
@@ -166,7 +167,6 @@ def prepare(
     else:
         raise ValueError(f"unknown dataset '{dataset}' (choose {', '.join(DATASETS)})")
     arrays = {**split(images, labels, calib, test, seed), "classes": np.asarray(classes)}
-    from infbench.core.io import atomic_path
 
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:

@@ -25,7 +25,7 @@ import numpy as np
 
 from infbench.backends.tensorrt.modelopt import modelopt_logits, qdq_logits
 from infbench.stages import accuracy
-from infbench.study.grid import study_dir
+from infbench.study.grid import model_configs, study_dir
 
 BACKENDS = ("onnxruntime_trt", "torch_tensorrt")
 VARIANT = {
@@ -40,8 +40,6 @@ def expected_path(dataset: str, model: str, backend: str) -> str:
 
 def planned(config: dict) -> list[str]:
     """The expected-accuracy results the config asks for (accuracy.expected_tensorrt)."""
-    from infbench.study.grid import model_configs
-
     backends = config.get("accuracy", {}).get("expected_tensorrt", [])
     return [expected_path(config["dataset"], m, b) for m in model_configs(config) for b in backends]
 

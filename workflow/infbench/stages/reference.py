@@ -14,7 +14,7 @@ import numpy as np
 
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path
-from infbench.stages import data
+from infbench.stages import data, model
 
 
 def cycled(array: np.ndarray, n: int) -> np.ndarray:
@@ -36,8 +36,6 @@ def agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
 
 
 def write(checkpoint: Path, dataset: Path, size: int, images: int, out: Path) -> int:
-    from infbench.stages import model
-
     test_x, _ = data.load_split(Path(dataset), "test")
     x = data.to_input(test_x[np.arange(images) % len(test_x)], size, model.input_norm(checkpoint))
     logits = model.logits(model.load_checkpoint(checkpoint), x, 32)

@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from infbench.backends.base import import_or_unavailable, run_batches
+from infbench.backends.onnxruntime import OnnxRuntime
+from infbench.core.cell import Cell
+from infbench.stages import model
+from infbench.stages.quantize import calibration_images
 
 # nvidia-modelopt 0.47 imports huggingface_hub from modelopt.torch without declaring it.
 MODELOPT_INSTALL = "pip install nvidia-modelopt huggingface_hub (PyPI; no extras: [onnx] pins an older onnxruntime)"
@@ -38,18 +42,12 @@ def modelopt_logits(
     checkpoint: Path, dataset: Path, image_size: int, calib_images: int, x: np.ndarray, batch: int
 ) -> np.ndarray:
     """Logits of the Model Optimizer INT8 model (calibrated on the calibration split) on the CPU."""
-    from infbench.stages import model
-    from infbench.stages.quantize import calibration_images
-
     calibration = calibration_images(dataset, image_size, calib_images, model.input_norm(checkpoint))
     return model.logits(quantize_module(model.load_checkpoint(checkpoint), calibration, batch, "cpu"), x, batch)
 
 
 def qdq_logits(model: str, artifact: Path, x: np.ndarray, batch: int, threads: int) -> np.ndarray:
     """Logits of the Q/DQ ONNX through the CPU execution provider, the path the onnxruntime cells run."""
-    from infbench.backends.onnxruntime import OnnxRuntime
-    from infbench.core.cell import Cell
-
     runner = OnnxRuntime(Cell(model, "onnxruntime", "int8", "cpu", x.shape[-1], batch), Path(artifact), threads)
     runner.check_available()
     runner.load()

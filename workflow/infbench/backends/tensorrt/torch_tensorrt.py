@@ -19,11 +19,14 @@ from pathlib import Path
 
 from infbench.backends.aotinductor import example_input
 from infbench.backends.base import BackendUnavailable, import_or_unavailable
-from infbench.backends.torch_eager import TorchEager, check_torch_device
+from infbench.backends.tensorrt.modelopt import quantize_module
+from infbench.backends.torch_eager import TorchEager, check_torch_device, load_module
 from infbench.backends.unavailable import read_unavailable, write_unavailable
 from infbench.core import precisions
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, check_artifact, write_json
+from infbench.stages.model import input_norm
+from infbench.stages.quantize import calibration_images
 
 
 def import_torch_tensorrt():
@@ -71,15 +74,9 @@ def torch_tensorrt_model(
     fp16/bf16 cast the model and its input; int8 is the fp32 model with Model Optimizer's Q/DQ
     quantisers calibrated on the dataset's calibration split (infbench.stages.expected_accuracy)."""
 
-    from infbench.backends.torch_eager import load_module
-
     dtype = precisions.torch_dtype(precision)
     model = load_module(checkpoint, device, dtype)
     if precision == "int8":
-        from infbench.backends.tensorrt.modelopt import quantize_module
-        from infbench.stages.model import input_norm
-        from infbench.stages.quantize import calibration_images
-
         if dataset is None:
             raise ValueError("int8 needs --dataset (Model Optimizer calibrates on its calibration split)")
         quantize_module(
@@ -156,8 +153,6 @@ def build_torch_tensorrt(
 
 def _torch_tensorrt_on_cuda():
     """The torch_tensorrt module where it imports and a GPU is visible, else BackendUnavailable saying why."""
-    from infbench.backends.tensorrt.torch_tensorrt import import_torch_tensorrt
-
     torch_tensorrt = import_torch_tensorrt()
     import torch
 
