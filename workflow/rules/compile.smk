@@ -4,12 +4,14 @@
 # 'unavailable' with the import error and what to install); its .json beside the program records the
 # build time and settings. Compiles take every core, so no measurement runs beside one.
 
+from infbench.backends.registry import AOTI_PATH, TORCH_TENSORRT_PATH
+
 
 rule compile_aoti:
     input:
         checkpoint=CHECKPOINT,
     output:
-        f"{STUDY}/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.pt2",
+        f"{STUDY}/{AOTI_PATH}",
     log:
         f"{STUDY}/logs/compile/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.log",
     priority: BUILD_PRIORITY
@@ -43,8 +45,8 @@ rule compile_torch_tensorrt:
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
-        program=f"{STUDY}/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.ep",
-        info=f"{STUDY}/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.json",
+        program=f"{STUDY}/{TORCH_TENSORRT_PATH}",
+        info=f"{STUDY}/{TORCH_TENSORRT_PATH.removesuffix('.ep')}.json",
     log:
         f"{STUDY}/logs/compile/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.log",
     priority: BUILD_PRIORITY

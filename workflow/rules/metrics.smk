@@ -8,7 +8,7 @@ PROBED_DEVICES = sorted({c.device for c in CELLS})
 
 rule flops:
     input:
-        f"{STUDY}/checkpoint.pt",
+        CHECKPOINT,
     output:
         f"{STUDY}/flops/{{size}}.json",
     log:
@@ -28,7 +28,7 @@ rule flops:
 
 rule reference_logits:
     input:
-        checkpoint=f"{STUDY}/checkpoint.pt",
+        checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
         f"{STUDY}/reference/{{size}}.npz",

@@ -4,16 +4,17 @@
 # saying how it was made and, for the accuracy-controlled one, whether the tolerance was met.
 
 from infbench.backends import openvino_nncf
+from infbench.backends.registry import OPENVINO_NNCF_STEM
 
 
 rule quantize_nncf:
     input:
-        onnx=f"{STUDY}/onnx/fp32.onnx",
+        onnx=ONNX_FP32,
         dataset=DATASET,
     output:
-        xml=f"{STUDY}/openvino/{{nncf}}.xml",
-        bin=f"{STUDY}/openvino/{{nncf}}.bin",
-        info=f"{STUDY}/openvino/{{nncf}}.json",
+        xml=f"{STUDY}/{OPENVINO_NNCF_STEM}.xml",
+        bin=f"{STUDY}/{OPENVINO_NNCF_STEM}.bin",
+        info=f"{STUDY}/{OPENVINO_NNCF_STEM}.json",
     log:
         f"{STUDY}/logs/quantize/openvino_{{nncf}}.log",
     wildcard_constraints:

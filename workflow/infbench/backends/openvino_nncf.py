@@ -25,7 +25,7 @@ from pathlib import Path
 from infbench.backends.base import BackendUnavailable, import_or_unavailable
 from infbench.backends.openvino import INSTALL
 from infbench.backends.unavailable import write_unavailable
-from infbench.core.arguments import paths
+from infbench.core.arguments import paths, schema_default
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import atomic_path, write_json
 from infbench.stages import data, quantize
@@ -161,6 +161,8 @@ def add_parser(sub) -> None:
     s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
     paths(s, "--out", "--dataset")
     s.add_argument("--image-size", type=int, required=True, help="calibration resolution (the training one)")
-    s.add_argument("--samples", type=int, default=200, help="calibration images")
+    s.add_argument(
+        "--samples", type=int, default=schema_default("quantize.calibration_samples"), help="calibration images"
+    )
     s.add_argument("--max-drop-points", type=float, default=None, help="accuracy control: allowed top-1 drop")
     s.set_defaults(func=lambda a: quantize_nncf(a.onnx, a.out, a.dataset, a.image_size, a.samples, a.max_drop_points))

@@ -31,6 +31,19 @@ ONNX_RULE = {
 }
 
 
+# Where each artifact lies in the study's folder: the rules' output patterns (wildcards named as the rules
+# name them), filled in with a cell's own values by the functions below.
+CHECKPOINT_PATH = "checkpoint.pt"
+ONNX_PATH = "onnx/{variant}.onnx"
+AOTI_PATH = "aoti/{device}/{precision}/{size}x{batch}.pt2"
+TORCH_TENSORRT_PATH = "torch_tensorrt/{precision}/{size}x{batch}.ep"
+OPENVINO_NNCF_STEM = "openvino/{nncf}"  # .xml (the graph), .bin (the weights), .json (how it was made)
+
+
+def _shape(cell: Cell) -> dict:
+    return {"device": cell.device, "precision": cell.precision, "size": cell.image_size, "batch": cell.batch_size}
+
+
 @dataclass(frozen=True)
 class Artifact:
     path: str  # relative to the study's folder (`infbench.study.grid.study_dir`)
@@ -38,22 +51,22 @@ class Artifact:
 
 
 def checkpoint_artifact(cell: Cell) -> Artifact:
-    return Artifact("checkpoint.pt", "train")
+    return Artifact(CHECKPOINT_PATH, "train")
 
 
 def onnx_artifact(cell: Cell) -> Artifact:
     variant = ONNX_VARIANT[cell.precision]
-    return Artifact(f"onnx/{variant}.onnx", ONNX_RULE[variant])
+    return Artifact(ONNX_PATH.format(variant=variant), ONNX_RULE[variant])
 
 
 def aoti_artifact(cell: Cell) -> Artifact:
     """An AOTInductor package per device, precision and shape (rule compile_aoti)."""
-    return Artifact(f"aoti/{cell.device}/{cell.precision}/{cell.image_size}x{cell.batch_size}.pt2", "compile_aoti")
+    return Artifact(AOTI_PATH.format(**_shape(cell)), "compile_aoti")
 
 
 def torch_tensorrt_artifact(cell: Cell) -> Artifact:
     """A Torch-TensorRT ExportedProgram per precision and shape profile (rule compile_torch_tensorrt)."""
-    return Artifact(f"torch_tensorrt/{cell.precision}/{cell.image_size}x{cell.batch_size}.ep", "compile_torch_tensorrt")
+    return Artifact(TORCH_TENSORRT_PATH.format(**_shape(cell)), "compile_torch_tensorrt")
 
 
 # What the TensorRT EP reads per precision: TensorRT 11 is strongly typed, so the precision is in the
@@ -63,7 +76,7 @@ ONNX_TRT_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_trt"}
 
 def onnx_trt_artifact(cell: Cell) -> Artifact:
     variant = ONNX_TRT_VARIANT[cell.precision]
-    return Artifact(f"onnx/{variant}.onnx", ONNX_RULE[variant])
+    return Artifact(ONNX_PATH.format(variant=variant), ONNX_RULE[variant])
 
 
 # What the openvino backend reads per precision: the ONNX files ONNX Runtime reads, and NNCF's models
@@ -73,7 +86,7 @@ OPENVINO_NNCF = ("int8_nncf", "int8_nncf_ac")
 
 def openvino_artifact(cell: Cell) -> Artifact:
     if cell.precision in OPENVINO_NNCF:
-        return Artifact(f"openvino/{cell.precision}.xml", "quantize_nncf")
+        return Artifact(OPENVINO_NNCF_STEM.format(nncf=cell.precision) + ".xml", "quantize_nncf")
     if cell.precision == "bf16":  # an inference precision of the fp32 model
         return onnx_artifact(Cell(**{**vars(cell), "precision": "fp32"}))
     return onnx_artifact(cell)

@@ -10,14 +10,14 @@ from infbench.bench.cell import run_cell
 from infbench.bench.launch import record_repetition
 from infbench.bench.repeat import load_repetitions
 from infbench.bench.result import cell_line
-from infbench.core.arguments import paths
+from infbench.core.arguments import paths, schema_default
 from infbench.core.cell import Cell
 
 
 def add_parser(sub) -> None:
     """`infbench bench` (its measuring processes hold a GPU on --device cuda)."""
     s = sub.add_parser("bench", help="measure one cell → result JSON (never fails for a failed measurement)")
-    s.add_argument("--model", default="resnet18")
+    s.add_argument("--model", default=schema_default("model.name"))
     s.add_argument("--backend", required=True)
     s.add_argument("--precision", required=True)
     s.add_argument("--device", required=True)
@@ -55,13 +55,22 @@ def add_parser(sub) -> None:
     s.set_defaults(func=_command)
 
 
-# Settings that judge repetitions: a cell's job needs them, a repetition's job does not.
-JUDGE = ("repetitions", "max_extra_repetitions", "tolerance", "canary_slowdown", "foreign_cores")
+# The bench settings (config key: flag) that only judge repetitions already measured: a cell's job takes
+# them, a repetition's job does not, so changing one reruns the cells' jobs and not their repetitions
+# (rules/common.smk's repetition_params, rules/bench.smk's command lines).
+JUDGING = {
+    "repetitions": "--repetitions",
+    "max_extra_repetitions": "--max-extra-repetitions",
+    "tolerance": "--tolerance",
+    "extra_budget_s": "--extra-budget",
+    "canary_slowdown": "--canary-slowdown",
+    "foreign_cores": "--foreign-cores",
+}
 
 
 def _command(a) -> None:
     """`infbench bench`: one repetition (--repetition N) or the whole cell, from the command line."""
-    missing = [f"--{k.replace('_', '-')}" for k in JUDGE if getattr(a, k) is None]
+    missing = [flag for flag in JUDGING.values() if getattr(a, flag[2:].replace("-", "_")) is None]
     if missing and a.repetition is None:
         raise ValueError(f"bench needs {', '.join(missing)} (or --repetition N to measure one repetition)")
     cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.batch)

@@ -21,7 +21,7 @@ import os
 import time
 
 from infbench.core import precisions
-from infbench.core.arguments import paths
+from infbench.core.arguments import paths, schema_default
 from infbench.core.io import write_json
 from infbench.measure.environment import cpu_model, fingerprint
 from infbench.measure.interference import canary_ms
@@ -269,7 +269,12 @@ def add_parser(sub) -> None:
     s.add_argument("--device", required=True, choices=["cpu", "cuda"])
     paths(s, "--out")
     s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
-    s.add_argument("--budget", type=float, default=1.5, help="seconds per measurement (per precision, and the copy)")
+    s.add_argument(
+        "--budget",
+        type=float,
+        default=schema_default("probe.budget_s", float),
+        help="seconds per measurement (per precision, and the copy)",
+    )
     s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
     s.add_argument("--copy-mib", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
     s.set_defaults(func=_command, gpu_stage=True)

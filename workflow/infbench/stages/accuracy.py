@@ -21,7 +21,7 @@ import numpy as np
 
 from infbench.backends.base import BackendUnavailable, run_batches
 from infbench.backends.registry import spec
-from infbench.core.arguments import paths
+from infbench.core.arguments import paths, schema_default
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import size_mib, write_json
@@ -167,13 +167,18 @@ def evaluate(
 
 def add_arguments(s) -> None:
     """The arguments of both accuracy stages (`accuracy`, `expected-accuracy`)."""
-    s.add_argument("--model", default="resnet18")
+    s.add_argument("--model", default=schema_default("model.name"))
     s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference")
     s.add_argument("--dataset", type=Path, required=True)
     s.add_argument("--image-size", type=int, required=True, help="the training resolution")
-    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--batch", type=int, default=schema_default("accuracy.batch_size"))
     s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
-    s.add_argument("--tolerance-points", type=float, default=1.0, help="allowed top-1 drop in points")
+    s.add_argument(
+        "--tolerance-points",
+        type=float,
+        default=schema_default("accuracy.tolerance_points", float),
+        help="allowed top-1 drop in points",
+    )
     s.add_argument("--out", type=Path, required=True)
 
 

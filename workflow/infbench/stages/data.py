@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench.core.arguments import paths
+from infbench.core.arguments import paths, schema_default
 from infbench.core.integrity import DamagedInput, file_digest
 from infbench.core.io import atomic_path
 
@@ -212,13 +212,18 @@ def add_parser(sub) -> None:
     """`infbench prepare-data`."""
     s = sub.add_parser("prepare-data", help="dataset → results/data/<name>.npz")
     s.add_argument("--dataset", required=True, choices=DATASETS)
-    s.add_argument("--data-dir", type=Path, default=Path("data"))
+    s.add_argument("--data-dir", type=Path, default=Path(schema_default("data_dir")))
     paths(s, "--out")
-    s.add_argument("--calib", type=int, default=200)
-    s.add_argument("--test", type=int, default=400)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--calib", type=int, default=schema_default("split.calibration"))
+    s.add_argument("--test", type=int, default=schema_default("split.test"))
+    s.add_argument("--seed", type=int, default=schema_default("split.seed"))
     s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: CIFAR10_MD5")
-    s.add_argument("--image-size", type=int, default=64, help="imagefolder: the side images are stored at")
+    s.add_argument(
+        "--image-size",
+        type=int,
+        default=schema_default("data_image_size"),
+        help="imagefolder: the side images are stored at",
+    )
     s.set_defaults(func=_command)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from infbench.backends.tensorrt.modelopt import modelopt_logits, qdq_logits
+from infbench.core.arguments import schema_default
 from infbench.stages import accuracy
 from infbench.study.grid import model_configs, study_dir
 
@@ -83,5 +84,10 @@ def add_parser(sub) -> None:
     accuracy.add_arguments(s)
     s.add_argument("--backend", required=True, choices=BACKENDS)
     s.add_argument("--artifact", type=Path, default=None, help="onnxruntime_trt: the Q/DQ ONNX (int8_trt.onnx)")
-    s.add_argument("--calib-images", type=int, default=128, help="torch_tensorrt: Model Optimizer calibration images")
+    s.add_argument(
+        "--calib-images",
+        type=int,
+        default=schema_default("compile.trt_calib_images"),
+        help="torch_tensorrt: Model Optimizer calibration images",
+    )
     s.set_defaults(func=lambda a: accuracy.run_stage(evaluate_expected, a))

@@ -23,7 +23,7 @@ from infbench.backends.tensorrt.modelopt import quantize_module
 from infbench.backends.torch_eager import TorchEager, check_torch_device, load_module
 from infbench.backends.unavailable import read_unavailable, write_unavailable
 from infbench.core import precisions
-from infbench.core.arguments import paths
+from infbench.core.arguments import paths, schema_default
 from infbench.core.io import atomic_path, check_artifact, write_json
 from infbench.stages.model import input_norm
 from infbench.stages.quantize import calibration_images
@@ -206,6 +206,6 @@ def add_parser(sub) -> None:
     s.add_argument("--size", type=int, required=True)
     s.add_argument("--batch", type=int, required=True)
     s.add_argument("--dataset", type=Path, default=None, help="calibration images for int8")
-    s.add_argument("--calib-images", type=int, default=128)
-    s.add_argument("--workspace-gb", type=float, default=4.0)
+    s.add_argument("--calib-images", type=int, default=schema_default("compile.trt_calib_images"))
+    s.add_argument("--workspace-gb", type=float, default=schema_default("compile.trt_workspace_gb", float))
     s.set_defaults(func=_torch_tensorrt_command, gpu_stage=True)
