@@ -178,7 +178,7 @@ def test_a_backend_that_builds_on_another_also_hashes_its_code():
     from infbench.study import grid
 
     assert grid.backend_modules("torchscript") == ["base", "torch_eager", "torchscript"]
-    assert grid.backend_modules("onnxruntime_ep") == ["base", "onnxruntime_ep"]
+    assert grid.backend_modules("onnxruntime") == ["base", "onnxruntime"]
     assert "torch_eager" in grid.backend_modules(grid.BACKENDS["torch_compile_max_autotune"].module)
 
 

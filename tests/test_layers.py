@@ -125,3 +125,16 @@ def test_the_circle_finder_finds_one():
 def test_no_upward_import(module):
     upward = sorted(m for m in GRAPH[module] if layer(m) > layer(module))
     assert upward == [], f"{module} (layer {LAYERS[layer(module)]}) imports a higher layer: {upward}"
+
+
+def test_a_rules_code_is_every_module_its_command_runs_but_the_wiring():
+    """The code hashes follow the same graph: a stage's code is the closure of its imports (inside
+    functions too), without the registry and the study's wiring, whose facts reach rules as params."""
+    from infbench.study import grid
+
+    files = grid.module_files("backends.torchscript")
+    assert {"backends/torchscript.py", "backends/torch_eager.py", "stages/model.py", "core/io.py"} <= set(files)
+    assert "backends/registry.py" not in files and not any(f.startswith("study/") for f in files)
+    # the measuring process is started, not imported: the bench rules name it
+    assert "bench/process.py" in grid.module_files(*grid.BENCH)
+    assert grid.stage_code_hash("stages.data") != grid.stage_code_hash("stages.train")

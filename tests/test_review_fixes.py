@@ -64,10 +64,10 @@ def test_accuracy_joins_only_this_runs_rows_of_the_same_model():
 @pytest.mark.parametrize("backend", ["torchscript", "torch_compile", "aotinductor", "torch_tensorrt"])
 def test_the_accuracy_code_hash_covers_the_modules_the_backend_builds_on(backend):
     files = grid.accuracy_code_files(backend)
-    assert "backends/torch_eager.py" in files and "accuracy.py" in files
+    assert "backends/torch_eager.py" in files and "stages/accuracy.py" in files
     # one place: the bench rules' backend modules are the accuracy rule's too
     assert {f for f in files if f.startswith("backends/")} >= {
-        f"backends/{m}.py" for m in grid.backend_modules(BACKENDS[backend].module)
+        f"backends/{m.replace('.', '/')}.py" for m in grid.backend_modules(BACKENDS[backend].module)
     }
 
 

@@ -87,17 +87,7 @@ rule expected_accuracy_tensorrt:
         batch=config["accuracy"]["batch_size"],
         calib=config["compile"].get("trt_calib_images", 128),
         cpu_threads=config["bench"]["cpu_threads"],
-        code=grid.code_hash(
-            "stages/expected_accuracy.py",
-            "backends/tensorrt/modelopt.py",
-            "stages/accuracy.py",
-            "stages/reference.py",
-            "stages/quantize.py",
-            "stages/data.py",
-            "stages/model.py",
-            "backends/base.py",
-            "backends/onnxruntime.py",
-        ),
+        code=grid.stage_code_hash("stages.expected_accuracy"),
         versions=lambda wc: grid.package_versions(
             "onnxruntime", "torch", "nvidia-modelopt"
         ),

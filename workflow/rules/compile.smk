@@ -26,13 +26,7 @@ rule compile_aoti:
         max_autotune=(
             "--max-autotune" if config["compile"].get("aoti_max_autotune") else ""
         ),
-        code=grid.code_hash(
-            "backends/aotinductor.py",
-            "stages/model.py",
-            "core/precisions.py",
-            "backends/torch_eager.py",
-            "backends/torch_compile.py",
-        ),
+        code=grid.stage_code_hash("backends.aotinductor"),
         versions=grid.package_versions("torch", "torchvision", "triton"),
     shell:
         "infbench compile-aoti --checkpoint {input.checkpoint:q} --out {output:q} --device {wildcards.device}"
@@ -60,15 +54,7 @@ rule compile_torch_tensorrt:
     params:
         workspace=config["compile"].get("trt_workspace_gb", 4),
         calib=config["compile"].get("trt_calib_images", 128),
-        code=grid.code_hash(
-            "backends/aotinductor.py",
-            "stages/model.py",
-            "core/precisions.py",
-            "stages/quantize.py",
-            "backends/tensorrt/modelopt.py",
-            "backends/torch_eager.py",
-            "backends/tensorrt/torch_tensorrt.py",
-        ),
+        code=grid.stage_code_hash("backends.tensorrt.torch_tensorrt"),
         versions=grid.package_versions(
             "torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"
         ),

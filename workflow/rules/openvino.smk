@@ -29,12 +29,7 @@ rule quantize_nncf:
         runtime=60,
     params:
         args=lambda wc: openvino_nncf.cli_args(wc.nncf, model_config(wc), DATASET),
-        code=grid.code_hash(
-            "backends/openvino_nncf.py",
-            "backends/openvino.py",
-            "stages/quantize.py",
-            "stages/data.py",
-        ),
+        code=grid.stage_code_hash("backends.openvino_nncf"),
         versions=grid.package_versions("openvino", "nncf"),
     shell:
         "infbench quantize-nncf --onnx {input.onnx:q} --out {output.xml:q} {params.args} > {log} 2>&1"

@@ -35,7 +35,7 @@ rule quantize_int8:
             DATASET,
             model_config(wc)["train"]["image_size"],
         ),
-        code=grid.code_hash("stages/quantize.py", "stages/data.py"),
+        code=grid.stage_code_hash("stages.quantize"),
         versions=grid.package_versions("onnxruntime", "onnx"),
     shell:
         "infbench quantize-int8 --onnx {input.onnx:q} --out {output:q} {params.args} > {log} 2>&1"
@@ -56,7 +56,7 @@ rule convert_fp16:
         mem_mb=4000,
         runtime=15,
     params:
-        code=grid.code_hash("stages/quantize.py"),
+        code=grid.stage_code_hash("stages.quantize"),
         versions=grid.package_versions("onnxruntime", "onnx", "onnxconverter-common"),
     shell:
         "infbench convert-fp16 --onnx {input.onnx:q} --out {output:q} > {log} 2>&1"
