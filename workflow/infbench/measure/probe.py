@@ -269,12 +269,8 @@ def add_parser(sub) -> None:
     s.add_argument("--device", required=True, choices=["cpu", "cuda"])
     paths(s, "--out")
     s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
-    s.add_argument(
-        "--budget",
-        type=float,
-        default=schema_default("probe.budget_s", float),
-        help="seconds per measurement (per precision, and the copy)",
-    )
+    budget = schema_default("probe.budget_s", float)
+    s.add_argument("--budget", type=float, default=budget, help="seconds per measurement (per precision, and the copy)")
     s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
     s.add_argument("--copy-mib", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
     s.set_defaults(func=_command, gpu_stage=True)

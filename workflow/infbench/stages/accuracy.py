@@ -173,12 +173,8 @@ def add_arguments(s) -> None:
     s.add_argument("--image-size", type=int, required=True, help="the training resolution")
     s.add_argument("--batch", type=int, default=schema_default("accuracy.batch_size"))
     s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
-    s.add_argument(
-        "--tolerance-points",
-        type=float,
-        default=schema_default("accuracy.tolerance_points", float),
-        help="allowed top-1 drop in points",
-    )
+    tolerance = schema_default("accuracy.tolerance_points", float)
+    s.add_argument("--tolerance-points", type=float, default=tolerance, help="allowed top-1 drop in points")
     s.add_argument("--out", type=Path, required=True)
 
 

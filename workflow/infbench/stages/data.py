@@ -151,9 +151,9 @@ def prepare(
     dataset: str,
     data_dir: Path,
     out: Path,
-    calib: int,
-    test: int,
-    seed: int,
+    calib: int,  # images in the calibration split
+    test: int,  # images in the test split
+    seed: int,  # of the split's shuffle
     cifar_md5: str | None = None,
     image_size: int = 64,
 ):
