@@ -76,7 +76,7 @@ def make_model(name: str, device: str, dtype):
         )  # fmt: skip
     else:
         sys.path.insert(0, str(ROOT / "workflow"))
-        from infbench.model import build
+        from infbench.stages.model import build
 
         net = build("resnet18", 10, "imagenet")
     return net.eval().to(device, dtype)

@@ -53,7 +53,7 @@ def bare_cuda_loop(step, warmup: int, iterations: int) -> float:
 def make_artifacts(tmp: Path) -> tuple[Path, Path]:
     import torch
 
-    from infbench.model import build
+    from infbench.stages.model import build
 
     net = build("resnet18", 10, "imagenet").eval()
     ckpt = tmp / "checkpoint.pt"
@@ -75,8 +75,8 @@ def make_artifacts(tmp: Path) -> tuple[Path, Path]:
 def run_case(label, backend_name, precision, batch, ckpt, onnx_path, args) -> dict:
     import torch
 
-    from infbench.backends.base import Cell
     from infbench.backends.registry import spec
+    from infbench.core.cell import Cell
     from infbench.measure.timing import TimingPolicy, throughput_windows, warm_up
 
     cell = Cell("resnet18", backend_name, precision, "cuda", 224, batch)

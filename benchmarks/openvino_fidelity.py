@@ -2,7 +2,7 @@
 
 A benchmark (it times things). For each case (precision, size, batch) it runs, interleaved round by round
 (infbench first in odd rounds, benchmark_app first in even ones, so that drift hits both alike):
-  (1) the infbench cell, through the measurement protocol of the default config (`infbench.bench.run_cell`:
+  (1) the infbench cell, through the measurement protocol of the default config (`infbench.bench.cell.run_cell`:
       repetitions in fresh processes, warm-up, throughput windows, latency phase), and
   (2) `benchmark_app` (shipped in the openvino package) on the same file and static shape, the synchronous
       API (one request at a time, as a cell runs), with the CPU plugin settings the cell compiles with
@@ -54,7 +54,7 @@ def default_protocol() -> list[str]:
 def references(study: Path, cases: list[str], tmp: Path) -> dict[int, Path]:
     """The agreement reference of each size: the study's own (`reference/<size>.npz`, `agreement_images`
     images that a cell's batches cycle through), else one written here the same way."""
-    from infbench.reference import write
+    from infbench.stages.reference import write
 
     out = {}
     for size in sorted({int(case.split(":")[1]) for case in cases}):
@@ -66,10 +66,11 @@ def references(study: Path, cases: list[str], tmp: Path) -> dict[int, Path]:
 
 
 def infbench_cell(study: Path, precision: str, size: int, batch: int, threads: int, reference: Path, out: Path) -> dict:
-    from infbench.backends.base import Cell
     from infbench.backends.registry import spec
-    from infbench.bench import measurement_args, run_cell
+    from infbench.bench.cell import run_cell
+    from infbench.bench.command import measurement_args
     from infbench.cli import parser
+    from infbench.core.cell import Cell
 
     cell = Cell(study.name, "openvino", precision, "cpu", size, batch)
     artifact = study / spec("openvino").artifact(cell).path
@@ -82,8 +83,8 @@ def infbench_cell(study: Path, precision: str, size: int, batch: int, threads: i
 
 def load_config(study: Path, precision: str, size: int, batch: int, threads: int) -> dict:
     """benchmark_app's -load_config: the CPU plugin settings the infbench cell compiles with."""
-    from infbench.backends.base import Cell
     from infbench.backends.registry import spec
+    from infbench.core.cell import Cell
 
     cell = Cell(study.name, "openvino", precision, "cpu", size, batch)
     backend = spec("openvino").instance(cell, study / spec("openvino").artifact(cell).path, threads)
@@ -122,8 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=5, help="benchmark_app's duration (-t) per run")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     args = p.parse_args(argv)
-    from infbench.backends.base import Cell
     from infbench.backends.registry import spec
+    from infbench.core.cell import Cell
 
     tmp = Path(tempfile.mkdtemp(prefix="openvino-fidelity-"))
     reference = references(args.study, args.cases, tmp)

@@ -1,6 +1,6 @@
 """Cells through the measurement protocol, outside Snakemake, with every repetition shown.
 
-A benchmark (it times things): for each cell given, `infbench.bench.run_cell` runs the cell's
+A benchmark (it times things): for each cell given, `infbench.bench.cell.run_cell` runs the cell's
 repetitions, each in a fresh process, exactly as a workflow cell does; the table shows each
 repetition's throughput beside the cell's value, uncertainty, stability and launch-bound verdict,
 so the spread between processes is visible.
@@ -27,7 +27,7 @@ import numpy as np
 def make_checkpoint(tmp: Path) -> Path:
     import torch
 
-    from infbench.model import build
+    from infbench.stages.model import build
 
     net = build("resnet18", 10, "imagenet").eval()
     path = tmp / "checkpoint.pt"
@@ -39,7 +39,7 @@ def make_reference(checkpoint: Path, size: int, images: int, out: Path) -> Path:
     """Random inputs and their fp32 CPU logits, in the format of rule reference_logits."""
     import torch
 
-    from infbench.model import load_checkpoint
+    from infbench.stages.model import load_checkpoint
 
     x = np.random.default_rng(0).standard_normal((images, 3, size, size), dtype=np.float32)
     model = load_checkpoint(checkpoint)
@@ -60,8 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
 
-    from infbench.backends.base import Cell
-    from infbench.bench import run_cell
+    from infbench.bench.cell import run_cell
+    from infbench.core.cell import Cell
 
     tmp = Path(tempfile.mkdtemp(prefix="protocol-"))
     ckpt = args.checkpoint or make_checkpoint(tmp)

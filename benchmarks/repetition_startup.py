@@ -27,8 +27,8 @@ marks = [("interpreter start", time.time())]
 def mark(name):
     marks.append((name, time.time()))
 device, checkpoint, batch, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-import infbench.bench  # noqa: F401  (numpy, infbench's modules: what the child imports first)
-mark("import infbench.bench")
+import infbench.bench.process  # noqa: F401  (numpy, infbench's modules: what the child imports first)
+mark("import infbench.bench.process")
 import torch
 mark("import torch")
 if device == "cuda":
@@ -42,7 +42,7 @@ canary_ms(device)
 mark("canary")
 from infbench.backends.torch_eager import load_module, setup_precision, to_input
 dtype = setup_precision("fp16" if device == "cuda" else "fp32", 1)
-from infbench.model import load_checkpoint
+from infbench.stages.model import load_checkpoint
 model = load_checkpoint(checkpoint)
 mark("checkpoint → module (torchvision, torch.load)")
 model = model.to(torch.device(device), dtype)
@@ -65,7 +65,7 @@ def make_checkpoint(tmp: Path) -> Path:
     import torch
 
     sys.path.insert(0, str(ROOT / "workflow"))
-    from infbench.model import build
+    from infbench.stages.model import build
 
     net = build("resnet18", 10, "imagenet").eval()
     ckpt = tmp / "checkpoint.pt"

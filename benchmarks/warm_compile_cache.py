@@ -36,7 +36,7 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from infbench.backends.base import Cell
+from infbench.core.cell import Cell
 from infbench.backends.registry import spec
 backend_name, precision, device, size, batch, checkpoint, options, threads = sys.argv[1:9]
 cell = Cell("resnet18", backend_name, precision, device, int(size), int(batch))

@@ -147,14 +147,14 @@ def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
 
 
 def measuring_processes(workdir: Path) -> dict[int, dict]:
-    """pid → cell of every live cell-measuring child (`python -m infbench.bench ARGS OUT`) run in `workdir`."""
+    """pid → cell of every live cell-measuring child (`python -m infbench.bench.process ARGS OUT`) run in `workdir`."""
     found = {}
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().decode().split("\0")
-            if "infbench.bench" not in argv or Path(os.readlink(proc / "cwd")) != workdir.resolve():
+            if "infbench.bench.process" not in argv or Path(os.readlink(proc / "cwd")) != workdir.resolve():
                 continue
-            args = json.loads(Path(argv[argv.index("infbench.bench") + 1]).read_text())
+            args = json.loads(Path(argv[argv.index("infbench.bench.process") + 1]).read_text())
             found[int(proc.name)] = args["cell"]
         except (OSError, ValueError, IndexError, KeyError):
             continue

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from infbench.report.aggregate import BASELINE_TEXT, with_speedup
+from infbench.backends.registry import BASELINE_TEXT
+from infbench.report.aggregate import with_speedup
 
 # (backend, precision, device) → (relative speed, accuracy drop in points, model size MiB)
 VARIANTS = {

@@ -17,9 +17,10 @@ import pytest
 from conftest import TINY_CONFIG, planned_jobs, snakemake, write_config
 from onnx import numpy_helper
 
-from infbench import accuracy, quantize
-from infbench.backends.base import Cell, run_batches
-from infbench.integrity import DamagedInput
+from infbench.backends.base import run_batches
+from infbench.core.cell import Cell
+from infbench.core.integrity import DamagedInput
+from infbench.stages import accuracy, quantize
 
 KEYS = {
     "variant",

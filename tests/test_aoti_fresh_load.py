@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from infbench.backends.aotinductor import AOTInductor
-from infbench.backends.base import BackendUnavailable, Cell
-from infbench.compile import AOTI_CRASH_NOTE, aoti_fresh_load, write_unavailable
+from infbench.backends.aotinductor import AOTI_CRASH_NOTE, AOTInductor, aoti_fresh_load
+from infbench.backends.base import BackendUnavailable
+from infbench.backends.unavailable import write_unavailable
+from infbench.core.cell import Cell
 
 
 def test_a_package_that_loads_passes_the_fresh_process_check(tmp_path):

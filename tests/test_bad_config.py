@@ -247,7 +247,7 @@ def test_schema_backends_match_the_registry():
 
 def test_messages_come_from_the_package_without_snakemake():
     """check_schema is plain Python: the same messages for a config checked outside a run."""
-    from infbench.config import ConfigError, check_schema
+    from infbench.study.config import ConfigError, check_schema
 
     with pytest.raises(ConfigError, match=r"grid\.batch_sizes\[0\]: 0 is out of range"):
         check_schema(bad_config({"grid.batch_sizes": [0]}), Path(REPO, "config", "schema.yaml"))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import REPO, snakemake
 
-from infbench import compare
+from infbench.report import compare
 
 H100 = REPO / "docs" / "h100"
 

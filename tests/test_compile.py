@@ -28,8 +28,8 @@ def defined_rules() -> set[str]:
 
 def study_config(**grid_overrides) -> dict:
     """config/cifar10.yaml on digits, minus precisions whose artifact rule is not in this checkout."""
-    from infbench.backends.base import Cell
     from infbench.backends.registry import spec
+    from infbench.core.cell import Cell
 
     config = yaml.safe_load((REPO / "config" / "cifar10.yaml").read_text())
     config["dataset"] = "digits"

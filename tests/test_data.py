@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from infbench import data
+from infbench.stages import data
 
 
 def make_cifar_archive(path, per_batch=7, seed=0):

@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import TINY_CONFIG
 
-from infbench import devices, grid, plan
+from infbench.flow import plan
+from infbench.study import devices, grid
 
 
 def auto_config(backends: dict) -> dict:

@@ -24,9 +24,11 @@ import polars as pl
 import pytest
 from conftest import TINY_CONFIG, measuring_processes, protocol_args, snakemake, start_snakemake, write_config
 
-from infbench.backends.base import BackendUnavailable, Cell, check_artifact
+from infbench.backends.base import BackendUnavailable
 from infbench.backends.registry import spec
-from infbench.bench import status_of
+from infbench.bench.process import status_of
+from infbench.core.cell import Cell
+from infbench.core.io import check_artifact
 
 ONNX = "results/digits/resnet18/onnx/fp32.onnx"
 CHECKPOINT = "results/digits/resnet18/checkpoint.pt"
@@ -188,7 +190,7 @@ def damaged(trained_workflow, tmp_path):
 
 @pytest.mark.parametrize("keep", [0.0, 0.3, 0.99])
 def test_truncated_checkpoint_names_the_file_and_rule(damaged, keep):
-    from infbench.model import load_checkpoint
+    from infbench.stages.model import load_checkpoint
 
     path = damaged(CHECKPOINT, keep)
     with pytest.raises((ValueError, FileNotFoundError)) as info:
@@ -198,7 +200,7 @@ def test_truncated_checkpoint_names_the_file_and_rule(damaged, keep):
 
 @pytest.mark.parametrize("keep", [0.0, 0.3, 0.99])
 def test_truncated_dataset_names_the_file_and_rule(damaged, keep):
-    from infbench import data
+    from infbench.stages import data
 
     path = damaged(DATASET, keep)
     with pytest.raises(ValueError) as info:

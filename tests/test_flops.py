@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from infbench import model as model_lib
 from infbench.measure import flops
+from infbench.stages import model as model_lib
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

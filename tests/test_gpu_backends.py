@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-from infbench import grid
-from infbench.backends.base import BackendUnavailable, Cell
+from infbench.backends.base import BackendUnavailable
 from infbench.backends.registry import BACKENDS, spec
-from infbench.compile import UNAVAILABLE_KIND
+from infbench.backends.unavailable import UNAVAILABLE_KIND
+from infbench.core.cell import Cell
+from infbench.study import grid
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def shared_inductor_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     """A randomly initialised ResNet-18 in the format `infbench train` writes."""
-    from infbench.model import Facts, build, save
+    from infbench.stages.model import Facts, build, save
 
     torch.manual_seed(0)
     net = build("resnet18", 10, "imagenet").eval()
@@ -71,7 +72,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def reference(checkpoint: Path, x: np.ndarray) -> np.ndarray:
-    from infbench.model import load_checkpoint
+    from infbench.stages.model import load_checkpoint
 
     with torch.inference_mode():
         return load_checkpoint(checkpoint)(torch.from_numpy(x)).numpy()
@@ -202,7 +203,7 @@ def assert_unavailable_for_the_loader_crash(out, device, size, batch, precision=
 
 
 def test_aoti_package_builds_once_and_loads_on_cpu(checkpoint, tmp_path):
-    from infbench.compile import build_aoti
+    from infbench.backends.aotinductor import build_aoti
 
     out = tmp_path / "results/digits/resnet18/aoti/cpu/fp32/32x1.pt2"
     info = build_aoti(checkpoint, out, "cpu", "fp32", 32, 1)
@@ -229,7 +230,8 @@ def test_aoti_missing_or_corrupt_package_names_the_rule(tmp_path):
 # -- TensorRT: unavailable here, with the import error ---------------------------------------------------
 @pytest.mark.skipif(HAS_TORCH_TENSORRT, reason="torch_tensorrt is installed here")
 def test_torch_tensorrt_reports_unavailable_with_import_error(tmp_path, checkpoint):
-    from infbench.compile import build_torch_tensorrt, read_unavailable
+    from infbench.backends.tensorrt.torch_tensorrt import build_torch_tensorrt
+    from infbench.backends.unavailable import read_unavailable
 
     out = tmp_path / "fp16" / "224x1.ep"
     stub = build_torch_tensorrt(checkpoint, out, "fp16", 224, 1)
@@ -252,7 +254,7 @@ def test_onnxruntime_trt_reports_unavailable_with_import_error(tmp_path):
 
 
 def test_onnxruntime_trt_options_pin_the_profile_and_cache_under_results(tmp_path, monkeypatch):
-    from infbench import integrity
+    from infbench.core import integrity
 
     monkeypatch.chdir(tmp_path)
     onnx = tmp_path / "results/digits/resnet18/onnx/fp16.onnx"
@@ -272,8 +274,8 @@ def test_onnxruntime_trt_options_pin_the_profile_and_cache_under_results(tmp_pat
 @pytest.mark.skipif(HAS_TORCH_TENSORRT, reason="torch_tensorrt is installed here")
 def test_unavailable_torch_tensorrt_cell_is_a_result_not_a_crash(tmp_path, checkpoint):
     """Through the real child-process path: status 'unavailable' with the reason."""
-    from infbench.bench import run_cell
-    from infbench.compile import build_torch_tensorrt
+    from infbench.backends.tensorrt.torch_tensorrt import build_torch_tensorrt
+    from infbench.bench.cell import run_cell
 
     artifact = tmp_path / "224x1.ep"
     build_torch_tensorrt(checkpoint, artifact, "fp16", 224, 1)
@@ -286,7 +288,7 @@ def test_unavailable_torch_tensorrt_cell_is_a_result_not_a_crash(tmp_path, check
 
 def write_reference(tmp_path: Path, checkpoint: Path, size: int, images_n: int) -> Path:
     """The reference file a cell reads (rule reference_logits), from a small digits dataset."""
-    from infbench import data, reference
+    from infbench.stages import data, reference
 
     dataset = tmp_path / "digits.npz"
     data.prepare("digits", tmp_path, dataset, 16, 16, 0)
@@ -347,7 +349,7 @@ def test_a_cuda_cell_through_the_protocol(tmp_path, checkpoint, backend):
     """Repetitions in fresh processes on the GPU: window throughput, synchronised latency, the
     launch-bound verdict, device-level memory with the allocator's beside it, and power that is
     energy over the same window."""
-    from infbench.bench import run_cell
+    from infbench.bench.cell import run_cell
 
     cell = Cell("resnet18", backend, "fp16", "cuda", 64, 8)
     args = cell_args(checkpoint, write_reference(tmp_path, checkpoint, 64, 16))
@@ -381,7 +383,7 @@ def test_compiled_backends_on_cuda(checkpoint, name):
 
 @needs_cuda
 def test_aoti_on_cuda(checkpoint, tmp_path):
-    from infbench.compile import build_aoti
+    from infbench.backends.aotinductor import build_aoti
 
     out = tmp_path / "pkg.pt2"
     info = build_aoti(checkpoint, out, "cuda", "fp16", 64, 2)
@@ -396,7 +398,7 @@ def test_aoti_on_cuda(checkpoint, tmp_path):
 
 @needs_ort_cuda
 def test_onnxruntime_cuda_io_binding_keeps_data_on_the_device(checkpoint, tmp_path):
-    from infbench.model import load_checkpoint
+    from infbench.stages.model import load_checkpoint
 
     onnx_path = tmp_path / "fp32.onnx"
     torch.onnx.export(

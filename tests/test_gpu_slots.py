@@ -1,4 +1,4 @@
-"""GPU slots (infbench/gpu_slots.py) on fake devices: one job per GPU, never a slot left taken.
+"""GPU slots (infbench/bench/gpu_slots.py) on fake devices: one job per GPU, never a slot left taken.
 
 The slot logic runs for real (real processes, real flock, real Snakemake); only the list of GPUs is
 fake (INFBENCH_FAKE_GPUS), since this machine has none. CUDA cells then report 'unavailable', but
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TINY_CONFIG, protocol_args, snakemake, write_config
 
-from infbench import gpu_slots
+from infbench.bench import gpu_slots
 
 TWO = "0:GPU-aaaa:Fake A,1:GPU-bbbb:Fake B"
 ONE = "0:GPU-aaaa:Fake A"
@@ -28,7 +28,7 @@ ONE = "0:GPU-aaaa:Fake A"
 # A job holding a slot for `hold` seconds, appending (slot, its CUDA_VISIBLE_DEVICES, start, end) to `log`.
 HOLDER = """
 import json, os, sys, time
-from infbench.gpu_slots import slot
+from infbench.bench.gpu_slots import slot
 log, hold = sys.argv[1], float(sys.argv[2])
 with slot("holder") as gpu:
     start = time.time()
@@ -43,7 +43,7 @@ with slot("holder") as gpu:
 CRASHER = """
 import sys, time
 from pathlib import Path
-from infbench.gpu_slots import slot
+from infbench.bench.gpu_slots import slot
 with slot("crasher") as gpu:
     Path(sys.argv[1]).write_text(gpu["uuid"])
     if sys.argv[2] == "raise":
@@ -183,7 +183,7 @@ def test_gpu_slot_command_runs_on_its_gpu_and_holds_it_while_it_runs(fake):
     # Inside the wrapped command the slot is taken (by the command itself): the command (and what it
     # starts) uses it without waiting; a process that was not started by the holder cannot take it.
     inner = (
-        "import os, sys; from infbench.gpu_slots import take\n"
+        "import os, sys; from infbench.bench.gpu_slots import take\n"
         "print('visible', os.environ['CUDA_VISIBLE_DEVICES'], 'pid', os.getpid())\n"
         "gpu, fd = take('child of the holder', timeout_s=0)\n"
         "print('inherited', gpu['uuid'], fd)\n"

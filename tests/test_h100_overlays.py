@@ -11,9 +11,9 @@ import copy
 from conftest import REPO
 from snakemake.utils import update_config, validate
 
-from infbench import grid
 from infbench.backends.registry import BACKENDS
-from infbench.config import check_config, check_schema, overlay_backends, read_yaml
+from infbench.study import grid
+from infbench.study.config import check_config, check_schema, overlay_backends, read_yaml
 
 SCHEMA = REPO / "config" / "schema.yaml"
 SEEDS = ["config/cifar10.yaml", "benchmarks/h100_seeds.yaml"]

@@ -315,7 +315,7 @@ def test_a_comment_or_docstring_edit_reruns_nothing_and_a_code_edit_reruns_its_c
     timing.write_text(source.replace(first_line, first_line.replace('"""', '"""Reworded. ', 1), 1) + "\n# a comment\n")
     assert planned_jobs(wd, "report") == {}
 
-    ort = wd / "workflow/infbench/backends/onnxruntime_ep.py"
+    ort = wd / "workflow/infbench/backends/onnxruntime.py"
     ort.write_text(ort.read_text() + "\nEDITED = 1\n")
     assert planned_jobs(wd, "report") == {
         "bench_repetition": REPS,

@@ -95,7 +95,7 @@ def test_a_training_hyper_parameter_reruns_training_and_everything_downstream(re
 
 
 def test_a_backend_code_change_reruns_only_that_backends_cells(reported_copy):
-    touch_module(reported_copy, "backends/onnxruntime_ep.py")
+    touch_module(reported_copy, "backends/onnxruntime.py")
     jobs = planned_jobs(reported_copy, "report")
     assert (
         jobs.pop("bench_cell") == 1
@@ -175,10 +175,10 @@ def test_an_aggregation_change_reruns_the_aggregation_and_the_report(reported_co
 
 def test_a_backend_that_builds_on_another_also_hashes_its_code():
     """torchscript reuses torch_eager's loading and precision set-up: an edit there must rerun it too."""
-    from infbench import grid
+    from infbench.study import grid
 
     assert grid.backend_modules("torchscript") == ["base", "torch_eager", "torchscript"]
-    assert grid.backend_modules("onnxruntime_ep") == ["base", "onnxruntime_ep"]
+    assert grid.backend_modules("onnxruntime") == ["base", "onnxruntime"]
     assert "torch_eager" in grid.backend_modules(grid.BACKENDS["torch_compile_max_autotune"].module)
 
 

@@ -185,7 +185,7 @@ def test_energy_window_is_the_throughput_windows_and_lasts_long_enough():
     """Energy and utilisation are read over the throughput windows themselves: the sampler runs from
     just before the first window to just after the last (not during warm-up or latency), the span
     holds exactly the windows' batches, and on a GPU the windows together last the energy window."""
-    from infbench.bench import energy_policy
+    from infbench.bench.process import energy_policy
     from infbench.measure import timing
     from infbench.measure.timing import TimingPolicy
 
@@ -217,7 +217,7 @@ def test_energy_window_is_the_throughput_windows_and_lasts_long_enough():
 
 MEASURING_PROCESS = """
 import json, sys
-from infbench.bench import measure_repetition
+from infbench.bench.process import measure_in_this_process as measure_repetition
 result = measure_repetition(json.loads(sys.argv[1]))
 print(json.dumps({"torch_imported": "torch" in sys.modules, "img_s": result["throughput"]["img_s"]}))
 """

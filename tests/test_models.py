@@ -16,8 +16,9 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, copy_workflow, snakemake
 
-from infbench import data, grid
-from infbench import model as zoo
+from infbench.stages import data
+from infbench.stages import model as zoo
+from infbench.study import grid
 
 # ------------------------------------------------------------------------------------------ the zoo
 

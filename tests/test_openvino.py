@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import MEASURED, TINY_CONFIG, protocol_args, snakemake, write_config
 
-from infbench import grid
 from infbench.backends.openvino import bf16_reason, cpu_capabilities
 from infbench.backends.registry import spec
+from infbench.study import grid
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -37,11 +37,11 @@ def config_with(backends: dict) -> dict:
 def test_openvino_cells_and_their_accuracy_through_the_workflow(workflow_copy):
     write_config(workflow_copy, config_with({"openvino": PRECISIONS}))
     cells, _ = grid.expand(config_with({"openvino": PRECISIONS}))
-    targets = [grid.result_path(c, "digits") for c in cells]
+    targets = [grid.bench_result_path(c, "digits") for c in cells]
     targets += [f"{STUDY}/accuracy/openvino/{p}/cpu.json" for p in PRECISIONS]
     snakemake(workflow_copy, *targets)
     for cell in cells:
-        result = json.loads((workflow_copy / grid.result_path(cell, "digits")).read_text())
+        result = json.loads((workflow_copy / grid.bench_result_path(cell, "digits")).read_text())
         assert result["status"] in MEASURED, (cell.precision, result["error"])
         assert result["throughput_img_s"] > 0 and result["load_s"] > 0  # read + compile, before timing
         log = (workflow_copy / f"{STUDY}/logs/repetitions/openvino/{cell.precision}/cpu/32x4/1.log").read_text()

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infbench.backends.base import Cell
-from infbench.backends.onnxruntime_ep import OnnxRuntime
+from infbench.backends.onnxruntime import OnnxRuntime
 from infbench.backends.torch_compile import TorchCompile, TorchCompileMaxAutotune
+from infbench.core.cell import Cell
 
 ONNX = "results/digits/resnet18/onnx/fp32.onnx"
 

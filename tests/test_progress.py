@@ -1,4 +1,4 @@
-"""The lines a run prints (infbench.progress) and the plan (infbench.plan), on result files written here."""
+"""The lines a run prints (infbench.flow.progress) and the plan (infbench.flow.plan), on result files written here."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from pathlib import Path
 
 from conftest import REPO, TINY_CONFIG
 
-from infbench import grid, plan, progress
-from infbench.backends.base import Cell
+from infbench.core.cell import Cell
+from infbench.flow import plan, progress
+from infbench.study import grid
 
 
 def write_result(root: Path, cell: Cell, **fields) -> Path:
-    path = root / grid.result_path(cell, "digits")
+    path = root / grid.bench_result_path(cell, "digits")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"cell": dataclasses.asdict(cell), **fields}))
     return path

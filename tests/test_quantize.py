@@ -19,7 +19,7 @@ import yaml
 from onnx import TensorProto, numpy_helper
 from snakemake.utils import validate
 
-from infbench import data, export, quantize
+from infbench.stages import data, export, quantize
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"

@@ -92,7 +92,7 @@ def test_kill_9_mid_grid_then_resume_keeps_finished_repetitions(reported_copy):
 
 def test_a_live_runs_lock_is_never_cleared(tmp_path):
     """Only the locks of a run that is gone are removed: not a live one's, not another host's."""
-    from infbench import locks
+    from infbench.core import locks
 
     run_lock, snakemake_locks = tmp_path / "infbench-run.lock", tmp_path / "locks"
     snakemake_locks.mkdir()

@@ -10,11 +10,12 @@ import polars as pl
 import pytest
 from test_aggregate import result
 
-from infbench import grid, integrity
-from infbench.backends.base import Cell
 from infbench.backends.registry import BACKENDS
+from infbench.core import integrity
+from infbench.core.cell import Cell
 from infbench.report.aggregate import summary_table
 from infbench.report.findings import findings
+from infbench.study import grid
 
 
 # -- item 1: a TensorRT engine is never read for other weights ------------------------------------------------------
@@ -27,7 +28,7 @@ def onnx_file(root, dataset: str, content: bytes):
 
 
 def engine_cache(artifact):
-    from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
+    from infbench.backends.tensorrt.onnxruntime_trt import OnnxRuntimeTensorRT
 
     cell = Cell("resnet18", "onnxruntime_trt", "fp32", "cuda", 32, 4)
     return OnnxRuntimeTensorRT(cell, artifact, 1).engine_cache()
@@ -63,10 +64,10 @@ def test_accuracy_joins_only_this_runs_rows_of_the_same_model():
 @pytest.mark.parametrize("backend", ["torchscript", "torch_compile", "aotinductor", "torch_tensorrt"])
 def test_the_accuracy_code_hash_covers_the_modules_the_backend_builds_on(backend):
     files = grid.accuracy_code_files(backend)
-    assert "backends/torch_eager.py" in files and "accuracy.py" in files
+    assert "backends/torch_eager.py" in files and "stages/accuracy.py" in files
     # one place: the bench rules' backend modules are the accuracy rule's too
     assert {f for f in files if f.startswith("backends/")} >= {
-        f"backends/{m}.py" for m in grid.backend_modules(BACKENDS[backend].module)
+        f"backends/{m.replace('.', '/')}.py" for m in grid.backend_modules(BACKENDS[backend].module)
     }
 
 
@@ -80,7 +81,7 @@ def test_a_bf16_torch_cell_reports_the_size_of_its_cast_weights(trained_workflow
         backend.load()
         sizes[precision] = backend.artifact_mib()
     assert sizes["bf16"] == pytest.approx(sizes["fp32"] / 2, rel=0.01)
-    from infbench.model import load_checkpoint
+    from infbench.stages.model import load_checkpoint
 
     model = load_checkpoint(checkpoint)
     fp32 = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]) / 2**20

@@ -18,13 +18,14 @@ import pytest
 from conftest import TINY_CONFIG, snakemake, write_config
 from onnx import TensorProto, numpy_helper
 
-from infbench import compile as build
-from infbench import data, quantize, tensorrt_int8
+from infbench.backends import unavailable
 from infbench.backends.base import run_batches
+from infbench.backends.tensorrt import modelopt, torch_tensorrt
+from infbench.stages import data, quantize
 
 HAS_MODELOPT = importlib.util.find_spec("modelopt") is not None
 needs_modelopt = pytest.mark.skipif(
-    not HAS_MODELOPT, reason=f"nvidia-modelopt is not installed: {tensorrt_int8.MODELOPT_INSTALL}"
+    not HAS_MODELOPT, reason=f"nvidia-modelopt is not installed: {modelopt.MODELOPT_INSTALL}"
 )
 
 CALIBRATION = 48  # images in the calibration split of these tests
@@ -42,8 +43,8 @@ def checkpoint(tmp_path_factory) -> Path:
     """An untrained ResNet-18 checkpoint in the format `infbench train` writes."""
     import torch
 
-    from infbench.model import Facts, save
-    from infbench.model import build as build_model
+    from infbench.stages.model import Facts, save
+    from infbench.stages.model import build as build_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
@@ -73,7 +74,9 @@ def test_int8_build_calibrates_on_the_calibration_split(checkpoint, dataset):
 
     torch.nn.Conv2d.forward = spy
     try:
-        model, example = build.torch_tensorrt_model(checkpoint, "int8", 32, 8, "cpu", dataset, calib_images=1000)
+        model, example = torch_tensorrt.torch_tensorrt_model(
+            checkpoint, "int8", 32, 8, "cpu", dataset, calib_images=1000
+        )
     finally:
         torch.nn.Conv2d.forward = original
     expected = data.to_input(data.load_split(dataset, "calib")[0], 32)
@@ -88,7 +91,7 @@ def test_int8_build_calibrates_on_the_calibration_split(checkpoint, dataset):
 
 def test_int8_build_without_a_dataset_says_what_is_missing(checkpoint):
     with pytest.raises(ValueError, match="--dataset"):
-        build.torch_tensorrt_model(checkpoint, "int8", 32, 8, "cpu", None, 16)
+        torch_tensorrt.torch_tensorrt_model(checkpoint, "int8", 32, 8, "cpu", None, 16)
 
 
 @pytest.mark.parametrize("precision,dtype", [("fp32", "float32"), ("fp16", "float16"), ("bf16", "bfloat16")])
@@ -96,7 +99,7 @@ def test_float_builds_carry_their_precision_in_the_model(checkpoint, precision, 
     """Strong typing: the precision is the dtype of the weights and of the example input."""
     import torch
 
-    model, example = build.torch_tensorrt_model(checkpoint, precision, 32, 4, "cpu", None, 16)
+    model, example = torch_tensorrt.torch_tensorrt_model(checkpoint, precision, 32, 4, "cpu", None, 16)
     assert {p.dtype for p in model.parameters()} == {getattr(torch, dtype)}
     assert example.dtype == getattr(torch, dtype) and example.shape == (4, 3, 32, 32)
 
@@ -109,11 +112,11 @@ def test_torch_tensorrt_settings_are_strongly_typed_with_tf32_off():
         """dynamo.compile of Torch-TensorRT 2.12, which still had the switch."""
 
     for precision in ("fp32", "fp16", "bf16", "int8"):
-        settings = build.torch_tensorrt_settings(compile_2_14, precision, 2)
+        settings = torch_tensorrt.torch_tensorrt_settings(compile_2_14, precision, 2)
         assert settings["disable_tf32"] is True, precision
         assert "enabled_precisions" not in settings and "use_explicit_typing" not in settings
         assert settings["workspace_size"] == 2 * 2**30 and settings["min_block_size"] == 1
-        assert build.torch_tensorrt_settings(compile_2_12, precision, 2)["use_explicit_typing"] is True
+        assert torch_tensorrt.torch_tensorrt_settings(compile_2_12, precision, 2)["use_explicit_typing"] is True
 
 
 def test_compile_cli_without_torch_tensorrt_records_why_and_what_to_install(tmp_path, checkpoint, dataset):
@@ -125,7 +128,7 @@ def test_compile_cli_without_torch_tensorrt_records_why_and_what_to_install(tmp_
     args = ["compile-torch-tensorrt", "--checkpoint", str(checkpoint), "--out", str(out), "--info", str(info)]
     assert main(args + ["--precision", "int8", "--size", "32", "--batch", "4", "--dataset", str(dataset)]) == 0
     stub = json.loads(out.read_text())
-    assert stub["kind"] == build.UNAVAILABLE_KIND and "pip install torch-tensorrt" in stub["error"]
+    assert stub["kind"] == unavailable.UNAVAILABLE_KIND and "pip install torch-tensorrt" in stub["error"]
     assert json.loads(info.read_text())["shape"] == [4, 3, 32, 32]
 
 
@@ -231,16 +234,16 @@ def test_quantize_rule_arguments_for_tensorrt_ignore_the_cpu_activation_type():
 
 @pytest.mark.parametrize("precision,variant", [("fp32", "fp32"), ("fp16", "fp16"), ("int8", "int8_trt")])
 def test_tensorrt_ep_reads_the_model_that_carries_its_precision(precision, variant):
-    from infbench.backends.base import Cell
     from infbench.backends.registry import spec
+    from infbench.core.cell import Cell
 
     artifact = spec("onnxruntime_trt").artifact(Cell("resnet18", "onnxruntime_trt", precision, "cuda", 224, 8))
     assert artifact.path == f"onnx/{variant}.onnx"
 
 
 def test_tensorrt_ep_options_pin_the_profile_and_cache_per_shape(tmp_path, monkeypatch):
-    from infbench.backends.base import Cell
-    from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
+    from infbench.backends.tensorrt.onnxruntime_trt import OnnxRuntimeTensorRT
+    from infbench.core.cell import Cell
 
     monkeypatch.chdir(tmp_path)
     model = Path("results/digits/resnet18/onnx/m.onnx")  # an ONNX file of a study (no sidecar: its own digest)
@@ -265,8 +268,9 @@ def test_tensorrt_ep_options_pin_the_profile_and_cache_per_shape(tmp_path, monke
 def test_tensorrt_ep_without_tensorrt_is_unavailable_with_what_to_install():
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("tensorrt is installed here")
-    from infbench.backends.base import BackendUnavailable, Cell
-    from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
+    from infbench.backends.base import BackendUnavailable
+    from infbench.backends.tensorrt.onnxruntime_trt import OnnxRuntimeTensorRT
+    from infbench.core.cell import Cell
 
     runner = OnnxRuntimeTensorRT(Cell("resnet18", "onnxruntime_trt", "int8", "cuda", 32, 4), Path("m.onnx"), 1)
     with pytest.raises(BackendUnavailable, match="pip install onnxruntime-gpu tensorrt-cu13==10"):
@@ -301,14 +305,14 @@ def test_torch_tensorrt_on_cuda_matches_its_expectation(trained, precision, tmp_
     eager fp32, int8 with the Model Optimizer model the expected accuracy comes from."""
     import torch
 
-    from infbench import accuracy
-    from infbench.backends.base import Cell
-    from infbench.backends.torch_tensorrt_backend import TorchTensorRT
+    from infbench.backends.tensorrt.torch_tensorrt import TorchTensorRT
+    from infbench.core.cell import Cell
+    from infbench.stages import accuracy
 
     ckpt = trained / "results/digits/resnet18/checkpoint.pt"
     dataset = trained / "results/data/digits.npz"
     out = tmp_path / f"{precision}.ep"
-    info = build.build_torch_tensorrt(ckpt, out, precision, 32, 8, dataset, calib_images=64)
+    info = torch_tensorrt.build_torch_tensorrt(ckpt, out, precision, 32, 8, dataset, calib_images=64)
     assert info["compile_s"] > 0 and info["settings"]["disable_tf32"] is True
     assert json.loads(out.with_suffix(".json").read_text())["compile_s"] == info["compile_s"]
     runner = TorchTensorRT(
@@ -319,7 +323,7 @@ def test_torch_tensorrt_on_cuda_matches_its_expectation(trained, precision, tmp_
     x = data.to_input(data.load_split(dataset, "test")[0], 32)
     logits = run_batches(runner, x, 8)
     if precision == "int8":
-        expected = tensorrt_int8.modelopt_logits(ckpt, dataset, 32, 64, x, 8)
+        expected = modelopt.modelopt_logits(ckpt, dataset, 32, 64, x, 8)
     else:
         expected = accuracy.reference_logits(ckpt, x)
     agreement = float((logits.argmax(1) == expected.argmax(1)).mean())
@@ -336,10 +340,10 @@ def test_torch_tensorrt_on_cuda_matches_its_expectation(trained, precision, tmp_
 def test_onnxruntime_tensorrt_ep_on_cuda_matches_its_expectation(trained, qdq, precision, monkeypatch):
     """The session builds its engine in load (cached per shape), and int8 computes what the Q/DQ
     model computes on the CPU."""
-    from infbench import accuracy
-    from infbench.backends.base import Cell
-    from infbench.backends.onnxruntime_ep import OnnxRuntimeTensorRT
     from infbench.backends.registry import spec
+    from infbench.backends.tensorrt.onnxruntime_trt import OnnxRuntimeTensorRT
+    from infbench.core.cell import Cell
+    from infbench.stages import accuracy
 
     monkeypatch.chdir(trained)
     snakemake(trained, "results/digits/resnet18/onnx/fp16.onnx")
@@ -353,9 +357,7 @@ def test_onnxruntime_tensorrt_ep_on_cuda_matches_its_expectation(trained, qdq, p
     logits = run_batches(runner, x, 8)
     ckpt = trained / "results/digits/resnet18/checkpoint.pt"
     expected = (
-        tensorrt_int8.qdq_logits("resnet18", qdq, x, 8, 2)
-        if precision == "int8"
-        else accuracy.reference_logits(ckpt, x)
+        modelopt.qdq_logits("resnet18", qdq, x, 8, 2) if precision == "int8" else accuracy.reference_logits(ckpt, x)
     )
     agreement = float((logits.argmax(1) == expected.argmax(1)).mean())
     assert agreement >= (0.999 if precision == "fp32" else 0.95), agreement

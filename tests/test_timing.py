@@ -161,8 +161,8 @@ def test_latency_synchronises_after_every_batch_and_splits_host_from_device_time
 def test_a_gpu_cells_energy_per_image_carries_the_spread_of_its_repetitions():
     """The cell keeps the median repetition's NVML section whole (energy per image × its window's rate =
     its power) and prints beside it the same interval as the throughput's, from the repetitions."""
-    from infbench.backends.base import Cell
-    from infbench.bench import cell_figures
+    from infbench.bench.combine import cell_figures
+    from infbench.core.cell import Cell
 
     def rep(img_s, mj, watts):
         return {
@@ -195,7 +195,7 @@ def test_a_gpu_cells_energy_per_image_carries_the_spread_of_its_repetitions():
 def test_planned_repetitions_replace_disturbed_ones_only():
     """A wide interval draws on the run's adaptive budget, not on a fixed extra share of every cell;
     max_extra only replaces disturbed repetitions."""
-    from infbench.bench import _planned_left
+    from infbench.bench.repeat import _planned_left
 
     policy = {"repetitions": 5, "max_extra": 2}
     quiet, disturbed = {"disturbed": False}, {"disturbed": True}

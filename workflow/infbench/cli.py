@@ -16,26 +16,29 @@ import importlib
 import shlex
 import sys
 
+from infbench.bench.gpu_slots import slot
+from infbench.core import integrity
+
 # Stage → the module that defines it, in the order `infbench --help` lists them.
 STAGES = {
-    "prepare-data": "infbench.data",
-    "train": "infbench.train",
-    "export-onnx": "infbench.export",
-    "quantize-int8": "infbench.quantize",
-    "convert-fp16": "infbench.quantize",
+    "prepare-data": "infbench.stages.data",
+    "train": "infbench.stages.train",
+    "export-onnx": "infbench.stages.export",
+    "quantize-int8": "infbench.stages.quantize",
+    "convert-fp16": "infbench.stages.quantize",
     "quantize-nncf": "infbench.backends.openvino_nncf",
-    "compile-aoti": "infbench.compile",
-    "compile-torch-tensorrt": "infbench.compile",
-    "reference": "infbench.reference",
+    "compile-aoti": "infbench.backends.aotinductor",
+    "compile-torch-tensorrt": "infbench.backends.tensorrt.torch_tensorrt",
+    "reference": "infbench.stages.reference",
     "flops": "infbench.measure.flops",
     "probe": "infbench.measure.probe",
-    "bench": "infbench.bench",
-    "accuracy": "infbench.accuracy",
-    "expected-accuracy": "infbench.tensorrt_int8",
+    "bench": "infbench.bench.command",
+    "accuracy": "infbench.stages.accuracy",
+    "expected-accuracy": "infbench.stages.expected_accuracy",
     "aggregate": "infbench.report.aggregate",
     "report": "infbench.report.build",
-    "plan": "infbench.plan",
-    "gpu-slot": "infbench.gpu_slots",
+    "plan": "infbench.flow.plan",
+    "gpu-slot": "infbench.bench.gpu_slots",
 }
 
 
@@ -59,12 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] != ["plan"]:  # a rule's log starts with its command; `plan` is for people
         print("command: infbench " + shlex.join(argv), flush=True)
     args = parser(argv[0] if argv else None).parse_args(argv)
-    from infbench import integrity
 
     integrity.WRITER["stage"] = args.stage
     try:
-        from infbench.gpu_slots import slot
-
         # GPU jobs: a GPU slot for the whole stage, exported before any measuring process starts.
         label = f"{args.stage} {getattr(args, 'out', '')}".strip()
         with slot(label) if _uses_gpu(args) else contextlib.nullcontext() as args.gpu:

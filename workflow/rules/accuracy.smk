@@ -4,10 +4,10 @@
 # Plus the expected accuracy of the TensorRT INT8 variants (config accuracy.expected_tensorrt),
 # simulated on the CPU before TensorRT exists; the report lists them in the same table.
 
-from infbench import tensorrt_int8
-from infbench.accuracy import eval_artifact, eval_cell, planned
+from infbench.stages import expected_accuracy
+from infbench.stages.accuracy import eval_artifact, eval_cell, planned
 
-ACCURACY = planned(CELLS, config["dataset"]) + tensorrt_int8.planned(config)
+ACCURACY = planned(CELLS, config["dataset"]) + expected_accuracy.planned(config)
 # report_meta() plus the tolerance the report marks variants against
 ACCURACY_REPORT_META = json.dumps(
     {
@@ -87,16 +87,7 @@ rule expected_accuracy_tensorrt:
         batch=config["accuracy"]["batch_size"],
         calib=config["compile"].get("trt_calib_images", 128),
         cpu_threads=config["bench"]["cpu_threads"],
-        code=grid.code_hash(
-            "tensorrt_int8.py",
-            "accuracy.py",
-            "reference.py",
-            "quantize.py",
-            "data.py",
-            "model.py",
-            "backends/base.py",
-            "backends/onnxruntime_ep.py",
-        ),
+        code=grid.stage_code_hash("stages.expected_accuracy"),
         versions=lambda wc: grid.package_versions(
             "onnxruntime", "torch", "nvidia-modelopt"
         ),

@@ -5,7 +5,7 @@
 
 # The run's budget for adaptive repetitions, shared by its cell jobs (infbench/measure/budget.py).
 BUDGET_LEDGER = "results/extra_budget.json"
-# The command of both rules; a repetition's job leaves out the CELL_ONLY settings (JUDGE).
+# The command of both rules; a repetition's job leaves out the settings that judge repetitions (JUDGE).
 MEASURE = (
     "infbench bench --model {wildcards.model:q} --backend {wildcards.backend} --precision {wildcards.precision}"
     " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
@@ -17,12 +17,8 @@ MEASURE = (
     " --latency-iterations {params.bench[latency_iterations]} --energy-window {params.bench[energy_window_s]}"
     " {params.options}"
 )
-JUDGE = (
-    " --repetitions {params.bench[repetitions]} --max-extra-repetitions {params.bench[max_extra_repetitions]}"
-    " --tolerance {params.bench[tolerance]} --extra-budget {params.bench[extra_budget_s]}"
-    " --canary-slowdown {params.bench[canary_slowdown]} --foreign-cores {params.bench[foreign_cores]}"
-    f" --budget-ledger {BUDGET_LEDGER}"
-)
+JUDGE = "".join(f" {flag} {{params.bench[{key}]}}" for key, flag in JUDGING.items())
+JUDGE += f" --budget-ledger {BUDGET_LEDGER}"
 CELL_INPUT = {
     "artifact": cell_artifact,
     "reference": f"{STUDY}/reference/{{size}}.npz",

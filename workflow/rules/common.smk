@@ -4,9 +4,12 @@ import re
 import shlex
 import sys
 
-from infbench import devices, grid, integrity, locks, plan
-from infbench.backends.registry import BACKENDS
-from infbench.config import check_config
+from infbench.study import devices, grid
+from infbench.core import integrity, locks
+from infbench.flow import plan
+from infbench.backends.registry import BACKENDS, CHECKPOINT_PATH, ONNX_PATH
+from infbench.bench.command import JUDGING
+from infbench.study.config import check_config
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
@@ -14,7 +17,7 @@ check_config(config, workflow.basedir)
 
 # One run at a time in this folder: a second one stops here, naming the first. The locks a run
 # killed with SIGKILL left behind are cleared, so that `snakemake report` resumes without
-# `--unlock` (infbench/locks.py says when a lock is left alone).
+# `--unlock` (infbench/core/locks.py says when a lock is left alone).
 if workflow.is_main_process:
     try:
         for note in locks.acquire():
@@ -77,9 +80,9 @@ def train_args(wildcards):
 # the model a wildcard); the report in REPORT_DIR (the model's folder, or several models' common one).
 STUDY = grid.study_dir(config["dataset"], "{model}")
 DATASET = f"results/{config['dataset']}/data.npz"
-CHECKPOINT = f"{STUDY}/checkpoint.pt"
+CHECKPOINT = f"{STUDY}/{CHECKPOINT_PATH}"
 TRAIN_METRICS = f"{STUDY}/train_metrics.json"
-ONNX_FP32 = f"{STUDY}/onnx/fp32.onnx"
+ONNX_FP32 = f"{STUDY}/{ONNX_PATH.format(variant='fp32')}"
 REPORT_DIR = grid.report_dir(config)
 REPORT_LOGS = f"{os.path.dirname(REPORT_DIR)}/logs"
 
@@ -142,14 +145,7 @@ def cell_options(wildcards):
 
 # Settings that only judge repetitions already measured: changing them reruns the cells' jobs,
 # not their repetitions.
-CELL_ONLY = {
-    "repetitions",
-    "max_extra_repetitions",
-    "extra_budget_s",
-    "tolerance",
-    "canary_slowdown",
-    "foreign_cores",
-}
+CELL_ONLY = set(JUDGING)
 
 
 def repetition_params(wildcards):
@@ -214,7 +210,7 @@ def planned_files():
     }
     for cell in CELLS:
         files |= {
-            grid.result_path(cell, config["dataset"]),
+            grid.bench_result_path(cell, config["dataset"]),
             grid.artifact_path(cell, config["dataset"]),
             *grid.repetition_paths(
                 cell, config["dataset"], config["bench"]["repetitions"]

@@ -4,12 +4,14 @@
 # 'unavailable' with the import error and what to install); its .json beside the program records the
 # build time and settings. Compiles take every core, so no measurement runs beside one.
 
+from infbench.backends.registry import AOTI_PATH, TORCH_TENSORRT_PATH
+
 
 rule compile_aoti:
     input:
         checkpoint=CHECKPOINT,
     output:
-        f"{STUDY}/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.pt2",
+        f"{STUDY}/{AOTI_PATH}",
     log:
         f"{STUDY}/logs/compile/aoti/{{device}}/{{precision}}/{{size}}x{{batch}}.log",
     priority: BUILD_PRIORITY
@@ -24,13 +26,7 @@ rule compile_aoti:
         max_autotune=(
             "--max-autotune" if config["compile"].get("aoti_max_autotune") else ""
         ),
-        code=grid.code_hash(
-            "compile.py",
-            "model.py",
-            "precisions.py",
-            "backends/torch_eager.py",
-            "backends/torch_compile.py",
-        ),
+        code=grid.stage_code_hash("backends.aotinductor"),
         versions=grid.package_versions("torch", "torchvision", "triton"),
     shell:
         "infbench compile-aoti --checkpoint {input.checkpoint:q} --out {output:q} --device {wildcards.device}"
@@ -43,8 +39,8 @@ rule compile_torch_tensorrt:
         checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
-        program=f"{STUDY}/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.ep",
-        info=f"{STUDY}/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.json",
+        program=f"{STUDY}/{TORCH_TENSORRT_PATH}",
+        info=f"{STUDY}/{TORCH_TENSORRT_PATH.removesuffix('.ep')}.json",
     log:
         f"{STUDY}/logs/compile/torch_tensorrt/{{precision}}/{{size}}x{{batch}}.log",
     priority: BUILD_PRIORITY
@@ -58,15 +54,7 @@ rule compile_torch_tensorrt:
     params:
         workspace=config["compile"].get("trt_workspace_gb", 4),
         calib=config["compile"].get("trt_calib_images", 128),
-        code=grid.code_hash(
-            "compile.py",
-            "model.py",
-            "precisions.py",
-            "quantize.py",
-            "tensorrt_int8.py",
-            "backends/torch_eager.py",
-            "backends/torch_tensorrt_backend.py",
-        ),
+        code=grid.stage_code_hash("backends.tensorrt.torch_tensorrt"),
         versions=grid.package_versions(
             "torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"
         ),

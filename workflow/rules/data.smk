@@ -21,7 +21,7 @@ rule prepare_data:
             if config["dataset"] == "imagefolder"
             else ""
         ),
-        code=grid.code_hash("data.py"),
+        code=grid.stage_code_hash("stages.data"),
     shell:
         "infbench prepare-data --dataset {params.dataset} --data-dir {params.data_dir:q} --out {output:q}"
         " --calib {params.split[calibration]} --test {params.split[test]} --seed {params.split[seed]}"

@@ -16,7 +16,7 @@ rule export_onnx:
     params:
         export=config["export"],
         image_size=lambda wc: model_config(wc)["train"]["image_size"],
-        code=grid.code_hash("export.py", "model.py"),
+        code=grid.stage_code_hash("stages.export"),
     shell:
         "infbench export-onnx --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --out {output:q}"
         " --image-size {params.image_size} --opset {params.export[opset]}"

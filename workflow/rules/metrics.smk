@@ -8,7 +8,7 @@ PROBED_DEVICES = sorted({c.device for c in CELLS})
 
 rule flops:
     input:
-        f"{STUDY}/checkpoint.pt",
+        CHECKPOINT,
     output:
         f"{STUDY}/flops/{{size}}.json",
     log:
@@ -21,14 +21,14 @@ rule flops:
         mem_mb=4000,
         runtime=10,
     params:
-        code=grid.code_hash("measure/flops.py", "model.py"),
+        code=grid.stage_code_hash("measure.flops"),
     shell:
         "infbench flops --checkpoint {input:q} --size {wildcards.size} --out {output:q} > {log} 2>&1"
 
 
 rule reference_logits:
     input:
-        checkpoint=f"{STUDY}/checkpoint.pt",
+        checkpoint=CHECKPOINT,
         dataset=DATASET,
     output:
         f"{STUDY}/reference/{{size}}.npz",
@@ -44,7 +44,7 @@ rule reference_logits:
     params:
         # independent of the batch sizes: a cell's batch cycles through them (reference.cycled)
         images=config["bench"]["agreement_images"],
-        code=grid.code_hash("reference.py", "data.py", "model.py"),
+        code=grid.stage_code_hash("stages.reference"),
     shell:
         "infbench reference --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --size {wildcards.size}"
         " --images {params.images} --out {output:q} > {log} 2>&1"
@@ -67,7 +67,7 @@ rule probe:
     params:
         probe=config["probe"],
         cpu_threads=config["bench"]["cpu_threads"],
-        code=grid.code_hash("measure/probe.py", "measure/interference.py"),
+        code=grid.stage_code_hash("measure.probe"),
     shell:
         "infbench probe --device {wildcards.device} --threads {params.cpu_threads} --budget {params.probe[budget_s]}"
         " --matmul-n {params.probe[matmul_n]} --copy-mib {params.probe[copy_mib]} --out {output:q} > {log} 2>&1"

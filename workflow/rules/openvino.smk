@@ -4,16 +4,17 @@
 # saying how it was made and, for the accuracy-controlled one, whether the tolerance was met.
 
 from infbench.backends import openvino_nncf
+from infbench.backends.registry import OPENVINO_NNCF_STEM
 
 
 rule quantize_nncf:
     input:
-        onnx=f"{STUDY}/onnx/fp32.onnx",
+        onnx=ONNX_FP32,
         dataset=DATASET,
     output:
-        xml=f"{STUDY}/openvino/{{nncf}}.xml",
-        bin=f"{STUDY}/openvino/{{nncf}}.bin",
-        info=f"{STUDY}/openvino/{{nncf}}.json",
+        xml=f"{STUDY}/{OPENVINO_NNCF_STEM}.xml",
+        bin=f"{STUDY}/{OPENVINO_NNCF_STEM}.bin",
+        info=f"{STUDY}/{OPENVINO_NNCF_STEM}.json",
     log:
         f"{STUDY}/logs/quantize/openvino_{{nncf}}.log",
     wildcard_constraints:
@@ -28,12 +29,7 @@ rule quantize_nncf:
         runtime=60,
     params:
         args=lambda wc: openvino_nncf.cli_args(wc.nncf, model_config(wc), DATASET),
-        code=grid.code_hash(
-            "backends/openvino_nncf.py",
-            "backends/openvino.py",
-            "quantize.py",
-            "data.py",
-        ),
+        code=grid.stage_code_hash("backends.openvino_nncf"),
         versions=grid.package_versions("openvino", "nncf"),
     shell:
         "infbench quantize-nncf --onnx {input.onnx:q} --out {output.xml:q} {params.args} > {log} 2>&1"

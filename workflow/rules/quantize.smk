@@ -4,16 +4,17 @@
 # and fp16.onnx (float16 compute with float32 inputs/outputs, for the GPU execution providers).
 # PyTorch fp16/bf16 are precisions of the torch backends and need no artifact.
 
-from infbench import quantize
+from infbench.backends.registry import ONNX_PATH
+from infbench.stages import quantize
 
 
 rule quantize_int8:
     input:
-        onnx=f"{STUDY}/onnx/fp32.onnx",
+        onnx=ONNX_FP32,
         # the calibration split, for the static model only
         dataset=lambda wc: DATASET if wc.qmode != "dynamic" else [],
     output:
-        f"{STUDY}/onnx/int8_{{qmode}}.onnx",
+        f"{STUDY}/{ONNX_PATH.format(variant='int8_{qmode}')}",
     log:
         f"{STUDY}/logs/quantize/int8_{{qmode}}.log",
     wildcard_constraints:
@@ -34,7 +35,7 @@ rule quantize_int8:
             DATASET,
             model_config(wc)["train"]["image_size"],
         ),
-        code=grid.code_hash("quantize.py", "data.py"),
+        code=grid.stage_code_hash("stages.quantize"),
         versions=grid.package_versions("onnxruntime", "onnx"),
     shell:
         "infbench quantize-int8 --onnx {input.onnx:q} --out {output:q} {params.args} > {log} 2>&1"
@@ -42,9 +43,9 @@ rule quantize_int8:
 
 rule convert_fp16:
     input:
-        onnx=f"{STUDY}/onnx/fp32.onnx",
+        onnx=ONNX_FP32,
     output:
-        f"{STUDY}/onnx/fp16.onnx",
+        f"{STUDY}/{ONNX_PATH.format(variant='fp16')}",
     log:
         f"{STUDY}/logs/quantize/fp16.log",
     priority: BUILD_PRIORITY
@@ -55,7 +56,7 @@ rule convert_fp16:
         mem_mb=4000,
         runtime=15,
     params:
-        code=grid.code_hash("quantize.py"),
+        code=grid.stage_code_hash("stages.quantize"),
         versions=grid.package_versions("onnxruntime", "onnx", "onnxconverter-common"),
     shell:
         "infbench convert-fp16 --onnx {input.onnx:q} --out {output:q} > {log} 2>&1"

@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        cells=[grid.result_path(c, config["dataset"]) for c in CELLS],
+        cells=[grid.bench_result_path(c, config["dataset"]) for c in CELLS],
         metrics=expand(TRAIN_METRICS, model=MODELS),
         accuracy=ACCURACY,
         probes=expand("results/probe/{device}.json", device=PROBED_DEVICES),
@@ -71,7 +71,7 @@ rule render_report:
 PLANNED = planned_files()
 
 # A planned file whose content is no longer what its rule wrote is removed before any job starts,
-# so that this run rebuilds it (infbench/integrity.py): no job reads it, no result is made of it.
+# so that this run rebuilds it (infbench/core/integrity.py): no job reads it, no result is made of it.
 if workflow.is_main_process:
     report_files = [*rules.aggregate.output, *rules.render_report.output[:2]]
     for note in integrity.check([*PLANNED, *report_files]):

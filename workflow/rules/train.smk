@@ -19,7 +19,7 @@ rule train:
         start=train_args,
         hp=lambda wc: model_config(wc)["train"],
         stem=lambda wc: model_config(wc)["model"]["stem"],
-        code=grid.code_hash("train.py", "model.py", "data.py"),
+        code=grid.stage_code_hash("stages.train"),
     shell:
         "infbench train --dataset {input.dataset:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
         " --model {params.model:q} --stem {params.stem} {params.start} --epochs {params.hp[epochs]}"

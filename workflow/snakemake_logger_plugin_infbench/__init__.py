@@ -3,7 +3,7 @@
 The default profile turns it on (`logger: [infbench]`). Instead of Snakemake's block per job and its shell
 command, a run prints one line per finished job (a benchmark cell's line carries its result), the share of
 the run done with the time left, and at the end the headline findings and where the report is (the lines
-come from `infbench.progress`). Warnings, errors and Snakemake's own summaries (the dry run's job table,
+come from `infbench.flow.progress`). Warnings, errors and Snakemake's own summaries (the dry run's job table,
 "Nothing to be done") pass through as Snakemake prints them.
 
 `snakemake -p …` (print shell commands) or `--verbose` brings Snakemake's full output back unchanged.
@@ -103,7 +103,7 @@ class LogHandler(LogHandlerBase):
         self.write(text)
 
     def emit_short(self, record: logging.LogRecord) -> None:
-        from infbench import progress
+        from infbench.flow import progress
 
         event = getattr(record, "event", None)
         if event == LogEvent.RUN_INFO:
@@ -131,7 +131,7 @@ class LogHandler(LogHandlerBase):
                     self.write("\n".join(progress.closing()[1:]))
 
     def job_finished(self, jobid: int) -> None:
-        from infbench import progress
+        from infbench.flow import progress
 
         if self.progress is None:
             return

@@ -9,38 +9,18 @@ so that the workflow can plan cells without them.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from infbench.integrity import DamagedInput
+from infbench.backends.registry import spec
+from infbench.core.cell import Cell
+from infbench.core.io import size_mib
 
 
 class BackendUnavailable(RuntimeError):
     """The backend or the device cannot run here (not installed, no GPU); the message says why."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One measurement of the grid."""
-
-    model: str
-    backend: str
-    precision: str
-    device: str
-    image_size: int
-    batch_size: int
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        """NCHW shape of one batch."""
-        return (self.batch_size, 3, self.image_size, self.image_size)
-
-    @property
-    def key(self) -> str:
-        return f"{self.model}/{self.backend}/{self.precision}/{self.device}/{self.image_size}x{self.batch_size}"
 
 
 class Backend:
@@ -63,8 +43,6 @@ class Backend:
         self.artifact = Path(artifact)
         self.artifact_rule = artifact_rule  # the rule that rebuilds the artifact, for error messages
         self.threads = threads
-        from infbench.backends.registry import spec  # (the registry imports this module)
-
         # every option the backend declares (backends/registry.py), typed, the defaults filled in
         self.options = spec(cell.backend).option_values(options or {}, cell.device)
 
@@ -125,8 +103,6 @@ class Backend:
     def artifact_mib(self) -> float | None:
         """The size of what this backend runs, after `load` (here: its artifact file, as a compiled program
         or an ONNX model is run as it is written)."""
-        from infbench.io import size_mib
-
         return size_mib(self.artifact)
 
     def artifact_info(self) -> dict | None:
@@ -136,14 +112,6 @@ class Backend:
     def compile_cache(self) -> dict | None:
         """Which of its compiler's on-disk caches this process hit or missed so far (None: no compiler)."""
         return None
-
-
-def check_artifact(path: Path, rule: str) -> None:
-    """Fail with a message naming the file and the rule that rebuilds it."""
-    if not Path(path).exists():
-        raise FileNotFoundError(f"artifact {path} is missing; rebuild it with the rule '{rule}'")
-    if Path(path).stat().st_size == 0:
-        raise DamagedInput(path, rule, "empty: truncated?")
 
 
 def import_or_unavailable(module: str, install: str, what: str | None = None):

@@ -28,7 +28,10 @@ import sys
 
 import numpy as np
 
-from infbench.backends.base import Backend, BackendUnavailable, DamagedInput, check_artifact, import_or_unavailable
+from infbench.backends.base import Backend, BackendUnavailable, import_or_unavailable
+from infbench.backends.unavailable import read_unavailable
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import check_artifact
 
 INSTALL = "pip install openvino nncf (or pip install -e '.[openvino]')"
 # The inference precision each precision runs its float parts in.
@@ -77,7 +80,6 @@ class OpenVINO(Backend):
         except ImportError:  # check_available says so, with what to install
             return
         check_artifact(self.artifact, self.artifact_rule)
-        from infbench.compile import read_unavailable
 
         stub = read_unavailable(self.artifact)
         if stub:  # built where NNCF or OpenVINO was missing: the rule reruns once they are installed

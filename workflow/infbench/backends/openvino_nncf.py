@@ -22,12 +22,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from infbench import data, quantize
-from infbench.arguments import paths
 from infbench.backends.base import BackendUnavailable, import_or_unavailable
 from infbench.backends.openvino import INSTALL
-from infbench.integrity import DamagedInput
-from infbench.io import atomic_path, write_json
+from infbench.backends.unavailable import write_unavailable
+from infbench.core.arguments import paths, schema_default
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import atomic_path, write_json
+from infbench.stages import data, quantize
 
 ACCURACY_CONTROLLED = "int8_nncf_ac"
 
@@ -71,8 +72,6 @@ def _save(model, xml: Path) -> None:
 
 
 def _write_unavailable(out: Path, error: str) -> dict:
-    from infbench.compile import write_unavailable
-
     stub = write_unavailable(out, "openvino", error)
     with atomic_path(out.with_suffix(".bin")) as dest:
         dest.write_bytes(b"")
@@ -162,6 +161,8 @@ def add_parser(sub) -> None:
     s.add_argument("--onnx", type=Path, required=True, help="the fp32 model")
     paths(s, "--out", "--dataset")
     s.add_argument("--image-size", type=int, required=True, help="calibration resolution (the training one)")
-    s.add_argument("--samples", type=int, default=200, help="calibration images")
+    s.add_argument(
+        "--samples", type=int, default=schema_default("quantize.calibration_samples"), help="calibration images"
+    )
     s.add_argument("--max-drop-points", type=float, default=None, help="accuracy control: allowed top-1 drop")
     s.set_defaults(func=lambda a: quantize_nncf(a.onnx, a.out, a.dataset, a.image_size, a.samples, a.max_drop_points))

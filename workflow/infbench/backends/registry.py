@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infbench import precisions
-from infbench.backends.base import Backend, Cell
+from infbench.core import precisions
+from infbench.core.cell import Cell
 
 # The artifact every precision of an ONNX-consuming backend reads (see workflow/rules/export.smk
 # and quantize.smk for the rules that write them).
@@ -31,29 +31,42 @@ ONNX_RULE = {
 }
 
 
+# Where each artifact lies in the study's folder: the rules' output patterns (wildcards named as the rules
+# name them), filled in with a cell's own values by the functions below.
+CHECKPOINT_PATH = "checkpoint.pt"
+ONNX_PATH = "onnx/{variant}.onnx"
+AOTI_PATH = "aoti/{device}/{precision}/{size}x{batch}.pt2"
+TORCH_TENSORRT_PATH = "torch_tensorrt/{precision}/{size}x{batch}.ep"
+OPENVINO_NNCF_STEM = "openvino/{nncf}"  # .xml (the graph), .bin (the weights), .json (how it was made)
+
+
+def _shape(cell: Cell) -> dict:
+    return {"device": cell.device, "precision": cell.precision, "size": cell.image_size, "batch": cell.batch_size}
+
+
 @dataclass(frozen=True)
 class Artifact:
-    path: str  # relative to the study's folder (`infbench.grid.study_dir`)
+    path: str  # relative to the study's folder (`infbench.study.grid.study_dir`)
     rule: str  # the rule that writes it
 
 
 def checkpoint_artifact(cell: Cell) -> Artifact:
-    return Artifact("checkpoint.pt", "train")
+    return Artifact(CHECKPOINT_PATH, "train")
 
 
 def onnx_artifact(cell: Cell) -> Artifact:
     variant = ONNX_VARIANT[cell.precision]
-    return Artifact(f"onnx/{variant}.onnx", ONNX_RULE[variant])
+    return Artifact(ONNX_PATH.format(variant=variant), ONNX_RULE[variant])
 
 
 def aoti_artifact(cell: Cell) -> Artifact:
     """An AOTInductor package per device, precision and shape (rule compile_aoti)."""
-    return Artifact(f"aoti/{cell.device}/{cell.precision}/{cell.image_size}x{cell.batch_size}.pt2", "compile_aoti")
+    return Artifact(AOTI_PATH.format(**_shape(cell)), "compile_aoti")
 
 
 def torch_tensorrt_artifact(cell: Cell) -> Artifact:
     """A Torch-TensorRT ExportedProgram per precision and shape profile (rule compile_torch_tensorrt)."""
-    return Artifact(f"torch_tensorrt/{cell.precision}/{cell.image_size}x{cell.batch_size}.ep", "compile_torch_tensorrt")
+    return Artifact(TORCH_TENSORRT_PATH.format(**_shape(cell)), "compile_torch_tensorrt")
 
 
 # What the TensorRT EP reads per precision: TensorRT 11 is strongly typed, so the precision is in the
@@ -63,7 +76,7 @@ ONNX_TRT_VARIANT = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_trt"}
 
 def onnx_trt_artifact(cell: Cell) -> Artifact:
     variant = ONNX_TRT_VARIANT[cell.precision]
-    return Artifact(f"onnx/{variant}.onnx", ONNX_RULE[variant])
+    return Artifact(ONNX_PATH.format(variant=variant), ONNX_RULE[variant])
 
 
 # What the openvino backend reads per precision: the ONNX files ONNX Runtime reads, and NNCF's models
@@ -73,7 +86,7 @@ OPENVINO_NNCF = ("int8_nncf", "int8_nncf_ac")
 
 def openvino_artifact(cell: Cell) -> Artifact:
     if cell.precision in OPENVINO_NNCF:
-        return Artifact(f"openvino/{cell.precision}.xml", "quantize_nncf")
+        return Artifact(OPENVINO_NNCF_STEM.format(nncf=cell.precision) + ".xml", "quantize_nncf")
     if cell.precision == "bf16":  # an inference precision of the fp32 model
         return onnx_artifact(Cell(**{**vars(cell), "precision": "fp32"}))
     return onnx_artifact(cell)
@@ -184,10 +197,10 @@ class BackendSpec:
             return f"{self.name} on {device} has no {precision} (has: {allowed})"
         return self.load_class().unsupported_here(device, precision)  # what this machine lacks (bf16 instructions)
 
-    def load_class(self) -> type[Backend]:
+    def load_class(self) -> type:  # a subclass of backends.base.Backend
         return getattr(importlib.import_module(f"infbench.backends.{self.module}"), self.cls)
 
-    def instance(self, cell: Cell, artifact, threads: int, options: dict | None = None) -> Backend:
+    def instance(self, cell: Cell, artifact, threads: int, options: dict | None = None):
         """This backend for `cell`, on `artifact` (the error messages name the rule that rebuilds it)."""
         return self.load_class()(cell, Path(artifact), threads, self.artifact(cell).rule, options)
 
@@ -256,7 +269,7 @@ BACKENDS: dict[str, BackendSpec] = {
         _torch("torch_cudagraphs", "torch_eager", "TorchCudaGraphs", {"cuda": CUDA_FLOAT}),
         BackendSpec(
             name="onnxruntime",
-            module="onnxruntime_ep",
+            module="onnxruntime",
             cls="OnnxRuntime",
             support={"cpu": ("fp32", "int8", "int8_dynamic"), "cuda": ("fp32", "tf32", "fp16")},
             packages=("onnxruntime", "onnxruntime-gpu"),
@@ -300,7 +313,7 @@ BACKENDS: dict[str, BackendSpec] = {
         ),
         BackendSpec(
             name="onnxruntime_trt",
-            module="onnxruntime_ep",
+            module="tensorrt.onnxruntime_trt",
             cls="OnnxRuntimeTensorRT",
             support={"cuda": ("fp32", "fp16", "int8")},
             packages=("onnxruntime-gpu", "tensorrt"),
@@ -317,7 +330,7 @@ BACKENDS: dict[str, BackendSpec] = {
         ),
         _torch(
             "torch_tensorrt",
-            "torch_tensorrt_backend",
+            "tensorrt.torch_tensorrt",
             "TorchTensorRT",
             {"cuda": ("fp32", "fp16", "bf16", "int8")},
             ("torch", "torch-tensorrt", "tensorrt", "nvidia-modelopt"),
@@ -328,6 +341,10 @@ BACKENDS: dict[str, BackendSpec] = {
 }
 
 ALL_PRECISIONS = precisions.ALL
+
+# The cell every speedup is measured against: same machine, device, image size and batch size.
+BASELINE = {"backend": "torch", "precision": "fp32"}
+BASELINE_TEXT = "torch fp32 (plain eager) on the same machine, device, image size and batch size"
 
 
 def spec(name: str) -> BackendSpec:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from infbench import precisions
 from infbench.backends.base import Backend, BackendUnavailable
+from infbench.core import precisions
+from infbench.stages.model import load_checkpoint
 
 
 def check_torch_device(device: str) -> None:
@@ -39,8 +40,6 @@ def setup_precision(precision: str, threads: int):
 
 def load_module(checkpoint, device: str, dtype, channels_last: bool = False):
     """The trained model, in eval mode, on `device` in `dtype` (NHWC weights if `channels_last`)."""
-    from infbench.model import load_checkpoint
-
     return place_module(load_checkpoint(checkpoint), device, dtype, channels_last)
 
 
@@ -63,7 +62,7 @@ def to_input(batch: np.ndarray, device: str, dtype, channels_last: bool = False)
 
 
 class TorchEager(Backend):
-    host_modules = ("torch", "torchvision.models", "infbench.model")
+    host_modules = ("torch", "torchvision.models", "infbench.stages.model")
     host_model = None  # the checkpoint's module on the host, once `read_artifact` has read it
     weights_mib = None  # the weights it runs, cast to the cell's dtype (once `eager_module` placed them)
 
@@ -82,8 +81,6 @@ class TorchEager(Backend):
 
     def read_artifact(self) -> None:
         """The checkpoint → module on the host (torch.load, torchvision's constructor): 0.1-0.2 s a process."""
-        from infbench.model import load_checkpoint
-
         self.host_model = load_checkpoint(self.artifact)
 
     def eager_module(self):

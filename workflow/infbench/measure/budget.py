@@ -4,7 +4,7 @@ After its planned repetitions, a cell whose interval is still wider than the tol
 more, each drawing its process time from one budget per run. The ledger is a small JSON file
 under results/, read and written under an exclusive `flock` of a file beside it, so concurrent cell
 jobs see one balance. It belongs to the Snakemake run that holds the folder's run lock
-(infbench/locks.py): a ledger written by an earlier run is started afresh. Run by hand, without a
+(infbench/core/locks.py): a ledger written by an earlier run is started afresh. Run by hand, without a
 workflow run, a cell has a budget of its own.
 
 The cells the findings need come first: they may spend all of it, any other cell only the part above
@@ -20,7 +20,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from infbench.locks import RUN_LOCK
+from infbench.core.locks import RUN_LOCK
 
 RESERVED = 0.5  # share of the budget only the cells the findings need may spend
 

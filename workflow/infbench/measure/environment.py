@@ -7,6 +7,8 @@ import platform
 import socket
 from importlib import metadata
 
+from infbench.measure.nvml import Nvml
+
 PACKAGES = (
     "torch",
     "torchvision",
@@ -76,7 +78,6 @@ def gpu_fingerprint() -> dict:
             out["cudnn"] = torch.backends.cudnn.version()
     except ImportError:
         torch = None
-    from infbench.measure.nvml import Nvml
 
     session, _ = Nvml.open(use_torch=False)
     if session is not None:

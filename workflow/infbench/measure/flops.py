@@ -33,8 +33,10 @@ from contextlib import contextmanager
 from math import prod
 from pathlib import Path
 
-from infbench.arguments import paths
-from infbench.io import write_json
+from infbench.core.arguments import paths
+from infbench.core.io import write_json
+from infbench.measure.probe import peak_for
+from infbench.stages.model import load_checkpoint, read_facts
 
 SCHEMA_VERSION = 1
 
@@ -207,8 +209,6 @@ def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
     """`count` on the trained model of `checkpoint` (its model, stem and class count from its facts)."""
     import torch
 
-    from infbench.model import load_checkpoint, read_facts
-
     torch.set_num_threads(min(4, torch.get_num_threads()))
     model = load_checkpoint(checkpoint)
     facts = read_facts(checkpoint)
@@ -257,8 +257,6 @@ def cell_metrics(
     achieved TFLOP/s = GFLOP per image × images/s / 1000; utilisation = achieved / the probe's
     measured peak for the precision (`None` where the peak or the throughput is missing).
     """
-    from infbench.measure.probe import peak_for
-
     out = {
         "gflops_per_image": None,
         "achieved_tflops": None,

@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import time
 
-from infbench import precisions
-from infbench.arguments import paths
-from infbench.io import write_json
+from infbench.core import precisions
+from infbench.core.arguments import paths, schema_default
+from infbench.core.io import write_json
+from infbench.measure.environment import cpu_model, fingerprint
 from infbench.measure.interference import canary_ms
 
 SCHEMA_VERSION = 2  # 2: copy buffer size as `mib`
@@ -174,8 +175,6 @@ def copy_bandwidth(device: str, mib: int, budget_s: float) -> dict:
 
 
 def _device_info(device: str) -> dict:
-    from infbench.measure.environment import cpu_model
-
     info = {"cpu": cpu_model(), "cores": os.cpu_count(), "gpu": None}
     if device == "cuda":
         import torch
@@ -203,8 +202,6 @@ def probe(
     device: str, threads: int, budget_s: float = 1.5, matmul_n: int | None = None, copy_mib: int | None = None
 ) -> dict:
     """Measure the device; never raises for a device that is missing (status 'unavailable')."""
-    from infbench.measure.environment import fingerprint
-
     precisions = PRECISIONS[device]
     result = {
         "schema": SCHEMA_VERSION,
@@ -272,7 +269,8 @@ def add_parser(sub) -> None:
     s.add_argument("--device", required=True, choices=["cpu", "cuda"])
     paths(s, "--out")
     s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
-    s.add_argument("--budget", type=float, default=1.5, help="seconds per measurement (per precision, and the copy)")
+    budget = schema_default("probe.budget_s", float)
+    s.add_argument("--budget", type=float, default=budget, help="seconds per measurement (per precision, and the copy)")
     s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
     s.add_argument("--copy-mib", type=int, default=0, help="copied buffer size in MiB; 0 = the device's default")
     s.set_defaults(func=_command, gpu_stage=True)

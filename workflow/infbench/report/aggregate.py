@@ -22,13 +22,13 @@ from pathlib import Path
 
 import polars as pl
 
-from infbench.arguments import paths
-from infbench.io import atomic_path, read_json, write_json
+from infbench.backends.registry import BASELINE, BASELINE_TEXT
+from infbench.core.arguments import paths
+from infbench.core.io import atomic_path, read_json, write_json
+from infbench.measure.probe import peaks_rows
 from infbench.measure.repetitions import MAX_PRINTED, drift_floor
+from infbench.report import compare as compared
 from infbench.report.frame import MEASURED, SCHEMA, SOURCE
-
-BASELINE = {"backend": "torch", "precision": "fp32"}
-BASELINE_TEXT = "torch fp32 (plain eager) on the same machine, device, image size and batch size"
 
 
 def _get(result: dict, path: tuple[str, ...]):
@@ -191,7 +191,6 @@ def aggregate(
 ) -> pl.DataFrame:
     """Write summary.parquet, summary.csv and meta.json to `out_dir`; return the summary."""
     results = load_results(result_paths)
-    from infbench import compare as compared  # (imports this module)
 
     for run in compare or []:  # earlier runs or other machines, shown side by side
         results += compared.load(Path(run["path"]), run.get("label"))
@@ -253,8 +252,6 @@ def _command(a) -> None:
     meta = json.loads(a.meta)
     meta.update(trained_meta([read_json(p) for p in a.train_metrics]))
     if a.probes:
-        from infbench.measure.probe import peaks_rows
-
         meta["peaks"] = peaks_rows([read_json(p) for p in a.probes])
     compare = [dict(label=c.split("=", 1)[0], path=c.split("=", 1)[-1]) for c in a.compare]
     df = aggregate(a.results, a.out_dir, meta, compare, [read_json(p) for p in a.accuracy])

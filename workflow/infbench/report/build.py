@@ -16,11 +16,10 @@ import altair as alt
 import polars as pl
 import vl_convert
 
-from infbench import integrity
-from infbench.arguments import paths
-from infbench.devices import note as devices_note
-from infbench.io import atomic_path
-from infbench.report.aggregate import BASELINE_TEXT
+from infbench.backends.registry import BASELINE_TEXT
+from infbench.core import integrity
+from infbench.core.arguments import paths
+from infbench.core.io import atomic_path, read_json
 from infbench.report.charts import Chart, build_charts
 from infbench.report.findings import Finding, findings
 from infbench.report.frame import (
@@ -35,6 +34,7 @@ from infbench.report.frame import (
     span_of,
     speedup_text,
 )
+from infbench.study.devices import note as devices_note
 
 # --- vl-convert ---------------------------------------------------------------------------------------------------
 
@@ -72,7 +72,7 @@ def export_plots(charts: list[Chart], plots_dir: Path) -> list[Path]:
     for stale in plots_dir.glob("*"):  # a chart that became a note leaves no old file behind
         if stale.is_file() and stale not in written and stale.suffix in (".svg", ".png"):
             stale.unlink()
-            integrity.forget(stale)  # and its checksum (infbench.integrity)
+            integrity.forget(stale)  # and its checksum (infbench.core.integrity)
     return written
 
 
@@ -624,7 +624,5 @@ def add_parser(sub) -> None:
 
 
 def _command(a) -> None:
-    from infbench.io import read_json
-
     build_report(pl.read_parquet(a.summary), read_json(a.meta), a.out_dir)
     print(f"report written to {a.out_dir / 'index.html'}")

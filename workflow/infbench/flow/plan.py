@@ -12,9 +12,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from infbench import devices, grid
-from infbench.config import repetition_seconds
-from infbench.progress import duration
+from infbench.flow.progress import duration
+from infbench.study import devices, grid
+from infbench.study.config import check_schema, overlay_backends, repetition_seconds
 
 # Seconds a repetition spends beyond its timed phases: process start, imports, loading the model, the
 # canaries (a GPU adds CUDA's start-up and cuDNN's autotuning; seen: ~2.5 s here, ~8 s on the H100).
@@ -43,7 +43,7 @@ def plan(config: dict, root: Path = Path(".")) -> list[dict]:
         groups[(cell.device, cell.backend)].append(cell)
     rows = []
     for (device, backend), members in groups.items():
-        done = [c for c in members if (root / grid.result_path(c, config["dataset"])).exists()]
+        done = [c for c in members if (root / grid.bench_result_path(c, config["dataset"])).exists()]
         # every result of this backend and device on disk, this grid's or an earlier one's
         models = grid.model_configs(config)
         bench_dirs = [root / grid.study_dir(config["dataset"], m) / "bench" / backend for m in models]
@@ -96,8 +96,6 @@ def main(configfiles: list[Path], root: Path = Path(".")) -> list[str]:
     import yaml
     from snakemake.utils import update_config, validate
 
-    from infbench.config import check_schema, overlay_backends
-
     config: dict = {}
     for path in configfiles:
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
@@ -105,7 +103,7 @@ def main(configfiles: list[Path], root: Path = Path(".")) -> list[str]:
     if backends is not None:
         config["grid"]["backends"] = backends
     # the checkout's schema (the package sits in its workflow/ folder), else the one in the working directory
-    schema = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+    schema = Path(__file__).resolve().parents[3] / "config" / "schema.yaml"
     if not schema.exists():
         schema = Path("config/schema.yaml").resolve()
     check_schema(config, schema)

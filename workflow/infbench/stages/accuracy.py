@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
-from infbench.arguments import paths
-from infbench.backends.base import BackendUnavailable, Cell, run_batches
+from infbench.backends.base import BackendUnavailable, run_batches
 from infbench.backends.registry import spec
-from infbench.grid import artifact_path, study_dir
-from infbench.integrity import DamagedInput
-from infbench.io import size_mib, write_json
-from infbench.reference import agreement
+from infbench.core.arguments import paths, schema_default
+from infbench.core.cell import Cell
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import size_mib, write_json
+from infbench.stages import data, model
+from infbench.stages.model import input_norm
+from infbench.stages.reference import agreement
+from infbench.study.grid import artifact_path, study_dir
 
 NUMBERS = (
     "accuracy_top1",
@@ -40,13 +42,13 @@ NUMBERS = (
 )
 
 
-def result_path(dataset: str, model: str, backend: str, precision: str, device: str) -> str:
+def accuracy_result_path(dataset: str, model: str, backend: str, precision: str, device: str) -> str:
     return f"{study_dir(dataset, model)}/accuracy/{backend}/{precision}/{device}.json"
 
 
 def planned(cells, dataset: str) -> list[str]:
     """One accuracy result per (model, backend, precision, device) that has benchmark cells."""
-    return sorted({result_path(dataset, c.model, c.backend, c.precision, c.device) for c in cells})
+    return sorted({accuracy_result_path(dataset, c.model, c.backend, c.precision, c.device) for c in cells})
 
 
 def eval_cell(model: str, backend: str, precision: str, device: str, config: dict) -> Cell:
@@ -71,8 +73,6 @@ def variant_name(cell: Cell) -> str:
 
 def reference_logits(checkpoint: Path, images: np.ndarray, batch: int = 64) -> np.ndarray:
     """PyTorch FP32 on the CPU: the reference every variant is compared with."""
-    from infbench import model
-
     return model.logits(model.load_checkpoint(checkpoint), images, batch)
 
 
@@ -112,7 +112,6 @@ def score(result: dict, logits_of, checkpoint: Path, dataset: Path, image_size: 
     failure of the variant itself; a damaged input is not one (the job fails and the file is rebuilt)."""
     try:
         images, labels = data.load_split(dataset, "test")
-        from infbench.model import input_norm
 
         x = data.to_input(images, image_size, input_norm(checkpoint))
         result.update(compare(logits_of(x), reference_logits(checkpoint, x), labels, tolerance_points))
@@ -168,13 +167,14 @@ def evaluate(
 
 def add_arguments(s) -> None:
     """The arguments of both accuracy stages (`accuracy`, `expected-accuracy`)."""
-    s.add_argument("--model", default="resnet18")
+    s.add_argument("--model", default=schema_default("model.name"))
     s.add_argument("--checkpoint", type=Path, required=True, help="fp32 reference")
     s.add_argument("--dataset", type=Path, required=True)
     s.add_argument("--image-size", type=int, required=True, help="the training resolution")
-    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--batch", type=int, default=schema_default("accuracy.batch_size"))
     s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
-    s.add_argument("--tolerance-points", type=float, default=1.0, help="allowed top-1 drop in points")
+    tolerance = schema_default("accuracy.tolerance_points", float)
+    s.add_argument("--tolerance-points", type=float, default=tolerance, help="allowed top-1 drop in points")
     s.add_argument("--out", type=Path, required=True)
 
 

@@ -13,6 +13,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from infbench.backends.registry import BASELINE
 from infbench.measure.repetitions import MAX_PRINTED
 
 BENCH_RULE = "bench_cell"
@@ -67,10 +68,10 @@ def cell_label(cell: dict) -> str:
 
 
 def baseline_path(path: str | Path) -> Path:
-    """Where the torch fp32 cell of the same study, device, size and batch writes its result: beside
-    `path` (<study>/bench/<backend>/<precision>/<device>/<shape>.json)."""
+    """Where the baseline cell (torch fp32) of the same study, device, size and batch writes its result:
+    beside `path` (<study>/bench/<backend>/<precision>/<device>/<shape>.json)."""
     path = Path(path)
-    return path.parents[3] / "torch" / "fp32" / path.parent.name / path.name
+    return path.parents[3] / BASELINE["backend"] / BASELINE["precision"] / path.parent.name / path.name
 
 
 def report_dir(root: Path = Path(".")) -> Path:
@@ -206,7 +207,7 @@ def headlines(folder: Path, n: int = HEADLINES) -> list[str]:
         return []
     import polars as pl
 
-    from infbench.report.findings import findings
+    from infbench.report.findings import findings  # lazy: polars, only when a run has ended
 
     found = findings(pl.read_parquet(summary), meta)
     status = [f.text for f in found if f.key == "cells"]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
-from infbench import model as model_lib
-from infbench.arguments import paths
-from infbench.io import write_json
+from infbench.core.arguments import paths, schema_default
+from infbench.core.io import write_json
+from infbench.stages import data
+from infbench.stages import model as model_lib
 
 # A test accuracy below this multiple of chance (1 / classes) means the model did not learn.
 NEAR_CHANCE = 1.5
@@ -173,18 +173,23 @@ def add_parser(sub) -> None:
     s = sub.add_parser("train", help="train / fine-tune / evaluate the classifier → checkpoint + metrics")
     paths(s, "--dataset", "--checkpoint", "--metrics")
     s.add_argument("--model", required=True, help="a torchvision model name or timm:<name>")
-    s.add_argument("--stem", default="imagenet", choices=["imagenet", "cifar"])
+    s.add_argument("--stem", default=schema_default("model.stem"), choices=["imagenet", "cifar"])
     s.add_argument("--weights", default=None, help="torchvision weights name (DEFAULT, IMAGENET1K_V1, …)")
     s.add_argument("--from-checkpoint", type=Path, default=None, help="the user's state_dict or module file")
     s.add_argument("--trust-checkpoint", action="store_true", help="allow unpickling a whole module")
-    s.add_argument("--epochs", type=int, default=6, help="0: evaluate only (needs weights or a checkpoint)")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS)
-    s.add_argument("--lr", type=float, default=0.05)
-    s.add_argument("--weight-decay", type=float, default=5e-4)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--epochs",
+        type=int,
+        default=schema_default("train.epochs"),
+        help="0: evaluate only (needs weights or a checkpoint)",
+    )
+    s.add_argument("--batch-size", type=int, default=schema_default("train.batch_size"))
+    s.add_argument("--optimizer", default=schema_default("train.optimizer"), choices=OPTIMIZERS)
+    s.add_argument("--lr", type=float, default=schema_default("train.lr", float))
+    s.add_argument("--weight-decay", type=float, default=schema_default("train.weight_decay", float))
+    s.add_argument("--seed", type=int, default=schema_default("train.seed"))
     s.add_argument("--threads", type=int, default=os.cpu_count())
-    s.add_argument("--image-size", type=int, default=32)
+    s.add_argument("--image-size", type=int, default=schema_default("train.image_size"))
     s.set_defaults(func=_command)
 
 

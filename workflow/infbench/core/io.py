@@ -1,6 +1,6 @@
 """Atomic writes: a file under results/ is either complete or absent, never half-written.
 
-Each file written here also gets its checksum sidecar (`infbench.integrity`), so that a later
+Each file written here also gets its checksum sidecar (`infbench.core.integrity`), so that a later
 plan can tell a damaged file from the one its rule wrote.
 """
 
@@ -12,7 +12,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from infbench import integrity
+from infbench.core import integrity
+from infbench.core.integrity import DamagedInput
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -57,3 +58,11 @@ def size_mib(path: Path | str) -> float | None:
     if p.is_dir():
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / 2**20
     return None
+
+
+def check_artifact(path: Path, rule: str) -> None:
+    """Fail with a message naming the file and the rule that rebuilds it."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"artifact {path} is missing; rebuild it with the rule '{rule}'")
+    if Path(path).stat().st_size == 0:
+        raise DamagedInput(path, rule, "empty: truncated?")

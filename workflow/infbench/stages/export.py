@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infbench import data, reference
-from infbench import model as model_lib
-from infbench.arguments import paths
-from infbench.io import atomic_path
+from infbench.core.arguments import paths, schema_default
+from infbench.core.io import atomic_path
+from infbench.stages import data, reference
+from infbench.stages import model as model_lib
 
 
 class ParityError(RuntimeError):
     pass
+
+
+# The exported graph's one input (float32 NCHW images) and one output; every reader asks the graph.
+ONNX_INPUT, ONNX_OUTPUT = "input", "logits"
 
 
 def export_onnx(
@@ -28,10 +32,10 @@ def export_onnx(
             net,
             (dummy,),
             str(tmp),
-            input_names=["input"],
-            output_names=["logits"],
+            input_names=[ONNX_INPUT],
+            output_names=[ONNX_OUTPUT],
             opset_version=opset,
-            dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}},
+            dynamic_axes={ONNX_INPUT: {0: "batch", 2: "height", 3: "width"}, ONNX_OUTPUT: {0: "batch"}},
             dynamo=False,
         )
         onnx.checker.check_model(str(tmp), full_check=True)
@@ -74,7 +78,7 @@ def parity(net, onnx_path: Path, dataset: Path, image_size: int, images: int, no
     x = data.to_input(x_img[:images], image_size, norm)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     torch_logits = model_lib.logits(net, x, len(x))
-    report = reference.agreement(sess.run(None, {"input": x})[0], torch_logits)
+    report = reference.agreement(sess.run(None, {ONNX_INPUT: x})[0], torch_logits)
     return {**report, "logit_scale": float(abs(torch_logits).max())}
 
 
@@ -82,10 +86,15 @@ def add_parser(sub) -> None:
     """`infbench export-onnx`."""
     s = sub.add_parser("export-onnx", help="checkpoint → ONNX (dynamic shapes), checked against PyTorch")
     paths(s, "--checkpoint", "--dataset", "--out")
-    s.add_argument("--image-size", type=int, default=32)
-    s.add_argument("--opset", type=int, default=17)
-    s.add_argument("--parity-images", type=int, default=64)
-    s.add_argument("--atol", type=float, default=1e-4, help="allowed max |Δ logits| per unit of max |logit|")
+    s.add_argument("--image-size", type=int, default=schema_default("train.image_size"))
+    s.add_argument("--opset", type=int, default=schema_default("export.opset"))
+    s.add_argument("--parity-images", type=int, default=schema_default("export.parity_images"))
+    s.add_argument(
+        "--atol",
+        type=float,
+        default=schema_default("export.atol", float),
+        help="allowed max |Δ logits| per unit of max |logit|",
+    )
     s.set_defaults(func=_command)
 
 

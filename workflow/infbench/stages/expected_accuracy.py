@@ -6,7 +6,8 @@ therefore made without TensorRT:
 
 - Torch-TensorRT: NVIDIA Model Optimizer's PyTorch quantisation (`mtq.quantize` with
   `INT8_DEFAULT_CFG`: per-channel int8 weights, per-tensor int8 activations, max calibration),
-  calibrated on the calibration split; compile.py exports that model and compiles it.
+  calibrated on the calibration split (backends/tensorrt/modelopt.py); backends/tensorrt/torch_tensorrt.py
+  exports that model and compiles it.
 - ONNX Runtime's TensorRT EP: the symmetric Q/DQ ONNX of quantize.py (`int8_trt.onnx`).
 
 Their expected accuracy on TensorRT is measured here on the CPU, like any variant (top-1 on the
@@ -22,12 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import accuracy
-from infbench.backends.base import import_or_unavailable, run_batches
-from infbench.grid import study_dir
-
-# nvidia-modelopt 0.47 imports huggingface_hub from modelopt.torch without declaring it.
-MODELOPT_INSTALL = "pip install nvidia-modelopt huggingface_hub (PyPI; no extras: [onnx] pins an older onnxruntime)"
+from infbench.backends.tensorrt.modelopt import modelopt_logits, qdq_logits
+from infbench.core.arguments import schema_default
+from infbench.stages import accuracy
+from infbench.study.grid import model_configs, study_dir
 
 BACKENDS = ("onnxruntime_trt", "torch_tensorrt")
 VARIANT = {
@@ -36,56 +35,12 @@ VARIANT = {
 }
 
 
-def import_mtq():
-    """modelopt.torch.quantization, or BackendUnavailable naming the import error and the fix."""
-    return import_or_unavailable("modelopt.torch.quantization", MODELOPT_INSTALL, "NVIDIA Model Optimizer")
-
-
-def quantize_module(model, images: np.ndarray, batch: int, device: str, dtype=None):
-    """Insert Model Optimizer's INT8 quantisers into `model` (in place) and calibrate their ranges on
-    `images` (normalised float32 NCHW), `batch` at a time; returns the model."""
-    import torch
-
-    mtq = import_mtq()
-
-    def forward_loop(m):
-        with torch.no_grad():
-            for i in range(0, len(images), batch):
-                m(torch.from_numpy(images[i : i + batch]).to(device, dtype or torch.float32))
-
-    return mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop=forward_loop)
-
-
-def modelopt_logits(
-    checkpoint: Path, dataset: Path, image_size: int, calib_images: int, x: np.ndarray, batch: int
-) -> np.ndarray:
-    """Logits of the Model Optimizer INT8 model (calibrated on the calibration split) on the CPU."""
-    from infbench import model
-    from infbench.quantize import calibration_images
-
-    calibration = calibration_images(dataset, image_size, calib_images, model.input_norm(checkpoint))
-    return model.logits(quantize_module(model.load_checkpoint(checkpoint), calibration, batch, "cpu"), x, batch)
-
-
-def qdq_logits(model: str, artifact: Path, x: np.ndarray, batch: int, threads: int) -> np.ndarray:
-    """Logits of the Q/DQ ONNX through the CPU execution provider, the path the onnxruntime cells run."""
-    from infbench.backends.base import Cell
-    from infbench.backends.onnxruntime_ep import OnnxRuntime
-
-    runner = OnnxRuntime(Cell(model, "onnxruntime", "int8", "cpu", x.shape[-1], batch), Path(artifact), threads)
-    runner.check_available()
-    runner.load()
-    return run_batches(runner, x, batch)
-
-
 def expected_path(dataset: str, model: str, backend: str) -> str:
     return f"{study_dir(dataset, model)}/accuracy/expected_tensorrt/{backend}.json"
 
 
 def planned(config: dict) -> list[str]:
     """The expected-accuracy results the config asks for (accuracy.expected_tensorrt)."""
-    from infbench.grid import model_configs
-
     backends = config.get("accuracy", {}).get("expected_tensorrt", [])
     return [expected_path(config["dataset"], m, b) for m in model_configs(config) for b in backends]
 
@@ -129,5 +84,10 @@ def add_parser(sub) -> None:
     accuracy.add_arguments(s)
     s.add_argument("--backend", required=True, choices=BACKENDS)
     s.add_argument("--artifact", type=Path, default=None, help="onnxruntime_trt: the Q/DQ ONNX (int8_trt.onnx)")
-    s.add_argument("--calib-images", type=int, default=128, help="torch_tensorrt: Model Optimizer calibration images")
+    s.add_argument(
+        "--calib-images",
+        type=int,
+        default=schema_default("compile.trt_calib_images"),
+        help="torch_tensorrt: Model Optimizer calibration images",
+    )
     s.set_defaults(func=lambda a: accuracy.run_stage(evaluate_expected, a))

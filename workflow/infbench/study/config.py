@@ -18,6 +18,10 @@ from pathlib import Path
 
 import yaml
 
+from infbench.backends.registry import BACKENDS
+from infbench.stages import model as model_lib
+from infbench.study import grid
+
 # Images in each dataset (the split must leave some for training).
 DATASET_IMAGES = {"digits": 1797, "cifar10": 60000}
 
@@ -154,8 +158,6 @@ def _message(error, schema: dict) -> str:
 def with_backend_options(schema: dict) -> dict:
     """The schema with its `backend_options` section built from each backend's declared options
     (backends/registry.py), so that an option a backend does not have is an error naming it."""
-    from infbench.backends.registry import BACKENDS
-
     section = {
         **schema["properties"]["backend_options"],
         "additionalProperties": False,
@@ -190,9 +192,6 @@ def repetition_seconds(bench: dict) -> float:
 def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
     """What keeps the configured model from running: its name, stem, weights, checkpoint and the
     image sizes it takes (probed on the meta device, see model.accepted_size)."""
-    from infbench import grid
-    from infbench import model as model_lib
-
     m, train = config["model"], config["train"]
     try:
         model_lib.check_name(m["name"])
@@ -228,9 +227,6 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
 
 def check_config(config: dict, workdir: str | Path = ".") -> None:
     """Checks beyond the schema, on the config with its defaults filled in."""
-    from infbench import grid
-    from infbench.backends.registry import BACKENDS
-
     problems = []
     if config["dataset"] in ("cifar10", "imagefolder"):
         data_dir = Path(workdir, config["data_dir"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
-from infbench.io import read_json
+from infbench.core.io import read_json
 from infbench.report.frame import SOURCE
 
 

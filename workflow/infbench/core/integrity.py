@@ -1,6 +1,6 @@
 """Damaged results are found before they are used, and rebuilt instead.
 
-Every file infbench writes under results/ (through `infbench.io.atomic_path`) gets a sidecar,
+Every file infbench writes under results/ (through `infbench.core.io.atomic_path`) gets a sidecar,
 `.<name>.sha256` beside it, recording the file's sha256, size and mtime as its rule wrote it.
 
 * At plan time (`check`, called by the Snakefile before any job starts) a planned file whose

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import atomic_path, check_artifact
+
 TIMM_PREFIX = "timm:"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -372,8 +375,6 @@ def initial(facts: Facts, weights: str | None, checkpoint: Path | None, trust: b
 def save(path: Path, model, facts: Facts, **extra) -> None:
     import torch
 
-    from infbench.io import atomic_path
-
     with atomic_path(path) as tmp:
         torch.save({"facts": asdict(facts), "state_dict": model.state_dict(), **extra}, tmp)
 
@@ -385,9 +386,6 @@ def read_facts(path: Path) -> Facts:
 
 def _read(path: Path):
     import torch
-
-    from infbench.backends.base import check_artifact
-    from infbench.integrity import DamagedInput
 
     check_artifact(path, "train")
     try:
@@ -407,8 +405,6 @@ def input_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def load_checkpoint(path: Path):
     """The trained model in eval mode, from a checkpoint written by `infbench train`."""
-    from infbench.integrity import DamagedInput
-
     ckpt, facts = _read(path)
     try:
         model = build(facts.name, facts.num_classes, facts.stem, facts.build_size)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
-from infbench.arguments import paths
-from infbench.io import atomic_path
+from infbench.core.arguments import paths
+from infbench.core.io import atomic_path
+from infbench.stages import data, model
 
 
 def cycled(array: np.ndarray, n: int) -> np.ndarray:
@@ -36,8 +36,6 @@ def agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
 
 
 def write(checkpoint: Path, dataset: Path, size: int, images: int, out: Path) -> int:
-    from infbench import model
-
     test_x, _ = data.load_split(Path(dataset), "test")
     x = data.to_input(test_x[np.arange(images) % len(test_x)], size, model.input_norm(checkpoint))
     logits = model.logits(model.load_checkpoint(checkpoint), x, 32)

@@ -10,17 +10,16 @@ import ast
 import functools
 import hashlib
 import itertools
-import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from infbench import devices
-from infbench import model as model_lib
-from infbench.backends.base import Cell
 from infbench.backends.registry import BACKENDS, spec
+from infbench.core.cell import Cell
+from infbench.stages import model as model_lib
+from infbench.study import devices
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def study_dir(dataset: str, model: str) -> str:
     return f"results/{dataset}/{model if model == '{model}' else model_lib.slug(model)}"
 
 
-def result_path(cell: Cell, dataset: str) -> str:
+def bench_result_path(cell: Cell, dataset: str) -> str:
     size = f"{cell.image_size}x{cell.batch_size}"
     return f"{study_dir(dataset, cell.model)}/bench/{cell.backend}/{cell.precision}/{cell.device}/{size}.json"
 
@@ -162,8 +161,14 @@ def code_hash(*relative_paths: str) -> str:
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for f in files:
             digest.update(str(f.relative_to(PACKAGE_ROOT)).encode())
-            digest.update(code_of(f.read_text()).encode())
+            digest.update(_file_code(f))
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _file_code(path: Path) -> bytes:
+    """`code_of` a package file, once per process (the rules' hashes share most of their files)."""
+    return code_of(path.read_text()).encode()
 
 
 def code_of(source: str) -> str:
@@ -194,38 +199,73 @@ def package_versions(*names: str) -> str:
     return ",".join(parts)
 
 
-# Modules every benchmark cell runs through, whatever its backend.
-BENCH_CORE = ("bench.py", "measure", "backends/base.py", "reference.py", "precisions.py")
+# Not code of any job: the workflow's wiring (the registry, the study's cells and paths) reaches a job
+# through its inputs, outputs and params, so editing it (a backend added, say) reruns nothing by itself.
+NOT_CODE = ("backends.registry", "study")
+
+
+@functools.cache
+def imports_of(module: str) -> frozenset[str]:
+    """The infbench modules `module` ("stages.train") imports, wherever in it (inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(module_path(module).read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.removeprefix("infbench.") for a in node.names if a.name.startswith("infbench.")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("infbench."):
+            parent = node.module.removeprefix("infbench.")
+            found |= {f"{parent}.{a.name}" if module_path(f"{parent}.{a.name}") else parent for a in node.names}
+    return frozenset(m for m in found if module_path(m))
+
+
+def module_path(module: str) -> Path | None:
+    """The file of package module `module` ("bench.cell" or the package "bench"), None if there is none."""
+    base = PACKAGE_ROOT.joinpath(*module.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+@functools.cache
+def module_files(*modules: str) -> tuple[str, ...]:
+    """The package files that `modules` run: each one and every module it imports, at any depth, but
+    the NOT_CODE ones (paths relative to the package, for `code_hash`)."""
+    found, todo = set(), list(modules)
+    while todo:
+        name = todo.pop()
+        if name in found or any(name == n or name.startswith(n + ".") for n in NOT_CODE):
+            continue
+        found.add(name)
+        todo += imports_of(name)
+    return tuple(sorted(str(module_path(m).relative_to(PACKAGE_ROOT)) for m in found))
+
+
+def stage_code_hash(*modules: str) -> str:
+    """The code of a rule whose command runs `modules` ("stages.train"): an edit of any module they
+    import, at any depth, reruns it."""
+    return code_hash(*module_files(*modules))
+
+
+def backend_module(backend: str) -> str:
+    return f"backends.{BACKENDS[backend].module}"
 
 
 def backend_modules(module: str) -> list[str]:
-    """A backend module and the backend modules it imports (torchscript builds on torch_eager…)."""
-    found, todo = [], [module]
-    while todo:
-        name = todo.pop()
-        if name in found:
-            continue
-        found.append(name)
-        source = (PACKAGE_ROOT / "backends" / f"{name}.py").read_text()
-        todo += re.findall(r"^from infbench\.backends\.(\w+) import", source, flags=re.MULTILINE)
-    return sorted(found)
+    """A backend module and the backend modules it runs (torchscript builds on torch_eager…)."""
+    files = module_files(f"backends.{module}")
+    return sorted(
+        f.removeprefix("backends/").removesuffix(".py").replace("/", ".") for f in files if f.startswith("backends/")
+    )
 
 
-def backend_files(backend: str) -> tuple[str, ...]:
-    """The package files of a backend's code: its module and every backend module it builds on."""
-    return tuple(f"backends/{m}.py" for m in backend_modules(BACKENDS[backend].module))
+# What a benchmark cell's jobs run besides its backend: the cell's command and its measuring process
+# (started as `python -m infbench.bench.process`, not imported).
+BENCH = ("bench.command", "bench.process")
 
 
 def backend_code_hash(backend: str) -> str:
-    return code_hash(*BENCH_CORE, *backend_files(backend))
-
-
-# Modules every accuracy job runs through, whatever its backend.
-ACCURACY_CORE = ("accuracy.py", "data.py", "model.py", "precisions.py", "reference.py")
+    return stage_code_hash(*BENCH, backend_module(backend))
 
 
 def accuracy_code_files(backend: str) -> tuple[str, ...]:
-    return (*ACCURACY_CORE, *backend_files(backend))
+    return module_files("stages.accuracy", backend_module(backend))
 
 
 def accuracy_code_hash(backend: str) -> str:

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench import data
-from infbench.arguments import paths
-from infbench.integrity import DamagedInput
-from infbench.io import atomic_path
+from infbench.core.arguments import paths, schema_default
+from infbench.core.integrity import DamagedInput
+from infbench.core.io import atomic_path
+from infbench.stages import data
 
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -386,11 +386,22 @@ def add_parser(sub) -> None:
         "--mode", default="static", choices=["static", "dynamic", "trt"], help="trt: symmetric int8 Q/DQ for TensorRT"
     )
     s.add_argument("--dataset", type=Path, default=None, help="calibration split (static)")
-    s.add_argument("--image-size", type=int, default=32, help="calibration resolution (static)")
-    s.add_argument("--method", default="MinMax", choices=["MinMax", "Entropy", "Percentile"])
-    s.add_argument("--samples", type=int, default=200, help="calibration images (static)")
-    s.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=True)
-    s.add_argument("--activation-type", default="uint8", choices=["uint8", "int8"])
+    s.add_argument(
+        "--image-size", type=int, default=schema_default("train.image_size"), help="calibration resolution (static)"
+    )
+    s.add_argument(
+        "--method", default=schema_default("quantize.calibration_method"), choices=["MinMax", "Entropy", "Percentile"]
+    )
+    s.add_argument(
+        "--samples",
+        type=int,
+        default=schema_default("quantize.calibration_samples"),
+        help="calibration images (static)",
+    )
+    s.add_argument(
+        "--per-channel", action=argparse.BooleanOptionalAction, default=schema_default("quantize.per_channel")
+    )
+    s.add_argument("--activation-type", default=schema_default("quantize.activation_type"), choices=["uint8", "int8"])
     s.add_argument("--exclude-op-type", action="append", default=[], help="an op type kept in float (repeatable)")
     s.add_argument("--exclude-node", action="append", default=[], help="a node name kept in float (repeatable)")
     s.set_defaults(func=_quantize_command)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from functools import cache
 from importlib import metadata
 
+from infbench.backends.registry import BACKENDS
+
 AUTO = "auto"
 
 # What a backend needs on CUDA beyond a CUDA build of PyTorch: any one of the distributions of each group,
@@ -72,8 +74,6 @@ def unmeasurable_on_cuda(backends) -> list[str]:
     """The precisions the grid asks of no backend on CUDA that no backend installed here could run there
     (INT8 on a GPU needs TensorRT): said in the report, with why, rather than left as a silent gap.
     A precision some installed backend runs on CUDA is a choice of the grid, not a gap."""
-    from infbench.backends.registry import BACKENDS  # (registry imports nothing heavy)
-
     asked = {p for b, precisions in backends.items() for p in precisions if p in BACKENDS[b].support.get("cuda", ())}
     capable: dict[str, list[str]] = {}
     for name, spec in BACKENDS.items():

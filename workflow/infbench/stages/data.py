@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from infbench.arguments import paths
-from infbench.integrity import DamagedInput, file_digest
+from infbench.core.arguments import paths, schema_default
+from infbench.core.integrity import DamagedInput, file_digest
+from infbench.core.io import atomic_path
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the config's default (cifar10_md5) is the same
@@ -150,9 +151,9 @@ def prepare(
     dataset: str,
     data_dir: Path,
     out: Path,
-    calib: int,
-    test: int,
-    seed: int,
+    calib: int,  # images in the calibration split
+    test: int,  # images in the test split
+    seed: int,  # of the split's shuffle
     cifar_md5: str | None = None,
     image_size: int = 64,
 ):
@@ -166,7 +167,6 @@ def prepare(
     else:
         raise ValueError(f"unknown dataset '{dataset}' (choose {', '.join(DATASETS)})")
     arrays = {**split(images, labels, calib, test, seed), "classes": np.asarray(classes)}
-    from infbench.io import atomic_path
 
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
@@ -212,13 +212,18 @@ def add_parser(sub) -> None:
     """`infbench prepare-data`."""
     s = sub.add_parser("prepare-data", help="dataset → results/data/<name>.npz")
     s.add_argument("--dataset", required=True, choices=DATASETS)
-    s.add_argument("--data-dir", type=Path, default=Path("data"))
+    s.add_argument("--data-dir", type=Path, default=Path(schema_default("data_dir")))
     paths(s, "--out")
-    s.add_argument("--calib", type=int, default=200)
-    s.add_argument("--test", type=int, default=400)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--calib", type=int, default=schema_default("split.calibration"))
+    s.add_argument("--test", type=int, default=schema_default("split.test"))
+    s.add_argument("--seed", type=int, default=schema_default("split.seed"))
     s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: CIFAR10_MD5")
-    s.add_argument("--image-size", type=int, default=64, help="imagefolder: the side images are stored at")
+    s.add_argument(
+        "--image-size",
+        type=int,
+        default=schema_default("data_image_size"),
+        help="imagefolder: the side images are stored at",
+    )
     s.set_defaults(func=_command)
 
 

@@ -1,0 +1,1 @@
+"""TensorRT, all of it: Torch-TensorRT, ONNX Runtime's TensorRT EP, Model Optimizer's INT8."""

@@ -1,0 +1,1 @@
+"""One benchmark cell: measuring processes, their repetitions, the cell's result."""

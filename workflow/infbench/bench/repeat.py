@@ -1,0 +1,157 @@
+"""The repetition loop of a cell and its checks: each repetition held against the interference signals
+(disturbed ones replaced), more repetitions while the interval is wider than the tolerance and the run's
+adaptive budget grants their time."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+
+from infbench.backends.registry import BASELINE
+from infbench.bench.combine import combined_throughput
+from infbench.bench.gpu_slots import probe_mismatch
+from infbench.bench.launch import run_repetition
+from infbench.core.cell import Cell
+from infbench.core.integrity import DamagedInput
+from infbench.measure import repetitions
+from infbench.measure.budget import Ledger
+from infbench.measure.interference import disturbance
+
+
+def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
+    """Repetitions measured by earlier jobs (`record_repetition`), in the order they were measured."""
+    reps = []
+    for path in paths:
+        try:
+            rep = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise DamagedInput(path, "bench_repetition", f"not a repetition result: {exc}") from exc
+        if rep.get("cell") != asdict(cell):
+            raise DamagedInput(path, "bench_repetition", f"it is a repetition of another cell ({rep.get('cell')})")
+        reps.append(rep)
+    return sorted(reps, key=lambda r: r["started"])
+
+
+def repetition_summary(rep: dict) -> dict:
+    """What the result keeps of each repetition (the full detail stays in the cell's log)."""
+    keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "spare_cores")
+    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache", "adaptive")
+    # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
+    keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
+    out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
+    if rep.get("gpu"):
+        out["gpu_uuid"] = rep["gpu"].get("uuid")
+    if rep.get("status") == "ok":
+        out["throughput_img_s"] = rep["throughput"]["img_s"]
+        out["throughput_ci95_rel"] = rep["throughput"]["ci95_rel"]
+        out["windows_img_s"] = rep["throughput"]["windows_img_s"]
+        out["latency_ms_p50"] = rep["latency"]["p50_ms"]
+        out["latency_ms_p99"] = rep["latency"]["p99_ms"]
+        out["host_issue_fraction"] = rep["latency"]["host_issue_fraction"]
+    return out
+
+
+def _quiet_canary_ms(probe: dict, rep: dict) -> float | None:
+    """The probe's quiet canary time, unless the probe ran on another GPU model than `rep`."""
+    return None if probe_mismatch(probe, rep.get("gpu")) else probe.get("canary_ms")
+
+
+def repeat(
+    cell: Cell, args: dict, timeout_s: float, probe: dict, earlier: list[dict] = (), ledger: Ledger | None = None
+) -> tuple[list[dict], dict | None]:
+    """Repetitions until `repetitions` undisturbed ones give an interval within the tolerance:
+    (every repetition run, the failure that stopped them or None). `earlier`: repetitions already
+    measured (by their own jobs), taken first. A disturbed repetition is replaced (up to `max_extra`);
+    a cell still too wide measures more while the run's `ledger` grants their time (adaptive
+    repetitions, measure/budget.py), up to MAX_REPETITIONS."""
+    policy = args["repetitions"]
+    runs: list[dict] = []
+    pending = list(earlier)
+    while True:
+        drawn = None
+        if pending:
+            rep = pending.pop(0)
+        elif _planned_left(runs, policy):  # agreement once, in the first repetition
+            rep = run_repetition(cell, {**args, "check_agreement": not runs}, timeout_s)
+        elif (drawn := _draw(cell, args, runs, ledger)) is not None:
+            rep = run_repetition(cell, {**args, "check_agreement": False}, timeout_s)
+            ledger.settle(cell.key, drawn, rep["process_s"])
+            rep["adaptive"] = True
+        else:
+            break
+        if rep["status"] != "ok":
+            return runs, rep
+        rep["disturbed"] = disturbance(
+            rep["canary_before_ms"],
+            rep["canary_after_ms"],
+            _quiet_canary_ms(probe, rep),
+            rep.get("foreign_cores"),
+            args["interference"]["canary_slowdown"],
+            args["interference"]["foreign_cores"],
+            rep.get("spare_cores") or 0,
+        )
+        runs.append(rep)
+        good = [r for r in runs if not r["disturbed"]]
+        if not pending and len(good) >= policy["repetitions"]:
+            if repetitions.verdict(combined_throughput(good), args["tolerance"], policy["repetitions"]) == "stable":
+                break
+    return runs, None
+
+
+def _planned_left(runs: list[dict], policy: dict) -> bool:
+    """Whether a planned repetition is still owed: fewer than `repetitions` undisturbed ones, and a
+    disturbed one is replaced at most `max_extra` times. A wide interval is no reason here: the run's
+    adaptive budget decides that (`_draw`), so a noisy cell cannot take a fixed extra share of every run."""
+    good = sum(not r["disturbed"] for r in runs)
+    return good < policy["repetitions"] and len(runs) < policy["repetitions"] + policy["max_extra"]
+
+
+# At 12 repetitions the median's interval leaves out the three extreme ones at each end (k = 3): a cell
+# still wider than the tolerance there has a spread of its own that more repetitions will not narrow.
+MAX_REPETITIONS = 12
+
+
+def _draw(cell: Cell, args: dict, runs: list[dict], ledger: Ledger | None) -> float | None:
+    """Seconds drawn from the run's budget for one more repetition of `cell` (its median repetition
+    time so far), or None: no budget, the cap reached, or the budget (its part of it) spent."""
+    if ledger is None or not runs or len(runs) >= MAX_REPETITIONS:
+        return None
+    cost = statistics.median(r["process_s"] for r in runs)
+    good = [r for r in runs if not r["disturbed"]] or runs
+    priority = needed_by_findings(cell, good, args.get("repetitions_root"))
+    return cost if ledger.draw(cell.key, cost, priority) else None
+
+
+def needed_by_findings(cell: Cell, runs: list[dict], root: str | None) -> bool:
+    """Whether the findings may need this cell: the baseline (torch fp32), or a candidate for a "best"
+    among the cells of its device whose repetitions are on disk under `root` (its repetitions reach the
+    fastest cell's, or, at batch 1, the lowest latency's). Without others to compare, every cell is."""
+    if (cell.backend, cell.precision) == (BASELINE["backend"], BASELINE["precision"]):
+        return True
+    others = _device_repetitions(Path(root), cell.device) if root else {}
+    if not others:
+        return True
+    tput = {k: [r["throughput"]["img_s"] for r in reps] for k, reps in others.items()}
+    fastest = max(tput.values(), key=statistics.median)
+    if max(r["throughput"]["img_s"] for r in runs) >= min(fastest):
+        return True
+    if cell.batch_size != 1:
+        return False
+    p50 = {k: [r["latency"]["p50_ms"] for r in reps] for k, reps in others.items() if k.endswith("x1")}
+    quickest = min(p50.values(), key=statistics.median) if p50 else []
+    return not quickest or min(r["latency"]["p50_ms"] for r in runs) <= max(quickest)
+
+
+def _device_repetitions(root: Path, device: str) -> dict[str, list[dict]]:
+    """Every measured repetition under `root` (…/repetitions) of the cells on `device`, by cell folder."""
+    out: dict[str, list[dict]] = {}
+    for path in root.glob(f"*/*/{device}/*/*.json"):
+        try:
+            rep = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a damaged repetition is its own cell's business (load_repetitions)
+        if rep.get("status") == "ok":
+            out.setdefault(str(path.parent.relative_to(root)), []).append(rep)
+    return out

@@ -1,0 +1,1 @@
+"""A study: the config, its cells (paths, code hashes) and devices."""
