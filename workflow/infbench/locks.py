@@ -2,10 +2,11 @@
 
 Snakemake's own directory lock is a set of files it checks and then writes: two runs started
 together can both pass the check (or one reads a lock file the other just removed and dies with a
-raw FileNotFoundError), and a run killed with SIGKILL leaves its files behind. So infbench takes
-its own lock first, while the Snakefile is read: an exclusive `flock` on `.snakemake/infbench-run.lock`,
-held by the Snakemake process until it ends. The kernel releases it however the process ends
-(`kill -9`, the OOM killer), so:
+raw FileNotFoundError), and a run killed with SIGKILL leaves its files behind. So a run takes
+infbench's own lock first, as it starts and before Snakemake checks its own (workflow/rules/common.smk,
+`start_run`; a dry run, `--lint` and a `module` import take none): an exclusive `flock` on
+`.snakemake/infbench-run.lock`, held by the Snakemake process until it ends. The kernel releases it
+however the process ends (`kill -9`, the OOM killer), so:
 
 * a second run finds it held and stops at once, naming the run that holds it, since when, and
   what to do;
