@@ -40,8 +40,9 @@ def _command() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "snakemake"
 
 
-def acquire(run_lock: Path = RUN_LOCK, snakemake_locks: Path = SNAKEMAKE_LOCKS) -> list[str]:
-    """Hold the folder for this process, or raise FolderBusy; returns notes on stale locks cleared."""
+def acquire(run_lock: Path = RUN_LOCK, snakemake_locks: Path | None = SNAKEMAKE_LOCKS) -> list[str]:
+    """Hold the folder for this process, or raise FolderBusy; returns notes on stale locks cleared
+    (`snakemake_locks` None: none are, for a run whose Snakemake has already written its own)."""
     run_lock = Path(run_lock)
     if run_lock in _held:
         return []
@@ -63,7 +64,7 @@ def acquire(run_lock: Path = RUN_LOCK, snakemake_locks: Path = SNAKEMAKE_LOCKS) 
             "then run again (it keeps every finished result)"
         ) from None
     _held[run_lock] = fd
-    notes = _clear_stale(_read(fd), Path(snakemake_locks))
+    notes = _clear_stale(_read(fd), Path(snakemake_locks)) if snakemake_locks is not None else []
     me = {
         "host": socket.gethostname(),
         "pid": os.getpid(),

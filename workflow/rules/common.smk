@@ -29,25 +29,28 @@ check_config(config, workflow.basedir)
 #   them and forces their rules (as `--forcerun FILE` does), so its job table lists the rebuild.
 #   The run forces them too, in case --trust-io-cache gave the DAG a listing from before.
 # Any other target (a file, one rule) gets the lock and the plan in onstart, once its jobs are
-# chosen; its damaged inputs are then met by the job that reads them (infbench/integrity.py).
+# chosen: Snakemake has written its own lock files by then, so none is cleared as stale; its
+# damaged inputs are met by the job that reads them (infbench/integrity.py).
 STARTED = []  # start_run has run in this process
 
 
-def start_run(planned=()):
+def start_run(planned=(), snakemake_locks=locks.SNAKEMAKE_LOCKS):
     if STARTED or not workflow.is_main_process or workflow.executor_plugin is None:
         return  # started, a job's own process, or no run (--report, --summary: a DAG only)
     STARTED.append(True)
     if not workflow.dryrun:
         try:
-            for note in locks.acquire():
+            for note in locks.acquire(snakemake_locks=snakemake_locks):
                 print(note, file=sys.stderr)
         except locks.FolderBusy as busy:
             sys.exit(f"infbench: {busy}")
     for line in plan.lines(config):
         logger.info(line)
+    # the DAG's --forcerun files (a set in Snakemake 8 and 9; without it a dry run only names them)
+    forced = getattr(workflow.dag, "forcefiles", set())
     for path, note in integrity.check(planned, heal=not workflow.dryrun):
         print(note, file=sys.stderr)
-        workflow.dag.forcefiles.add(str(path))
+        forced.add(str(path))
 
 
 def report_inputs(wildcards):
@@ -74,7 +77,7 @@ def drop_local_rate_limiter():
 
 onstart:
     drop_local_rate_limiter()
-    start_run()
+    start_run(snakemake_locks=None)
 
 
 CELLS, DROPPED = grid.expand(config)
