@@ -160,6 +160,50 @@ def test_a_damaged_artifact_is_removed_and_rebuilt_and_no_ok_result_becomes_an_e
     assert planned_jobs(wd, "report") == {}
 
 
+def test_lint_and_dry_runs_read_the_workflow_only_no_lock_no_removal(reported_copy, tmp_path):
+    """Reading the workflow does no work: while a run holds the folder, `snakemake --lint` and `-n` (also
+    from another folder, --directory) neither are refused nor take its lock, and a damaged file stays as
+    it is; the dry run names it and lists its rebuild. A real run is still refused, before it heals."""
+    wd = reported_copy
+    truncate_keeping_mtime(wd / ONNX)
+    damaged = {rel: (wd / rel).read_bytes() for rel in (ONNX, f"{STUDY}/onnx/.fp32.onnx.sha256")}
+    holder = subprocess.Popen(  # a run holding the folder (its lock, as a run takes it)
+        [sys.executable, "-c", "from infbench import locks; locks.acquire(); print('held', flush=True); input()"],
+        cwd=wd, env={**os.environ, "PYTHONPATH": str(wd / "workflow")},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        record = (wd / ".snakemake/infbench-run.lock").read_bytes()
+
+        lint = snakemake(wd, "--lint")
+        assert "Plan:" not in lint.stdout + lint.stderr and "damaged" not in lint.stderr
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-n", "report"]
+        dry = subprocess.run(
+            [*cmd, "--snakefile", str(wd / "Snakefile"), "--directory", str(wd)],
+            cwd=elsewhere, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PYTHONPATH": str(wd / "workflow")},
+        )  # fmt: skip
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "Plan: 2 cells on cpu; 2 done, 0 to measure" in dry.stdout + dry.stderr
+        assert f"infbench: {ONNX} is damaged: " in dry.stderr and "a run removes it" in dry.stderr, dry.stderr
+        assert planned_jobs(wd, "report") == {
+            **DELETED[ONNX], "aggregate": 1, "render_report": 1, "report": 1,
+        }  # fmt: skip
+        assert {rel: (wd / rel).read_bytes() for rel in damaged} == damaged  # not removed, not rewritten
+        assert (wd / ".snakemake/infbench-run.lock").read_bytes() == record  # the holder's, untouched
+
+        refused = snakemake(wd, "report", check=False)
+        assert refused.returncode == 1
+        assert f"another Snakemake run holds this folder: pid {holder.pid} on " in refused.stderr, refused.stderr
+        assert {rel: (wd / rel).read_bytes() for rel in damaged} == damaged
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def infbench(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(workdir / "workflow")}
     cmd = [sys.executable, "-m", "infbench.cli", *args]

@@ -126,3 +126,10 @@ def test_a_live_runs_lock_is_never_cleared(tmp_path):
     assert locks.acquire(run_lock, snakemake_locks) == []
     assert (snakemake_locks / "1.input.lock").exists()
     locks.release(run_lock)
+
+    # A run that takes the folder after Snakemake wrote its own locks (onstart, for a target other than
+    # `report`): the gone run's record on this host, yet no lock is cleared (they may be this run's).
+    run_lock.write_text(json.dumps({**record, "pid": holder.pid}))
+    assert locks.acquire(run_lock, None) == []
+    assert (snakemake_locks / "1.input.lock").exists()
+    locks.release(run_lock)

@@ -15,15 +15,53 @@ from snakemake.logging import logger
 
 check_config(config, workflow.basedir)
 
-# One run at a time in this folder: a second one stops here, naming the first. The locks a run
-# killed with SIGKILL left behind are cleared, so that `snakemake report` resumes without
-# `--unlock` (infbench/core/locks.py says when a lock is left alone).
-if workflow.is_main_process:
-    try:
-        for note in locks.acquire():
-            print(note, file=sys.stderr)
-    except locks.FolderBusy as busy:
-        sys.exit(f"infbench: {busy}")
+# Reading this workflow does no work: `snakemake --lint`, --list, Snakemake's own --report and an
+# outer workflow's `module infbench` only read the config and plan. What a run does as it starts is
+# here, called by report_inputs, the input function of the `report` and `all` targets: Snakemake
+# evaluates it when it makes the target's job, the first step of building the run's DAG, before it
+# looks at any file or checks its own lock (snakemake/dag.py, DAG.init; workflow.py, execute). So:
+# * one run at a time in this folder: a second one stops here, naming the first. The locks a run
+#   killed with SIGKILL left behind are cleared before Snakemake would refuse to start, so that
+#   `snakemake report` resumes without `--unlock` (infbench/core/locks.py says when a lock is left
+#   alone). The lock is held until the process ends, however it ends. A dry run takes none.
+# * the plan (cells per device and backend, what is done, the time left), for a run or a dry run.
+# * damaged files (infbench/core/integrity.py): a run removes them here, so the DAG Snakemake is about
+#   to build sees them missing and rebuilds them, with what uses them, in this run; onstart would
+#   be too late (Snakemake runs it once the jobs are chosen). A dry run removes nothing: it names
+#   them and forces their rules (as `--forcerun FILE` does), so its job table lists the rebuild.
+#   The run forces them too, in case --trust-io-cache gave the DAG a listing from before.
+# Any other target (a file, one rule) gets the lock and the plan in onstart, once its jobs are
+# chosen: Snakemake has written its own lock files by then, so none is cleared as stale; its
+# damaged inputs are met by the job that reads them (infbench/core/integrity.py).
+STARTED = []  # start_run has run in this process
+
+
+def start_run(planned=(), snakemake_locks=locks.SNAKEMAKE_LOCKS):
+    if STARTED or not workflow.is_main_process or workflow.executor_plugin is None:
+        return  # started, a job's own process, or no run (--report, --summary: a DAG only)
+    STARTED.append(True)
+    if not workflow.dryrun:
+        try:
+            for note in locks.acquire(snakemake_locks=snakemake_locks):
+                print(note, file=sys.stderr)
+        except locks.FolderBusy as busy:
+            sys.exit(f"infbench: {busy}")
+    for line in plan.lines(config):
+        logger.info(line)
+    # the DAG's --forcerun files (a set in Snakemake 8 and 9; without it a dry run only names them)
+    forced = getattr(workflow.dag, "forcefiles", set())
+    for path, note in integrity.check(planned, heal=not workflow.dryrun):
+        print(note, file=sys.stderr)
+        forced.add(str(path))
+
+
+def report_inputs(wildcards):
+    """The input of the `report` and `all` targets (PLANNED and the report, from report.smk); a run
+    of them starts here, its planned files and the report's checked before Snakemake looks at any.
+    """
+    report_files = [*rules.aggregate.output, *rules.render_report.output[:2]]
+    start_run(planned=[*PLANNED, *report_files])
+    return [*PLANNED, *rules.aggregate.output, *rules.render_report.output]
 
 
 # Snakemake's job-rate limiter (--max-jobs-per-timespan, on by default) wakes the scheduler from a
@@ -41,14 +79,11 @@ def drop_local_rate_limiter():
 
 onstart:
     drop_local_rate_limiter()
+    start_run(snakemake_locks=None)
 
 
 CELLS, DROPPED = grid.expand(config)
 
-# The plan (cells per device and backend, what is done, the time left) before a run or dry run.
-if workflow.is_main_process:
-    for line in plan.lines(config):
-        logger.info(line)
 # The study's models, each with the config of its own study (model:, or each entry of models:),
 # named as folders and wildcards name them (a safe form of the name: timm:<name> holds a colon).
 MODEL_CONFIGS = grid.model_configs(config)

@@ -67,12 +67,6 @@ rule render_report:
         "infbench report --summary {input.summary:q} --meta {input.meta:q} --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
-# Every file this run plans (planned_files in common.smk), asked for by the `report` target.
+# Every file this run plans (planned_files in common.smk), asked for by the `report` target
+# (report_inputs in common.smk).
 PLANNED = planned_files()
-
-# A planned file whose content is no longer what its rule wrote is removed before any job starts,
-# so that this run rebuilds it (infbench/core/integrity.py): no job reads it, no result is made of it.
-if workflow.is_main_process:
-    report_files = [*rules.aggregate.output, *rules.render_report.output[:2]]
-    for note in integrity.check([*PLANNED, *report_files]):
-        print(note, file=sys.stderr)

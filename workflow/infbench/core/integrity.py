@@ -3,10 +3,12 @@
 Every file infbench writes under results/ (through `infbench.core.io.atomic_path`) gets a sidecar,
 `.<name>.sha256` beside it, recording the file's sha256, size and mtime as its rule wrote it.
 
-* At plan time (`check`, called by the Snakefile before any job starts) a planned file whose
+* When a run starts (`check`, called by the workflow as Snakemake begins to build the run's jobs,
+  before it looks at any file: workflow/rules/common.smk, `start_run`) a planned file whose
   content no longer matches its sidecar is removed, with one line naming it and the stage that
   writes it: Snakemake then sees it missing and rebuilds it with what depends on it. The old
   results of those jobs are replaced by new ones, never by errors about the damaged file.
+  A dry run only names it (`heal=False`: nothing is removed or rewritten) and forces its rule.
   Size and mtime unchanged means unchanged (so a plan does not read every artifact each time).
 * At read time a loader that cannot parse its input raises `DamagedInput` (file and rule named);
   `infbench.cli` then removes that file and fails the job without writing its output, so the
@@ -71,8 +73,9 @@ def remove(path: Path | str) -> None:
     forget(path)
 
 
-def damaged(path: Path) -> str | None:
-    """Why `path` differs from what its writer recorded, or None (no sidecar: nothing to compare)."""
+def damaged(path: Path, refresh: bool = True) -> str | None:
+    """Why `path` differs from what its writer recorded, or None (no sidecar: nothing to compare).
+    `refresh`: a file touched or copied but not changed gets its sidecar's new mtime."""
     try:
         rec = json.loads(sidecar(path).read_text())
         st = path.stat()
@@ -81,21 +84,25 @@ def damaged(path: Path) -> str | None:
     if st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime_ns"):
         return None
     if file_digest(path) == rec.get("sha256"):
-        _write(path, rec["sha256"], rec.get("stage"))  # touched or copied, not changed: note the new mtime
+        if refresh:  # touched or copied, not changed: note the new mtime
+            _write(path, rec["sha256"], rec.get("stage"))
         return None
     writer = f"`infbench {rec['stage']}`" if rec.get("stage") else "its rule"
     sizes = f"{rec.get('size')} bytes then, {st.st_size} now"
     return f"its sha256 differs from the one {writer} recorded when it wrote it ({sizes})"
 
 
-def check(paths: Iterable[str | Path]) -> list[str]:
-    """Remove the planned files whose content changed since they were written; one line each."""
-    notes = []
+def check(paths: Iterable[str | Path], heal: bool = True) -> list[tuple[Path, str]]:
+    """The planned files whose content changed since they were written, each with one line. `heal`
+    (a run) removes them; without it (a dry run) they are only named and nothing is written."""
+    found = []
     for path in map(Path, paths):
         if not path.is_file():
             continue
-        why = damaged(path)
-        if why:
+        why = damaged(path, refresh=heal)
+        if why and heal:
             remove(path)
-            notes.append(f"infbench: {path} is damaged: {why}; removed it, this run rebuilds it and what uses it")
-    return notes
+        if why:
+            then = "removed it, this run rebuilds it" if heal else "a run removes it and rebuilds it"
+            found.append((path, f"infbench: {path} is damaged: {why}; {then} and what uses it"))
+    return found

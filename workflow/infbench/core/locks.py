@@ -2,10 +2,11 @@
 
 Snakemake's own directory lock is a set of files it checks and then writes: two runs started
 together can both pass the check (or one reads a lock file the other just removed and dies with a
-raw FileNotFoundError), and a run killed with SIGKILL leaves its files behind. So infbench takes
-its own lock first, while the Snakefile is read: an exclusive `flock` on `.snakemake/infbench-run.lock`,
-held by the Snakemake process until it ends. The kernel releases it however the process ends
-(`kill -9`, the OOM killer), so:
+raw FileNotFoundError), and a run killed with SIGKILL leaves its files behind. So a run takes
+infbench's own lock first, as it starts and before Snakemake checks its own (workflow/rules/common.smk,
+`start_run`; a dry run, `--lint` and a `module` import take none): an exclusive `flock` on
+`.snakemake/infbench-run.lock`, held by the Snakemake process until it ends. The kernel releases it
+however the process ends (`kill -9`, the OOM killer), so:
 
 * a second run finds it held and stops at once, naming the run that holds it, since when, and
   what to do;
@@ -39,8 +40,9 @@ def _command() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "snakemake"
 
 
-def acquire(run_lock: Path = RUN_LOCK, snakemake_locks: Path = SNAKEMAKE_LOCKS) -> list[str]:
-    """Hold the folder for this process, or raise FolderBusy; returns notes on stale locks cleared."""
+def acquire(run_lock: Path = RUN_LOCK, snakemake_locks: Path | None = SNAKEMAKE_LOCKS) -> list[str]:
+    """Hold the folder for this process, or raise FolderBusy; returns notes on stale locks cleared
+    (`snakemake_locks` None: none are, for a run whose Snakemake has already written its own)."""
     run_lock = Path(run_lock)
     if run_lock in _held:
         return []
@@ -62,7 +64,7 @@ def acquire(run_lock: Path = RUN_LOCK, snakemake_locks: Path = SNAKEMAKE_LOCKS) 
             "then run again (it keeps every finished result)"
         ) from None
     _held[run_lock] = fd
-    notes = _clear_stale(_read(fd), Path(snakemake_locks))
+    notes = _clear_stale(_read(fd), Path(snakemake_locks)) if snakemake_locks is not None else []
     me = {
         "host": socket.gethostname(),
         "pid": os.getpid(),
