@@ -72,11 +72,17 @@ def lines(config: dict, root: Path = Path(".")) -> list[str]:
     total = sum(r["cells"] for r in rows)
     done = sum(r["done"] for r in rows)
     left = sum(r["seconds_left"] for r in rows)
+    budget = config["bench"].get("extra_budget_s") or 0  # spent only on cells still too wide: an upper bound
     requested = config["grid"]["devices"]
     where = ", ".join(devices.resolve(requested)) + (" (auto)" if requested == devices.AUTO else "")
     out = [
         f"Plan: {total} cells on {where}; {done} done, {total - done} to measure"
         + (f", about {duration(left)} of measuring" if total > done else "")
+        + (
+            f" plus up to {duration(budget)} of adaptive repetitions (bench.extra_budget_s)"
+            if total > done and budget
+            else ""
+        )
     ]
     width = max(len(r["backend"]) for r in rows) if rows else 7
     for r in rows:
