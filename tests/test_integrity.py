@@ -42,11 +42,12 @@ ORT_CELL = f"{STUDY}/bench/onnxruntime/fp32/cpu/32x4.json"
 
 
 def finished(workdir: Path, under: str = "results") -> dict[str, tuple[int, int]]:
-    """Every result file under `under` (logs and checksum sidecars aside) → (inode, mtime)."""
+    """Every result file under `under` (logs, checksum sidecars and the run's adaptive-repetition ledger aside:
+    a run's bookkeeping, not a result) → (inode, mtime)."""
     return {
         str(p.relative_to(workdir)): (p.stat().st_ino, p.stat().st_mtime_ns)
         for p in (workdir / under).rglob("*")
-        if p.is_file() and "logs" not in p.parts and not p.name.startswith(".")
+        if p.is_file() and "logs" not in p.parts and not p.name.startswith(".") and "extra_budget" not in p.name
     }
 
 
@@ -168,7 +169,7 @@ def test_lint_and_dry_runs_read_the_workflow_only_no_lock_no_removal(reported_co
     truncate_keeping_mtime(wd / ONNX)
     damaged = {rel: (wd / rel).read_bytes() for rel in (ONNX, f"{STUDY}/onnx/.fp32.onnx.sha256")}
     holder = subprocess.Popen(  # a run holding the folder (its lock, as a run takes it)
-        [sys.executable, "-c", "from infbench import locks; locks.acquire(); print('held', flush=True); input()"],
+        [sys.executable, "-c", "from infbench.core import locks; locks.acquire(); print('held', flush=True); input()"],
         cwd=wd, env={**os.environ, "PYTHONPATH": str(wd / "workflow")},
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

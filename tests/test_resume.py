@@ -99,7 +99,7 @@ def test_a_live_runs_lock_is_never_cleared(tmp_path):
     (snakemake_locks / "0.input.lock").write_text("results/x.json\n")
     # A live run (another process) holds the folder: this one is refused, and its locks are kept.
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from infbench import locks; locks.acquire({str(run_lock)!r}, {str(tmp_path)!r}); "
+        [sys.executable, "-c", f"from infbench.core import locks; locks.acquire({str(run_lock)!r}, {str(tmp_path)!r}); "
          "print('held', flush=True); input()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
