@@ -2,7 +2,9 @@
 
 Training once per session is enough: `trained_workflow` runs the workflow up to the ONNX export a
 single time, and `workflow_copy` hands each test its own copy of that folder (results and
-Snakemake's metadata included, times preserved), so tests never share state.
+Snakemake's metadata included, times preserved), so tests never share state. Likewise the default
+study is run through `report` once (`reported_run`): tests that only read it share it, tests that
+change it take `reported_copy`.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ TINY_CONFIG = {
         "devices": ["cpu"],
         "backends": {"torch": ["fp32"], "onnxruntime": ["fp32"]},
     },
-    # Short phases and two repetitions; tolerance 1 counts any agreement as stable and the
-    # interference limits are out of reach, so a test passes on a busy machine too (the tests that
-    # are about stability and interference set their own).
+    # Short phases and two repetitions; tolerance 1 counts any agreement as stable, the
+    # interference limits are out of reach and no adaptive repetitions are drawn (on a busy machine
+    # two repetitions can differ by more than a printable ±, and each run would spend its budget on
+    # them), so a test passes on a busy machine too and takes no longer there (the tests that are
+    # about stability, interference and the adaptive budget set their own).
     "bench": {
         "repetitions": 2,
         "tolerance": 1.0,
+        "extra_budget_s": 0,
         "canary_slowdown": 1000,
         "foreign_cores": 1000,
         "warmup_s": 0.2,
@@ -47,6 +52,9 @@ TINY_CONFIG = {
         "timeout_s": 120,
         "agreement_images": 8,
     },
+    # A short hardware probe (the default measures each peak for 1.5 s): the tests read that it
+    # ran and what the cells' utilisation is against it, never its accuracy.
+    "probe": {"budget_s": 0.3, "matmul_n": 512, "copy_mib": 32},
 }
 
 
@@ -162,12 +170,29 @@ def measuring_processes(workdir: Path) -> dict[int, dict]:
 
 
 @pytest.fixture(scope="session")
-def reported_workflow(trained_workflow, tmp_path_factory) -> Path:
-    """The trained workflow folder run through `report` once (tiny grid, every cell ok)."""
+def reported_run(trained_workflow, tmp_path_factory) -> tuple[Path, str]:
+    """The trained workflow folder run through `report` once (tiny grid, every cell ok): the folder
+    and what the run printed. The default study of the suite: the tests that only read a finished
+    study (or what its run printed) read this one, those that change it work on `reported_copy`."""
     dest = tmp_path_factory.mktemp("reported") / "wf"
     shutil.copytree(trained_workflow, dest, symlinks=True)
-    snakemake(dest, "report")
-    return dest
+    proc = snakemake(dest, "report")
+    return dest, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def reported_workflow(reported_run) -> Path:
+    """The finished default study's folder (read-only: a test that changes it takes `reported_copy`)."""
+    return reported_run[0]
+
+
+@pytest.fixture(scope="session")
+def report_again(reported_workflow, tmp_path_factory) -> tuple[Path, str]:
+    """`snakemake report` once more on a copy of the finished study: the copy and what it printed."""
+    dest = tmp_path_factory.mktemp("again") / "wf"
+    shutil.copytree(reported_workflow, dest, symlinks=True)
+    proc = snakemake(dest, "report")
+    return dest, proc.stdout + proc.stderr
 
 
 @pytest.fixture

@@ -95,28 +95,29 @@ def test_workflow_profile_limits_gpu_jobs_to_one():
     assert "gpu=1" in profile["resources"]
 
 
-def test_aoti_and_unavailable_tensorrt_cells_through_snakemake(workflow_copy):
+def test_aoti_and_unavailable_tensorrt_cells_through_snakemake(reported_copy):
     """compile_aoti builds a real package on the CPU and its cell measures it; the Torch-TensorRT
-    rule leaves a stub and its cell reports 'unavailable' with the import error."""
-    config = yaml.safe_load((workflow_copy / "config" / "config.yaml").read_text())
+    rule leaves a stub and its cell reports 'unavailable' with the import error. (In a copy of the
+    default study: the reference, FLOP count and CPU probe the cells read are up to date there.)"""
+    config = yaml.safe_load((reported_copy / "config" / "config.yaml").read_text())
     config["grid"]["backends"] = {"aotinductor": ["fp32"], "torch_tensorrt": ["fp16"]}
     config["grid"]["devices"] = ["cpu", "cuda"]
-    (workflow_copy / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (reported_copy / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     aoti_cell = "results/digits/resnet18/bench/aotinductor/fp32/cpu/32x4.json"
     trt_cell = "results/digits/resnet18/bench/torch_tensorrt/fp16/cuda/32x4.json"
-    snakemake(workflow_copy, aoti_cell, trt_cell, timeout=1800)
-    package = workflow_copy / "results/digits/resnet18/aoti/cpu/fp32/32x4.pt2"
+    snakemake(reported_copy, aoti_cell, trt_cell, timeout=1800)
+    package = reported_copy / "results/digits/resnet18/aoti/cpu/fp32/32x4.pt2"
     assert package.stat().st_size > 0
-    aoti = json.loads((workflow_copy / aoti_cell).read_text())
+    aoti = json.loads((reported_copy / aoti_cell).read_text())
     assert aoti["status"] in MEASURED, aoti.get("error")  # measured (stable or not: that is the machine's)
     assert aoti["agreement"]["top1_agreement"] >= 0.99
-    trt = json.loads((workflow_copy / trt_cell).read_text())
+    trt = json.loads((reported_copy / trt_cell).read_text())
     assert trt["status"] == "unavailable", trt
     if not HAS_TORCH_TENSORRT:
-        stub = json.loads((workflow_copy / "results/digits/resnet18/torch_tensorrt/fp16/32x4.ep").read_text())
+        stub = json.loads((reported_copy / "results/digits/resnet18/torch_tensorrt/fp16/32x4.ep").read_text())
         assert "torch_tensorrt" in stub["error"]
     # Nothing left to do: the artifacts are cached, the cells are not rerun.
-    assert planned_jobs(workflow_copy, aoti_cell, trt_cell) == {}
+    assert planned_jobs(reported_copy, aoti_cell, trt_cell) == {}
 
 
 @pytest.mark.skipif(HAS_TORCH_TENSORRT, reason="torch_tensorrt is installed here")

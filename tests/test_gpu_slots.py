@@ -236,15 +236,14 @@ def test_every_gpu_stage_on_cuda_takes_a_slot_and_nothing_else_does():
 
 # -- through the CLI and Snakemake -----------------------------------------------------------------------
 CHECKPOINT = "results/digits/resnet18/checkpoint.pt"
-REFERENCE = "results/digits/resnet18/reference/32.npz"
+REFERENCE = "results/digits/resnet18/reference/32.npz"  # up to date in the default study (conftest's reported_copy)
 
 
-def test_cuda_cell_records_its_gpu_and_ignores_another_models_probe(fake, workflow_copy):
+def test_cuda_cell_records_its_gpu_and_ignores_another_models_probe(fake, reported_copy):
     env = fake(TWO)
-    snakemake(workflow_copy, REFERENCE)
-    probe = workflow_copy / "probe_other.json"
+    probe = reported_copy / "probe_other.json"
     probe.write_text(json.dumps({"status": "ok", "peak_tflops": {"fp32": 50.0}, "gpu": {"name": "Other", "uuid": "x"}}))
-    out = workflow_copy / "cell.json"
+    out = reported_copy / "cell.json"
     # fmt: off
     cmd = [
         sys.executable, "-m", "infbench.cli", "bench", "--backend", "torch", "--precision", "fp32",
@@ -252,8 +251,8 @@ def test_cuda_cell_records_its_gpu_and_ignores_another_models_probe(fake, workfl
         "--reference", REFERENCE, "--out", str(out), "--probe", str(probe), *protocol_args(),
     ]
     # fmt: on
-    env["PYTHONPATH"] = str(workflow_copy / "workflow")
-    proc = subprocess.run(cmd, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+    env["PYTHONPATH"] = str(reported_copy / "workflow")
+    proc = subprocess.run(cmd, cwd=reported_copy, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     gpu = result["gpu"]
@@ -261,10 +260,10 @@ def test_cuda_cell_records_its_gpu_and_ignores_another_models_probe(fake, workfl
     assert "the hardware probe ran on Other (x), this cell on Fake A (GPU-aaaa)" in gpu["probe_mismatch"]
     assert result["flops"]["utilization_pct"] is None and result["flops"]["peak_tflops"] is None
     # A CPU cell takes no slot and says it ran on no GPU.
-    cpu = workflow_copy / "cpu.json"
+    cpu = reported_copy / "cpu.json"
     cmd[cmd.index("cuda")] = "cpu"
     cmd[cmd.index(str(out))] = str(cpu)
-    proc = subprocess.run(cmd, cwd=workflow_copy, env=env, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=reported_copy, env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and "gpu slot" not in proc.stdout, proc.stdout + proc.stderr
     assert json.loads(cpu.read_text())["gpu"] is None
 
@@ -326,13 +325,12 @@ def test_snakemake_with_two_gpus_never_runs_two_jobs_on_one_gpu(fake, workflow_c
     assert (workflow_copy / "results/digits/resnet18/report/index.html").exists()
 
 
-def test_a_repetition_imports_first_and_waits_for_the_gpu_only_to_measure(fake, workflow_copy, tmp_path):
+def test_a_repetition_imports_first_and_waits_for_the_gpu_only_to_measure(fake, reported_copy, tmp_path):
     """The measuring process takes its slot itself, after its imports: while another job holds the
     GPU it waits (and says so), takes the GPU once free, and gives it back when it ends. Started
     under `infbench gpu-slot`, it uses the slot it was started with instead of waiting for itself."""
     env = fake(ONE)
-    snakemake(workflow_copy, REFERENCE)
-    env["PYTHONPATH"] = str(workflow_copy / "workflow")
+    env["PYTHONPATH"] = str(reported_copy / "workflow")
     # fmt: off
     cmd = [
         sys.executable, "-m", "infbench.cli", "bench", "--backend", "torch", "--precision", "fp32",
@@ -346,8 +344,8 @@ def test_a_repetition_imports_first_and_waits_for_the_gpu_only_to_measure(fake, 
     deadline = time.monotonic() + 60
     while not lock.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    out = workflow_copy / "rep.json"
-    proc = subprocess.run([*cmd, "--out", str(out)], cwd=workflow_copy, env=env, capture_output=True, text=True)
+    out = reported_copy / "rep.json"
+    proc = subprocess.run([*cmd, "--out", str(out)], cwd=reported_copy, env=env, capture_output=True, text=True)
     holder.communicate(timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     held = json.loads(holds.read_text())
@@ -361,6 +359,6 @@ def test_a_repetition_imports_first_and_waits_for_the_gpu_only_to_measure(fake, 
     assert proc.stdout.index("read the artifact (") < proc.stdout.index("gpu slot: all"), proc.stdout
     # Under `infbench gpu-slot`, the measuring process uses its starter's slot: no wait, no deadlock.
     wrapped = [sys.executable, "-m", "infbench.cli", "gpu-slot", "--", *cmd, "--out", str(out)]
-    proc = subprocess.run(wrapped, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(wrapped, cwd=reported_copy, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "held by the process that started this one" in proc.stdout and "waiting" not in proc.stdout

@@ -7,7 +7,7 @@ import time
 
 import polars as pl
 import pytest
-from conftest import MEASURED, TINY_CONFIG, snakemake, write_config
+from conftest import MEASURED
 
 from infbench.measure import memory, nvml
 
@@ -153,13 +153,12 @@ def test_nvml_summary_integrates_power_without_an_energy_counter():
     assert summary["energy_mj_per_image"] > 0
 
 
-def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
-    """Two real CPU cells through Snakemake: host memory measured, device figures null, FLOPs and utilisation."""
-    write_config(workflow_copy, {**TINY_CONFIG, "probe": {"budget_s": 0.3, "matmul_n": 512, "copy_mib": 32}})
-    snakemake(workflow_copy, "results/digits/resnet18/report/summary.parquet")
-    results = sorted((workflow_copy / "results/digits/resnet18/bench").rglob("*.json"))
+def test_real_cells_have_flops_utilisation_and_host_memory(reported_workflow):
+    """Two real CPU cells through Snakemake (the default study, conftest's `reported_run`): host memory
+    measured, device figures null, FLOPs and utilisation."""
+    results = sorted((reported_workflow / "results/digits/resnet18/bench").rglob("*.json"))
     assert len(results) == 2
-    probe = json.loads((workflow_copy / "results/probe/cpu.json").read_text())
+    probe = json.loads((reported_workflow / "results/probe/cpu.json").read_text())
     assert probe["status"] == "ok" and probe["peak_tflops"]["fp32"] > 0
     for path in results:
         r = json.loads(path.read_text())
@@ -173,11 +172,11 @@ def test_real_cells_have_flops_utilisation_and_host_memory(workflow_copy):
         assert f["gflops_per_image"] > 0 and f["arithmetic_intensity"] > 0
         assert f["achieved_tflops"] == pytest.approx(f["gflops_per_image"] * r["throughput_img_s"] / 1000)
         assert f["utilization_pct"] == pytest.approx(100 * f["achieved_tflops"] / probe["peak_tflops"]["fp32"])
-    df = pl.read_parquet(workflow_copy / "results/digits/resnet18/report/summary.parquet")
+    df = pl.read_parquet(reported_workflow / "results/digits/resnet18/report/summary.parquet")
     for column in ("gflops_per_image", "achieved_tflops", "utilization_pct", "host_memory_peak_mib"):
         assert df[column].null_count() == 0 and (df[column] > 0).all(), column
     assert df["device_memory_peak_mib"].null_count() == df.height
-    meta = json.loads((workflow_copy / "results/digits/resnet18/report/meta.json").read_text())
+    meta = json.loads((reported_workflow / "results/digits/resnet18/report/meta.json").read_text())
     assert {row["precision"] for row in meta["peaks"]} == {"fp32", "bf16", "int8"}
 
 

@@ -2,19 +2,22 @@
 image folder, and real Snakemake runs of other families than ResNet.
 
 The runs use the tiny grid of conftest (one size, one batch, torch fp32 and ONNX Runtime fp32/int8)
-so that each family costs about a minute on two cores.
+so that each family costs about a minute on two cores. Each starts in a copy of the suite's default
+study (conftest's `reported_workflow`), as a user's next study in the same folder would: the dataset
+and the hardware probe are reused; the model is trained, exported and measured by the run itself.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIG, copy_workflow, snakemake
+from conftest import TINY_CONFIG, snakemake, write_config
 
 from infbench.stages import data
 from infbench.stages import model as zoo
@@ -178,13 +181,35 @@ def tiny(**changes) -> dict:
     return config
 
 
-def run_study(tmp_path: Path, config: dict) -> tuple[Path, dict, dict]:
-    """A real `snakemake report` of `config`: (the study's folder, its summary.json rows by variant, meta)."""
-    workdir = copy_workflow(tmp_path / "wf", config)
+def run_study(workdir: Path, config: dict) -> tuple[Path, dict, dict]:
+    """A real `snakemake report` of `config` in `workdir`: (the study's folder, its report's meta, its
+    train_metrics.json)."""
+    write_config(workdir, config)
     snakemake(workdir, "report")
-    study = workdir / grid.study_dir(config["dataset"], config["model"]["name"])
+    return read_study(workdir, config["dataset"], config["model"]["name"])
+
+
+def read_study(workdir: Path, dataset: str, name: str) -> tuple[Path, dict, dict]:
+    study = workdir / grid.study_dir(dataset, name)
     meta = json.loads((study / "report" / "meta.json").read_text())
     return study, meta, json.loads((study / "train_metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def family_study(reported_workflow, tmp_path_factory):
+    """name → a folder in which a real `snakemake report` of that one model ran, in a copy of the default
+    study; each model's run once per module (the several-models study builds on MobileNet's)."""
+    done: dict[str, Path] = {}
+
+    def study(name: str) -> Path:
+        if name not in done:
+            workdir = tmp_path_factory.mktemp("family") / "wf"
+            shutil.copytree(reported_workflow, workdir, symlinks=True)
+            run_study(workdir, tiny(model={"name": name}))
+            done[name] = workdir
+        return done[name]
+
+    return study
 
 
 def cell_statuses(study: Path) -> dict[str, str]:
@@ -201,8 +226,8 @@ def cell_statuses(study: Path) -> dict[str, str]:
         ("timm:convnext_atto", "LayerNorm, depthwise 7×7, a timm model"),
     ],
 )
-def test_a_family_runs_the_grid(tmp_path, name, why):
-    study, meta, trained = run_study(tmp_path, tiny(model={"name": name}))
+def test_a_family_runs_the_grid(family_study, name, why):
+    study, meta, trained = read_study(family_study(name), "digits", name)
     statuses = cell_statuses(study)
     assert len(statuses) == 3 and all(s in ("ok", "unstable") for s in statuses.values()), statuses
     accuracy = {(a["backend"], a["precision"]): a for a in meta["accuracy"]}
@@ -211,16 +236,16 @@ def test_a_family_runs_the_grid(tmp_path, name, why):
     assert zoo.read_facts(study / "checkpoint.pt").name == name
 
 
-def test_a_fixed_size_model_drops_its_other_sizes(tmp_path):
+def test_a_fixed_size_model_drops_its_other_sizes(reported_copy):
     config = tiny(model={"name": "timm:vit_tiny_patch16_224"})
     config["grid"]["image_sizes"] = [32, 64]
-    study, meta, _ = run_study(tmp_path, config)
+    study, meta, _ = run_study(reported_copy, config)
     assert {p.split("/")[-1] for p in cell_statuses(study)} == {"32x4.json"}
     assert any("does not take 64×64" in d["reason"] for d in meta["dropped"])
     assert zoo.read_facts(study / "checkpoint.pt").mean == (0.5, 0.5, 0.5)
 
 
-def test_a_users_checkpoint_on_their_own_images_evaluated_only(tmp_path):
+def test_a_users_checkpoint_on_their_own_images_evaluated_only(reported_copy, tmp_path):
     """A user's state_dict (1000 classes, as from ImageNet) with `train.epochs: 0` on an image folder of
     three classes: nothing is trained, the head is replaced, and the report says its accuracy compares
     nothing while the cells still run."""
@@ -235,7 +260,7 @@ def test_a_users_checkpoint_on_their_own_images_evaluated_only(tmp_path):
         split={"calibration": 20, "test": 30, "seed": 0},
         train={"epochs": 0},
     )
-    study, meta, trained = run_study(tmp_path, config)
+    study, meta, trained = run_study(reported_copy, config)
     assert trained["trained_epochs"] == 0 and trained["head_replaced"] and trained["epochs"] == []
     assert trained["classes"] == ["cat", "dog", "fox"]
     log = (study / "logs" / "train.log").read_text()
@@ -249,14 +274,17 @@ def test_a_users_checkpoint_on_their_own_images_evaluated_only(tmp_path):
 # ------------------------------------------------------------------------------------ several models
 
 
-def test_several_models_in_one_study(tmp_path):
+def test_several_models_in_one_study(family_study, tmp_path):
     """Two models in one study: one report with both models' cells, accuracy keyed by model, the Pareto
     front per shape and the cross-model finding; a third model added later plans only its own jobs and
-    the report."""
-    from conftest import planned_jobs, write_config
+    the report. (In a copy of MobileNet's family study, itself in a copy of the default study: both
+    models' training, export and fp32 cells are up to date there; ResNet-18's INT8 is built here.)"""
+    from conftest import planned_jobs
 
     config = tiny(models=["resnet18", "mobilenet_v3_small"])
-    workdir = copy_workflow(tmp_path / "wf", config)
+    workdir = tmp_path / "wf"
+    shutil.copytree(family_study("mobilenet_v3_small"), workdir, symlinks=True)
+    write_config(workdir, config)
     snakemake(workdir, "report")
     report = workdir / "results" / "digits" / "models" / "report"
     meta = json.loads((report / "meta.json").read_text())

@@ -22,7 +22,7 @@ pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 STUDY = "results/digits/resnet18"
-REFERENCE = f"{STUDY}/reference/32.npz"
+REFERENCE = f"{STUDY}/reference/32.npz"  # up to date in the default study (conftest's reported_copy)
 PRECISIONS = ["fp32", "int8", "int8_nncf", "int8_nncf_ac"]
 
 
@@ -34,27 +34,27 @@ def config_with(backends: dict) -> dict:
     return cfg
 
 
-def test_openvino_cells_and_their_accuracy_through_the_workflow(workflow_copy):
-    write_config(workflow_copy, config_with({"openvino": PRECISIONS}))
+def test_openvino_cells_and_their_accuracy_through_the_workflow(reported_copy):
+    write_config(reported_copy, config_with({"openvino": PRECISIONS}))
     cells, _ = grid.expand(config_with({"openvino": PRECISIONS}))
     targets = [grid.bench_result_path(c, "digits") for c in cells]
     targets += [f"{STUDY}/accuracy/openvino/{p}/cpu.json" for p in PRECISIONS]
-    snakemake(workflow_copy, *targets)
+    snakemake(reported_copy, *targets)
     for cell in cells:
-        result = json.loads((workflow_copy / grid.bench_result_path(cell, "digits")).read_text())
+        result = json.loads((reported_copy / grid.bench_result_path(cell, "digits")).read_text())
         assert result["status"] in MEASURED, (cell.precision, result["error"])
         assert result["throughput_img_s"] > 0 and result["load_s"] > 0  # read + compile, before timing
-        log = (workflow_copy / f"{STUDY}/logs/repetitions/openvino/{cell.precision}/cpu/32x4/1.log").read_text()
+        log = (reported_copy / f"{STUDY}/logs/repetitions/openvino/{cell.precision}/cpu/32x4/1.log").read_text()
         assert "compiled for (4, 3, 32, 32), f32, 1 stream(s), 2 thread(s)" in log  # the defaults, pinned f32
     for precision in PRECISIONS:
-        acc = json.loads((workflow_copy / f"{STUDY}/accuracy/openvino/{precision}/cpu.json").read_text())
+        acc = json.loads((reported_copy / f"{STUDY}/accuracy/openvino/{precision}/cpu.json").read_text())
         assert acc["status"] == "ok" and acc["images"] == 128 and 0 < acc["accuracy_top1"] <= 1, acc
-    fp32 = json.loads((workflow_copy / f"{STUDY}/accuracy/openvino/fp32/cpu.json").read_text())
+    fp32 = json.loads((reported_copy / f"{STUDY}/accuracy/openvino/fp32/cpu.json").read_text())
     assert fp32["top1_agreement"] == 1.0  # f32 inference precision: the PyTorch reference's answers
-    ac = json.loads((workflow_copy / f"{STUDY}/accuracy/openvino/int8_nncf_ac/cpu.json").read_text())
+    ac = json.loads((reported_copy / f"{STUDY}/accuracy/openvino/int8_nncf_ac/cpu.json").read_text())
     assert ac["artifact_info"]["max_drop_points"] == 1.0 and "tolerance_met" in ac["artifact_info"]
     assert ac["model_size_mib"] < fp32["model_size_mib"] / 2  # the .bin counted: int8 weights, mostly
-    assert (workflow_copy / f"{STUDY}/openvino/int8_nncf.bin").stat().st_size > 0
+    assert (reported_copy / f"{STUDY}/openvino/int8_nncf.bin").stat().st_size > 0
 
 
 def test_an_accuracy_control_that_cannot_meet_its_tolerance_says_by_how_much(trained_workflow, tmp_path):
@@ -99,25 +99,24 @@ def bench_args(precision: str, artifact: str, out: Path, backend: str = "openvin
     ]  # fmt: skip
 
 
-def test_without_openvino_or_nncf_the_cells_are_unavailable_with_the_install_command(workflow_copy):
-    snakemake(workflow_copy, REFERENCE)
+def test_without_openvino_or_nncf_the_cells_are_unavailable_with_the_install_command(reported_copy):
     no_openvino = hidden("openvino")
-    out = workflow_copy / "cell.json"
-    infbench(workflow_copy, *bench_args("fp32", f"{STUDY}/onnx/fp32.onnx", out), env=no_openvino)
+    out = reported_copy / "cell.json"
+    infbench(reported_copy, *bench_args("fp32", f"{STUDY}/onnx/fp32.onnx", out), env=no_openvino)
     cell = json.loads(out.read_text())
     assert cell["status"] == "unavailable" and "pip install openvino nncf" in cell["error"], cell
     # NNCF missing: its build writes a stub (exit 0); a cell reading it is unavailable, naming NNCF
-    stub = workflow_copy / f"{STUDY}/openvino/int8_nncf.xml"
+    stub = reported_copy / f"{STUDY}/openvino/int8_nncf.xml"
     infbench(
-        workflow_copy, "quantize-nncf", "--onnx", f"{STUDY}/onnx/fp32.onnx", "--out", str(stub),
+        reported_copy, "quantize-nncf", "--onnx", f"{STUDY}/onnx/fp32.onnx", "--out", str(stub),
         "--dataset", "results/digits/data.npz", "--image-size", "32", "--samples", "16", env=hidden("nncf"),
     )  # fmt: skip
-    infbench(workflow_copy, *bench_args("int8_nncf", str(stub), out))
+    infbench(reported_copy, *bench_args("int8_nncf", str(stub), out))
     cell = json.loads(out.read_text())
     assert cell["status"] == "unavailable" and "NNCF cannot be imported" in cell["error"], cell
-    acc = workflow_copy / "acc.json"
+    acc = reported_copy / "acc.json"
     infbench(
-        workflow_copy, "accuracy", "--backend", "openvino", "--precision", "int8", "--device", "cpu",
+        reported_copy, "accuracy", "--backend", "openvino", "--precision", "int8", "--device", "cpu",
         "--artifact", f"{STUDY}/onnx/fp32.onnx", "--checkpoint", f"{STUDY}/checkpoint.pt",
         "--dataset", "results/digits/data.npz", "--image-size", "32", "--out", str(acc), env=no_openvino,
     )  # fmt: skip
@@ -145,10 +144,9 @@ def test_openvino_options_are_checked_with_their_allowed_values():
     assert openvino.parse_options(["hint=throughput", "streams=0"])["streams"] == 0
 
 
-def test_a_torch_compile_cpu_cell_through_the_bench_cli_reports_its_compile_time(workflow_copy):
-    snakemake(workflow_copy, REFERENCE)
-    out = workflow_copy / "compiled.json"
-    infbench(workflow_copy, *bench_args("fp32", f"{STUDY}/checkpoint.pt", out, backend="torch_compile"))
+def test_a_torch_compile_cpu_cell_through_the_bench_cli_reports_its_compile_time(reported_copy):
+    out = reported_copy / "compiled.json"
+    infbench(reported_copy, *bench_args("fp32", f"{STUDY}/checkpoint.pt", out, backend="torch_compile"))
     cell = json.loads(out.read_text())
     assert cell["status"] in MEASURED, cell["error"]
     runs = cell["repetition_runs"]

@@ -20,7 +20,8 @@ import time
 import polars as pl
 from conftest import MEASURED, TINY_CONFIG, measuring_processes, planned_jobs, snakemake, start_snakemake, write_config
 
-BATCHES = [1, 2, 4]
+# Two cells: their first repetitions run before either's second, so the kill lands mid-grid.
+BATCHES = [1, 4]
 
 
 REPS = TINY_CONFIG["bench"]["repetitions"]

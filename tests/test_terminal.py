@@ -10,9 +10,10 @@ from conftest import snakemake
 CELL_LINE = re.compile(r"^\[[ \d]+/2\] (torch|onnxruntime) fp32 cpu 32×4 +[\d,.]+ img/s ±[\d.]+%")
 
 
-def test_a_run_prints_one_line_per_job_then_the_findings_and_the_report(workflow_copy):
-    out = snakemake(workflow_copy, "report")
-    lines = (out.stdout + out.stderr).splitlines()
+def test_a_run_prints_one_line_per_job_then_the_findings_and_the_report(reported_run, report_again):
+    """What the default study's `snakemake report` (conftest's `reported_run`) printed, then a second run's."""
+    workdir, out = reported_run
+    lines = out.splitlines()
     text = "\n".join(lines)
     assert "\033[" not in text, "colour codes in captured output"
     assert "Shell command" not in text and "rule bench_cell" not in text and "infbench bench" not in text
@@ -24,15 +25,14 @@ def test_a_run_prints_one_line_per_job_then_the_findings_and_the_report(workflow
     jobs = int(re.search(r"^(\d+) jobs to run: ", text, re.MULTILINE).group(1))
     job_line = re.compile(r"^ +\S+ done in |^ +repetition \d+ of (torch|onnxruntime) fp32 cpu 32×4: ")
     assert len([line for line in lines if " · " in line and (job_line.match(line) or CELL_LINE.match(line))]) == jobs
-    assert lines[-1] == f"Report: {(workflow_copy / 'results/digits/resnet18/report/index.html').resolve()}", text
+    assert lines[-1] == f"Report: {(workdir / 'results/digits/resnet18/report/index.html').resolve()}", text
     assert any(line.startswith("  - Highest throughput: ") for line in lines), text
     # about one line per job: the plan, the job lines, the closing summary and Snakemake's profile notice
     assert len(lines) <= jobs + 12, text
 
-    again = snakemake(workflow_copy, "report")
-    text = again.stdout + again.stderr
+    again, text = report_again
     assert "Nothing to be done" in text and "Plan: 2 cells on cpu; 2 done, 0 to measure" in text
-    assert f"Report: {(workflow_copy / 'results/digits/resnet18/report/index.html').resolve()}" in text
+    assert f"Report: {(again / 'results/digits/resnet18/report/index.html').resolve()}" in text
 
 
 def test_dry_run_keeps_the_plan_and_the_job_table_and_p_brings_every_job_back(workflow_copy):
