@@ -116,6 +116,9 @@ def _better_unstable(shaky: pl.DataFrame, best: dict, value: str, descending: bo
     return f"; {_config(top)} measured {num(top[value], unit)} but its repetitions disagreed{spread}"
 
 
+NO_LEAD = "no ok cell has a throughput, and no unstable cell's slowest repetition beats all others"
+
+
 def _decisive(pool: pl.DataFrame, shaky: pl.DataFrame, value: str, uncertainty: str, descending: bool) -> dict | None:
     """The unstable cell of `shaky` that is first whatever its spread: its worst repetition beats the best end
     of every other cell (a stable cell's interval, another unstable cell's best repetition). Its repetitions
@@ -203,8 +206,7 @@ def _max_throughput(ok: pl.DataFrame, p: str, shaky: pl.DataFrame) -> Finding:
         data = {"row": lead, "runner_up": rival, "significant": True, "unstable_lead": True}
         return Finding("max_throughput", text + ".", data=data)
     if have.height == 0:
-        why = "no ok cell has a throughput, and no unstable cell's slowest repetition beats all others"
-        return Finding("max_throughput", f"{p}Highest throughput: could not be determined ({why}).", False)
+        return Finding("max_throughput", f"{p}Highest throughput: could not be determined ({NO_LEAD}).", False)
     best = _row(have, "throughput_img_s", True)
     data = _contest(best, have, "throughput_img_s", "throughput_uncertainty_pct", True)
     rival = data["runner_up"]
