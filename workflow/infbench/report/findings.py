@@ -131,13 +131,12 @@ def _decisive(pool: pl.DataFrame, shaky: pl.DataFrame, value: str, uncertainty: 
     worst = low if descending else high
     if worst is None:
         return None
-    rivals = [r for r in have.to_dicts() if r != top]
-    ends = [(span_of(r, value) or (None, None))[0 if not descending else 1] for r in rivals]
+    # each rival's best end: an unstable cell's best repetition, a stable cell's interval end
+    ends = [(span_of(r, value) or (None, None))[1 if descending else 0] for r in have.to_dicts() if r != top]
     for r in pool.filter(pl.col(value).is_not_null()).iter_rows(named=True):
         lo, hi = interval(r[value], r.get(uncertainty))
         ends.append(hi if descending else lo)
-    ends = [e for e in ends if e is not None]
-    if len(ends) < len(rivals) + pool.filter(pl.col(value).is_not_null()).height:
+    if None in ends:
         return None  # a rival without its spread: the lead cannot be shown
     ahead = all(worst > e for e in ends) if descending else all(worst < e for e in ends)
     return top if ahead else None
