@@ -82,6 +82,7 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
                         "latency_ms_p99": p50 * 1.2,
                         "latency_uncertainty_pct": u * 1.5,
                         "repetitions": 3 + disturbed + (2 if key in UNSTABLE else 0),
+                        "quiet_repetitions": 3 + (2 if key in UNSTABLE else 0),
                         "disturbed_repetitions": disturbed,
                         # eager torch on CUDA at small batches: the host's launches set the pace
                         "launch_bound": (backend == "torch" and batch <= 4) if gpu_cell else None,

@@ -116,7 +116,6 @@ def test_ctrl_c_mid_cell_then_the_rerun_finishes_it_and_a_second_run_is_refused_
         assert run.poll() is None, (wd / "snakemake.out").read_text()
         assert time.monotonic() < deadline, "no cell started"
         time.sleep(0.05)
-    measured = next(iter(measuring_processes(wd).values()))
 
     second = snakemake(wd, "report", check=False)
     assert second.returncode == 1
@@ -125,6 +124,12 @@ def test_ctrl_c_mid_cell_then_the_rerun_finishes_it_and_a_second_run_is_refused_
     assert f"another Snakemake run holds this folder: pid {run.pid} on " in lines[0], lines[0]
     assert "started 20" in lines[0] and f"kill {run.pid}" in lines[0], lines[0]
 
+    # The repetition measuring now, looked up right before the interrupt: the one looked up before the
+    # second run may have finished meanwhile (on a busy machine that run takes seconds).
+    while not (now := measuring_processes(wd)):
+        assert run.poll() is None, (wd / "snakemake.out").read_text()
+        time.sleep(0.01)
+    measured = next(iter(now.values()))
     os.killpg(run.pid, signal.SIGINT)
     run.wait(timeout=120)
     # Snakemake removed the interrupted repetition's output: the next run measures it, then its cell.

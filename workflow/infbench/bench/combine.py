@@ -20,7 +20,8 @@ def _pct(figure: dict) -> float | None:
 
 def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions: int) -> dict:
     """The cell's figures over its repetitions (undisturbed ones; all of them if none was quiet)."""
-    good = [r for r in runs if not r["disturbed"]] or runs
+    quiet = [r for r in runs if not r["disturbed"]]
+    good = quiet or runs
     tp = combined_throughput(good)
     stability = repetitions.verdict(tp, tolerance, min_repetitions)
     if len(good) < min_repetitions or any(r["disturbed"] for r in good):
@@ -65,6 +66,7 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         "throughput": tp,
         "latency": latency,
         "repetitions": len(good),
+        "quiet_repetitions": len(quiet),  # 0: the figures come from disturbed repetitions, none was quiet
         "adaptive_repetitions": sum(1 for r in runs if r.get("adaptive")),  # beyond max_extra, from the budget
         "disturbed_repetitions": sum(1 for r in runs if r["disturbed"]),
         "host_issue_fraction": host_fraction,

@@ -116,6 +116,9 @@ def _better_unstable(shaky: pl.DataFrame, best: dict, value: str, descending: bo
     return f"; {_config(top)} measured {num(top[value], unit)} but its repetitions disagreed{spread}"
 
 
+# An unstable cell leads only on this many undisturbed repetitions: its "slowest repetition" must be one
+# measured on a quiet machine, and one alone has no spread to speak of.
+DECISIVE_QUIET_REPETITIONS = 2
 NO_LEAD = "no ok cell has a throughput, and no unstable cell's slowest repetition beats all others"
 
 
@@ -124,9 +127,12 @@ def _decisive(pool: pl.DataFrame, shaky: pl.DataFrame, value: str, uncertainty: 
     of every other cell (a stable cell's interval, another unstable cell's best repetition). Its repetitions
     disagree on how fast it is, not on its being the fastest, so a "best" names it (None: no such cell)."""
     have = shaky.filter(pl.col(value).is_not_null())
-    if have.height == 0:
+    if "quiet_repetitions" not in have:
+        return None  # a summary from before the count was kept: no lead can be vouched for
+    quiet = have.filter(pl.col("quiet_repetitions") >= DECISIVE_QUIET_REPETITIONS)
+    if quiet.height == 0:
         return None
-    top = _row(have, value, descending)
+    top = _row(quiet, value, descending)
     low, high = span_of(top, value) or (None, None)
     worst = low if descending else high
     if worst is None:

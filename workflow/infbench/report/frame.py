@@ -39,6 +39,7 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "latency_p50_min_ms": (pl.Float64, ("latency_p50_min_ms",)),
     "latency_p50_max_ms": (pl.Float64, ("latency_p50_max_ms",)),
     "repetitions": (pl.Int64, ("repetitions",)),
+    "quiet_repetitions": (pl.Int64, ("quiet_repetitions",)),  # undisturbed ones; the figures rest on them
     "adaptive_repetitions": (pl.Int64, ("adaptive_repetitions",)),  # of them, drawn from bench.extra_budget_s
     "disturbed_repetitions": (pl.Int64, ("disturbed_repetitions",)),
     "launch_bound": (pl.Boolean, ("launch_bound",)),
