@@ -1,8 +1,12 @@
 """Every config error fails at parse time (`snakemake -n`), with the key and what is allowed.
 
-Each case is a real dry run of the workflow on a bad config. The dry runs of all cases start
-together (a module fixture) and each case then checks its own message, so the ~30 cases cost
-a few seconds each on two cores instead of one after the other.
+Each case goes through the checks the Snakefile runs as it is parsed (workflow/Snakefile:
+`check_schema`, Snakemake's `validate` filling in the defaults, then rules/common.smk's
+`check_config`), called here in one process: the same functions, the same config, the same message.
+A real dry run of the workflow on a bad config then shows, for one case of each check, that the
+Snakefile runs them and that the user sees that message and nothing else (no schema dump, no plan);
+those dry runs start together (a module fixture). Forty Snakemake processes for forty messages cost
+two minutes of the suite's two cores and tested the same wiring forty times.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import yaml
 from conftest import REPO, TINY_CONFIG, copy_workflow, snakemake
 
 from infbench.backends.registry import ALL_PRECISIONS, BACKENDS
+from infbench.study.config import ConfigError, check_config, check_schema
+
+SCHEMA = REPO / "config" / "schema.yaml"
 
 
 def _unsupported_on_cpu() -> tuple[str, str]:
@@ -177,24 +184,51 @@ def bad_config(changes: dict) -> dict:
     return cfg
 
 
+def parse_time_error(config: dict, workdir: Path) -> str | None:
+    """The message the Snakefile's parse-time checks give for `config` (None: it passes them)."""
+    from snakemake.utils import validate
+
+    config = copy.deepcopy(config)
+    try:
+        check_schema(config, SCHEMA)
+        validate(config, str(SCHEMA), set_default=True)
+        check_config(config, workdir)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_config_fails_at_parse_time_naming_key_and_allowed(name, tmp_path):
+    message = parse_time_error(bad_config(CASES[name][0]), tmp_path)
+    assert message is not None, f"{name}: the config passed the parse-time checks"
+    for expected in CASES[name][1]:
+        assert expected in message, f"{name}: {expected!r} not in:\n{message}"
+    assert len(message) < 4000, message  # the message is the point, not a dump of the schema
+
+
+# One case of each check the Snakefile runs, through a real `snakemake -n`.
+IN_A_DRY_RUN = ("unknown top-level key", "several problems at once", "missing checkpoint", "compared folder missing")
+
+
 @pytest.fixture(scope="module")
 def dry_runs(tmp_path_factory) -> dict[str, tuple[int, str]]:
-    """(exit code, output) of `snakemake -n` for every case, run a few at a time."""
+    """(exit code, output) of `snakemake -n` for the cases of IN_A_DRY_RUN, run together."""
 
     def run(item):
-        workdir, (name, (changes, _)) = item
-        copy_workflow(workdir, bad_config(changes))
+        workdir, name = item
+        copy_workflow(workdir, bad_config(CASES[name][0]))
         proc = snakemake(workdir, "-n", check=False, timeout=120)
         return name, (proc.returncode, proc.stdout + proc.stderr)
 
     # Folders made here, one thread: pytest's tmp_path_factory is not safe to call from several.
-    folders = [tmp_path_factory.mktemp(f"bad{i}") for i in range(len(CASES))]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(pool.map(run, zip(folders, CASES.items(), strict=True)))
+    folders = [tmp_path_factory.mktemp(f"bad{i}") for i in range(len(IN_A_DRY_RUN))]
+    with ThreadPoolExecutor(max_workers=len(IN_A_DRY_RUN)) as pool:
+        return dict(pool.map(run, zip(folders, IN_A_DRY_RUN, strict=True)))
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_bad_config_fails_at_parse_time_naming_key_and_allowed(name, dry_runs):
+@pytest.mark.parametrize("name", IN_A_DRY_RUN)
+def test_a_dry_run_on_a_bad_config_stops_with_that_message_alone(name, dry_runs):
     code, output = dry_runs[name]
     assert code != 0, f"{name}: the dry run passed:\n{output[-2000:]}"
     for expected in CASES[name][1]:
@@ -243,11 +277,3 @@ def test_schema_backends_match_the_registry():
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     in_schema = set(schema["properties"]["grid"]["properties"]["backends"]["properties"])
     assert in_schema == set(BACKENDS), in_schema ^ set(BACKENDS)
-
-
-def test_messages_come_from_the_package_without_snakemake():
-    """check_schema is plain Python: the same messages for a config checked outside a run."""
-    from infbench.study.config import ConfigError, check_schema
-
-    with pytest.raises(ConfigError, match=r"grid\.batch_sizes\[0\]: 0 is out of range"):
-        check_schema(bad_config({"grid.batch_sizes": [0]}), Path(REPO, "config", "schema.yaml"))
