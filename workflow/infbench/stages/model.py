@@ -20,6 +20,7 @@ import numpy as np
 
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import atomic_path, check_artifact
+from infbench.core.parse_cache import cached
 
 TIMM_PREFIX = "timm:"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -72,11 +73,14 @@ def _timm():
     return timm
 
 
-@functools.cache
+@functools.cache  # on disk too: the workflow asks at parse time, and torchvision's import is seconds
 def torchvision_names() -> tuple[str, ...]:
-    import torchvision
+    def listed():
+        import torchvision
 
-    return tuple(torchvision.models.list_models(module=torchvision.models))
+        return list(torchvision.models.list_models(module=torchvision.models))
+
+    return tuple(cached(__file__, "torchvision_names", listed))
 
 
 def check_name(name: str) -> None:
@@ -201,7 +205,13 @@ def replace_head(model, num_classes: int):
 @functools.cache  # the workflow asks again for each size, model and check at parse time
 def accepted_size(name: str, stem: str, size: int, build_size: int | None = None) -> str | None:
     """None when the architecture takes `size`×`size` inputs, else why not. A forward pass on the
-    meta device: shapes are checked, nothing is computed."""
+    meta device: shapes are checked, nothing is computed. Kept on disk (core/parse_cache.py): the
+    workflow asks at parse time, and importing torch to answer costs seconds."""
+    key = f"accepted_size:{name}:{stem}:{size}:{build_size}"
+    return cached(__file__, key, lambda: _probe_size(name, stem, size, build_size))
+
+
+def _probe_size(name: str, stem: str, size: int, build_size: int | None) -> str | None:
     import torch
 
     try:

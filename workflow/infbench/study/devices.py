@@ -8,8 +8,10 @@ An explicit device list keeps every cell: a device or backend that is missing gi
 
 from __future__ import annotations
 
+import ctypes.util
 from functools import cache
 from importlib import metadata
+from pathlib import Path
 
 from infbench.backends.registry import BACKENDS
 
@@ -41,7 +43,11 @@ def _installed(name: str) -> bool:
 
 @cache
 def cuda_visible() -> bool:
-    """Whether PyTorch sees a CUDA GPU (no CUDA context is created)."""
+    """Whether PyTorch sees a CUDA GPU (no CUDA context is created). Without an NVIDIA driver (no kernel
+    module, no libcuda) it cannot, and the workflow asks as it is parsed: importing torch to hear "no"
+    would cost seconds of every `snakemake` call."""
+    if not Path("/proc/driver/nvidia").exists() and ctypes.util.find_library("cuda") is None:
+        return False
     try:
         import torch
     except ImportError:
