@@ -36,7 +36,8 @@ SAME_VERDICT = 0.8
 
 
 def run_grid(workdir: Path, study: str, snakemake_args: list[str], load_after: float | None, seed: int) -> dict:
-    """Measure the grid afresh (its cells' results removed first) → {"summary", "meta", "wall_s", "load_s"}."""
+    """Measure the grid afresh (its cells' results removed first) → {"summary", "meta", "wall_s", "load_s",
+    "quiet_wait_s"}."""
     for folder in ("bench", "repetitions"):
         shutil.rmtree(workdir / study / folder, ignore_errors=True)
     cmd = [sys.executable, "-m", "snakemake", "report", *snakemake_args]  # --configfile takes several
@@ -47,7 +48,9 @@ def run_grid(workdir: Path, study: str, snakemake_args: list[str], load_after: f
         if run.wait() != 0:
             raise SystemExit(f"snakemake failed ({run.returncode}): see {workdir / 'noisy_pair.log'}")
     report = workdir / study / "report"
+    cells = [json.loads(path.read_text()) for path in (workdir / study / "bench").rglob("*.json")]
     return {
+        "quiet_wait_s": sum(r.get("quiet_wait_s") or 0 for c in cells for r in c.get("repetition_runs", [])),
         "summary": complete(pl.read_csv(report / "summary.csv")),
         "meta": json.loads((report / "meta.json").read_text()),
         "wall_s": time.monotonic() - start,
@@ -163,10 +166,25 @@ def main(argv=None) -> int:
         s = run["summary"]
         extra = int(s["adaptive_repetitions"].fill_null(0).sum())
         unstable = s.filter(pl.col("status") == "unstable").height
+        limited = s.filter(pl.col("drift_limited").fill_null(False)).height
+        floor = s["drift_floor_pct"].drop_nulls()
+        waited = run.get("quiet_wait_s", 0.0)
         print(
             f"{label}: {run['wall_s']:.0f} s, {extra} adaptive repetitions, {unstable} unstable of {s.height}"
+            + (f" ({limited} for the drift floor alone)" if limited else "")
+            + (f", drift floor {floor[0]:.1f}%" if len(floor) else "")
+            + f", {waited:.0f} s waiting for a quiet machine"
             + (f", load on for {run['load_s']:.0f} s" if run["load_s"] else "")
         )
+    # The cells' own verdicts (their repetitions' interval against the tolerance, before the run's floor):
+    # how often the two runs agree on those, for the record.
+    own = {
+        label: {cell_name(r): r["status"] == "ok" or bool(r["drift_limited"]) for r in run["summary"].to_dicts()}
+        for label, run in (("quiet", quiet), ("noisy", noisy))
+    }
+    both = own["quiet"].keys() & own["noisy"].keys()
+    same_own = sum(own["quiet"][c] == own["noisy"][c] for c in both)
+    print(f"own verdicts (before the drift floor) agree on {same_own} of {len(both)} cells")
     checks = compare(quiet, noisy)
     for what, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {what}: {detail}")

@@ -103,3 +103,51 @@ def test_a_drift_floor_above_half_makes_the_cell_unstable_never_a_printed_plus_m
     df = summary_table(cells)
     ort = row(df, "onnxruntime")
     assert ort["throughput_uncertainty_pct"] > 50 and ort["status"] == "unstable"
+
+
+def judged(cell: dict, tolerance_pct: float = 5.0, planned: int = 5, quiet: int = 5) -> dict:
+    return {**cell, "tolerance_pct": tolerance_pct, "planned_repetitions": planned, "quiet_repetitions": quiet}
+
+
+def test_a_machine_drifting_beyond_the_tolerance_leaves_no_cpu_cell_stable_and_says_which_tolerance_it_supports():
+    """The printed ± is what is judged: a cell stable by its own repetitions, printed at the run's 6%
+    floor, is unstable at a 5% tolerance (drift-limited), and the overview says what tolerance the machine
+    supports. A GPU cell keeps its own verdict."""
+    from infbench.report.findings import findings
+
+    six = [100.0, 106.0, 94.0, 101.0, 99.0]  # 6% either side of the median
+    calm = [100.0, 101.0, 99.0, 100.5, 99.5]  # 1%: stable by its own repetitions
+    cells = [
+        judged(with_repetitions(result("torch", "fp32", 100.0, 6.0, status="unstable"), six)),
+        judged(with_repetitions(result("openvino", "int8", 300.0, 6.0, status="unstable"), six)),
+        judged(with_repetitions(result("onnxruntime", "fp32", 200.0, 1.0), calm)),
+        judged(with_repetitions(result("onnxruntime", "int8", 900.0, 1.0, device="cuda"), calm)),
+    ]
+    df = summary_table(cells)
+    ort = df.filter((df["device"] == "cpu") & (df["backend"] == "onnxruntime")).row(0, named=True)
+    assert ort["drift_floor_pct"] == pytest.approx(6.0) and ort["throughput_uncertainty_pct"] == pytest.approx(6.0)
+    assert ort["status"] == "unstable" and ort["drift_limited"] is True
+    assert row(df, "torch")["drift_limited"] is False  # unstable by its own repetitions
+    gpu = df.filter(df["device"] == "cuda").row(0, named=True)
+    assert gpu["status"] == "ok" and gpu["drift_limited"] is None
+    overview = next(f for f in findings(df, {}) if f.key == "cells").text
+    assert "the run's drift (±6.0%, the typical cell's interval) is wider than the tolerance (±5%" in overview
+    assert "1 is unstable for that alone" in overview and "bench.tolerance to at least 0.06" in overview
+
+    # Under the tolerance the floor decides nothing: the calm cell is stable.
+    loose = summary_table([judged(c, tolerance_pct=8.0) for c in cells])
+    assert loose.filter((loose["device"] == "cpu") & (loose["backend"] == "onnxruntime"))["status"][0] == "ok"
+
+
+def test_the_drift_floor_ignores_cells_left_with_fewer_quiet_repetitions_than_planned():
+    """Two quiet repetitions of a cell under load span less by being two: the floor comes from the cells
+    judged on all their planned repetitions."""
+    six = [100.0, 106.0, 94.0, 101.0, 99.0]
+    short = [100.0, 100.5]  # what a load left of a cell: its range is narrow by having two
+    cells = [
+        judged(with_repetitions(result("torch", "fp32", 100.0, 6.0, status="unstable"), six)),
+        judged(with_repetitions(result("openvino", "fp32", 100.0, 0.5, status="unstable"), short), quiet=2),
+        judged(with_repetitions(result("openvino", "int8", 100.0, 0.5, status="unstable"), short), quiet=2),
+    ]
+    df = summary_table(cells)
+    assert df["drift_floor_pct"].to_list() == pytest.approx([6.0] * 3)

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import polars as pl
@@ -113,3 +114,29 @@ def cell_rows(data) -> list[dict]:
     if isinstance(data, list | tuple):
         return [r for v in data for r in cell_rows(v)]
     return []
+
+
+def test_a_repetition_waits_for_a_burst_of_other_work_to_end(tmp_path):
+    """Real busy processes on every core: the wait sees them and ends once they do; with a machine busy
+    for good it gives up after its limit, and the run's ledger remembers, so that the next repetitions
+    do not wait again."""
+    from infbench.measure.budget import Ledger
+    from infbench.measure.interference import foreign_cores_now, wait_until_quiet
+
+    load = busy_processes(2)
+    try:
+        assert foreign_cores_now(0.5) > 1.0  # both cores: the signal sees other processes' work
+        waited, quiet = wait_until_quiet(0.25, spare=0, max_wait_s=1.0)
+        assert not quiet and waited >= 1.0
+        threading.Timer(2.0, lambda: [p.kill() for p in load]).start()  # the burst ends 2 s from now
+        waited, quiet = wait_until_quiet(0.25, spare=0, max_wait_s=30.0)
+        assert quiet and 1.0 < waited < 30.0
+    finally:
+        for p in load:
+            p.kill()
+            p.wait()
+    ledger = Ledger(tmp_path / "extra_budget.json", 0.0, run="run-1")
+    assert not ledger.busy_recently(60)
+    ledger.note_busy()
+    assert ledger.busy_recently(60)
+    assert not Ledger(tmp_path / "extra_budget.json", 0.0, run="run-2").busy_recently(60)  # a new run forgets

@@ -84,7 +84,7 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[
     started = time.time()
     probe = _read_optional(args.get("probe")) or {}
     budget_s = args.get("extra_budget_s") or 0
-    ledger = Ledger(args["budget_ledger"], budget_s) if args.get("budget_ledger") and budget_s > 0 else None
+    ledger = Ledger(args["budget_ledger"], budget_s) if args.get("budget_ledger") else None
     runs, failure = repeat(cell, args, timeout_s, probe, earlier, ledger)
     # The cell's GPU: the one its (first) repetition held; a probe of another GPU model gives no
     # quiet canary and no peak to compare with.
@@ -101,6 +101,9 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[
     else:
         result.update(cell_figures(cell, runs, args["tolerance"], args["repetitions"]["repetitions"]))
         result["status"] = "ok" if result["stability"] == "stable" else "unstable"
+        # what the aggregate step judges the cell by again, once the run's drift floor is known
+        result["tolerance_pct"] = 100 * args["tolerance"]
+        result["planned_repetitions"] = args["repetitions"]["repetitions"]
         result["agreement"] = next((r["agreement"] for r in runs if r.get("agreement")), None)
         result["canary_quiet_ms"] = probe.get("canary_ms")
     _add_memory(result, args["artifact"], earlier, runs, measured=failure is None)

@@ -17,7 +17,7 @@ from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.measure import repetitions
 from infbench.measure.budget import Ledger
-from infbench.measure.interference import disturbance
+from infbench.measure.interference import disturbance, spare_cores, wait_until_quiet
 
 
 def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
@@ -37,7 +37,7 @@ def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
 def repetition_summary(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "spare_cores")
-    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache", "adaptive")
+    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache", "adaptive", "quiet_wait_s")
     # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
     keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
@@ -74,11 +74,14 @@ def repeat(
         if pending:
             rep = pending.pop(0)
         elif _planned_left(runs, policy):  # agreement once, in the first repetition
+            waited = _wait_for_quiet(cell, args, ledger)
             rep = run_repetition(cell, {**args, "check_agreement": not runs}, timeout_s)
+            rep["quiet_wait_s"] = waited
         elif (drawn := _draw(cell, args, runs, ledger)) is not None:
+            waited = _wait_for_quiet(cell, args, ledger)
             rep = run_repetition(cell, {**args, "check_agreement": False}, timeout_s)
             ledger.settle(cell.key, drawn, rep["process_s"])
-            rep["adaptive"] = True
+            rep.update(adaptive=True, quiet_wait_s=waited)
         else:
             break
         if rep["status"] != "ok":
@@ -98,6 +101,23 @@ def repeat(
             if repetitions.verdict(combined_throughput(good), args["tolerance"], policy["repetitions"]) == "stable":
                 break
     return runs, None
+
+
+# After a wait that found no quiet moment, the run's repetitions start at once for this long (Ledger.busy_recently).
+BUSY_MEMORY_S = 60.0
+
+
+def _wait_for_quiet(cell: Cell, args: dict, ledger: Ledger | None) -> float:
+    """Seconds waited for other processes to leave the cores this cell measures on (a repetition the
+    cell's job runs itself: a replacement of a disturbed one, an adaptive one), 0 where the run found the
+    machine busy for good a moment ago."""
+    if ledger is not None and ledger.busy_recently(BUSY_MEMORY_S):
+        return 0.0
+    spare = spare_cores(cell.device, args["threads"])
+    waited, quiet = wait_until_quiet(args["interference"]["foreign_cores"], spare)
+    if not quiet and ledger is not None:
+        ledger.note_busy()
+    return round(waited, 3)
 
 
 def _planned_left(runs: list[dict], policy: dict) -> bool:

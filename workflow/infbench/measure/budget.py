@@ -10,6 +10,8 @@ workflow run, a cell has a budget of its own.
 The cells the findings need come first: they may spend all of it, any other cell only the part above
 RESERVED (so the baseline and the candidates for a "best", which may come last, still find some).
 A draw is the cell's own median repetition time, so a cheap cell pays little for each repetition.
+
+The ledger also remembers when the run last waited in vain for a quiet machine (`busy_recently`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,6 +76,17 @@ class Ledger:
         with self._state() as state:
             state["spent_s"] += used_s - drawn_s
             state["cells"][cell] = state["cells"].get(cell, 0.0) + used_s - drawn_s
+
+    def busy_recently(self, within_s: float) -> bool:
+        """Whether a wait for a quiet machine (interference.wait_until_quiet) found none within the last
+        `within_s` seconds of this run: then the next repetitions start at once, so that a machine busy
+        for good costs one wait per `within_s`, not one per repetition."""
+        with self._state() as state:
+            return time.time() - state.get("busy_at", float("-inf")) < within_s
+
+    def note_busy(self) -> None:
+        with self._state() as state:
+            state["busy_at"] = time.time()
 
     def spent_s(self) -> float:
         with self._state() as state:

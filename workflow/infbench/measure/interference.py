@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 
 CANARY_REPEATS = 15
+# Waiting for a quiet machine before a repetition (`wait_until_quiet`): how often to look, and for how
+# long at most (a burst of other work on a shared machine: a build, a test run, a neighbour's job).
+QUIET_SAMPLE_S = 0.2
+QUIET_WAIT_S = 30.0
 CUDA_HOST_CORES = 2  # a GPU cell's issuing thread, and the driver's threads beside it
 
 
@@ -64,6 +68,34 @@ def cpu_busy_s() -> float | None:
     ticks = [int(v) for v in fields[:8]]
     idle = ticks[3] + ticks[4]  # idle + iowait
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def foreign_cores_now(sample_s: float = QUIET_SAMPLE_S) -> float | None:
+    """Cores other processes keep busy right now: the machine's busy time over `sample_s` seconds,
+    less this process's own (it sleeps meanwhile), None without /proc/stat."""
+    busy0, own0 = cpu_busy_s(), time.process_time()
+    time.sleep(sample_s)
+    busy1, own1 = cpu_busy_s(), time.process_time()
+    if busy0 is None or busy1 is None:
+        return None
+    return max(0.0, (busy1 - busy0) - (own1 - own0)) / sample_s
+
+
+def wait_until_quiet(max_foreign_cores: float, spare: float, max_wait_s: float = QUIET_WAIT_S) -> tuple[float, bool]:
+    """Wait (at most `max_wait_s`) until other processes use no more than `max_foreign_cores` beyond
+    the `spare` cores the cell leaves idle: (seconds waited, whether the machine was quiet).
+
+    A repetition started in a burst of other work is disturbed and measured again; started after it,
+    it is not. On a 2-core VM under an intermittent load (on 8–25 s, off 10–30 s), replacements of
+    disturbed repetitions were disturbed again when run at once, and a cell was left with 2 of its 5
+    undisturbed repetitions."""
+    start = time.perf_counter()
+    while True:
+        foreign = foreign_cores_now()
+        if foreign is None or foreign - spare <= max_foreign_cores:
+            return time.perf_counter() - start, True
+        if time.perf_counter() - start >= max_wait_s:
+            return time.perf_counter() - start, False
 
 
 def spare_cores(device: str, threads: int) -> int:

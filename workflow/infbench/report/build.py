@@ -133,8 +133,8 @@ UNCERTAINTY = {
     "energy_mj_per_image": "energy_uncertainty_pct",
 }
 TITLES = {  # header tooltips: what the less obvious columns mean
-    "status": "ok; unstable: repetitions disagreed beyond the tolerance even after re-measuring (shown, never used "
-    "by a finding); error, oom, timeout, unavailable: no numbers",
+    "status": "ok; unstable: its ± is wider than the tolerance even after re-measuring, or (drift-limited) the "
+    "machine's drift alone is (shown, never used by a finding); error, oom, timeout, unavailable: no numbers",
     "throughput_img_s": "batches back to back, one synchronisation per window; ± u: a rerun lands within it (95%)",
     "latency_ms_p50": "one batch at a time, synchronised after each; ± u: a rerun lands within it (95%)",
     "speedup_vs_baseline": "throughput over the plain torch eager fp32 baseline's; in brackets its interval; grey: "
@@ -327,8 +327,9 @@ def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
 READING = (
     "Throughput (img/s): batches back to back, images per second over a window. Latency (p50/p90/p99): one batch "
     "at a time, synchronised after each. Each cell is the median of several repetitions in fresh processes; "
-    "± is its 95% uncertainty: a rerun lands within it. Unstable: the repetitions disagreed beyond the tolerance "
-    "even after re-measuring; the numbers are shown, marked, and a finding uses one only where even its "
+    "± is its 95% uncertainty: a rerun lands within it. Unstable: the ± is wider than the tolerance even after "
+    "re-measuring (on the CPU the ± is at least the machine's drift over the run); the numbers are shown, "
+    "marked, and a finding uses one only where even its "
     "slowest repetition beats every other cell. Disturbed: repetitions run "
     "while something else loaded the machine, measured again. Launch-bound: the host's launches, not the device, "
     "set the pace. Speedups compare throughput with the baseline's, their interval in brackets."
@@ -438,7 +439,7 @@ def _cells_html(df: pl.DataFrame) -> str:
     if not unstable:
         return cells + "; none unstable"
     return cells + (
-        f'; <a href="#summary">{unstable} unstable</a> (repetitions disagreed even after re-measuring: '
+        f'; <a href="#summary">{unstable} unstable</a> (± wider than the tolerance even after re-measuring: '
         "shown marked; a finding uses one only where even its slowest repetition beats every other cell)"
     )
 

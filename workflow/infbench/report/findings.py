@@ -13,6 +13,7 @@ are missing (null), the finding says what could not be determined and why, inste
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -742,7 +743,7 @@ def _status_finding(df: pl.DataFrame) -> Finding:
     parts = [f"All {total} cells ran ok" if ok == total else f"{ok} of {total} cells ran ok"]
     if unstable:
         parts.append(
-            f"{unstable} unstable (their repetitions still disagreed after re-measuring: shown marked; "
+            f"{unstable} unstable (their ± is wider than the tolerance: shown marked; "
             "a finding uses one only where even its slowest repetition beats every other cell)"
         )
     if bad.height:
@@ -754,7 +755,24 @@ def _status_finding(df: pl.DataFrame) -> Finding:
     text = "; ".join(parts) + "."
     if disturbed:
         text += f" {disturbed} repetitions were disturbed by other load on the machine and measured again."
-    return Finding("cells", text, data=data)
+    return Finding("cells", text + _drift_note(df), data=data)
+
+
+def _drift_note(df: pl.DataFrame) -> str:
+    """Where a machine's drift is wider than the tolerance: that no CPU cell can be stable there, and
+    the tolerance that would tell its steady cells from its noisy ones (report/aggregate.py)."""
+    limited = df.filter(pl.col("drift_limited").fill_null(False))
+    notes = []
+    for machine, rows in limited.group_by("machine", maintain_order=True):
+        floor, tolerance = rows.row(0, named=True)["drift_floor_pct"], rows.row(0, named=True)["tolerance_pct"]
+        notes.append(
+            f" On {machine[0]}'s CPU the run's drift (±{floor:.1f}%, the typical cell's interval) is wider than "
+            f"the tolerance (±{tolerance:g}%, bench.tolerance): no CPU cell can be stable there, and "
+            f"{rows.height} {'is' if rows.height == 1 else 'are'} unstable for that alone; "
+            "to tell its steady cells from its noisy ones, set "
+            f"bench.tolerance to at least {math.ceil(floor) / 100:.2f}, or measure on a quieter machine."
+        )
+    return "".join(notes)
 
 
 def _launch_bound_finding(df: pl.DataFrame, multi_machine: bool) -> Finding | None:

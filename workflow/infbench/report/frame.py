@@ -31,6 +31,9 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "throughput_max_img_s": (pl.Float64, ("throughput_max_img_s",)),
     # CPU cells: the least ± of any cell of the machine, its drift over the run (report/aggregate.py)
     "drift_floor_pct": (pl.Float64, ("drift_floor_pct",)),
+    "tolerance_pct": (pl.Float64, ("tolerance_pct",)),  # bench.tolerance: the widest ± of a stable cell
+    # unstable for the machine's drift alone: the cell's own interval is within the tolerance, its floor is not
+    "drift_limited": (pl.Boolean, None),
     "time_per_image_ms": (pl.Float64, ("time_per_image_ms",)),
     "latency_ms_p50": (pl.Float64, ("latency_ms_p50",)),  # one batch at a time, synchronised after each
     "latency_ms_p90": (pl.Float64, ("latency_ms_p90",)),
@@ -39,6 +42,7 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "latency_p50_min_ms": (pl.Float64, ("latency_p50_min_ms",)),
     "latency_p50_max_ms": (pl.Float64, ("latency_p50_max_ms",)),
     "repetitions": (pl.Int64, ("repetitions",)),
+    "planned_repetitions": (pl.Int64, ("planned_repetitions",)),  # bench.repetitions
     "quiet_repetitions": (pl.Int64, ("quiet_repetitions",)),  # undisturbed ones; the figures rest on them
     "adaptive_repetitions": (pl.Int64, ("adaptive_repetitions",)),  # of them, drawn from bench.extra_budget_s
     "disturbed_repetitions": (pl.Int64, ("disturbed_repetitions",)),
