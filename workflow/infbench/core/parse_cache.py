@@ -15,24 +15,18 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
+from infbench.core.packages import installed_version
+
 LIBRARIES = ("torch", "torchvision", "timm")
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 @functools.cache
 def cache_file(code_file: str) -> Path:
     """The cache of answers computed by `code_file` with the libraries installed now."""
     code = hashlib.sha256(Path(code_file).read_bytes()).hexdigest()
-    key = json.dumps([*(_version(d) for d in LIBRARIES), code])
+    key = json.dumps([*(installed_version(d) for d in LIBRARIES), code])
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "infbench"
     return root / f"parse-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from importlib import metadata
 
+from infbench.core.packages import installed_version
 from infbench.measure.nvml import Nvml
 
 PACKAGES = (
@@ -35,12 +35,8 @@ def cpu_model() -> str:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    installed = {name: installed_version(name) for name in PACKAGES}
+    return out | {name: v for name, v in installed.items() if v}
 
 
 def fingerprint(threads: int, device: str) -> dict:

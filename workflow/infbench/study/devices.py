@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ctypes.util
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 
 from infbench.backends.registry import BACKENDS
+from infbench.core.packages import installed_version
 
 AUTO = "auto"
 
@@ -31,14 +31,6 @@ GPU_NEEDS: dict[str, tuple[tuple[tuple[str, ...], ...], str]] = {
     "torch_compile_reduce_overhead": ((("triton",),), "pip install triton"),
     "aotinductor": ((("triton",),), "pip install triton"),
 }
-
-
-def _installed(name: str) -> bool:
-    try:
-        metadata.version(name)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 @cache
@@ -70,7 +62,7 @@ def missing_on_cuda(backend: str) -> str | None:
     if needs is None:
         return None
     groups, command = needs
-    absent = [group[0] for group in groups if not any(_installed(name) for name in group)]
+    absent = [group[0] for group in groups if not any(installed_version(name) for name in group)]
     if not absent:
         return None
     return f"{backend} on cuda needs {' and '.join(absent)}, not installed (install: {command})"

@@ -11,11 +11,11 @@ import functools
 import hashlib
 import itertools
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from infbench.backends.registry import BACKENDS, spec
 from infbench.core.cell import Cell
+from infbench.core.packages import installed_version
 from infbench.stages import model as model_lib
 from infbench.study import devices
 
@@ -190,13 +190,8 @@ def code_of(source: str) -> str:
 @functools.cache
 def package_versions(*names: str) -> str:
     """Installed versions of distributions ('name==version' or 'name absent'), for `params`."""
-    parts = []
-    for name in names:
-        try:
-            parts.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{name} absent")
-    return ",".join(parts)
+    versions = {name: installed_version(name) for name in names}
+    return ",".join(f"{name}=={v}" if v else f"{name} absent" for name, v in versions.items())
 
 
 # Not code of any job: the workflow's wiring (the registry, the study's cells and paths) reaches a job
