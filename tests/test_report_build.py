@@ -298,3 +298,12 @@ def test_charts_draw_intervals_and_unstable_cells(built):
     assert '"field": "latency_ms_p99"' in json.dumps(specs["latency"])
     speedups = specs["speedup"]["data"]["values"]
     assert any(not v["speedup_stable"] for v in speedups) and any(v["speedup_stable"] for v in speedups)
+
+
+def test_a_cell_unstable_for_the_machines_drift_alone_is_tagged_so_in_both_tables():
+    from infbench.report.build import _cell, _md
+
+    limited = {"status": "unstable", "drift_limited": True}
+    assert '<span class="tag">unstable (drift)</span>' in _cell(limited, "status")
+    assert _md(limited, "status") == "**unstable (drift)**"
+    assert _md({"status": "unstable", "drift_limited": False}, "status") == "**unstable**"

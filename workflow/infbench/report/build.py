@@ -133,8 +133,9 @@ UNCERTAINTY = {
     "energy_mj_per_image": "energy_uncertainty_pct",
 }
 TITLES = {  # header tooltips: what the less obvious columns mean
-    "status": "ok; unstable: its ± is wider than the tolerance even after re-measuring, or (drift-limited) the "
-    "machine's drift alone is (shown, never used by a finding); error, oom, timeout, unavailable: no numbers",
+    "status": "ok; unstable: its ± is wider than the tolerance even after re-measuring; unstable (drift): its own "
+    "repetitions agree within the tolerance, the machine's drift over the run does not (shown, never used by a "
+    "finding); error, oom, timeout, unavailable: no numbers",
     "throughput_img_s": "batches back to back, one synchronisation per window; ± u: a rerun lands within it (95%)",
     "latency_ms_p50": "one batch at a time, synchronised after each; ± u: a rerun lands within it (95%)",
     "speedup_vs_baseline": "throughput over the plain torch eager fp32 baseline's; in brackets its interval; grey: "
@@ -186,7 +187,7 @@ def _cell(row: dict, column: str) -> str:
             klass += " disturbed"
         return f'<td class="{klass}" data-v="{value!r}">{html.escape(text)}</td>'
     if column == "status":
-        text = '<span class="tag">unstable</span>' if value == "unstable" else html.escape(str(value))
+        text = f'<span class="tag">{_status(row)}</span>' if value == "unstable" else html.escape(str(value))
         return f'<td class="status-{html.escape(str(value))}" data-v="{html.escape(str(value))}">{text}</td>'
     return f"<td>{html.escape(str(value))}</td>"
 
@@ -247,12 +248,17 @@ MD_COLUMNS = {
 }
 
 
+def _status(row: dict) -> str:
+    """'unstable', or 'unstable (drift)' where only the machine's drift floor passes the tolerance."""
+    return "unstable (drift)" if row.get("drift_limited") else "unstable"
+
+
 def _md(row: dict, column: str) -> str:
     value = row.get(column)
     if value is None:
         return "–"
     if column == "status" and value == "unstable":
-        return "**unstable**"
+        return f"**{_status(row)}**"
     if column == "top1_agreement":
         return pct(value)
     if column in UNCERTAINTY:
