@@ -132,7 +132,7 @@ def test_a_machine_drifting_beyond_the_tolerance_leaves_no_cpu_cell_stable_and_s
     assert gpu["status"] == "ok" and gpu["drift_limited"] is None
     overview = next(f for f in findings(df, {}) if f.key == "cells").text
     assert "the run's drift (±6.0%, the typical cell's interval) is wider than the tolerance (±5%" in overview
-    assert "1 is unstable for that alone" in overview and "bench.tolerance to at least 0.06" in overview
+    assert "(1 is unstable for that alone)" in overview and "a bench.tolerance above 0.060" in overview
 
     # Under the tolerance the floor decides nothing: the calm cell is stable.
     loose = summary_table([judged(c, tolerance_pct=8.0) for c in cells])

@@ -13,7 +13,6 @@ are missing (null), the finding says what could not be determined and why, inste
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -759,18 +758,18 @@ def _status_finding(df: pl.DataFrame) -> Finding:
 
 
 def _drift_note(df: pl.DataFrame) -> str:
-    """Where a machine's drift is wider than the tolerance: that no CPU cell can be stable there, and
-    the tolerance that would tell its steady cells from its noisy ones (report/aggregate.py)."""
+    """Where a machine's drift is wider than the tolerance: that no CPU cell can be stable there, what its
+    numbers hold to, and what to change (report/aggregate.py)."""
     limited = df.filter(pl.col("drift_limited").fill_null(False))
     notes = []
     for machine, rows in limited.group_by("machine", maintain_order=True):
         floor, tolerance = rows.row(0, named=True)["drift_floor_pct"], rows.row(0, named=True)["tolerance_pct"]
         notes.append(
             f" On {machine[0]}'s CPU the run's drift (±{floor:.1f}%, the typical cell's interval) is wider than "
-            f"the tolerance (±{tolerance:g}%, bench.tolerance): no CPU cell can be stable there, and "
-            f"{rows.height} {'is' if rows.height == 1 else 'are'} unstable for that alone; "
-            "to tell its steady cells from its noisy ones, set "
-            f"bench.tolerance to at least {math.ceil(floor) / 100:.2f}, or measure on a quieter machine."
+            f"the tolerance (±{tolerance:g}%, bench.tolerance): no CPU cell can be stable there "
+            f"({rows.height} {'is' if rows.height == 1 else 'are'} unstable for that alone). Its numbers hold to "
+            f"about ±{floor:.1f}%: for a ±{tolerance:g}% verdict measure on a quieter machine (no other work); "
+            f"a bench.tolerance above {floor / 100:.3f} judges the cells by their own spread instead."
         )
     return "".join(notes)
 
