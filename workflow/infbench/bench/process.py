@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -24,7 +23,7 @@ from infbench.bench.gpu_slots import release, take
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.measure import timing
-from infbench.measure.interference import canary_ms, cpu_busy_s, spare_cores
+from infbench.measure.interference import canary_ms, cpu_mark, foreign_cores_since, spare_cores
 from infbench.measure.memory import DeviceMemory, cpu_section
 from infbench.measure.nvml import Nvml, Sampler, summarize
 from infbench.measure.nvml import empty as nvml_empty
@@ -82,11 +81,6 @@ def release_gpu() -> None:
         release(_SLOT["gpu"], _SLOT.pop("fd"))
 
 
-def _own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def measure_in_this_process(args: dict) -> dict:
     """The child's work, one repetition: load, (check agreement), time, (energy). Raises on failure."""
     cell = Cell(**args["cell"])
@@ -133,7 +127,7 @@ def measure_in_this_process(args: dict) -> dict:
     device_memory.mark("after_inputs")
     result["measure_started_at"] = time.time()
     # Other processes' CPU time while this one measures: the machine's busy time minus this process's.
-    busy0, own0, t0 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
+    mark = cpu_mark()
     sampler = _sampler(nvml, args["energy_window_s"])
     policy = energy_policy(TimingPolicy(**args["timing"]), args["energy_window_s"] if sampler else 0)
     during_windows = sampler.running if sampler else nullcontext
@@ -147,9 +141,9 @@ def measure_in_this_process(args: dict) -> dict:
         result["nvml"] = nvml_empty(nvml_note or "energy window disabled (bench.energy_window_s: 0)")
     sampled_peak = sampler.peak_used_bytes() if sampler else None
     result["measure_ended_at"] = time.time()
-    busy1, own1, t1 = cpu_busy_s(), _own_cpu_s(), time.perf_counter()
-    if busy0 is not None and busy1 is not None:
-        result["foreign_cores"] = round(max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0), 3)
+    foreign = foreign_cores_since(mark)
+    if foreign is not None:
+        result["foreign_cores"] = round(foreign, 3)
     device_memory.mark("after_run")
     if cell.device == "cuda":
         result["memory"] = device_memory.section(backend.device_memory_peak_mib(), sampled_peak)

@@ -73,15 +73,14 @@ def repeat(
         drawn = None
         if pending:
             rep = pending.pop(0)
-        elif _planned_left(runs, policy):  # agreement once, in the first repetition
+        elif _planned_left(runs, policy) or (drawn := _draw(cell, args, runs, ledger)) is not None:
             waited = _wait_for_quiet(cell, args, ledger)
+            # agreement once, in the first repetition (an adaptive one always has earlier ones)
             rep = run_repetition(cell, {**args, "check_agreement": not runs}, timeout_s)
             rep["quiet_wait_s"] = waited
-        elif (drawn := _draw(cell, args, runs, ledger)) is not None:
-            waited = _wait_for_quiet(cell, args, ledger)
-            rep = run_repetition(cell, {**args, "check_agreement": False}, timeout_s)
-            ledger.settle(cell.key, drawn, rep["process_s"])
-            rep.update(adaptive=True, quiet_wait_s=waited)
+            if drawn is not None:
+                ledger.settle(cell.key, drawn, rep["process_s"])
+                rep["adaptive"] = True
         else:
             break
         if rep["status"] != "ok":

@@ -70,15 +70,26 @@ def cpu_busy_s() -> float | None:
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def foreign_cores_now(sample_s: float = QUIET_SAMPLE_S) -> float | None:
-    """Cores other processes keep busy right now: the machine's busy time over `sample_s` seconds,
-    less this process's own (it sleeps meanwhile), None without /proc/stat."""
-    busy0, own0 = cpu_busy_s(), time.process_time()
-    time.sleep(sample_s)
-    busy1, own1 = cpu_busy_s(), time.process_time()
+def cpu_mark() -> tuple[float | None, float, float]:
+    """Where the machine's and this process's CPU time stand now (for `foreign_cores_since`)."""
+    return cpu_busy_s(), time.process_time(), time.perf_counter()
+
+
+def foreign_cores_since(mark: tuple[float | None, float, float]) -> float | None:
+    """Cores other processes kept busy since `mark`: the machine's busy time less this process's own,
+    over the wall time, None without /proc/stat."""
+    busy0, own0, t0 = mark
+    busy1, own1, t1 = cpu_mark()
     if busy0 is None or busy1 is None:
         return None
-    return max(0.0, (busy1 - busy0) - (own1 - own0)) / sample_s
+    return max(0.0, (busy1 - busy0) - (own1 - own0)) / (t1 - t0)
+
+
+def foreign_cores_now(sample_s: float = QUIET_SAMPLE_S) -> float | None:
+    """Cores other processes keep busy right now: over `sample_s` seconds of this process sleeping."""
+    mark = cpu_mark()
+    time.sleep(sample_s)
+    return foreign_cores_since(mark)
 
 
 def wait_until_quiet(max_foreign_cores: float, spare: float, max_wait_s: float = QUIET_WAIT_S) -> tuple[float, bool]:

@@ -15,7 +15,7 @@ The verdict is judged again with the floor: a cell is `stable` only where the ±
 within `bench.tolerance` (a "± 5.3%, stable" at a 5% tolerance said two things at once), and one whose
 ± would pass 50% is `unstable` (the report shows its range). On a machine whose drift is wider than
 the tolerance no CPU cell is stable, whatever its own repetitions did: measured on a 2-core VM, the
-run's floor was 5.3–6.4% in four quiet runs, and judged by their own intervals alone (4–8% for most
+run's floor was 5.3–6.3% in five quiet runs, and judged by their own intervals alone (4–8% for most
 cells, around the 5% tolerance) two runs agreed on 10–17 of 20 cells; with the floor they agree on
 all, and `drift_limited` marks the cells that are unstable for the machine's drift alone. The floor
 comes from the cells judged on their planned number of undisturbed repetitions: the range of the 2–4
@@ -87,10 +87,8 @@ def with_drift_floor(rows: list[dict], results: list[dict]) -> None:
                     _judge_with_floor(row, 100 * floor)
                 if row[column] is not None and row[column] < 100 * floor:
                     row[column] = 100 * floor
-    for row in rows:
-        u = row["throughput_uncertainty_pct"]
-        if row["status"] in MEASURED and u is not None and u > 100 * MAX_PRINTED:
-            row["status"] = row["stability"] = "unstable"
+                if figure == "throughput" and row[column] is not None and row[column] > 100 * MAX_PRINTED:
+                    row["status"] = row["stability"] = "unstable"
 
 
 def _judge_with_floor(row: dict, floor_pct: float) -> None:

@@ -763,7 +763,8 @@ def _drift_note(df: pl.DataFrame) -> str:
     limited = df.filter(pl.col("drift_limited").fill_null(False))
     notes = []
     for machine, rows in limited.group_by("machine", maintain_order=True):
-        floor, tolerance = rows.row(0, named=True)["drift_floor_pct"], rows.row(0, named=True)["tolerance_pct"]
+        first = rows.row(0, named=True)
+        floor, tolerance = first["drift_floor_pct"], first["tolerance_pct"]
         notes.append(
             f" On {machine[0]}'s CPU the run's drift (±{floor:.1f}%, the typical cell's interval) is wider than "
             f"the tolerance (±{tolerance:g}%, bench.tolerance): no CPU cell can be stable there "
