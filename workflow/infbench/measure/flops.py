@@ -36,6 +36,7 @@ from pathlib import Path
 from infbench.core.arguments import paths
 from infbench.core.io import write_json
 from infbench.measure.probe import peak_for
+from infbench.stages import model_onnx
 from infbench.stages.model import load_checkpoint, read_facts
 
 SCHEMA_VERSION = 1
@@ -210,8 +211,18 @@ def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
     import torch
 
     torch.set_num_threads(min(4, torch.get_num_threads()))
-    model = load_checkpoint(checkpoint)
     facts = read_facts(checkpoint)
+    if model_onnx.is_onnx(facts.name):  # a user's ONNX file: counted on its graph
+        return {
+            "schema": SCHEMA_VERSION,
+            "model": facts.name,
+            "stem": facts.stem,
+            "num_classes": facts.num_classes,
+            "image_size": image_size,
+            "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
+            **model_onnx.count(model_onnx.onnx_of(checkpoint), image_size),
+        }
+    model = load_checkpoint(checkpoint)
     info = count(model, image_size)
     return {
         "schema": SCHEMA_VERSION,
