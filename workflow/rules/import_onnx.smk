@@ -7,16 +7,6 @@
 from infbench.stages import model_onnx
 
 
-def onnx_args(wildcards):
-    m = model_config(wildcards)["model"]
-    mean, std = model_onnx.normalisation(m)
-    layout = f" --layout {m['layout']}" if m["layout"] else ""
-    return (
-        f"--source {shlex.quote(m['onnx'])} --mean {' '.join(map(str, mean))}"
-        f" --std {' '.join(map(str, std))}{layout}"
-    )
-
-
 rule import_onnx:
     input:
         dataset=DATASET,
@@ -36,7 +26,7 @@ rule import_onnx:
         mem_mb=4000,
         runtime=15,
     params:
-        args=onnx_args,
+        args=lambda wc: model_onnx.cli_args(model_config(wc)["model"]),
         image_size=lambda wc: model_config(wc)["train"]["image_size"],
         code=grid.stage_code_hash("stages.model_onnx"),
     shell:

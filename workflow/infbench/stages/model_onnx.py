@@ -465,6 +465,17 @@ def count(path: Path, image_size: int) -> dict:
 # ------------------------------------------------------------------------------------------ command
 
 
+def cli_args(m: dict) -> str:
+    """`infbench import-onnx`'s arguments for config `model` section `m` (rule import_onnx)."""
+    import shlex
+
+    mean, std = normalisation(m)
+    layout = f" --layout {m['layout']}" if m.get("layout") else ""
+    return (
+        f"--source {shlex.quote(m['onnx'])} --mean {' '.join(map(str, mean))} --std {' '.join(map(str, std))}{layout}"
+    )
+
+
 def add_parser(sub) -> None:
     """`infbench import-onnx`."""
     s = sub.add_parser("import-onnx", help="a user's ONNX file → the study's fp32.onnx and its facts")
