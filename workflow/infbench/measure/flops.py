@@ -212,30 +212,24 @@ def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
 
     torch.set_num_threads(min(4, torch.get_num_threads()))
     facts = read_facts(checkpoint)
-    if model_onnx.is_onnx(facts.name):  # a user's ONNX file: counted on its graph
-        return {
-            "schema": SCHEMA_VERSION,
-            "model": facts.name,
-            "stem": facts.stem,
-            "num_classes": facts.num_classes,
-            "image_size": image_size,
-            "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
-            **model_onnx.count(model_onnx.onnx_of(checkpoint), image_size),
-        }
-    model = load_checkpoint(checkpoint)
-    info = count(model, image_size)
-    return {
+    head = {
         "schema": SCHEMA_VERSION,
         "model": facts.name,
         "stem": facts.stem,
         "num_classes": facts.num_classes,
         "image_size": image_size,
+        "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
+    }
+    if model_onnx.is_onnx(facts.name):  # a user's ONNX file: counted on its graph
+        return {**head, **model_onnx.count(model_onnx.onnx_of(checkpoint), image_size)}
+    info = count(load_checkpoint(checkpoint), image_size)
+    return {
+        **head,
         "counter": (
             "torch.utils.flop_counter.FlopCounterMode + the CPU attention kernel: convolutions (grouped and "
             "depthwise included; nominal, taps on the padding counted), matrix products, attention Q·Kᵀ and A·V; "
             "norms, activations, pooling not counted"
         ),
-        "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
         "bytes_model": (
             "weights read once per batch + activations of conv/matmul/pool read and written once, "
             "BN/ReLU fused, residual add reads its skip input; elements × the precision's storage size"
