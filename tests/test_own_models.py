@@ -223,53 +223,62 @@ def statuses(workdir: Path) -> dict[str, str]:
     }
 
 
-def onnx_run_config(folder: Path, entries: list, batches=(1, 4)) -> dict:
+def onnx_run_config(folder: Path, entries: list, batches: list, backends: dict) -> dict:
     config = copy.deepcopy(TINY_CONFIG)
     config.update(dataset="imagefolder", data_dir=str(folder), data_image_size=48, models=entries)
     config["split"] = {"calibration": 20, "test": 30, "seed": 0}
     config["accuracy"] = {"expected_tensorrt": []}
-    config["grid"].update(batch_sizes=list(batches))
-    config["grid"]["backends"] = {
-        "torch": ["fp32"],
-        "onnxruntime": ["fp32", "int8", "int8_dynamic"],
-        "openvino": ["fp32", "int8", "int8_nncf"],
-    }
+    config["grid"].update(batch_sizes=batches, backends=backends)
     return config
 
 
-@pytest.mark.parametrize("form", ["dynamic batch, NCHW", "fixed batch 1, NHWC"])
-def test_a_users_onnx_file_on_an_image_folder(tmp_path, form):
+def test_an_onnx_file_with_a_dynamic_batch_beside_a_torchvision_model(tmp_path):
     folder = write_image_folder(tmp_path / "images")
-    if form.startswith("dynamic"):
-        path = export(resnet(3), tmp_path / "mine.onnx", (2, 3, 32, 32))
-    else:
-        path = export(NHWC(resnet(3)), tmp_path / "mine.onnx", (1, 32, 32, 3), dynamic_batch=False)
-    entry = {"onnx": str(path), **IMAGENET}
-    config = onnx_run_config(folder, [entry, {"name": "resnet18", "train": {"epochs": 1}}])
-    workdir, meta, seconds = run(tmp_path, config)
-    print(f"\n{form}: snakemake report took {seconds:.0f} s (under load)")
+    path = export(resnet(3), tmp_path / "mine.onnx", (2, 3, 32, 32))
+    backends = {"torch": ["fp32"], "onnxruntime": ["fp32", "int8", "int8_dynamic"], "openvino": ["fp32", "int8_nncf"]}
+    entries = [{"onnx": str(path), **IMAGENET}, {"name": "resnet18", "train": {"epochs": 1}}]
+    workdir, meta, seconds = run(tmp_path, onnx_run_config(folder, entries, [4], backends))
+    print(f"\nONNX file, dynamic batch, with resnet18: snakemake report took {seconds:.0f} s (under load)")
     cells = statuses(workdir)
-    onnx_cells = {k: v for k, v in cells.items() if k.split("/")[1].startswith("onnx-mine-")}
-    assert onnx_cells and all(s in ("ok", "unstable") for s in onnx_cells.values()), onnx_cells
-    assert not any("/bench/torch/" in k for k in onnx_cells)  # no PyTorch source
-    resnet_cells = [k for k in cells if k.split("/")[1] == "resnet18"]
-    assert any("/bench/torch/" in k for k in resnet_cells)  # compared in one study with a torchvision model
-    reasons = [d["reason"] for d in meta["dropped"]]
-    assert any("no PyTorch source" in r for r in reasons)
-    accuracy = {(a["model"], a["backend"], a["precision"]): a for a in meta["accuracy"]}
     name = next(m for m in meta["models"] if m.startswith("onnx-mine-"))
-    for precision in ("int8", "int8_dynamic"):
-        assert accuracy[(name, "onnxruntime", precision)]["status"] == "ok"
-        assert accuracy[(name, "onnxruntime", precision)]["accuracy_top1"] is not None
-    assert accuracy[(name, "openvino", "int8_nncf")]["status"] == "ok"
-    if form.startswith("fixed"):
-        assert {k.rsplit("/", 1)[1] for k in onnx_cells if "/onnxruntime/" in k} == {"32x1.json"}
-        assert any("batch is fixed at 1" in r for r in reasons)
-        ov = next((workdir / "results").glob("*/onnx-mine-*/bench/openvino/fp32/cpu/32x4.json"))
-        reshaped = json.loads(ov.read_text())
-        assert all(r["reshaped_from"] == [1, 3, 32, 32] for r in reshaped["repetitions"])
-    else:
-        assert {k.rsplit("/", 1)[1] for k in onnx_cells} == {"32x1.json", "32x4.json"}
+    ours = {k: v for k, v in cells.items() if k.split("/")[1] == name}
+    assert len(ours) == 5 and all(s in ("ok", "unstable") for s in ours.values()), ours
+    assert any(k.split("/")[1] == "resnet18" and "/bench/torch/" in k for k in cells)  # one study, both models
+    assert any(f"{name}: an ONNX file has no PyTorch source" in d["reason"] for d in meta["dropped"])
+    accuracy = {(a["model"], a["backend"], a["precision"]): a for a in meta["accuracy"]}
+    for backend, precision in [("onnxruntime", "int8"), ("onnxruntime", "int8_dynamic"), ("openvino", "int8_nncf")]:
+        assert accuracy[(name, backend, precision)]["status"] == "ok"
+        assert accuracy[(name, backend, precision)]["accuracy_top1"] is not None
+
+
+def test_an_onnx_file_with_a_fixed_batch_of_one_and_nhwc_input(tmp_path):
+    folder = write_image_folder(tmp_path / "images")
+    path = export(NHWC(resnet(3)), tmp_path / "mine.onnx", (1, 32, 32, 3), dynamic_batch=False)
+    backends = {"torch": ["fp32"], "onnxruntime": ["fp32", "int8"], "openvino": ["fp32", "int8"]}
+    config = onnx_run_config(folder, [{"onnx": str(path), **IMAGENET}], [1, 4], backends)
+    config["grid"]["image_sizes"] = [32, 64]
+    workdir, meta, seconds = run(tmp_path, config)
+    print(f"\nONNX file, batch 1, NHWC: snakemake report took {seconds:.0f} s (under load)")
+    cells = statuses(workdir)
+    assert all(s in ("ok", "unstable") for s in cells.values()), cells
+    assert {k.split("/bench/")[1] for k in cells} == {
+        "onnxruntime/fp32/cpu/32x1.json",
+        "onnxruntime/int8/cpu/32x1.json",
+        "openvino/fp32/cpu/32x1.json",
+        "openvino/fp32/cpu/32x4.json",
+        "openvino/int8/cpu/32x1.json",
+        "openvino/int8/cpu/32x4.json",
+    }
+    reasons = " | ".join(d["reason"] for d in meta["dropped"])
+    assert "batch is fixed at 1: batch 4 not measured on onnxruntime" in reasons
+    assert "fixed at 32×32" in reasons and "no PyTorch source" in reasons
+    reshaped = json.loads(
+        next((workdir / "results").glob("*/onnx-mine-*/bench/openvino/fp32/cpu/32x4.json")).read_text()
+    )
+    assert all(r["reshaped_from"] == [1, 3, 32, 32] for r in reshaped["repetition_runs"])
+    accuracy = {(a["backend"], a["precision"]): a for a in meta["accuracy"]}
+    assert accuracy[("onnxruntime", "int8")]["status"] == "ok"
+    assert accuracy[("openvino", "int8")]["accuracy_top1"] is not None
 
 
 def save_hf_vit(folder: Path, classes: int = 5) -> Path:

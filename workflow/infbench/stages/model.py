@@ -22,6 +22,7 @@ from infbench.core.integrity import DamagedInput
 from infbench.core.io import atomic_path, check_artifact
 from infbench.core.parse_cache import cached
 from infbench.stages import model_hf
+from infbench.stages.model_error import ModelError
 
 TIMM_PREFIX = "timm:"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,10 +36,6 @@ CIFAR_STEM_FAMILIES = {
     "resnet": ("resnet", "resnext", "wide_resnet"),
     "first-stride": ("mobilenet_v2", "mobilenet_v3", "efficientnet", "mnasnet"),
 }
-
-
-class ModelError(ValueError):
-    """A model name, weights or checkpoint that cannot be used; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +212,8 @@ def accepted_size(name: str, stem: str, size: int, build_size: int | None = None
     meta device: shapes are checked, nothing is computed. Kept on disk (core/parse_cache.py): the
     workflow asks at parse time, and importing torch to answer costs seconds."""
     key = f"accepted_size:{name}:{stem}:{size}:{build_size}"
+    if model_hf.is_hf(name):  # the folder's config decides, not the name
+        key += f":{model_hf.config_digest(name)}"
     return cached(__file__, key, lambda: _probe_size(name, stem, size, build_size))
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from infbench.stages.model_error import ModelError
+
 HF_PREFIX = "hf:"
 HF_INSTALL = "pip install transformers (or pip install -e '.[hf]')"
 
@@ -26,8 +28,6 @@ def folder(name: str) -> Path:
 
 
 def _transformers():
-    from infbench.stages.model import ModelError
-
     try:
         import transformers
     except ImportError:
@@ -38,8 +38,6 @@ def _transformers():
 
 def check(name: str) -> None:
     """A ModelError naming the fix unless `name`'s folder holds a saved image classifier."""
-    from infbench.stages.model import ModelError
-
     where = folder(name)
     if not (where / "config.json").is_file():
         raise ModelError(
@@ -109,6 +107,13 @@ def pretrained(name: str, num_classes: int):
         str(folder(name)), local_files_only=True, num_labels=num_classes, ignore_mismatched_sizes=True
     )
     return _module_class()(model), head_replaced
+
+
+def config_digest(name: str) -> str:
+    """The folder's config.json's sha256: what the answers about its shapes are cached by."""
+    import hashlib
+
+    return hashlib.sha256((folder(name) / "config.json").read_bytes()).hexdigest()[:16]
 
 
 def files(name: str) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, write_json
-from infbench.stages.model import Facts, ModelError
+from infbench.stages.model_error import ModelError
 
 ONNX_PREFIX = "onnx:"
 LAYOUTS = ("NCHW", "NHWC")
@@ -340,7 +340,6 @@ def import_onnx(
     import torch
 
     from infbench.stages import data
-    from infbench.stages.export import stamp_norm
 
     inp = image_input(source, layout)
     model = wrap(_load(source, with_data=True), inp)
@@ -357,11 +356,12 @@ def import_onnx(
         out.unlink()
         raise ModelError(mismatch(source, logits.shape[1], classes, Path(dataset).parent.name))
     top1 = float((logits.argmax(1) == labels).mean())
-    facts = Facts(name=model_name(source), num_classes=classes, image_size=x.shape[-1], mean=mean, std=std)
+    # model.Facts' fields (its others keep their defaults when read); no weights: the graph holds them
+    facts = {"name": model_name(source), "num_classes": classes, "image_size": x.shape[-1], "mean": mean, "std": std}
     with atomic_path(checkpoint) as tmp:
-        torch.save({"facts": asdict(facts), "state_dict": {}, "onnx": {**asdict(inp), "source": str(source)}}, tmp)
+        torch.save({"facts": facts, "state_dict": {}, "onnx": {**asdict(inp), "source": str(source)}}, tmp)
     info = {
-        "model": facts.name,
+        "model": facts["name"],
         "origin": f"the ONNX file {source} (sha256 {content_hash(source)[:16]}…), not trained here",
         "input": asdict(inp),
         "test_accuracy": top1,
@@ -399,6 +399,18 @@ class OrtModule:
 def onnx_of(checkpoint: Path) -> Path:
     """The study's fp32.onnx beside an ONNX model's facts checkpoint (rule import_onnx writes both)."""
     return Path(checkpoint).parent / "onnx" / "fp32.onnx"
+
+
+def stamp_norm(path: Path, norm) -> None:
+    """Record the model's input normalisation in an ONNX file's metadata (read by quantize.onnx_norm): the
+    export's and the import's."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, values in zip(("mean", "std"), norm, strict=True):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"infbench.{key}", ",".join(repr(float(v)) for v in values)
+    onnx.save(model, str(path))
 
 
 # ---------------------------------------------------------------------------------------- FLOPs
