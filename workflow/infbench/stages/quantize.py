@@ -83,11 +83,9 @@ def onnx_norm(path: Path):
     return tuple(float(v) for v in meta["mean"].split(",")), tuple(float(v) for v in meta["std"].split(","))
 
 
-def reader(images: np.ndarray, model: Path):
-    """A CalibrationDataReader over `images` in equal batches (of the graph's own batch where it fixes one)."""
+def reader(images: np.ndarray, input_name: str, fixed: int | None = None):
+    """A CalibrationDataReader over `images` in equal batches (of `fixed` images: a graph's own batch)."""
     from onnxruntime.quantization import CalibrationDataReader
-
-    input_name, fixed = _input(model)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -181,7 +179,7 @@ def entropy_ranges(model: Path, images: np.ndarray, tmp: Path) -> str:
         calibrate_method=CalibrationMethod.Entropy,
         extra_options=dict(ENTROPY_BINS),
     )
-    calibrator.collect_data(reader(images, model))
+    calibrator.collect_data(reader(images, *_input(model)))
     cache = tmp / "entropy_ranges.json"
     save_tensors_data(calibrator.compute_data(), cache)
     return str(cache)
@@ -273,7 +271,7 @@ def quantize_static(
         ort_quantize_static(
             str(pre),
             str(dest),
-            reader(images, pre),
+            reader(images, *_input(pre)),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=op_types,
             nodes_to_exclude=float_nodes,
