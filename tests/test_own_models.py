@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIG, copy_workflow, snakemake
+from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
 from test_models import write_image_folder
 
 from infbench.stages import model as zoo
@@ -155,6 +155,36 @@ def test_a_hugging_face_folder_without_config_json(tmp_path):
     with pytest.raises(zoo.ModelError) as exc:
         zoo.check_name(f"hf:{tmp_path / 'empty'}")
     assert "has no config.json" in one_line(exc) and "save_pretrained" in str(exc.value)
+
+
+def test_a_hugging_face_folder_that_is_no_image_classifier_and_a_size_it_refuses(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    bert = transformers.BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    transformers.BertForSequenceClassification(bert).save_pretrained(tmp_path / "bert")
+    with pytest.raises(zoo.ModelError) as exc:
+        zoo.check_name(f"hf:{tmp_path / 'bert'}")
+    assert "is a bert model (BertForSequenceClassification), not an image classifier" in one_line(exc)
+    vit = f"hf:{save_hf_vit(tmp_path / 'vit')}"
+    config = copy.deepcopy(TINY_CONFIG)
+    config["model"] = {**grid.MODEL_DEFAULTS, "name": vit}
+    config["train"]["image_size"] = 48
+    problems = model_problems(config, tmp_path)
+    assert any("train.image_size" in p and "(its image processor's: 32)" in p for p in problems), problems
+    assert zoo.normalisation(vit, None) == ((0.5,) * 3, (0.5,) * 3)
+
+
+def test_an_onnx_file_a_hugging_face_folder_and_a_torchvision_model_in_one_study(tmp_path):
+    path = export(resnet(10), tmp_path / "mine.onnx", (2, 3, 32, 32))
+    vit = save_hf_vit(tmp_path / "vit")
+    config = copy.deepcopy(TINY_CONFIG)
+    config["models"] = ["resnet18", {"onnx": str(path), **IMAGENET}, {"name": f"hf:{vit}"}]
+    workdir = copy_workflow(tmp_path / "wf", config)
+    jobs = planned_jobs(workdir, "report")
+    assert jobs["import_onnx"] == 1 and jobs["train"] == 2 and jobs["export_onnx"] == 2, jobs
+    # two PyTorch models' torch cells, and the ONNX file's ONNX Runtime one
+    assert jobs["bench_cell"] == 5, jobs
 
 
 # ------------------------------------------------------------------------------- what the file decides

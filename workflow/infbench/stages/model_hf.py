@@ -66,14 +66,21 @@ def processor_facts(name: str) -> dict:
         proc = t.AutoImageProcessor.from_pretrained(str(folder(name)), local_files_only=True)
     except (OSError, ValueError):
         proc = None
-    size = getattr(proc, "size", None) or {}
-    side = size.get("height") or size.get("shortest_edge") if isinstance(size, dict) else size
+    size = getattr(proc, "size", None)
+    size = dict(size) if isinstance(size, dict) else vars(size) if size is not None else {}  # transformers 5: SizeDict
+    side = size.get("height") or size.get("shortest_edge")
     return {
         "mean": tuple(getattr(proc, "image_mean", None) or ()),
         "std": tuple(getattr(proc, "image_std", None) or ()),
         "size": side or getattr(_config(str(folder(name))), "image_size", None),
         "processor": type(proc).__name__ if proc is not None else None,
     }
+
+
+def size_hint(name: str) -> str:
+    """' (its image processor's: N)', where the processor names the size the model was made for."""
+    size = processor_facts(name)["size"]
+    return f" (its image processor's: {size})" if size else ""
 
 
 def _module_class():

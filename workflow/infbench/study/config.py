@@ -20,7 +20,7 @@ import yaml
 
 from infbench.backends.registry import BACKENDS
 from infbench.stages import model as model_lib
-from infbench.stages import model_onnx
+from infbench.stages import model_hf, model_onnx
 from infbench.study import grid
 
 # Images in each dataset (the split must leave some for training).
@@ -216,7 +216,8 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
         )
     refused = grid.size_problems(config, [train["image_size"]])
     if refused:
-        problems.append(f"train.image_size: {refused[train['image_size']]}; choose a size {m['name']} takes")
+        hint = model_hf.size_hint(m["name"]) if model_hf.is_hf(m["name"]) else ""
+        problems.append(f"train.image_size: {refused[train['image_size']]}; choose a size {m['name']} takes{hint}")
     sizes = config["grid"]["image_sizes"]
     refused = grid.size_problems(config, sizes)
     if len(refused) == len(sizes):
