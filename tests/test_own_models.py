@@ -315,15 +315,9 @@ def save_hf_vit(folder: Path, classes: int = 5) -> Path:
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=3,
-        intermediate_size=96,
-        num_labels=classes,
-    )
+    # a ViT small enough to train for two epochs on two cores: 32×32 images in 16 patches of 8×8
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=48, num_hidden_layers=2, num_labels=classes)
+    config.num_attention_heads, config.intermediate_size = 3, 96
     ViTForImageClassification(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(
         folder
