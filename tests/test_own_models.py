@@ -242,8 +242,16 @@ def run(tmp_path: Path, config: dict) -> tuple[Path, dict, float]:
     start = time.monotonic()
     snakemake(workdir, "report", timeout=1800)
     seconds = time.monotonic() - start
-    report = workdir / grid.report_dir(config)
-    return workdir, json.loads((report / "meta.json").read_text()), seconds
+    meta = json.loads((workdir / grid.report_dir(config) / "meta.json").read_text())
+    show_accuracy(meta)
+    return workdir, meta, seconds
+
+
+def show_accuracy(meta: dict) -> None:
+    """The accuracy table in the test's output (pytest -s): what INT8 cost each model here."""
+    for a in meta["accuracy"]:
+        top1 = "-" if a["accuracy_top1"] is None else f"{a['accuracy_top1']:.3f}"
+        print(f"  {a['model']:>24} {a['backend']:>12} {a['precision']:>13}: {a['status']} top-1 {top1}")
 
 
 def statuses(workdir: Path) -> dict[str, str]:
