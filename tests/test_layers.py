@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "infbench"
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
     ("core",),  # the cell, precisions, files written atomically, damaged inputs, the run's lock
-    ("stages.data", "stages.model", "stages.quantize"),  # the dataset, the classifier, its ONNX variants
+    # the dataset, the classifier (the zoo, a user's ONNX file, a Hugging Face folder), its ONNX variants
+    ("stages.data", "stages.model", "stages.model_error", "stages.model_onnx", "stages.model_hf", "stages.quantize"),
     ("measure",),  # what is measured: timing, repetitions' statistics, memory, NVML, FLOPs, the probe
     ("backends",),  # one module per runtime, with its artifact builder and options; the registry
     ("study",),  # the config, its cells (paths, code hashes), the devices

@@ -23,6 +23,7 @@ from infbench.core import integrity
 STAGES = {
     "prepare-data": "infbench.stages.data",
     "train": "infbench.stages.train",
+    "import-onnx": "infbench.stages.model_onnx",
     "export-onnx": "infbench.stages.export",
     "quantize-int8": "infbench.stages.quantize",
     "convert-fp16": "infbench.stages.quantize",

@@ -4,7 +4,7 @@
 # Plus the expected accuracy of the TensorRT INT8 variants (config accuracy.expected_tensorrt),
 # simulated on the CPU before TensorRT exists; the report lists them in the same table.
 
-from infbench.stages import expected_accuracy
+from infbench.stages import expected_accuracy, model_onnx
 from infbench.stages.accuracy import eval_artifact, eval_cell, planned
 
 ACCURACY = planned(CELLS, config["dataset"]) + expected_accuracy.planned(config)
@@ -84,7 +84,9 @@ rule expected_accuracy_tensorrt:
         ),
         tolerance=config["accuracy"]["tolerance_points"],
         image_size=lambda wc: model_config(wc)["train"]["image_size"],
-        batch=config["accuracy"]["batch_size"],
+        batch=lambda wc: model_onnx.eval_batch(
+            model_config(wc), config["accuracy"]["batch_size"]
+        ),
         calib=config["compile"].get("trt_calib_images", 128),
         cpu_threads=config["bench"]["cpu_threads"],
         code=grid.stage_code_hash("stages.expected_accuracy"),

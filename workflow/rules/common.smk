@@ -10,6 +10,7 @@ from infbench.flow import plan
 from infbench.backends.registry import BACKENDS, CHECKPOINT_PATH, ONNX_PATH
 from infbench.bench.command import JUDGING
 from infbench.study.config import check_config
+from infbench.stages import model_hf
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
@@ -88,6 +89,14 @@ CELLS, DROPPED = grid.expand(config)
 # named as folders and wildcards name them (a safe form of the name: timm:<name> holds a colon).
 MODEL_CONFIGS = grid.model_configs(config)
 MODELS = list(MODEL_CONFIGS)
+# A user's ONNX file is imported (rules/import_onnx.smk), every other model trained and exported.
+ONNX_MODELS = [m for m, one in MODEL_CONFIGS.items() if one["model"]["onnx"]]
+TORCH_MODELS = [m for m in MODELS if m not in ONNX_MODELS]
+
+
+def models_pattern(models):
+    """A wildcard constraint matching exactly `models` (none: a pattern nothing matches)."""
+    return "|".join(re.escape(m) for m in models) or "(?!)"
 
 
 def model_config(wildcards):
@@ -96,8 +105,12 @@ def model_config(wildcards):
 
 
 def train_source(wildcards):
-    """The user's checkpoint file, when the model starts from one (an input: a new file retrains)."""
-    return model_config(wildcards)["model"]["checkpoint"] or []
+    """The user's checkpoint file, or a Hugging Face folder's files, when the model starts from them
+    (an input: a new file retrains)."""
+    m = model_config(wildcards)["model"]
+    if m["name"].startswith("hf:") and not m["checkpoint"]:
+        return model_hf.files(m["name"])
+    return m["checkpoint"] or []
 
 
 def train_args(wildcards):

@@ -6,6 +6,8 @@ rule export_onnx:
         ONNX_FP32,
     log:
         f"{STUDY}/logs/export/fp32.log",
+    wildcard_constraints:
+        model=models_pattern(TORCH_MODELS),
     priority: BUILD_PRIORITY
     conda:
         CORE_ENV

@@ -7,6 +7,8 @@ rule train:
         metrics=TRAIN_METRICS,
     log:
         f"{STUDY}/logs/train.log",
+    wildcard_constraints:
+        model=models_pattern(TORCH_MODELS),
     priority: BUILD_PRIORITY
     conda:
         CORE_ENV

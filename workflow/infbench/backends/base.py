@@ -37,6 +37,8 @@ class Backend:
     # Modules a measuring process imports before it takes its GPU (`prepare_host`): several seconds
     # of a fresh process that need no device, done while another repetition holds the GPU.
     host_modules: tuple[str, ...] = ()
+    # the model file's own static input shape where the backend ran it at another (OpenVINO reshapes)
+    reshaped_from: list[int] | None = None
 
     def __init__(self, cell: Cell, artifact: Path, threads: int, artifact_rule: str = "", options: dict | None = None):
         self.cell = cell

@@ -109,6 +109,10 @@ class OpenVINO(Backend):
         if not hasattr(self, "model"):
             self.read_artifact()
         c = self.cell
+        own = self.model.inputs[0].get_partial_shape()
+        if own.is_static and list(own.to_shape()) != list(c.input_shape):  # a file exported with a fixed shape
+            self.reshaped_from = list(own.to_shape())
+            print(f"openvino: reshaped the model's static input {self.reshaped_from} to {list(c.input_shape)}")
         self.model.reshape({self.model.inputs[0].any_name: list(c.input_shape)})  # static: one shape, one kernel set
         self.compiled = self.core.compile_model(self.model, "CPU", self.compile_config())
         got = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # an openvino.Type: f32, bf16

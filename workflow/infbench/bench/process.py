@@ -120,6 +120,7 @@ def measure_in_this_process(args: dict) -> dict:
     backend.synchronize()
     result["first_batch_s"] = round(time.perf_counter() - first, 4)
     result["compile_cache"] = backend.compile_cache()
+    result["reshaped_from"] = backend.reshaped_from
     if args["check_agreement"]:
         result["agreement"] = reference_agreement(backend, images, ref)
 

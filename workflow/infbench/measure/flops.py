@@ -36,6 +36,7 @@ from pathlib import Path
 from infbench.core.arguments import paths
 from infbench.core.io import write_json
 from infbench.measure.probe import peak_for
+from infbench.stages import model_onnx
 from infbench.stages.model import load_checkpoint, read_facts
 
 SCHEMA_VERSION = 1
@@ -210,21 +211,25 @@ def count_checkpoint(checkpoint: Path, image_size: int) -> dict:
     import torch
 
     torch.set_num_threads(min(4, torch.get_num_threads()))
-    model = load_checkpoint(checkpoint)
     facts = read_facts(checkpoint)
-    info = count(model, image_size)
-    return {
+    head = {
         "schema": SCHEMA_VERSION,
         "model": facts.name,
         "stem": facts.stem,
         "num_classes": facts.num_classes,
         "image_size": image_size,
+        "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
+    }
+    if model_onnx.is_onnx(facts.name):  # a user's ONNX file: counted on its graph
+        return {**head, **model_onnx.count(model_onnx.onnx_of(checkpoint), image_size)}
+    info = count(load_checkpoint(checkpoint), image_size)
+    return {
+        **head,
         "counter": (
             "torch.utils.flop_counter.FlopCounterMode + the CPU attention kernel: convolutions (grouped and "
             "depthwise included; nominal, taps on the padding counted), matrix products, attention Q·Kᵀ and A·V; "
             "norms, activations, pooling not counted"
         ),
-        "flops_per_multiply_add": FLOPS_PER_MULTIPLY_ADD,
         "bytes_model": (
             "weights read once per batch + activations of conv/matmul/pool read and written once, "
             "BN/ReLU fused, residual add reads its skip input; elements × the precision's storage size"

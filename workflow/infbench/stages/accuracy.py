@@ -25,7 +25,7 @@ from infbench.core.arguments import paths, schema_default
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import size_mib, write_json
-from infbench.stages import data, model
+from infbench.stages import data, model, model_onnx
 from infbench.stages.model import input_norm
 from infbench.stages.reference import agreement
 from infbench.study.grid import artifact_path, study_dir
@@ -55,7 +55,7 @@ def eval_cell(model: str, backend: str, precision: str, device: str, config: dic
     """What an accuracy job runs: the training resolution at the batch of config `accuracy`
     (fixed, so a grid value added never reruns the accuracy jobs; shape-pinned artifacts at the
     training size and that batch are shared with the bench cells where the grid has them)."""
-    batch = int(config.get("accuracy", {}).get("batch_size", 32))
+    batch = model_onnx.eval_batch(config, int(config.get("accuracy", {}).get("batch_size", 32)))
     return Cell(model, backend, precision, device, int(config["train"]["image_size"]), batch)
 
 

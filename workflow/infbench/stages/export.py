@@ -8,6 +8,7 @@ from infbench.core.arguments import paths, schema_default
 from infbench.core.io import atomic_path
 from infbench.stages import data, reference
 from infbench.stages import model as model_lib
+from infbench.stages.model_onnx import stamp_norm
 
 
 class ParityError(RuntimeError):
@@ -56,17 +57,6 @@ def export_onnx(
                 f"> {allowed:.2e} on {report['images']} test images (top-1 agreement {report['top1_agreement']:.4f})"
             )
     return report
-
-
-def stamp_norm(path: Path, norm) -> None:
-    """Record the model's input normalisation in the ONNX metadata (read by quantize.onnx_norm)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    for key, values in zip(("mean", "std"), norm, strict=True):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = f"infbench.{key}", ",".join(repr(float(v)) for v in values)
-    onnx.save(model, str(path))
 
 
 def parity(net, onnx_path: Path, dataset: Path, image_size: int, images: int, norm) -> dict:

@@ -21,6 +21,8 @@ import numpy as np
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import atomic_path, check_artifact
 from infbench.core.parse_cache import cached
+from infbench.stages import model_hf
+from infbench.stages.model_error import ModelError
 
 TIMM_PREFIX = "timm:"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,10 +36,6 @@ CIFAR_STEM_FAMILIES = {
     "resnet": ("resnet", "resnext", "wide_resnet"),
     "first-stride": ("mobilenet_v2", "mobilenet_v3", "efficientnet", "mnasnet"),
 }
-
-
-class ModelError(ValueError):
-    """A model name, weights or checkpoint that cannot be used; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +83,8 @@ def torchvision_names() -> tuple[str, ...]:
 
 def check_name(name: str) -> None:
     """Raise ModelError (with the closest names) unless `name` is a model the zoo knows."""
+    if model_hf.is_hf(name):
+        return model_hf.check(name)
     if is_timm(name):
         timm = _timm()
         arch = name.removeprefix(TIMM_PREFIX)
@@ -105,7 +105,7 @@ def check_name(name: str) -> None:
 
 def stem_family(name: str) -> str | None:
     """The small-image stem adaptation this model has (a key of CIFAR_STEM_FAMILIES), or None."""
-    if is_timm(name):
+    if is_timm(name) or model_hf.is_hf(name):
         return None
     return next((fam for fam, prefixes in CIFAR_STEM_FAMILIES.items() if name.startswith(prefixes)), None)
 
@@ -131,6 +131,8 @@ def _constructor_kwargs(name: str, num_classes: int, build_size: int | None) -> 
 
 def fixed_size_family(name: str) -> bool:
     """Whether the architecture is built for one input size (positional embeddings): ViT and kin."""
+    if model_hf.is_hf(name):  # the folder's config fixes it; the sizes it refuses are dropped
+        return True
     if is_timm(name):
         arch = name.removeprefix(TIMM_PREFIX).split(".")[0]
         return bool(_timm().models.get_pretrained_cfg_value(arch, "fixed_input_size"))
@@ -141,6 +143,8 @@ def build(name: str, num_classes: int, stem: str = "imagenet", build_size: int |
     """The untrained architecture with a `num_classes` head (and the small-image stem if asked)."""
     check_name(name)
     check_stem(name, stem)
+    if model_hf.is_hf(name):
+        return model_hf.build(name, num_classes)
     kwargs = _constructor_kwargs(name, num_classes, build_size)
     if is_timm(name):
         model = _timm().create_model(name.removeprefix(TIMM_PREFIX), pretrained=False, **kwargs)
@@ -208,6 +212,8 @@ def accepted_size(name: str, stem: str, size: int, build_size: int | None = None
     meta device: shapes are checked, nothing is computed. Kept on disk (core/parse_cache.py): the
     workflow asks at parse time, and importing torch to answer costs seconds."""
     key = f"accepted_size:{name}:{stem}:{size}:{build_size}"
+    if model_hf.is_hf(name):  # the folder's config decides, not the name
+        key += f":{model_hf.config_digest(name)}"
     return cached(__file__, key, lambda: _probe_size(name, stem, size, build_size))
 
 
@@ -234,7 +240,7 @@ def _probe_size(name: str, stem: str, size: int, build_size: int | None) -> str 
 def build_size_for(name: str, image_size: int, weights: str | None) -> int | None:
     """The size a fixed-size architecture is built for: the training size from scratch (its
     positional embeddings learn that one); with pretrained weights, the weights' own."""
-    if not fixed_size_family(name) or weights:
+    if not fixed_size_family(name) or weights or model_hf.is_hf(name):
         return None
     return image_size
 
@@ -244,6 +250,9 @@ def build_size_for(name: str, image_size: int, weights: str | None) -> int | Non
 
 def normalisation(name: str, weights: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) of the model's input: the weights' own where they say, else ImageNet's."""
+    if model_hf.is_hf(name):
+        facts = model_hf.processor_facts(name)
+        return (facts["mean"], facts["std"]) if facts["mean"] else (IMAGENET_MEAN, IMAGENET_STD)
     if is_timm(name):
         arch = name.removeprefix(TIMM_PREFIX).split(".")[0]
         cfg = _timm().models.get_pretrained_cfg(arch)
@@ -363,6 +372,9 @@ def initial(facts: Facts, weights: str | None, checkpoint: Path | None, trust: b
 
     With weights or a checkpoint the architecture is built with their head, loaded, and the head is
     replaced where the dataset's number of classes differs."""
+    if model_hf.is_hf(facts.name) and not checkpoint:  # the folder holds its weights
+        model, head_replaced = model_hf.pretrained(facts.name, facts.num_classes)
+        return model, f"from {model_hf.folder(facts.name)}", head_replaced
     if checkpoint:
         state, where = read_state_dict(checkpoint, trust), f"model.checkpoint {checkpoint}"
     elif weights:
@@ -416,6 +428,10 @@ def input_norm(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def load_checkpoint(path: Path):
     """The trained model in eval mode, from a checkpoint written by `infbench train`."""
     ckpt, facts = _read(path)
+    if facts.name.startswith("onnx:"):  # a user's ONNX file (stages/model_onnx.py): run by ONNX Runtime
+        from infbench.stages import model_onnx
+
+        return model_onnx.OrtModule(model_onnx.onnx_of(path))
     try:
         model = build(facts.name, facts.num_classes, facts.stem, facts.build_size)
         model.load_state_dict(ckpt["state_dict"])

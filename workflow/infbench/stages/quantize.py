@@ -83,13 +83,13 @@ def onnx_norm(path: Path):
     return tuple(float(v) for v in meta["mean"].split(",")), tuple(float(v) for v in meta["std"].split(","))
 
 
-def reader(images: np.ndarray, input_name: str):
-    """A CalibrationDataReader over `images` in equal batches."""
+def reader(images: np.ndarray, input_name: str, fixed: int | None = None):
+    """A CalibrationDataReader over `images` in equal batches (of `fixed` images: a graph's own batch)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            batch = calibration_batch(len(images))
+            batch = fixed or calibration_batch(len(images))
             self.batches = [images[i : i + batch] for i in range(0, len(images), batch)]
             self.rewind()
 
@@ -103,10 +103,13 @@ def reader(images: np.ndarray, input_name: str):
     return Reader()
 
 
-def _input_name(path: Path) -> str:
+def _input(path: Path) -> tuple[str, int | None]:
+    """The graph's input name and its fixed batch (None: dynamic)."""
     import onnx
 
-    return onnx.load(str(path), load_external_data=False).graph.input[0].name
+    first = onnx.load(str(path), load_external_data=False).graph.input[0]
+    batch = first.type.tensor_type.shape.dim[0]
+    return first.name, batch.dim_value if batch.HasField("dim_value") else None
 
 
 def _stamp(path: Path, props: dict) -> None:
@@ -176,7 +179,7 @@ def entropy_ranges(model: Path, images: np.ndarray, tmp: Path) -> str:
         calibrate_method=CalibrationMethod.Entropy,
         extra_options=dict(ENTROPY_BINS),
     )
-    calibrator.collect_data(reader(images, _input_name(model)))
+    calibrator.collect_data(reader(images, *_input(model)))
     cache = tmp / "entropy_ranges.json"
     save_tensors_data(calibrator.compute_data(), cache)
     return str(cache)
@@ -268,7 +271,7 @@ def quantize_static(
         ort_quantize_static(
             str(pre),
             str(dest),
-            reader(images, _input_name(pre)),
+            reader(images, *_input(pre)),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=op_types,
             nodes_to_exclude=float_nodes,

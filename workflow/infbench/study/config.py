@@ -20,6 +20,7 @@ import yaml
 
 from infbench.backends.registry import BACKENDS
 from infbench.stages import model as model_lib
+from infbench.stages import model_hf, model_onnx
 from infbench.study import grid
 
 # Images in each dataset (the split must leave some for training).
@@ -193,6 +194,8 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
     """What keeps the configured model from running: its name, stem, weights, checkpoint and the
     image sizes it takes (probed on the meta device, see model.accepted_size)."""
     m, train = config["model"], config["train"]
+    if m.get("onnx"):
+        return model_onnx.problems(config, workdir)
     try:
         model_lib.check_name(m["name"])
         model_lib.check_stem(m["name"], m["stem"])
@@ -205,14 +208,16 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
         problems.append("model: give model.weights or model.checkpoint, not both (the checkpoint's weights would win)")
     if m.get("checkpoint") and not Path(workdir, m["checkpoint"]).is_file():
         problems.append(f"model.checkpoint: {m['checkpoint']} does not exist; give the path of your .pt/.pth file")
-    if train["epochs"] == 0 and not (m.get("weights") or m.get("checkpoint")):
+    has_weights = m.get("weights") or m.get("checkpoint") or m["name"].startswith("hf:")  # a folder holds its own
+    if train["epochs"] == 0 and not has_weights:
         problems.append(
             f"train.epochs: 0 ({m['name']}) means evaluate only, which needs model.weights or model.checkpoint; "
             "give one, or train (epochs ≥ 1)"
         )
     refused = grid.size_problems(config, [train["image_size"]])
     if refused:
-        problems.append(f"train.image_size: {refused[train['image_size']]}; choose a size {m['name']} takes")
+        hint = model_hf.size_hint(m["name"]) if model_hf.is_hf(m["name"]) else ""
+        problems.append(f"train.image_size: {refused[train['image_size']]}; choose a size {m['name']} takes{hint}")
     sizes = config["grid"]["image_sizes"]
     refused = grid.size_problems(config, sizes)
     if len(refused) == len(sizes):

@@ -17,6 +17,7 @@ from infbench.backends.registry import BACKENDS, spec
 from infbench.core.cell import Cell
 from infbench.core.packages import installed_version
 from infbench.stages import model as model_lib
+from infbench.stages import model_onnx
 from infbench.study import devices
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,22 @@ def model_id(config: dict) -> str:
 
 # A `models:` entry's settings it does not give (the schema's defaults of `model:`); never the
 # `model:` section's own, which belong to that one model (its checkpoint is no other model's).
-MODEL_DEFAULTS = {"stem": "imagenet", "weights": None, "checkpoint": None, "trust_checkpoint": False}
+MODEL_DEFAULTS = {
+    "stem": "imagenet",
+    "weights": None,
+    "checkpoint": None,
+    "trust_checkpoint": False,
+    "onnx": None,
+    "layout": None,
+    "preprocessing": "normalise",
+    "mean": None,
+    "std": None,
+}
+
+
+def _facts(one: dict) -> dict:
+    """A model's config with what its file decides (a user's ONNX file: its name and size)."""
+    return model_onnx.with_facts(one) if one["model"].get("onnx") else one
 
 
 def model_configs(config: dict) -> dict[str, dict]:
@@ -45,12 +61,13 @@ def model_configs(config: dict) -> dict[str, dict]:
     (a name, or a mapping like `model:` with an optional `train:` of its own merged over `train:`)."""
     entries = config.get("models") or []
     if not entries:
-        return {model_id(config): config}
+        one = _facts(config)
+        return {model_id(one): one}
     out = {}
     for entry in entries:
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         train = {**config["train"], **entry.pop("train", {})}
-        one = {**config, "model": {**MODEL_DEFAULTS, **entry}, "train": train, "models": []}
+        one = _facts({**config, "model": {**MODEL_DEFAULTS, **entry}, "train": train, "models": []})
         out[model_id(one)] = one
     return out
 
@@ -77,6 +94,8 @@ def size_problems(config: dict, sizes) -> dict[int, str]:
 def image_sizes(config: dict) -> tuple[list[int], list[Dropped]]:
     """The grid's image sizes the model takes; a fixed-size model's other sizes are dropped with the
     reason (any other size a model refuses is a config error, see config.check_model)."""
+    if config["model"].get("onnx"):
+        return model_onnx.image_sizes(config, Dropped)
     sizes = [int(s) for s in config["grid"]["image_sizes"]]
     refused = size_problems(config, sizes)
     if not refused or not model_lib.fixed_size_family(config["model"]["name"]):
@@ -105,15 +124,27 @@ def expand_model(config: dict) -> tuple[list[Cell], list[Dropped]]:
     auto = grid["devices"] == devices.AUTO
     for backend, precisions in grid["backends"].items():
         for precision, device in itertools.product(precisions, devices.resolve(grid["devices"])):
-            reason = spec(backend).unsupported_reason(device, precision)
+            reason = spec(backend).unsupported_reason(device, precision) or source_reason(config, backend, precision)
             if not reason and auto and device == "cuda":  # `auto` leaves out what is not installed
                 reason = devices.missing_on_cuda(backend)
             if reason:
                 dropped.append(Dropped(backend, precision, device, reason))
                 continue
             for size, batch in itertools.product(sizes, grid["batch_sizes"]):
+                why = config["model"].get("onnx") and model_onnx.batch_reason(config, backend, int(batch))
+                if why:
+                    dropped.append(Dropped(backend, precision, device, why))
+                    continue
                 cells.append(Cell(model, backend, precision, device, int(size), int(batch)))
     return cells, dropped
+
+
+def source_reason(config: dict, backend: str, precision: str) -> str | None:
+    """Why the model's source cannot feed `backend` (a user's ONNX file has no PyTorch model), or None."""
+    if not config["model"].get("onnx"):
+        return None
+    rule = spec(backend).artifact(Cell("m", backend, precision, "cpu", 32, 1)).rule
+    return model_onnx.backend_reason(config["model"]["name"], rule)
 
 
 def study_dir(dataset: str, model: str) -> str:
