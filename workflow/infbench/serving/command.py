@@ -38,24 +38,29 @@ def interval(values: list[float]) -> dict:
     return repetitions.combine(values, [None] * len(values))
 
 
+# The scenario's options, declared once: config serving.<key> → flag, type, help (defaults: config/schema.yaml).
+OPTIONS = {
+    "requests_in_flight": ("--requests", int, "requests in flight (0: the runtime's choice)"),
+    "max_batch": ("--max-batch", int, "samples a request takes at most"),
+    "batch_timeout_ms": ("--batch-timeout-ms", float, "how long a request waits for more samples (ms)"),
+    "duration_s": ("--duration", float, "LoadGen's minimum duration (s)"),
+    "min_queries": ("--min-queries", int, "LoadGen's minimum query count"),
+    "warmup_s": ("--warmup", float, "warm-up before the first LoadGen run (s)"),
+    "latency_bound_ms": ("--bound-ms", float, "Server: p99 bound (ms)"),
+    "server_steps": ("--server-steps", int, "Server: bisection steps"),
+    "repetitions": ("--repetitions", int, "repetitions, each in a fresh process"),
+    "timeout_s": ("--timeout", float, "time limit of one repetition (s)"),
+}
+
+
 def options(p: argparse.ArgumentParser) -> None:
-    """The scenario's options, declared once (defaults: config/schema.yaml's serving block)."""
-    d = lambda key, t: schema_default(f"serving.{key}", t)  # noqa: E731
-    p.add_argument(
-        "--requests",
-        type=int,
-        default=d("requests_in_flight", int),
-        help="requests in flight (0: the runtime's choice)",
-    )
-    p.add_argument("--max-batch", type=int, default=d("max_batch", int), help="samples a request takes at most")
-    p.add_argument("--batch-timeout-ms", type=float, default=d("batch_timeout_ms", float))
-    p.add_argument("--duration", type=float, default=d("duration_s", float), help="LoadGen's minimum duration (s)")
-    p.add_argument("--min-queries", type=int, default=d("min_queries", int))
-    p.add_argument("--warmup", type=float, default=d("warmup_s", float))
-    p.add_argument("--bound-ms", type=float, default=d("latency_bound_ms", float), help="Server: p99 bound (ms)")
-    p.add_argument("--server-steps", type=int, default=d("server_steps", int))
-    p.add_argument("--repetitions", type=int, default=d("repetitions", int))
-    p.add_argument("--timeout", type=float, default=d("timeout_s", float), help="per repetition (s)")
+    for key, (flag, kind, meaning) in OPTIONS.items():
+        p.add_argument(flag, type=kind, default=schema_default(f"serving.{key}", kind), help=meaning)
+
+
+def rule_args(serving: dict) -> str:
+    """The scenario's options of config `serving` as the serve rule passes them."""
+    return " ".join(f"{flag} {serving[key]}" for key, (flag, _, _) in OPTIONS.items())
 
 
 def arguments(p: argparse.ArgumentParser) -> None:

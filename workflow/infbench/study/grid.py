@@ -132,6 +132,13 @@ def serving_cells(config: dict) -> list[tuple[Cell, str]]:
     return [(cell, scenario) for cell in cells for scenario in serving["scenarios"]]
 
 
+def serving_artifact_path(wc, config: dict) -> str:
+    """What a serving cell loads (rule serve's wildcards): its backend's artifact at serving.max_batch (a
+    shape-pinned one is built for that batch)."""
+    size, batch = int(wc.size), config["serving"]["max_batch"]
+    return artifact_path(Cell(wc.model, wc.backend, wc.precision, wc.device, size, batch), config["dataset"])
+
+
 def serving_result_path(cell: Cell, scenario: str, dataset: str) -> str:
     """A serving cell's result; its LoadGen logs lie beside it, in <scenario>.loadgen/."""
     where = f"{cell.backend}/{cell.precision}/{cell.device}/{cell.image_size}"
