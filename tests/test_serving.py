@@ -187,3 +187,37 @@ def test_serving_cells_through_snakemake_reach_the_report(workflow_copy):
     assert (workflow_copy / "results/digits/resnet18/report/plots/serving-p99.svg").is_file()
     # cached: a second run does nothing
     assert "serve" not in planned_jobs(workflow_copy, "report", "--configfile", "config/config.yaml", str(overlay))
+
+
+def test_the_serving_section_renders_in_headless_chromium(tiny, tmp_path):
+    """The report with real serving results: the section's table, findings and chart, drawn by a real browser."""
+    pytest.importorskip("websocket", reason="websocket-client is needed (pip install -e '.[test]')")
+    pytest.importorskip("openvino")
+    from report_example import example
+    from test_report_browser import CHROMIUM, check_report
+
+    from infbench.report.build import build_report
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"headless Chromium not found at {CHROMIUM}")
+    results = [
+        serve(tiny, "onnxruntime", "Offline"),
+        serve(tiny, "onnxruntime", "Server", "--bound-ms", "50"),
+        serve(tiny, "openvino", "Server", "--bound-ms", "50"),
+    ]
+    paths = [_write(tmp_path / f"{k}.json", r) for k, r in enumerate(results)]
+    summary, meta = example(machines=1, gpu=False)
+    out = tmp_path / "report"
+    build_report(summary, meta, out, paths)
+    page = (out / "index.html").read_text()
+    table = page[page.index('id="serving-table"') : page.index("</table>", page.index('id="serving-table"'))]
+    assert table.count("<tr>") == 1 + 2  # the header, one row per variant
+    assert "Most requests per second with p99 ≤ 50.0 ms" in page
+    state = check_report(out / "index.html", tmp_path / "report.png")
+    assert state["problems"] == [], state["problems"]
+    assert state["failed"] == 0 and state["rendered"] == len(state["charts"])
+    chart = next(c for c in state["charts"] if c["id"] == "vis-serving-p99")
+    assert chart["svg"] >= 1 and chart["marks"] >= sum(len(r["runs"]) for r in results[1]["repetitions"])
+    assert (out / "plots" / "serving-p99.svg").is_file()
+    if os.environ.get("INFBENCH_SCREENSHOT"):
+        (tmp_path / "report.png").replace(os.environ["INFBENCH_SCREENSHOT"])
