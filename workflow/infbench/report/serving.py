@@ -53,6 +53,14 @@ def figure_text(r: dict | None, key: str = "figure", unit: str = "") -> str:
     return plus_minus(f["value"], pct, unit, (f["min"], f["max"]))
 
 
+def in_flight(runner: dict) -> str:
+    """'4 (2 streams)' for OpenVINO's queue, '2 (threads, 1 thread each)' for the rest."""
+    if "streams" in runner:
+        return f"{runner['requests_in_flight']} ({runner['streams']} streams)"
+    each = runner.get("threads_per_request")
+    return f"{runner['requests_in_flight']} (threads, {each} CPU thread{'' if each == 1 else 's'} each)"
+
+
 def rows(results: list[dict]) -> list[dict]:
     by_variant: dict[str, dict] = {}
     for r in results:
@@ -67,7 +75,7 @@ def rows(results: list[dict]) -> list[dict]:
         out.append(
             {
                 "variant": name,
-                "requests": running["runner"].get("requests_in_flight") if running else None,
+                "requests": in_flight(running["runner"]) if running else None,
                 "offline": figure_text(offline, unit="samples/s"),
                 "server": figure_text(server, unit="req/s"),
                 "p50": figure_text(server, "p50_ms", "ms") if server and server["status"] == "ok" else "",
@@ -145,8 +153,7 @@ def findings(results: list[dict]) -> list[tuple[str, bool]]:
         if not order:
             continue
         best = order[0]
-        in_flight = best["runner"].get("requests_in_flight")
-        text = f"{lead}: {variant(best)}, {in_flight} in flight: {figure_text(best, unit=unit)}"
+        text = f"{lead}: {variant(best)}, {in_flight(best['runner'])} in flight: {figure_text(best, unit=unit)}"
         determined = True
         if len(order) > 1:
             second = order[1]

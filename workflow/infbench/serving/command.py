@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
 def add_parser(sub) -> None:
     s = sub.add_parser("serve", help="a serving cell: LoadGen's scenario against the variant, in fresh processes")
     arguments(s)
-    s.set_defaults(func=_command)
+    s.set_defaults(func=_command, gpu_stage=True)  # on --device cuda: a GPU slot for the job, its repetitions inside
 
 
 def _command(a) -> None:
