@@ -180,10 +180,16 @@ def test_serving_cells_through_snakemake_reach_the_report(workflow_copy):
     overlay.write_text(json.dumps({"serving": serving}))
     snakemake(workflow_copy, "report", "--configfile", "config/config.yaml", str(overlay))
     folder = workflow_copy / "results/digits/resnet18/serving/onnxruntime/fp32/cpu/32"
+    offline = json.loads((folder / "Offline.json").read_text())
+    assert offline["status"] == "ok" and offline["figure"]["value"] > 0, offline
+    server = json.loads((folder / "Server.json").read_text())
+    # a rate within the bound, or (a 2-core machine shared by others can be that slow) a note saying none was
+    assert server["status"] in ("ok", "unmet") and len(server["repetitions"]) == 2, server
+    if server["status"] == "ok":
+        assert server["latency_ms"]["p99_ms"]["value"] <= 50
     for scenario in ("Offline", "Server"):
-        result = json.loads((folder / f"{scenario}.json").read_text())
-        assert result["status"] == "ok", result
         assert (folder / f"{scenario}.loadgen" / "rep1.json").is_file()
+        assert list((folder / f"{scenario}.loadgen" / "rep1").rglob("mlperf_log_summary.txt"))
     page = (workflow_copy / "results/digits/resnet18/report/index.html").read_text()
     assert '<h2 id="serving">Serving</h2>' in page and "onnxruntime fp32 cpu 32px" in page
     assert (workflow_copy / "results/digits/resnet18/report/plots/serving-p99.svg").is_file()
@@ -204,8 +210,8 @@ def test_the_serving_section_renders_in_headless_chromium(tiny, tmp_path):
         pytest.skip(f"headless Chromium not found at {CHROMIUM}")
     results = [
         serve(tiny, "onnxruntime", "Offline"),
-        serve(tiny, "onnxruntime", "Server", "--bound-ms", "50"),
-        serve(tiny, "openvino", "Server", "--bound-ms", "50"),
+        serve(tiny, "onnxruntime", "Server", "--bound-ms", "1000"),  # met, whatever the machine's load
+        serve(tiny, "openvino", "Server", "--bound-ms", "1000"),
     ]
     paths = [_write(tmp_path / f"{k}.json", r) for k, r in enumerate(results)]
     summary, meta = example(machines=1, gpu=False)
@@ -214,7 +220,8 @@ def test_the_serving_section_renders_in_headless_chromium(tiny, tmp_path):
     page = (out / "index.html").read_text()
     table = page[page.index('id="serving-table"') : page.index("</table>", page.index('id="serving-table"'))]
     assert table.count("<tr>") == 1 + 2  # the header, one row per variant
-    assert "Most requests per second with p99 ≤ 50.0 ms" in page
+    assert "Most samples per second, everything queued (Offline): onnxruntime fp32 cpu 16px" in page
+    assert "Most requests per second with p99 ≤ 1,000 ms" in page
     state = check_report(out / "index.html", tmp_path / "report.png")
     assert state["problems"] == [], state["problems"]
     assert state["failed"] == 0 and state["rendered"] == len(state["charts"])
