@@ -105,7 +105,7 @@ def benchmark_app(model: Path, size: int, batch: int, config: dict, seconds: flo
     tool = shutil.which("benchmark_app")
     cmd = [tool] if tool else [sys.executable, "-m", "openvino.tools.benchmark.main"]
     cmd += ["-m", str(model), "-d", "CPU", "-shape", f"[{batch},3,{size},{size}]", *mode]
-    cmd += ["-load_config", str(cfg), "-t", str(seconds)]
+    cmd += ["-load_config", str(cfg), "-t", str(max(1, round(seconds)))]  # whole seconds only
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark_app failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
