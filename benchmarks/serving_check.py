@@ -79,7 +79,8 @@ def pct(figure: dict) -> float:
 
 def line(what: str, ours: float, plus_minus: float, theirs: float, unit: str) -> str:
     diff = (ours - theirs) / theirs * 100
-    within = "yes" if abs(diff) <= plus_minus else "NO"
+    # a ± above 50% is no interval (the report prints the repetitions' range instead): no verdict from it
+    within = "spread" if plus_minus > 50 else "yes" if abs(diff) <= plus_minus else "NO"
     return f"{what:34s} {ours:12.3f} {plus_minus:6.1f} {theirs:14.3f} {diff:7.1f}  {within:8s} {unit}"
 
 
