@@ -94,15 +94,18 @@ def load_config(study: Path, precision: str, size: int, batch: int, threads: int
     }
 
 
-def benchmark_app(model: Path, size: int, batch: int, config: dict, seconds: float, tmp: Path) -> dict:
-    """benchmark_app's throughput (img/s) and median latency (ms), from its report."""
+# -hint none: benchmark_app then sets no setting of its own; the cell's come from -load_config
+SYNC = ("-hint", "none", "-api", "sync")
+
+
+def benchmark_app(model: Path, size: int, batch: int, config: dict, seconds: float, tmp: Path, mode=SYNC) -> dict:
+    """benchmark_app's throughput (img/s) and median latency (ms), from its report (`mode`: its hint and API)."""
     cfg = tmp / "load_config.json"
     cfg.write_text(json.dumps(config))
     tool = shutil.which("benchmark_app")
     cmd = [tool] if tool else [sys.executable, "-m", "openvino.tools.benchmark.main"]
-    # -hint none: benchmark_app then sets no setting of its own; the cell's come from -load_config
-    cmd += ["-m", str(model), "-d", "CPU", "-shape", f"[{batch},3,{size},{size}]", "-hint", "none"]
-    cmd += ["-load_config", str(cfg), "-api", "sync", "-t", str(seconds)]
+    cmd += ["-m", str(model), "-d", "CPU", "-shape", f"[{batch},3,{size},{size}]", *mode]
+    cmd += ["-load_config", str(cfg), "-t", str(max(1, round(seconds)))]  # whole seconds only
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark_app failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")

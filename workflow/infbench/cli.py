@@ -34,6 +34,7 @@ STAGES = {
     "flops": "infbench.measure.flops",
     "probe": "infbench.measure.probe",
     "bench": "infbench.bench.command",
+    "serve": "infbench.serving.command",
     "accuracy": "infbench.stages.accuracy",
     "expected-accuracy": "infbench.stages.expected_accuracy",
     "aggregate": "infbench.report.aggregate",

@@ -39,6 +39,7 @@ rule render_report:
     input:
         summary=rules.aggregate.output.parquet,
         meta=rules.aggregate.output.meta,
+        serving=SERVING_RESULTS,
     output:
         html=report(
             f"{REPORT_DIR}/index.html",
@@ -64,7 +65,8 @@ rule render_report:
         code=grid.code_hash("report"),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "infbench report --summary {input.summary:q} --meta {input.meta:q} --out-dir {params.out_dir:q} > {log} 2>&1"
+        "infbench report --summary {input.summary:q} --meta {input.meta:q} --serving {input.serving:q}"
+        " --out-dir {params.out_dir:q} > {log} 2>&1"
 
 
 # Every file this run plans (planned_files in common.smk), asked for by the `report` target

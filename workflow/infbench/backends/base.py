@@ -8,6 +8,7 @@ so that the workflow can plan cells without them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,19 @@ class Backend:
     def to_numpy(self, outputs: Any) -> np.ndarray:
         """Copy the logits back to the host as float32 (outside the timed region)."""
         raise NotImplementedError
+
+    # -- serving (infbench/serving) -------------------------------------------------------------
+    def serving_runner(self, samples, images: np.ndarray, requests: int):
+        """What serves LoadGen's queries with `requests` in flight (0: one per core on the CPU, two on a GPU):
+        by default that many instances of this backend, each on a thread of its own (serving/runners.py);
+        a runtime with an async API of its own overrides this in its module."""
+        from infbench.serving.runners import ThreadRunner
+
+        cores = max(1, self.threads)
+        requests = requests or (cores if self.cell.device == "cpu" else 2)
+        each = max(1, cores // requests) if self.cell.device == "cpu" else self.threads
+        make = functools.partial(type(self), self.cell, self.artifact, each, self.artifact_rule, self.options)
+        return ThreadRunner(samples, images, make, requests, each)
 
     # -- probes -------------------------------------------------------------------------------
     def device_memory_peak_mib(self) -> float | None:

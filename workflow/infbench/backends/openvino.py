@@ -25,6 +25,7 @@ import functools
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from infbench.backends.base import Backend, BackendUnavailable, import_or_unavai
 from infbench.backends.unavailable import read_unavailable
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import check_artifact
+from infbench.serving.runners import Runner
 
 INSTALL = "pip install openvino nncf (or pip install -e '.[openvino]')"
 # The inference precision each precision runs its float parts in.
@@ -105,7 +107,9 @@ class OpenVINO(Backend):
             config["ENABLE_CPU_PINNING"] = o["pinning"]
         return config
 
-    def load(self) -> None:
+    def compile(self, config: dict):
+        """The model compiled for the cell's static shape with the CPU plugin's `config`, checked to run in the
+        cell's precision."""
         if not hasattr(self, "model"):
             self.read_artifact()
         c = self.cell
@@ -114,26 +118,42 @@ class OpenVINO(Backend):
             self.reshaped_from = list(own.to_shape())
             print(f"openvino: reshaped the model's static input {self.reshaped_from} to {list(c.input_shape)}")
         self.model.reshape({self.model.inputs[0].any_name: list(c.input_shape)})  # static: one shape, one kernel set
-        self.compiled = self.core.compile_model(self.model, "CPU", self.compile_config())
-        got = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # an openvino.Type: f32, bf16
+        compiled = self.core.compile_model(self.model, "CPU", config)
+        got = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()  # an openvino.Type: f32, bf16
         wanted = INFERENCE_PRECISION.get(c.precision, "f32")
         if got != wanted:  # e.g. bf16 asked of a CPU without it: never report one precision as another
             raise BackendUnavailable(f"OpenVINO compiled the model for {got}, not {wanted}")
+        streams = compiled.get_property("NUM_STREAMS")
+        threads = compiled.get_property("INFERENCE_NUM_THREADS")
+        print(f"openvino: compiled for {c.input_shape}, {got}, {streams} stream(s), {threads} thread(s)", flush=True)
+        return compiled
+
+    def load(self) -> None:
+        self.compiled = self.compile(self.compile_config())
         streams = self.compiled.get_property("NUM_STREAMS")
-        threads = self.compiled.get_property("INFERENCE_NUM_THREADS")
         if int(streams) > 1:  # the timing loop issues one request at a time: the other streams would idle
             raise BackendUnavailable(
                 f"OpenVINO compiled {streams} streams; a multi-stream throughput needs as many requests in flight, "
                 "which infbench's timing loop (one batch at a time, like every backend) does not issue, so its "
-                "figure would be one stream's under another name: measure it with OpenVINO's benchmark_app "
-                "-hint throughput, or keep backend_options.openvino.streams: 1"
+                "figure would be one stream's under another name: measure it as a serving cell (README "
+                '"Serving": OpenVINO\'s infer queue with one request per stream), or keep '
+                "backend_options.openvino.streams: 1"
             )
-        print(f"openvino: compiled for {c.input_shape}, {got}, {streams} stream(s), {threads} thread(s)", flush=True)
         info = self.artifact_info() or {}
         if info.get("tolerance_met") is False:
             print(f"openvino: NNCF missed the tolerance by {info['missed_by_points']} points (calibration split)")
         self.request = self.compiled.create_infer_request()
         self._bound = None
+
+    def serving_runner(self, samples, images: np.ndarray, requests: int):
+        """OpenVINO's own way of serving (what benchmark_app -hint throughput measures): the throughput hint,
+        `requests` streams (0: the hint's own choice), and an AsyncInferQueue of the compiled model's optimal
+        number of infer requests."""
+        config = {**self.compile_config(), "PERFORMANCE_HINT": "THROUGHPUT"}
+        config.pop("NUM_STREAMS", None)
+        if requests:
+            config["NUM_STREAMS"] = requests
+        return AsyncQueueRunner(samples, images, self.compile(config))
 
     def artifact_info(self) -> dict | None:
         """The .json NNCF's builder wrote beside its model (None for the ONNX files)."""
@@ -154,3 +174,49 @@ class OpenVINO(Backend):
 
     def to_numpy(self, outputs) -> np.ndarray:
         return np.array(outputs.data, dtype=np.float32, copy=True)  # the request reuses its output buffer
+
+
+class AsyncQueueRunner(Runner):
+    """LoadGen's batches through an `openvino.AsyncInferQueue`: one thread takes batches and starts them on the
+    next idle infer request (start_async waits for one); the request's callback reports the batch done."""
+
+    def __init__(self, samples, images, compiled):
+        import openvino as ov
+
+        super().__init__(samples, images)
+        self.streams = int(compiled.get_property("NUM_STREAMS"))
+        self.requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.threads_total = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        self.queue = ov.AsyncInferQueue(compiled, self.requests)
+        self.queue.set_callback(self._done)
+        self.taker = None
+
+    def describe(self) -> dict:
+        return {
+            "requests_in_flight": self.requests,
+            "how": "openvino AsyncInferQueue, throughput hint",
+            "streams": self.streams,
+            "inference_threads": self.threads_total,
+        }
+
+    def _done(self, request, samples) -> None:
+        self.on_done(samples)
+
+    def start(self) -> None:
+        self.taker = threading.Thread(target=self._take, daemon=True)
+        self.taker.start()
+
+    def _take(self) -> None:
+        while (samples := self.samples.take()) is not None:
+            if self.failure is not None:  # keep answering, so LoadGen's test ends
+                self.on_done(samples)
+                continue
+            try:
+                self.queue.start_async(self.batch(samples), samples)
+            except Exception as exc:  # noqa: BLE001 (reported by the main thread)
+                self.failure = exc
+                self.on_done(samples)
+
+    def join(self) -> None:
+        self.taker.join()
+        self.queue.wait_all()

@@ -20,6 +20,7 @@ from infbench.backends.registry import BASELINE_TEXT
 from infbench.core import integrity
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, read_json
+from infbench.report import serving
 from infbench.report.charts import Chart, build_charts
 from infbench.report.findings import Finding, findings
 from infbench.report.frame import (
@@ -551,7 +552,9 @@ NAV = (
 )
 
 
-def render_html(df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[Finding], bundle: str) -> str:
+def render_html(
+    df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[Finding], bundle: str, serving: str = ""
+) -> str:
     e = html.escape
     specs: list[str] = []
     sections = "\n".join(_chart_section(c, specs) for c in charts)
@@ -601,6 +604,7 @@ what it means.</p>
 {failures_html}
 <h2 id="dropped">Combinations dropped at expansion</h2>
 {dropped_html}
+{serving}
 {"".join(specs)}
 <script>{SORT}</script>
 <script>{RENDER}</script>
@@ -609,14 +613,15 @@ what it means.</p>
 """
 
 
-def build_report(summary: pl.DataFrame, meta: dict, out_dir: Path) -> None:
+def build_report(summary: pl.DataFrame, meta: dict, out_dir: Path, serving_results: list[Path] = ()) -> None:
     """Write out_dir/index.html, out_dir/summary.md and out_dir/plots/<chart>.svg|png."""
     out_dir = Path(out_dir)
     df = complete(summary)
     charts = build_charts(df, meta)
     found = findings(df, meta)
-    export_plots(charts, out_dir / "plots")
-    page = render_html(df, meta, charts, found, javascript_bundle())
+    serving_charts, serving_html = serving.section(serving_results)
+    export_plots([*charts, *serving_charts], out_dir / "plots")
+    page = render_html(df, meta, charts, found, javascript_bundle(), serving_html)
     for name, text in (("index.html", page), ("summary.md", summary_markdown(df, meta, found))):
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
@@ -627,9 +632,10 @@ def add_parser(sub) -> None:
     """`infbench report`."""
     s = sub.add_parser("report", help="summary + meta → index.html, summary.md, plots/")
     paths(s, "--summary", "--meta", "--out-dir")
+    s.add_argument("--serving", type=Path, nargs="*", default=[], help="serving cells' results (infbench serve)")
     s.set_defaults(func=_command)
 
 
 def _command(a) -> None:
-    build_report(pl.read_parquet(a.summary), read_json(a.meta), a.out_dir)
+    build_report(pl.read_parquet(a.summary), read_json(a.meta), a.out_dir, a.serving)
     print(f"report written to {a.out_dir / 'index.html'}")

@@ -147,6 +147,35 @@ def source_reason(config: dict, backend: str, precision: str) -> str | None:
     return model_onnx.backend_reason(config["model"]["name"], rule)
 
 
+def serving_cells(config: dict) -> list[tuple[Cell, str]]:
+    """The serving cells (config `serving`; none unless enabled), each a cell (its batch: serving.max_batch) and a
+    LoadGen scenario: serving.backends (else grid.backends) at serving.image_sizes (else the grid's first size), on
+    the grid's devices; what the grid drops is dropped here too, with the same reasons."""
+    serving = config.get("serving") or {}
+    if not serving.get("enabled"):
+        return []
+    unknown = sorted(set(serving["backends"]) - set(BACKENDS))
+    if unknown:
+        raise ValueError(f"serving.backends: unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+    sizes = serving["image_sizes"] or config["grid"]["image_sizes"][:1]
+    grid = {**config["grid"], "backends": serving["backends"] or config["grid"]["backends"], "image_sizes": sizes}
+    cells, _ = expand({**config, "grid": {**grid, "batch_sizes": [serving["max_batch"]]}})
+    return [(cell, scenario) for cell in cells for scenario in serving["scenarios"]]
+
+
+def serving_artifact_path(wc, config: dict) -> str:
+    """What a serving cell loads (rule serve's wildcards): its backend's artifact at serving.max_batch (a
+    shape-pinned one is built for that batch)."""
+    size, batch = int(wc.size), config["serving"]["max_batch"]
+    return artifact_path(Cell(wc.model, wc.backend, wc.precision, wc.device, size, batch), config["dataset"])
+
+
+def serving_result_path(cell: Cell, scenario: str, dataset: str) -> str:
+    """A serving cell's result; its LoadGen logs lie beside it, in <scenario>.loadgen/."""
+    where = f"{cell.backend}/{cell.precision}/{cell.device}/{cell.image_size}"
+    return f"{study_dir(dataset, cell.model)}/serving/{where}/{scenario}.json"
+
+
 def study_dir(dataset: str, model: str) -> str:
     """The folder of one study: everything its runs write, beside (never over) other studies'.
 

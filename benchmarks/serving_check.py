@@ -1,0 +1,141 @@
+"""Serving check: infbench's serving figures beside the vendors' own, side by side in one run.
+
+A benchmark (it times things). For each OpenVINO precision, interleaved round by round:
+  (1) Offline: `infbench serve --scenario Offline` (LoadGen, OpenVINO's AsyncInferQueue, the throughput hint,
+      `--streams` streams) against `benchmark_app -hint throughput -nstreams N -api async` on the same file, shape,
+      streams, threads and f32 inference precision (its -load_config: what the serving runner compiles with);
+  (2) SingleStream: `infbench serve --scenario SingleStream` with one request (one stream, every thread) against
+      the one-at-a-time benchmark cell's latency (`infbench bench`, batch 1: the study's own result where it has
+      one, else measured here the way the cell's rule measures it).
+It prints infbench's figures with the ± infbench prints, the others' medians over the rounds, the difference and
+whether it lies within infbench's ±.
+
+  PYTHONPATH=workflow python benchmarks/serving_check.py --study results/digits/resnet18 --size 32 --streams 2
+The study folder needs onnx/fp32.onnx and onnx/int8_static.onnx and reference/<size>.npz (a run of the
+default workflow, or of config/serving.yaml, makes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openvino_fidelity import benchmark_app, infbench_cell  # noqa: E402  (benchmarks/ is no package)
+
+REPO = Path(__file__).resolve().parents[1]
+ASYNC_THROUGHPUT = ("-hint", "throughput", "-api", "async")
+
+
+def serve(study: Path, precision: str, size: int, scenario: str, requests: int, a, tmp: Path) -> dict:
+    from infbench.backends.registry import spec
+    from infbench.core.cell import Cell
+
+    artifact = study / spec("openvino").artifact(Cell("m", "openvino", precision, "cpu", size, 1)).path
+    out = tmp / f"{precision}-{scenario}-{requests}.json"
+    cmd = [sys.executable, "-m", "infbench.cli", "serve", "--model", study.name, "--backend", "openvino"]
+    cmd += ["--precision", precision, "--device", "cpu", "--size", str(size), "--scenario", scenario]
+    cmd += ["--artifact", str(artifact), "--reference", str(study / "reference" / f"{size}.npz")]
+    cmd += ["--requests", str(requests), "--repetitions", str(a.rounds), "--duration", str(a.seconds)]
+    cmd += ["--threads", str(a.threads), "--logs", str(out.with_suffix(".loadgen")), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    result = json.loads(out.read_text())
+    if result["status"] != "ok":
+        raise RuntimeError(f"infbench serve {precision} {scenario}: {result['status']}: {result.get('error')}")
+    return result
+
+
+def throughput_config(threads: int, streams: int) -> dict:
+    """What the serving runner compiles with (backends/openvino.py, serving_runner), as -load_config."""
+    return {
+        "CPU": {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "THROUGHPUT",
+            "NUM_STREAMS": str(streams),
+            "INFERENCE_NUM_THREADS": str(threads),
+        }
+    }
+
+
+def one_at_a_time(study: Path, precision: str, size: int, threads: int, tmp: Path) -> tuple[dict, str]:
+    """The batch-1 benchmark cell: the study's own result, else measured here."""
+    own = study / "bench" / "openvino" / precision / "cpu" / f"{size}x1.json"
+    if own.exists():
+        return json.loads(own.read_text()), str(own)
+    reference = study / "reference" / f"{size}.npz"
+    return infbench_cell(study, precision, size, 1, threads, reference, tmp / f"cell-{precision}.json"), "measured here"
+
+
+def pct(figure: dict) -> float:
+    return 100 * (figure["uncertainty_rel"] or 0.0)
+
+
+def line(what: str, ours: float, plus_minus: float, theirs: float, unit: str) -> str:
+    diff = (ours - theirs) / theirs * 100
+    # a ± above 50% is no interval (the report prints the repetitions' range instead): no verdict from it
+    within = "spread" if plus_minus > 50 else "yes" if abs(diff) <= plus_minus else "NO"
+    return f"{what:34s} {ours:12.3f} {plus_minus:6.1f} {theirs:14.3f} {diff:7.1f}  {within:8s} {unit}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--study", type=Path, default=Path("results/digits/resnet18"))
+    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--streams", type=int, default=2, help="OpenVINO streams (= infbench's requests in flight)")
+    p.add_argument("--rounds", type=int, default=3, help="infbench's repetitions and benchmark_app's runs")
+    p.add_argument("--seconds", type=float, default=3, help="each run's duration")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    a = p.parse_args(argv)
+    from infbench.backends.registry import spec
+    from infbench.core.cell import Cell
+
+    tmp = Path(tempfile.mkdtemp(prefix="serving-check-"))
+    rows = []
+    for precision in a.precisions:
+        model = a.study / spec("openvino").artifact(Cell("m", "openvino", precision, "cpu", a.size, 1)).path
+        config = throughput_config(a.threads, a.streams)
+        theirs = []
+        ours = None
+        for r in range(a.rounds):  # benchmark_app's runs around infbench's (its repetitions run inside serve)
+            theirs.append(benchmark_app(model, a.size, 1, config, a.seconds, tmp, ASYNC_THROUGHPUT)["throughput_img_s"])
+            if r == a.rounds // 2:
+                ours = serve(a.study, precision, a.size, "Offline", a.streams, a, tmp)
+        streams = ours["runner"]["streams"]
+        rows.append(
+            line(
+                f"{precision} Offline ({streams} streams)",
+                ours["figure"]["value"],
+                pct(ours["figure"]),
+                statistics.median(theirs),
+                "samples/s vs benchmark_app -hint throughput",
+            )
+        )
+        print(rows[-1], f"(benchmark_app runs: {', '.join(f'{t:.0f}' for t in theirs)})", flush=True)
+        single = serve(a.study, precision, a.size, "SingleStream", 1, a, tmp)
+        cell, where = one_at_a_time(a.study, precision, a.size, a.threads, tmp)
+        rows.append(
+            line(
+                f"{precision} SingleStream p90 (1 stream)",
+                single["figure"]["value"],
+                pct(single["figure"]),
+                cell["latency_ms_p90"],
+                f"ms vs the batch-1 cell's p90 ({where})",
+            )
+        )
+        print(rows[-1], flush=True)
+    head = f"{'':34s} {'infbench':>12s} {'±%':>6s} {'other':>14s} {'diff %':>7s}  within ±"
+    print(f"\nopenvino on the CPU, {a.size} px, batch 1, {a.threads} threads; {a.rounds} rounds of {a.seconds:g} s")
+    print("\n".join([head, *rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
