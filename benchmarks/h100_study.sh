@@ -81,7 +81,7 @@ print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_
       version("onnxruntime-gpu"), ort.get_available_providers(), *(f"{n} {version(n)}" for n in
       ("snakemake", "torchao")))
 PY
-  infbench --help | head -2
+  infbench bench --help | head -2  # (the CLI's report commands need polars, which stays where the report is made)
   ;;
 aoticheck)
   python3 benchmarks/aoti_load_check.py --device cuda --out "$OUT/aoti_check.json" "$@" 2>&1 | tee "$OUT/aoti_check.log"
@@ -120,7 +120,8 @@ study)
   pack
   ;;
 gputests)
-  python3 -m pytest -q -rs -p no:cacheprovider tests/test_gpu_backends.py tests/test_timing.py 2>&1 | tee "$OUT/gputests.log" | tail -25
+  # [PYTEST ARGS], e.g. -n 4 (pytest-xdist is in the device image; the tests time nothing)
+  python3 -m pytest -q -rs -p no:cacheprovider "$@" tests/test_gpu_backends.py tests/test_timing.py 2>&1 | tee "$OUT/gputests.log" | tail -25
   ;;
 fidelity)
   python3 benchmarks/harness_fidelity.py --out "$OUT/fidelity.json" "$@" 2>&1 | tee "$OUT/fidelity.log"
