@@ -19,7 +19,8 @@ cd "$work"
 tar xzf "$tgz"
 t=$(date +%s); find results -exec touch -h -d "@$t" {} +  # one mtime: nothing older than its inputs
 start=$(date +%s.%N)
-PYTHONPATH=$PWD/workflow python3 -m snakemake --cores 2 --allowed-rules aggregate render_report \
-  "$report/index.html" "$report/summary.md" "$@"
+# the targets first: --allowed-rules takes every word after it
+PYTHONPATH=$PWD/workflow python3 -m snakemake "$report/index.html" "$report/summary.md" --cores 2 \
+  --allowed-rules aggregate render_report "$@"
 echo "report made here in $(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 1))" \
   "$start" "$(date +%s.%N)") s: $work/$report"
