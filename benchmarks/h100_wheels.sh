@@ -58,7 +58,7 @@ while read -r size name; do
 done < <(cd "$dir/dl" && stat -c '%s %n' * | sort -rn)
 rmdir "$dir/dl"
 n=${#fill[@]}
-echo "$(ls "$dir"/c*/ | grep -c '\.part\.00$') wheels, $(du -sm "$dir" | cut -f1) MiB in $n chunks under $dir:"
+echo "$(ls "$dir"/c*/ | grep -c '\.whl\.part\.00$') wheels and onnxruntime-gpu's tarball, $(du -sm "$dir" | cut -f1) MiB in $n chunks under $dir:"
 for i in $(seq 1 "$n"); do echo "  c$i $((fill[i - 1] / 1048576)) MiB"; done
 echo "Device calls, back to back (the machine keeps files 30 s after a call):"
 for i in $(seq 1 "$n"); do
