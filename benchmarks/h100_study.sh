@@ -2,8 +2,8 @@
 # Driver for the lent H100 (see the device tool's README): one step per call, back to back (the
 # machine keeps its files only while warm, 30 s after a call). Run from the repository root.
 #   setup     after the last wheel chunk (benchmarks/h100_wheels.sh prepares .device-wheels/c1…cN, each call
-#             copies one to /tmp/device-wheels): join and install them into /tmp/site (snakemake, polars,
-#             altair, vl-convert, onnxruntime-gpu), put an `infbench` shim on PATH, print the versions
+#             copies one to /tmp/device-wheels): join and install them into /tmp/site (snakemake, torchao,
+#             onnxruntime-gpu), put an `infbench` shim on PATH, print the versions
 #   aoticheck benchmarks/aoti_load_check.py on CUDA: AOTInductor built and loaded in fresh processes, each way
 #   seeds [SECONDS]  the seeds' grid (benchmarks/h100_seeds.yaml: 224/256/384/512 × 1…64, seven variants)
 #             through snakemake, up to SECONDS (default 560; resumes where the last call stopped), then the
@@ -13,6 +13,7 @@
 #   peak [SECONDS]   the opt-in peak overlay (benchmarks/h100_peak.yaml: 224 × {1, 128, 256, 512}, peak
 #             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
 #   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})
+#   family [SECONDS]  one cell of MobileNet-V3 on each CUDA backend (benchmarks/gpu_family.yaml)
 #   gputests  the GPU tests of the suite (skipped on the CPU-only CI), on this GPU
 #   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, fp32 b64, fp16 b64, CUDA graphs b64)
 #   e2e       one cell in end_to_end mode beside its device-mode twin
@@ -33,6 +34,7 @@ DIGITS=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
 # into grid:, its backends kept; Snakemake's --config would read the numbers as strings)
 [ -n "${GRID:-}" ] && printf 'grid: %s\n' "$GRID" > /tmp/seeds-grid.yaml
 SEEDS=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml ${GRID:+/tmp/seeds-grid.yaml} --config dataset=digits)
+FAMILY=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/gpu_family.yaml)
 PEAK=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/h100_peak.yaml ${GRID:+/tmp/seeds-grid.yaml}
   --config dataset=digits)
 
@@ -51,39 +53,48 @@ settle() {  # every file and folder under results/ one mtime: Snakemake reruns a
 }
 
 snake() {  # snakemake for at most $1 seconds on the config given after it, then the cells measured so far
+  # The GPU machine measures; the report is aggregated where the report's libraries are, from the results it
+  # sends back (benchmarks/gpu_report.sh): --omit-from aggregate, unless REPORT_HERE=1 (polars, altair and
+  # vl-convert installed here too).
   local secs=$1; shift
   timeout -k 30 "$secs" python3 -m snakemake ${TRIGGERS:+--rerun-triggers $TRIGGERS} --cores 16 --resources gpu=${GPU_JOBS:-3} \
-    --scheduler greedy --rerun-incomplete --keep-going ${TARGETS:-report} "$@" 2>&1 | tee -a "$OUT/study.log" | tail -40
+    --scheduler greedy --rerun-incomplete --keep-going ${TARGETS:-report} $([ "${REPORT_HERE:-0}" = 1 ] || echo --omit-from aggregate) "$@" 2>&1 |
+    tee -a "$OUT/study.log" | tail -40
   echo "cells measured: $(ls $STUDY/bench/*/*/cuda/*.json 2>/dev/null | wc -l)"
 }
 
 case $step in
 setup)
   cd /tmp/device-wheels || exit 1
-  for first in *.whl.part.00; do w=${first%.part.00}; cat "$w".part.* > "$w" && rm "$w".part.*; done
+  for first in *.part.00; do w=${first%.part.00}; cat "$w".part.* > "$w" && rm "$w".part.*; done
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site ./*.whl ||
     exit 1
+  tar -xJf onnxruntime-gpu.tar.xz -C /tmp/site || exit 1  # the wheel's files (h100_wheels.sh)
   cd - >/dev/null
   mkdir -p /tmp/bin
   printf '#!/bin/sh\nexec python3 -m infbench.cli "$@"\n' > /tmp/bin/infbench; chmod +x /tmp/bin/infbench
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.csv"
   python3 - <<'PY'
-import sys, torch, onnxruntime as ort, snakemake, polars, altair, vl_convert  # each must import
+import sys, torch, onnxruntime as ort, snakemake, torchao  # each must import
 from importlib.metadata import version
 print(sys.version.split()[0], "torch", torch.__version__, torch.cuda.get_device_name(), "onnxruntime-gpu",
       version("onnxruntime-gpu"), ort.get_available_providers(), *(f"{n} {version(n)}" for n in
-      ("snakemake", "polars", "altair", "vl-convert-python")))
+      ("snakemake", "torchao")))
 PY
-  infbench --help | head -2
+  infbench bench --help | head -2  # (the CLI's report commands need polars, which stays where the report is made)
   ;;
 aoticheck)
   python3 benchmarks/aoti_load_check.py --device cuda --out "$OUT/aoti_check.json" "$@" 2>&1 | tee "$OUT/aoti_check.log"
   ;;
 seeds)  # [SECONDS [SNAKEMAKE ARGS...]], e.g. `seeds 300 --until accuracy reference_logits` for the inputs only
   snake "${1:-560}" "${SEEDS[@]}" "${@:2}"
-  if [ -f $STUDY/report/index.html ]; then
-    python3 benchmarks/wall_time.py $STUDY --out "$OUT/wall_time" && cp $STUDY/report/summary.md "$OUT/" 2>/dev/null
-  fi
+  # the span from the first job to the last cell (the report's own time is added where it is made)
+  if ls $STUDY/bench/*/*/cuda/*.json >/dev/null 2>&1; then python3 benchmarks/wall_time.py $STUDY --out "$OUT/wall_time"; fi
+  pack
+  ;;
+family)  # [SECONDS]: one cell of MobileNet-V3 on each CUDA backend (benchmarks/gpu_family.yaml)
+  snake "${1:-400}" "${FAMILY[@]}"
+  echo "family cells: $(ls results/digits/mobilenet_v3_large/bench/*/*/cuda/*.json 2>/dev/null | wc -l)"
   pack
   ;;
 warmcache)  # Inductor's caches for the max-autotune cells, before they are measured (needs the checkpoint:
@@ -109,7 +120,8 @@ study)
   pack
   ;;
 gputests)
-  python3 -m pytest -q -rs -p no:cacheprovider tests/test_gpu_backends.py tests/test_timing.py 2>&1 | tee "$OUT/gputests.log" | tail -25
+  # [PYTEST ARGS], e.g. -n 4 (pytest-xdist is in the device image; the tests time nothing)
+  python3 -m pytest -q -rs -p no:cacheprovider "$@" tests/test_gpu_backends.py tests/test_timing.py 2>&1 | tee "$OUT/gputests.log" | tail -25
   ;;
 fidelity)
   python3 benchmarks/harness_fidelity.py --out "$OUT/fidelity.json" "$@" 2>&1 | tee "$OUT/fidelity.log"
@@ -163,7 +175,7 @@ e2e)
   cp results/e2e/*.json "$OUT/" 2>/dev/null
   ;;
 *)
-  echo "unknown step '$step' (setup aoticheck seeds warmcache peak study gputests fidelity save restore aoti e2e)"
+  echo "unknown step '$step' (setup aoticheck seeds family warmcache peak study gputests fidelity save restore aoti e2e)"
   exit 2
   ;;
 esac

@@ -422,3 +422,24 @@ def test_onnxruntime_cuda_io_binding_keeps_data_on_the_device(checkpoint, tmp_pa
     out = backend.run(binding)
     assert out.device_name().lower() == "cuda"  # the output stays on the device until to_numpy
     np.testing.assert_allclose(backend.to_numpy(out), reference(checkpoint, x), atol=1e-3, rtol=1e-3)
+
+
+@needs_cuda
+@pytest.mark.parametrize("tolerance, runs", [(1.0, 2), (1e-6, 3)])
+def test_a_gpu_cell_stops_after_two_repetitions_only_where_they_agree_well_inside_the_tolerance(
+    tmp_path, checkpoint, tolerance, runs
+):
+    """measure/early_stop.py on the GPU: of 3 planned repetitions, two that agree within 40% of a wide
+    tolerance are enough; under a tolerance no two processes meet, the third runs."""
+    from infbench.bench.cell import run_cell
+
+    cell = Cell("resnet18", "torch_cudagraphs", "fp16", "cuda", 64, 8)
+    args = cell_args(
+        checkpoint,
+        write_reference(tmp_path, checkpoint, 64, 16),
+        tolerance=tolerance,
+        repetitions={"repetitions": 3, "max_extra": 0},
+    )
+    result = run_cell(cell, args, tmp_path / "out.json", timeout_s=300)
+    assert len(result["repetition_runs"]) == runs, result["error"]
+    assert result["stopped_early"] is (runs == 2) and result["planned_repetitions"] == runs

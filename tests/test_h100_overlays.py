@@ -80,3 +80,20 @@ def test_the_peak_overlay_sets_each_technique_at_its_peak():
         "cudnn_conv_use_max_workspace": True,
         "fixed_shape": True,
     }
+
+
+def test_the_family_overlay_is_mobilenet_v3_on_each_cuda_backend():
+    """benchmarks/gpu_family.yaml (issue 36): one cell of a non-ResNet family per CUDA technique, beside
+    the baseline, with the seeds' protocol."""
+    config = study_config([*SEEDS, "benchmarks/gpu_family.yaml"], {})
+    cells, dropped = grid.expand(config)
+    assert {c.model for c in cells} == {"mobilenet_v3_large"} and not dropped
+    assert variants(cells) == {
+        ("torch", "fp32"),
+        ("torch", "fp16"),
+        ("torch_cudagraphs", "fp16"),
+        ("torch_compile", "fp16"),
+        ("onnxruntime", "fp16"),
+    }
+    assert {(c.device, c.image_size, c.batch_size) for c in cells} == {("cuda", 224, 32)}
+    assert config["dataset"] == "digits" and config["bench"]["repetitions"] == 3

@@ -35,7 +35,7 @@ from infbench.bench.result import SCHEMA_VERSION
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import size_mib, write_json
-from infbench.measure import environment
+from infbench.measure import early_stop, environment
 from infbench.measure import flops as flop_count
 from infbench.measure.budget import Ledger
 from infbench.measure.memory import host_peak_mib
@@ -99,11 +99,14 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[
     if failure is not None:
         result.update(status=failure["status"], error=failure["error"])
     else:
-        result.update(cell_figures(cell, runs, args["tolerance"], args["repetitions"]["repetitions"]))
+        planned = args["repetitions"]["repetitions"]
+        needed = early_stop.repetitions_needed(cell.device, runs, args["tolerance"], planned)
+        result.update(cell_figures(cell, runs, args["tolerance"], needed))
         result["status"] = "ok" if result["stability"] == "stable" else "unstable"
         # what the aggregate step judges the cell by again, once the run's drift floor is known
         result["tolerance_pct"] = 100 * args["tolerance"]
-        result["planned_repetitions"] = args["repetitions"]["repetitions"]
+        result["planned_repetitions"] = needed  # fewer than bench.repetitions where a GPU cell stopped early
+        result["stopped_early"] = needed < planned
         result["agreement"] = next((r["agreement"] for r in runs if r.get("agreement")), None)
         result["canary_quiet_ms"] = probe.get("canary_ms")
     _add_memory(result, args["artifact"], earlier, runs, measured=failure is None)

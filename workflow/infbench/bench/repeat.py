@@ -15,7 +15,7 @@ from infbench.bench.gpu_slots import probe_mismatch
 from infbench.bench.launch import run_repetition
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
-from infbench.measure import repetitions
+from infbench.measure import early_stop, repetitions
 from infbench.measure.budget import Ledger
 from infbench.measure.interference import disturbance, spare_cores, wait_until_quiet
 
@@ -96,8 +96,10 @@ def repeat(
         )
         runs.append(rep)
         good = [r for r in runs if not r["disturbed"]]
-        if not pending and len(good) >= policy["repetitions"]:
-            if repetitions.verdict(combined_throughput(good), args["tolerance"], policy["repetitions"]) == "stable":
+        # a GPU cell whose first two agree well inside the tolerance needs no third (measure/early_stop.py)
+        needed = early_stop.repetitions_needed(cell.device, runs, args["tolerance"], policy["repetitions"])
+        if not pending and len(good) >= needed:
+            if repetitions.verdict(combined_throughput(good), args["tolerance"], needed) == "stable":
                 break
     return runs, None
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from infbench.flow.progress import duration
+from infbench.measure import early_stop
 from infbench.study import devices, grid
 from infbench.study.config import check_schema, overlay_backends, repetition_seconds
 
@@ -24,7 +25,8 @@ REPETITION_OVERHEAD_S = {"cpu": 2.5, "cuda": 8.0}
 def default_cell_s(config: dict, device: str) -> float:
     bench = config["bench"]
     timed = repetition_seconds(bench) - (bench["energy_window_s"] if device == "cpu" else 0)  # energy: GPU only
-    return bench["repetitions"] * (timed + REPETITION_OVERHEAD_S.get(device, 5.0))
+    # a GPU cell's two planned repetitions (early_stop.py); one whose two disagree costs more
+    return early_stop.planned_jobs(device, bench["repetitions"]) * (timed + REPETITION_OVERHEAD_S.get(device, 5.0))
 
 
 def _wall_s(path: Path) -> float | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from infbench.backends.registry import BACKENDS, spec
 from infbench.core.cell import Cell
 from infbench.core.packages import installed_version
+from infbench.measure import early_stop
 from infbench.stages import model as model_lib
 from infbench.stages import model_onnx
 from infbench.study import devices
@@ -191,7 +192,10 @@ def bench_result_path(cell: Cell, dataset: str) -> str:
 
 
 def repetition_paths(cell: Cell, dataset: str, repetitions: int) -> list[str]:
-    """The files of a cell's first repetitions, each measured by a job of its own (rules/bench.smk)."""
+    """The files of a cell's first repetitions, each measured by a job of its own (rules/bench.smk): of
+    `repetitions`, those planned on the cell's device (a GPU cell's cell job adds the rest where its first
+    two disagree: measure/early_stop.py)."""
+    repetitions = early_stop.planned_jobs(cell.device, repetitions)
     size = f"{cell.image_size}x{cell.batch_size}"
     folder = f"{study_dir(dataset, cell.model)}/repetitions/{cell.backend}/{cell.precision}/{cell.device}/{size}"
     return [f"{folder}/{rep}.json" for rep in range(1, repetitions + 1)]
