@@ -188,6 +188,13 @@ class BackendSpec:
     packages: tuple[str, ...]
     artifact: Callable[[Cell], Artifact] = checkpoint_artifact  # what a cell of it loads
     options: tuple[Option, ...] = ()  # the settings it reads; any other is an error
+    # precision -> distributions only that precision's cells import (NNCF for OpenVINO's NNCF models): another
+    # precision's cells neither record nor rerun for them
+    precision_packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def packages_for(self, precision: str) -> tuple[str, ...]:
+        """The distributions a cell of `precision` imports: whose installed versions invalidate it."""
+        return (*self.packages, *self.precision_packages.get(precision, ()))
 
     def unsupported_reason(self, device: str, precision: str) -> str | None:
         if device not in self.support:
@@ -215,6 +222,12 @@ class BackendSpec:
             raise ValueError(f"backend {self.name} has no option {', '.join(unknown)} (its options: {has})")
         values = {name: o.value(given[name]) if name in given else o.default for name, o in declared.items()}
         return {name: v if declared[name].applies_to(device) else declared[name].default for name, v in values.items()}
+
+    def effective_options(self, given: dict, device: str) -> dict:
+        """The options that act on `device`, with the values a cell there runs (`given` over the defaults): what
+        its result records and its rules hash, so that a changed default reruns the cells it acts on."""
+        values = self.option_values(given, device)
+        return {name: value for name, value in values.items() if self.option(name).applies_to(device)}
 
     def parse_options(self, pairs: list[str], device: str | None = None) -> dict:
         """`--option KEY=VALUE` arguments → every option, typed (see `option_values`)."""
@@ -324,7 +337,8 @@ BACKENDS: dict[str, BackendSpec] = {
             module="openvino",
             cls="OpenVINO",
             support={"cpu": ("fp32", "bf16", "int8", *OPENVINO_NNCF)},
-            packages=("openvino", "nncf"),
+            packages=("openvino",),
+            precision_packages={p: ("nncf",) for p in OPENVINO_NNCF},
             artifact=openvino_artifact,
             options=OPENVINO_OPTIONS,
         ),
