@@ -81,7 +81,9 @@ rule expected_accuracy_tensorrt:
         runtime=30,
     params:
         artifact=lambda wc, input: (
-            f"--artifact {input.artifact}" if wc.backend == "onnxruntime_trt" else ""
+            f"--artifact {shlex.quote(input.artifact)}"
+            if wc.backend == "onnxruntime_trt"
+            else ""
         ),
         tolerance=config["accuracy"]["tolerance_points"],
         image_size=lambda wc: model_config(wc)["train"]["image_size"],

@@ -9,6 +9,7 @@ from them) + its name in the schema's grid.backends.
 from __future__ import annotations
 
 import importlib
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,7 +241,8 @@ class BackendSpec:
         """The `--option KEY=VALUE` arguments of a rule for config `given` on `device`: only values that differ
         from the defaults and act there, so that a default, or another device's option, reruns nothing."""
         values = self.option_values(given, device)
-        return " ".join(f"--option {name}={self.option(name).text(values[name])}" for name in self.changed(values))
+        pairs = (f"{name}={self.option(name).text(values[name])}" for name in self.changed(values))
+        return " ".join(f"--option {shlex.quote(pair)}" for pair in pairs)
 
     def option(self, name: str) -> Option:
         return next(o for o in self.options if o.name == name)

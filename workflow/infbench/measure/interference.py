@@ -120,8 +120,10 @@ def wait_until_quiet(max_foreign_cores: float, spare: float, max_wait_s: float =
 
 def spare_cores(device: str, threads: int) -> int:
     """Cores a measuring process leaves idle: other processes' load there does not compete with it."""
-    used = min(threads, CUDA_HOST_CORES) if device == "cuda" else threads
-    return max(0, len(allowed_cpus()) - used)
+    allowed = len(allowed_cpus())
+    # a GPU cell's host: its issuing thread and the driver's, whatever its intra-op threads (1 by default)
+    used = min(CUDA_HOST_CORES, allowed) if device == "cuda" else threads
+    return max(0, allowed - used)
 
 
 def disturbance(
