@@ -174,6 +174,16 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         {"grid.batch_sizes": [0], "train.epochs": "x", "colour": "red"},
         ["3 problems", "grid.batch_sizes[0]", "train.epochs", "unknown key 'colour'"],
     ),
+    # issue 35 item 13: a models: entry's train: is checked by train:'s own schema
+    "unknown key in a models entry's train": (
+        {"models": [{"name": "resnet18", "train": {"weightdecay": 0.05}}]},
+        ["models[0].train: unknown key 'weightdecay' (did you mean 'weight_decay'?)", "allowed: epochs"],
+    ),
+    # issue 35 item 9: a value that reaches a shell command must look like what it is
+    "cifar10_md5 that is not an md5": (
+        {"cifar10_md5": "0; touch /tmp/x"},
+        ["cifar10_md5: '0; touch /tmp/x'", "32 hexadecimal digits"],
+    ),
 }
 
 

@@ -3,6 +3,7 @@ folder: its summary.csv), through a real Snakemake run; the report then renders 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -51,3 +52,22 @@ def test_this_run_beside_the_h100_in_one_report(reported_copy, tmp_path):
     assert state["failed"] == 0 and state["rendered"] == len(state["charts"]) > 0
     for chart in state["charts"]:
         assert chart["marks"] > 0, f"{chart['id']} drew no marks"
+
+
+def test_a_label_with_a_space_and_a_changed_compared_folder(reported_copy):
+    """Issue 35 item 9: `--compare {label}={path}` is quoted (a label with a space), and the compared run's
+    results are inputs of the report, so that a changed compared folder rebuilds it."""
+    from conftest import planned_jobs
+
+    other = reported_copy / "other machine"
+    shutil.copytree(H100, other)
+    extra = reported_copy / "compare.yaml"
+    extra.write_text(yaml.safe_dump({"report": {"compare": [{"label": "H100 node", "path": str(other)}]}}))
+    snakemake(reported_copy, "report", "--configfile", str(extra))
+    df = pl.read_parquet(reported_copy / "results/digits/resnet18/report/summary.parquet")
+    assert df.filter(pl.col("machine") == "H100 node").height == 28
+    assert planned_jobs(reported_copy, "report", "--configfile", str(extra)) == {}
+    summary = pl.read_csv(other / "summary.csv", infer_schema_length=None)
+    summary.head(10).write_csv(other / "summary.csv")  # the compared run changed: fewer cells
+    planned = planned_jobs(reported_copy, "report", "--configfile", str(extra))
+    assert planned.get("aggregate") == 1 and planned.get("render_report") == 1, planned

@@ -61,6 +61,43 @@ def test_cifar_prepare_checks_md5_and_splits(tmp_path):
         data.prepare("cifar10", tmp_path, out, calib=5, test=10, seed=1)  # the real md5 does not match
 
 
+def test_cifar_md5_mismatch_does_not_offer_the_files_own_md5(tmp_path):
+    """Issue 35 item 8: telling the user to set cifar10_md5 to the file's own md5 disables the only check."""
+    archive = tmp_path / data.CIFAR10_ARCHIVE
+    make_cifar_archive(archive)
+    actual = hashlib.md5(archive.read_bytes()).hexdigest()
+    with pytest.raises(ValueError, match="delete it") as err:
+        data.fetch_cifar10(tmp_path)
+    assert f"cifar10_md5: {actual}" not in str(err.value) and "set cifar10_md5" not in str(err.value)
+
+
+class RunsCommand:
+    """A pickle that calls a function when loaded (what a tampered archive could hold)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_cifar_reader_refuses_a_pickle_that_calls_a_function(tmp_path):
+    """Issue 35 item 8: the archive is read with an unpickler that builds arrays, lists, dicts, bytes, str only."""
+    archive, marker = tmp_path / data.CIFAR10_ARCHIVE, tmp_path / "ran"
+    make_cifar_archive(archive)
+    with tarfile.open(archive, "r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    members["cifar-10-batches-py/data_batch_1"] = pickle.dumps({b"data": RunsCommand(marker)}, protocol=2)
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    with pytest.raises(pickle.UnpicklingError, match="io.open|builtins.open"):
+        data.read_cifar10(archive)
+    assert not marker.exists()
+
+
 def test_missing_cifar_archive_says_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CIFAR10_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")  # nothing listens
     with pytest.raises(FileNotFoundError, match=str(tmp_path / data.CIFAR10_ARCHIVE)):

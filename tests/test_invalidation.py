@@ -195,3 +195,60 @@ def test_a_cuda_option_reruns_no_cpu_cell(reported_copy):
     cfg["backend_options"] = {"onnxruntime": {"enable_cuda_graph": True, "prefer_nhwc": True}}
     write_config(reported_copy, cfg)
     assert planned_jobs(reported_copy, "report") == {}
+
+
+# -- issue 35: what a change reruns, precisely ------------------------------------------------------------------------
+
+
+def edit_module(workdir, rel: str, old: str, new: str) -> None:
+    """A real edit of one place in a module of the copy's package."""
+    path = workdir / "workflow" / "infbench" / rel
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} not once in {rel}"
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    "module", ["bench/combine.py", "bench/repeat.py", "measure/budget.py", "measure/repetitions.py"]
+)
+def test_a_judging_code_change_judges_again_without_measuring_again(reported_copy, module):
+    """Issue 35 item 10: combining and judging repetitions reruns the cells' jobs (which read the repetitions
+    already measured), never a repetition."""
+    touch_module(reported_copy, module)
+    assert planned_jobs(reported_copy, "report") == {"bench_cell": CELLS, **REPORT_JOBS}
+
+
+def test_a_reworded_error_message_reruns_nothing(reported_copy):
+    """Issue 35 item 10: the text of a raised message in stages/model.py (which training and every measuring
+    process run) is not what they compute: rewording it neither retrains nor re-measures."""
+    edit_module(reported_copy, "stages/model.py", "does not exist", "is not there")
+    assert planned_jobs(reported_copy, "report") == {}
+
+
+def test_a_changed_option_default_reruns_that_backends_cells(reported_copy):
+    """Issue 35 item 5: a backend's option defaults (backends/registry.py) are part of what its cells ran."""
+    edit_module(
+        reported_copy,
+        "backends/registry.py",
+        'Option("fixed_shape", bool, False,',
+        'Option("fixed_shape", bool, True,',
+    )
+    jobs = planned_jobs(reported_copy, "report")
+    assert jobs.pop("bench_cell") == 1 and jobs.pop("bench_repetition") == REPS, jobs
+    assert jobs in (REPORT_JOBS, {**REPORT_JOBS, "accuracy": 1}), jobs
+    assert bench_outputs(reported_copy) == ONNXRUNTIME_OUTPUTS
+
+
+def test_a_package_only_another_precision_imports_reruns_nothing(reported_copy):
+    """Issue 35 item 10: installing or upgrading NNCF re-measured OpenVINO's fp32 cells, which never import it;
+    an OpenVINO upgrade does re-measure them."""
+    pytest.importorskip("openvino")
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["grid"]["backends"] = {**cfg["grid"]["backends"], "openvino": ["fp32"]}
+    write_config(reported_copy, cfg)
+    snakemake(reported_copy, "report")
+    fake_distribution(reported_copy / "workflow", "nncf", "99.0.0")
+    assert planned_jobs(reported_copy, "report") == {}
+    fake_distribution(reported_copy / "workflow", "openvino", "99.0.0")
+    jobs = planned_jobs(reported_copy, "report")
+    assert jobs.get("bench_cell") == 1 and jobs.get("bench_repetition") == REPS, jobs

@@ -12,6 +12,7 @@ import copy
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,32 @@ def test_report_through_slurm(slurm_cluster, tmp_path):
     report = workdir / "results/digits/resnet18/report"
     for name in ("index.html", "summary.md", "summary.csv"):
         assert (report / name).stat().st_size > 0, name
+
+
+def test_a_slurm_job_of_one_cpu_measures_its_cell_with_one_thread(slurm_cluster, workflow_copy):
+    """Issue 35 item 2: a job SLURM gives 1 CPU of this node's 2 measures with 1 thread (`cpu_threads: 0`),
+    and its result says so; before, every runtime was told the host's core count."""
+    if node_cpus(slurm_cluster) < 2:
+        pytest.skip("the node has one CPU: a job of one CPU is the whole node")
+    from conftest import protocol_args, snakemake
+
+    snakemake(workflow_copy, "results/digits/resnet18/reference/32.npz")
+    out = workflow_copy / "cell.json"
+    bench = [
+        sys.executable, "-m", "infbench.cli", "bench", "--backend", "torch", "--precision", "fp32",
+        "--device", "cpu", "--size", "32", "--batch", "4", "--artifact", "results/digits/resnet18/checkpoint.pt",
+        "--reference", "results/digits/resnet18/reference/32.npz", "--threads", "0", "--out", str(out),
+        *protocol_args(repetitions=2),
+    ]  # fmt: skip
+    env = slurm_cluster.env()
+    env.pop("OMP_NUM_THREADS", None)
+    env["PYTHONPATH"] = str(workflow_copy / "workflow")
+    log = workflow_copy / "slurm.log"
+    sbatch = ["sbatch", "--wait", "--cpus-per-task=1", "--output", str(log), "--wrap", shlex.join(bench)]
+    proc = subprocess.run(sbatch, cwd=workflow_copy, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (log.read_text() if log.exists() else "")
+    cell = json.loads(out.read_text())
+    assert cell["status"] in MEASURED, cell.get("error")
+    environment = cell["environment"]
+    assert environment["threads"] == 1 and len(environment.get("cpus_allowed", [])) == 1, environment
+    assert environment["cores"] == node_cpus(slurm_cluster)

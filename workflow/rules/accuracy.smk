@@ -46,12 +46,13 @@ rule accuracy:
         cpu_threads=config["bench"]["cpu_threads"],
         options=cell_options,
         code=lambda wc: grid.accuracy_code_hash(wc.backend),
-        versions=lambda wc: grid.backend_versions(wc.backend),
+        versions=lambda wc: grid.backend_versions(wc.backend, wc.precision),
+        effective_options=cell_effective_options,
     shell:
         "infbench accuracy --model {wildcards.model:q} --backend {wildcards.backend} --precision {wildcards.precision}"
         " --device {wildcards.device} --artifact {input.artifact:q} --checkpoint {input.checkpoint:q}"
-        " --dataset {input.dataset:q} --image-size {params.image_size} --batch {params.batch}"
-        " --threads {params.cpu_threads} --tolerance-points {params.tolerance} {params.options}"
+        " --dataset {input.dataset:q} --image-size {params.image_size:q} --batch {params.batch:q}"
+        " --threads {params.cpu_threads:q} --tolerance-points {params.tolerance:q} {params.options}"
         " --out {output:q} > {log} 2>&1"
 
 
@@ -80,7 +81,9 @@ rule expected_accuracy_tensorrt:
         runtime=30,
     params:
         artifact=lambda wc, input: (
-            f"--artifact {input.artifact}" if wc.backend == "onnxruntime_trt" else ""
+            f"--artifact {shlex.quote(input.artifact)}"
+            if wc.backend == "onnxruntime_trt"
+            else ""
         ),
         tolerance=config["accuracy"]["tolerance_points"],
         image_size=lambda wc: model_config(wc)["train"]["image_size"],
@@ -95,6 +98,6 @@ rule expected_accuracy_tensorrt:
         ),
     shell:
         "infbench expected-accuracy --backend {wildcards.backend} --model {wildcards.model:q} {params.artifact}"
-        " --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --image-size {params.image_size}"
-        " --batch {params.batch} --calib-images {params.calib} --threads {params.cpu_threads}"
-        " --tolerance-points {params.tolerance} --out {output:q} > {log} 2>&1"
+        " --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --image-size {params.image_size:q}"
+        " --batch {params.batch:q} --calib-images {params.calib:q} --threads {params.cpu_threads:q}"
+        " --tolerance-points {params.tolerance:q} --out {output:q} > {log} 2>&1"

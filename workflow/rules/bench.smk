@@ -10,14 +10,14 @@ MEASURE = (
     "infbench bench --model {wildcards.model:q} --backend {wildcards.backend} --precision {wildcards.precision}"
     " --device {wildcards.device} --size {wildcards.size} --batch {wildcards.batch}"
     " --artifact {input.artifact:q} --reference {input.reference:q}"
-    " --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]}"
-    " --timeout {params.bench[timeout_s]} --mode {params.bench[mode]} --warmup {params.bench[warmup_s]}"
-    " --window {params.bench[window_s]} --window-iterations {params.bench[window_iterations]}"
-    " --windows {params.bench[windows]} --latency {params.bench[latency_s]}"
-    " --latency-iterations {params.bench[latency_iterations]} --energy-window {params.bench[energy_window_s]}"
+    " --flops {input.flops:q} --probe {input.probe:q} --threads {params.bench[cpu_threads]:q}"
+    " --timeout {params.bench[timeout_s]:q} --mode {params.bench[mode]:q} --warmup {params.bench[warmup_s]:q}"
+    " --window {params.bench[window_s]:q} --window-iterations {params.bench[window_iterations]:q}"
+    " --windows {params.bench[windows]:q} --latency {params.bench[latency_s]:q}"
+    " --latency-iterations {params.bench[latency_iterations]:q} --energy-window {params.bench[energy_window_s]:q}"
     " {params.options}"
 )
-JUDGE = "".join(f" {flag} {{params.bench[{key}]}}" for key, flag in JUDGING.items())
+JUDGE = "".join(f" {flag} {{params.bench[{key}]:q}}" for key, flag in JUDGING.items())
 JUDGE += f" --budget-ledger {BUDGET_LEDGER}"
 CELL_INPUT = {
     "artifact": cell_artifact,
@@ -26,12 +26,14 @@ CELL_INPUT = {
     "probe": "results/probe/{device}.json",
 }
 CELL_PATH = "{backend}/{precision}/{device}/{size}x{batch}"
-# Both rules' params besides the bench settings: a backend's options, code or installed version
+# Both rules' params besides the bench settings and their code (a repetition's: what measures; a cell's: that and
+# the judging): a backend's options (defaults included) or installed version
 # changing reruns that backend's cells only.
 CELL_PARAMS = {
     "options": cell_options,
-    "code": lambda wc: grid.backend_code_hash(wc.backend),
-    "versions": lambda wc: grid.backend_versions(wc.backend),
+    "versions": lambda wc: grid.backend_versions(wc.backend, wc.precision),
+    # every option acting on the cell's device, defaults included: a changed default reruns its cells
+    "effective_options": cell_effective_options,
 }
 
 
@@ -54,6 +56,7 @@ rule bench_repetition:
         runtime=lambda wc: int(config["bench"]["timeout_s"] / 60) + 5,
     params:
         **CELL_PARAMS,
+        code=lambda wc: grid.repetition_code_hash(wc.backend),
         bench=repetition_params,
     shell:
         f"{MEASURE} --repetition {{wildcards.rep}} --out {{output:q}} > {{log}} 2>&1"
@@ -84,6 +87,7 @@ rule bench_cell:
         + 5,
     params:
         **CELL_PARAMS,
+        code=lambda wc: grid.backend_code_hash(wc.backend),
         bench=config["bench"],
     shell:
         f"{MEASURE}{JUDGE} --repetition-results {{input.repetitions:q}} --out {{output:q}} > {{log}} 2>&1"

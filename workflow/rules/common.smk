@@ -191,6 +191,27 @@ def cell_options(wildcards):
     return BACKENDS[wildcards.backend].option_args(given, wildcards.device)
 
 
+def cell_effective_options(wildcards):
+    """Every option of the cell's backend acting on its device, defaults included (for `params`: the command
+    line carries only those that differ from the defaults)."""
+    given = config["backend_options"].get(wildcards.backend, {})
+    values = BACKENDS[wildcards.backend].effective_options(given, wildcards.device)
+    return json.dumps(values, sort_keys=True)
+
+
+def compared_results(wildcards):
+    """The files of the compared runs (`report.compare`) the report reads: a changed one rebuilds it."""
+    if not config["report"]["compare"]:
+        return []
+    from infbench.report import compare  # polars: imported only where a run compares
+
+    return [
+        str(f)
+        for c in config["report"]["compare"]
+        for f in compare.result_files(c["path"])
+    ]
+
+
 # Settings that only judge repetitions already measured: changing them reruns the cells' jobs,
 # not their repetitions.
 CELL_ONLY = set(JUDGING)

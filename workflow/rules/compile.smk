@@ -61,4 +61,4 @@ rule compile_torch_tensorrt:
     shell:
         "infbench compile-torch-tensorrt --checkpoint {input.checkpoint:q} --out {output.program:q} --info {output.info:q}"
         " --precision {wildcards.precision} --size {wildcards.size} --batch {wildcards.batch}"
-        " --dataset {input.dataset:q} --calib-images {params.calib} --workspace-gb {params.workspace} > {log} 2>&1"
+        " --dataset {input.dataset:q} --calib-images {params.calib:q} --workspace-gb {params.workspace:q} > {log} 2>&1"

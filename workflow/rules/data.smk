@@ -23,6 +23,6 @@ rule prepare_data:
         ),
         code=grid.stage_code_hash("stages.data"),
     shell:
-        "infbench prepare-data --dataset {params.dataset} --data-dir {params.data_dir:q} --out {output:q}"
-        " --calib {params.split[calibration]} --test {params.split[test]} --seed {params.split[seed]}"
+        "infbench prepare-data --dataset {params.dataset:q} --data-dir {params.data_dir:q} --out {output:q}"
+        " --calib {params.split[calibration]:q} --test {params.split[test]:q} --seed {params.split[seed]:q}"
         " --cifar-md5 {params.md5} {params.image_size} > {log} 2>&1"

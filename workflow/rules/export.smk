@@ -21,5 +21,5 @@ rule export_onnx:
         code=grid.stage_code_hash("stages.export"),
     shell:
         "infbench export-onnx --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --out {output:q}"
-        " --image-size {params.image_size} --opset {params.export[opset]}"
-        " --parity-images {params.export[parity_images]} --atol {params.export[atol]} > {log} 2>&1"
+        " --image-size {params.image_size:q} --opset {params.export[opset]:q}"
+        " --parity-images {params.export[parity_images]:q} --atol {params.export[atol]:q} > {log} 2>&1"

@@ -47,7 +47,7 @@ rule reference_logits:
         code=grid.stage_code_hash("stages.reference"),
     shell:
         "infbench reference --checkpoint {input.checkpoint:q} --dataset {input.dataset:q} --size {wildcards.size}"
-        " --images {params.images} --out {output:q} > {log} 2>&1"
+        " --images {params.images:q} --out {output:q} > {log} 2>&1"
 
 
 rule probe:
@@ -69,5 +69,5 @@ rule probe:
         cpu_threads=config["bench"]["cpu_threads"],
         code=grid.stage_code_hash("measure.probe"),
     shell:
-        "infbench probe --device {wildcards.device} --threads {params.cpu_threads} --budget {params.probe[budget_s]}"
-        " --matmul-n {params.probe[matmul_n]} --copy-mib {params.probe[copy_mib]} --out {output:q} > {log} 2>&1"
+        "infbench probe --device {wildcards.device} --threads {params.cpu_threads:q} --budget {params.probe[budget_s]:q}"
+        " --matmul-n {params.probe[matmul_n]:q} --copy-mib {params.probe[copy_mib]:q} --out {output:q} > {log} 2>&1"

@@ -4,6 +4,7 @@ rule aggregate:
         metrics=expand(TRAIN_METRICS, model=MODELS),
         accuracy=ACCURACY,
         probes=expand("results/probe/{device}.json", device=PROBED_DEVICES),
+        compared=compared_results,
     output:
         parquet=f"{REPORT_DIR}/summary.parquet",
         csv=report(
@@ -23,7 +24,8 @@ rule aggregate:
     params:
         meta=ACCURACY_REPORT_META,
         compare=" ".join(
-            f"--compare {c['label']}={c['path']}" for c in config["report"]["compare"]
+            f"--compare {shlex.quote(c['label'] + '=' + c['path'])}"
+            for c in config["report"]["compare"]
         ),
         code=grid.code_hash("report/aggregate.py"),
         out_dir=lambda wc, output: os.path.dirname(output[0]),

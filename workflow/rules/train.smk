@@ -24,6 +24,6 @@ rule train:
         code=grid.stage_code_hash("stages.train"),
     shell:
         "infbench train --dataset {input.dataset:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
-        " --model {params.model:q} --stem {params.stem} {params.start} --epochs {params.hp[epochs]}"
-        " --batch-size {params.hp[batch_size]} --optimizer {params.hp[optimizer]} --lr {params.hp[lr]} --weight-decay {params.hp[weight_decay]}"
-        " --seed {params.hp[seed]} --image-size {params.hp[image_size]} --threads {threads} > {log} 2>&1"
+        " --model {params.model:q} --stem {params.stem:q} {params.start} --epochs {params.hp[epochs]:q}"
+        " --batch-size {params.hp[batch_size]:q} --optimizer {params.hp[optimizer]:q} --lr {params.hp[lr]:q} --weight-decay {params.hp[weight_decay]:q}"
+        " --seed {params.hp[seed]:q} --image-size {params.hp[image_size]:q} > {log} 2>&1"

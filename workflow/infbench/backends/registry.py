@@ -9,6 +9,7 @@ from them) + its name in the schema's grid.backends.
 from __future__ import annotations
 
 import importlib
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,13 @@ class BackendSpec:
     packages: tuple[str, ...]
     artifact: Callable[[Cell], Artifact] = checkpoint_artifact  # what a cell of it loads
     options: tuple[Option, ...] = ()  # the settings it reads; any other is an error
+    # precision -> distributions only that precision's cells import (NNCF for OpenVINO's NNCF models): another
+    # precision's cells neither record nor rerun for them
+    precision_packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def packages_for(self, precision: str) -> tuple[str, ...]:
+        """The distributions a cell of `precision` imports: whose installed versions invalidate it."""
+        return (*self.packages, *self.precision_packages.get(precision, ()))
 
     def unsupported_reason(self, device: str, precision: str) -> str | None:
         if device not in self.support:
@@ -216,6 +224,12 @@ class BackendSpec:
         values = {name: o.value(given[name]) if name in given else o.default for name, o in declared.items()}
         return {name: v if declared[name].applies_to(device) else declared[name].default for name, v in values.items()}
 
+    def effective_options(self, given: dict, device: str) -> dict:
+        """The options that act on `device`, with the values a cell there runs (`given` over the defaults): what
+        its result records and its rules hash, so that a changed default reruns the cells it acts on."""
+        values = self.option_values(given, device)
+        return {name: value for name, value in values.items() if self.option(name).applies_to(device)}
+
     def parse_options(self, pairs: list[str], device: str | None = None) -> dict:
         """`--option KEY=VALUE` arguments → every option, typed (see `option_values`)."""
         bad = [p for p in pairs if "=" not in p]
@@ -227,7 +241,8 @@ class BackendSpec:
         """The `--option KEY=VALUE` arguments of a rule for config `given` on `device`: only values that differ
         from the defaults and act there, so that a default, or another device's option, reruns nothing."""
         values = self.option_values(given, device)
-        return " ".join(f"--option {name}={self.option(name).text(values[name])}" for name in self.changed(values))
+        pairs = (f"{name}={self.option(name).text(values[name])}" for name in self.changed(values))
+        return " ".join(f"--option {shlex.quote(pair)}" for pair in pairs)
 
     def option(self, name: str) -> Option:
         return next(o for o in self.options if o.name == name)
@@ -324,7 +339,8 @@ BACKENDS: dict[str, BackendSpec] = {
             module="openvino",
             cls="OpenVINO",
             support={"cpu": ("fp32", "bf16", "int8", *OPENVINO_NNCF)},
-            packages=("openvino", "nncf"),
+            packages=("openvino",),
+            precision_packages={p: ("nncf",) for p in OPENVINO_NNCF},
             artifact=openvino_artifact,
             options=OPENVINO_OPTIONS,
         ),

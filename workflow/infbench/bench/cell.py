@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from infbench.backends.registry import spec
 from infbench.bench.combine import cell_figures
 from infbench.bench.gpu_slots import probe_mismatch
 from infbench.bench.repeat import repeat, repetition_summary
@@ -35,6 +36,7 @@ from infbench.bench.result import SCHEMA_VERSION
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import size_mib, write_json
+from infbench.core.packages import installed_version
 from infbench.measure import early_stop, environment
 from infbench.measure import flops as flop_count
 from infbench.measure.budget import Ledger
@@ -65,6 +67,21 @@ def _add_memory(result: dict, artifact: str, earlier: list[dict], runs: list[dic
         result.setdefault("nvml", nvml_empty(f"not measured (cell {result['status']})"))
 
 
+def what_ran(cell: Cell, options: dict) -> dict:
+    """The backend's options acting on the cell's device (defaults included) and the versions of the runtime it
+    imports (and timm for a timm model), with one-line texts of both for the report."""
+    backend = spec(cell.backend)
+    packages = (*backend.packages_for(cell.precision), *(("timm",) if cell.model.startswith("timm") else ()))
+    versions = {name: installed_version(name) for name in packages}
+    effective = backend.effective_options(options or {}, cell.device)
+    return {
+        "options": effective,
+        "versions": versions,
+        "options_text": ", ".join(f"{k}={v}" for k, v in effective.items()) or "none",
+        "versions_text": ", ".join(f"{name} {v}" for name, v in versions.items() if v) or None,
+    }
+
+
 def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[dict] = ()) -> dict:
     """Measure `cell` in repetitions (fresh processes) and write its result JSON to `out` (atomically).
 
@@ -78,6 +95,7 @@ def run_cell(cell: Cell, args: dict, out: Path, timeout_s: float, earlier: list[
         "stability": None,
         "error": None,
         "environment": environment.fingerprint(args["threads"], cell.device),
+        "ran": what_ran(cell, args.get("options")),
         "artifact": args["artifact"],
         "gpu": None,
     }

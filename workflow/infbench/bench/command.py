@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from infbench.backends.registry import spec
@@ -10,6 +9,7 @@ from infbench.bench.cell import run_cell
 from infbench.bench.launch import record_repetition
 from infbench.bench.repeat import load_repetitions
 from infbench.bench.result import cell_line
+from infbench.core import cpus
 from infbench.core.arguments import paths, schema_default
 from infbench.core.cell import Cell
 
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     s.add_argument("--batch", type=int, required=True)
     paths(s, "--artifact", "--out")
     s.add_argument("--reference", type=Path, required=True, help="inputs and fp32 logits (infbench reference)")
-    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every CPU the job may use")
     # The measurement protocol's settings: required, their defaults live in config/schema.yaml only.
     s.add_argument("--timeout", type=float, required=True, help="seconds a repetition may take")
     s.add_argument("--mode", required=True, choices=["device", "end_to_end"])
@@ -88,7 +88,7 @@ def measurement_args(a) -> dict:
     return {
         "artifact": str(a.artifact),
         "reference": str(a.reference),
-        "threads": a.threads or os.cpu_count(),
+        "threads": cpus.threads(a.threads),
         "mode": a.mode,
         "flops": str(a.flops) if a.flops else None,
         "probe": str(a.probe) if a.probe else None,

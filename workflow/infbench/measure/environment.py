@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 
+from infbench.core import cpus
 from infbench.core.packages import installed_version
 from infbench.measure.nvml import Nvml
 
@@ -17,6 +18,10 @@ PACKAGES = (
     "onnxruntime-gpu",
     "torch-tensorrt",
     "tensorrt",
+    "openvino",
+    "nncf",
+    "timm",
+    "triton",
     "numpy",
     "nvidia-ml-py",
 )
@@ -46,6 +51,9 @@ def fingerprint(threads: int, device: str) -> dict:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        # what this job was given (its affinity and cgroup quota, issue 35) and the threads it ran
+        "cpus_allowed": cpus.allowed_cpus(),
+        "cpu_quota": cpus.cgroup_cpu_quota(),
         "threads": threads,
         # Other work on the machine disturbs CPU timings: the 1/5/15-minute load averages at the start.
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,

@@ -6,7 +6,7 @@ Two independent signals, either one marks the repetition disturbed (bench.py re-
   the same workload timed by the hardware probe on a quiet machine. On the CPU it is a matrix
   product on every core (BLAS threads) (a busy core slows it down), on CUDA a run of tiny kernels
   launched and synchronised (a busy host or a shared GPU slows it down);
-* foreign CPU time: the machine's busy CPU time (/proc/stat) over the timed part of the
+* foreign CPU time: the busy CPU time of the CPUs the job may use (/proc/stat) over the timed part of the
   repetition, minus the measuring process's own CPU time. Catches a load that comes and goes
   between the canaries. Only load beyond the cores the cell leaves idle counts: a CPU cell uses
   every core (any load competes with it), a GPU cell's host issues work from one thread (load on
@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+
+from infbench.core.cpus import allowed_cpus
 
 CANARY_REPEATS = 15
 # Waiting for a quiet machine before a repetition (`wait_until_quiet`): how often to look, and for how
@@ -59,15 +61,22 @@ def canary_ms(device: str) -> float:
     return times[len(times) // 4]  # lower quartile: a busy core slows every run, a stray tick only some
 
 
-def cpu_busy_s() -> float | None:
-    """Busy CPU seconds of the whole machine since boot (Linux /proc/stat), None elsewhere."""
+def cpu_busy_s(cpus: list[int] | None = None) -> float | None:
+    """Busy CPU seconds since boot of `cpus` (default: those this process may run on, `core.cpus`), from
+    Linux's /proc/stat per-CPU lines; None elsewhere. Other jobs on CPUs this one may not use do not
+    compete with it (a SLURM job's or a container's CPUs on a shared node)."""
+    wanted = {f"cpu{n}" for n in (allowed_cpus() if cpus is None else cpus)}
     try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        lines = Path("/proc/stat").read_text().splitlines()
     except OSError:
         return None
-    ticks = [int(v) for v in fields[:8]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name in wanted:
+            ticks = [int(v) for v in fields[:8]]
+            busy += sum(ticks) - ticks[3] - ticks[4]  # less idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_mark() -> tuple[float | None, float, float]:
@@ -111,8 +120,10 @@ def wait_until_quiet(max_foreign_cores: float, spare: float, max_wait_s: float =
 
 def spare_cores(device: str, threads: int) -> int:
     """Cores a measuring process leaves idle: other processes' load there does not compete with it."""
-    used = min(threads, CUDA_HOST_CORES) if device == "cuda" else threads
-    return max(0, (os.cpu_count() or 1) - used)
+    allowed = len(allowed_cpus())
+    # a GPU cell's host: its issuing thread and the driver's, whatever its intra-op threads (1 by default)
+    used = min(CUDA_HOST_CORES, allowed) if device == "cuda" else threads
+    return max(0, allowed - used)
 
 
 def disturbance(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 
-from infbench.core import precisions
+from infbench.core import cpus, precisions
 from infbench.core.arguments import paths, schema_default
 from infbench.core.io import write_json
 from infbench.measure.environment import cpu_model, fingerprint
@@ -268,7 +268,7 @@ def add_parser(sub) -> None:
     s = sub.add_parser("probe", help="measure a device's peak matmul FLOP/s per precision and copy bandwidth")
     s.add_argument("--device", required=True, choices=["cpu", "cuda"])
     paths(s, "--out")
-    s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every core")
+    s.add_argument("--threads", type=int, default=0, help="CPU threads; 0 = every CPU the job may use")
     budget = schema_default("probe.budget_s", float)
     s.add_argument("--budget", type=float, default=budget, help="seconds per measurement (per precision, and the copy)")
     s.add_argument("--matmul-n", type=int, default=0, help="square matrix size; 0 = the device's default")
@@ -278,7 +278,7 @@ def add_parser(sub) -> None:
 
 def _command(a) -> None:
     kwargs = {"budget_s": a.budget, "matmul_n": a.matmul_n or None, "copy_mib": a.copy_mib or None}
-    result = write(a.device, a.threads or os.cpu_count(), a.out, extra={"gpu": a.gpu}, **kwargs)
+    result = write(a.device, cpus.threads(a.threads), a.out, extra={"gpu": a.gpu}, **kwargs)
     if result["status"] != "ok":
         print(f"probe {a.device}: {result['status']}: {result['error']}")
         return

@@ -226,6 +226,15 @@ ACCURACY_COLUMNS = {
 }
 FAILURE_COLUMNS = {**CELL_COLUMNS, "error": "message"}
 DROPPED_COLUMNS = {"backend": "backend", "precision": "precision", "device": "device", "reason": "reason"}
+RAN_COLUMNS = {c: c for c in ("backend", "precision", "device", "runtime", "options")}
+
+
+def what_ran(df: pl.DataFrame) -> list[dict]:
+    """Each backend, precision and device once, with its runtime's versions and its options (issue 35)."""
+    keys = ["backend", "precision", "device"]
+    ran = df.filter(pl.col("runtime").is_not_null() | pl.col("options").is_not_null())
+    return ran.select([*keys, "runtime", "options"]).unique().sort(keys).to_dicts()
+
 
 # --- Markdown -----------------------------------------------------------------------------------------------------
 
@@ -327,6 +336,14 @@ def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
     gaps = (meta.get("devices") or {}).get("unmeasurable") or []
     if gaps:
         lines += ["", "## Not measured: no backend here can", ""] + [f"- {g}" for g in gaps]
+    ran = what_ran(df)
+    if ran:
+        lines += ["", "## What ran", ""]
+        lines += [
+            f"- {r['backend']} {r['precision']} {r['device']}: {r['runtime'] or 'versions unknown'}; "
+            f"options: {r['options'] or 'none'}"
+            for r in ran
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -549,6 +566,7 @@ NAV = (
     ("accuracy", "Accuracy"),
     ("failures", "Failures"),
     ("dropped", "Dropped"),
+    ("ran", "What ran"),
 )
 
 
@@ -605,6 +623,9 @@ what it means.</p>
 <h2 id="dropped">Combinations dropped at expansion</h2>
 {dropped_html}
 {serving}
+<h2 id="ran">What ran</h2>
+<p class="muted">Each backend's runtime versions and its options on the device, defaults included.</p>
+{_table_or(what_ran(df), RAN_COLUMNS, "ran-table", '<p class="muted">No cell says what ran.</p>')}
 {"".join(specs)}
 <script>{SORT}</script>
 <script>{RENDER}</script>

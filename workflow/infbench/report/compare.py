@@ -42,6 +42,17 @@ def _summary_rows(folder: Path) -> list[dict] | None:
     return None
 
 
+def result_files(folder: Path) -> list[Path]:
+    """The files `load` reads from `folder` (inputs of the report: a changed compared run rebuilds it); none
+    where the folder does not exist (`load` says so)."""
+    folder = Path(folder)
+    summary = [folder / name for name in ("summary.parquet", "summary.csv") if (folder / name).is_file()]
+    if summary:
+        return summary[:1]
+    bench = folder / "bench" if (folder / "bench").is_dir() else folder
+    return sorted(bench.rglob("*.json")) if bench.is_dir() else []
+
+
 def load(folder: Path, label: str | None = None) -> list[dict]:
     """The results of the run in `folder`, each marked with `label` (default: the folder's name)."""
     folder = Path(folder)

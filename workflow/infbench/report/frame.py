@@ -75,6 +75,9 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "energy_mj_per_image": (pl.Float64, ("nvml", "energy_mj_per_image")),
     "energy_uncertainty_pct": (pl.Float64, ("energy_uncertainty_pct",)),  # 95%, between repetitions
     "energy_window_img_s": (pl.Float64, ("nvml", "window_img_s")),
+    # what ran: the backend's options on the cell's device (defaults included) and its runtime's versions
+    "options": (pl.Utf8, ("ran", "options_text")),
+    "runtime": (pl.Utf8, ("ran", "versions_text")),
 }
 SCHEMA: dict[str, pl.DataType] = {name: dtype for name, (dtype, _) in COLUMNS.items()}
 SOURCE: dict[str, tuple[str, ...]] = {name: path for name, (_, path) in COLUMNS.items() if path}

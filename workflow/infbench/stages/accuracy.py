@@ -13,7 +13,6 @@ the report shows it).
 from __future__ import annotations
 
 import inspect
-import os
 import traceback
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from infbench.backends.base import BackendUnavailable, run_batches
 from infbench.backends.registry import spec
+from infbench.core import cpus
 from infbench.core.arguments import paths, schema_default
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
@@ -172,7 +172,7 @@ def add_arguments(s) -> None:
     s.add_argument("--dataset", type=Path, required=True)
     s.add_argument("--image-size", type=int, required=True, help="the training resolution")
     s.add_argument("--batch", type=int, default=schema_default("accuracy.batch_size"))
-    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every core")
+    s.add_argument("--threads", type=int, default=0, help="intra-op threads; 0 = every CPU the job may use")
     tolerance = schema_default("accuracy.tolerance_points", float)
     s.add_argument("--tolerance-points", type=float, default=tolerance, help="allowed top-1 drop in points")
     s.add_argument("--out", type=Path, required=True)
@@ -195,7 +195,7 @@ def add_parser(sub) -> None:
 def run_stage(evaluate_fn, a, **more) -> dict:
     """An accuracy stage: `evaluate_fn` called with the command line's arguments of the same names (threads 0:
     every core), its record written to --out and summed up in one line."""
-    given = {**vars(a), "threads": a.threads or os.cpu_count(), **more}
+    given = {**vars(a), "threads": cpus.threads(a.threads), **more}
     result = evaluate_fn(**{k: given[k] for k in inspect.signature(evaluate_fn).parameters})
     write_json(a.out, result)
     print(line(result))

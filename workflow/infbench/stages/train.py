@@ -3,12 +3,12 @@ the configured classifier on the prepared dataset: seeded, a line per epoch, ato
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from infbench.core import cpus
 from infbench.core.arguments import paths, schema_default
 from infbench.core.io import write_json
 from infbench.stages import data
@@ -188,7 +188,7 @@ def add_parser(sub) -> None:
     s.add_argument("--lr", type=float, default=schema_default("train.lr", float))
     s.add_argument("--weight-decay", type=float, default=schema_default("train.weight_decay", float))
     s.add_argument("--seed", type=int, default=schema_default("train.seed"))
-    s.add_argument("--threads", type=int, default=os.cpu_count())
+    s.add_argument("--threads", type=int, default=0, help="0: every CPU the job may use (its {threads})")
     s.add_argument("--image-size", type=int, default=schema_default("train.image_size"))
     s.set_defaults(func=_command)
 
@@ -205,7 +205,7 @@ def _command(a) -> None:
         a.lr,
         a.weight_decay,
         a.seed,
-        a.threads,
+        cpus.threads(a.threads),
         a.image_size,
         a.weights,
         a.from_checkpoint,

@@ -167,11 +167,25 @@ def with_backend_options(schema: dict) -> dict:
     return {**schema, "properties": {**schema["properties"], "backend_options": section}}
 
 
+def with_model_train(schema: dict) -> dict:
+    """The schema with each `models:` entry's `train:` checked by `train:`'s own schema, so that an unknown key
+    there is an error naming it. Here only, not in the schema file: Snakemake's validation fills in defaults,
+    which in an entry's `train:` would override the study's `train:` for every key."""
+    entry = schema["properties"]["models"]["items"]["oneOf"][1]
+    train = {**schema["properties"]["train"], "default": None}
+    entry = {**entry, "properties": {**entry["properties"], "train": train}}
+    models = {
+        **schema["properties"]["models"],
+        "items": {"oneOf": [schema["properties"]["models"]["items"]["oneOf"][0], entry]},
+    }
+    return {**schema, "properties": {**schema["properties"], "models": models}}
+
+
 def check_schema(config: dict, schema_path: str | Path) -> None:
     """Validate against the JSON schema; raise ConfigError listing every problem, one per line."""
     import jsonschema
 
-    schema = with_backend_options(yaml.safe_load(Path(schema_path).read_text()))
+    schema = with_model_train(with_backend_options(yaml.safe_load(Path(schema_path).read_text())))
     validator_cls = jsonschema.validators.validator_for(schema)
     errors = sorted(validator_cls(schema).iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:

@@ -217,7 +217,8 @@ def code_hash(*relative_paths: str) -> str:
     """Hash of package source files/folders (relative to the package), for a rule's `params`.
 
     A changed module then reruns exactly the rules whose params name it. What is hashed is the
-    module's syntax tree without docstrings: comments, docstrings and layout rerun nothing.
+    module's syntax tree without docstrings and the text of the messages it raises: comments,
+    docstrings, layout and a reworded error message rerun nothing.
     """
     digest = hashlib.sha256()
     for rel in relative_paths:
@@ -235,10 +236,20 @@ def _file_code(path: Path) -> bytes:
     return code_of(path.read_text()).encode()
 
 
+def _is_text(node: ast.AST) -> bool:
+    """A string literal, an f-string, or a concatenation of them: a message's text."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _is_text(node.left) and _is_text(node.right)
+    return isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str))
+
+
 def code_of(source: str) -> str:
-    """What a module does: its syntax tree (no line numbers) with the docstrings left out."""
+    """What a module does: its syntax tree (no line numbers) with the docstrings and the text of raised
+    messages left out (which exception, and when, stays: a job that fails still fails)."""
     tree = ast.parse(source)
     for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            node.exc.args = [ast.Constant("") if _is_text(a) else a for a in node.exc.args]
         body = getattr(node, "body", None)
         if (
             isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
@@ -320,7 +331,18 @@ BENCH = ("bench.command", "bench.process")
 
 
 def backend_code_hash(backend: str) -> str:
+    """The code of a cell's job: its repetitions' measuring and the combining and judging of them."""
     return stage_code_hash(*BENCH, backend_module(backend))
+
+
+# What a repetition's job runs: its command line, the launch of the measuring process and that process, not
+# the combining and judging (bench.cell and what it imports) that only the cell's job runs: an edit there
+# judges the repetitions again without measuring them again.
+MEASURING = ("bench.launch", "bench.process")
+
+
+def repetition_code_hash(backend: str) -> str:
+    return code_hash("bench/command.py", *module_files(*MEASURING, backend_module(backend)))
 
 
 def accuracy_code_files(backend: str) -> tuple[str, ...]:
@@ -332,5 +354,6 @@ def accuracy_code_hash(backend: str) -> str:
     return code_hash(*accuracy_code_files(backend))
 
 
-def backend_versions(backend: str) -> str:
-    return package_versions(*BACKENDS[backend].packages)
+def backend_versions(backend: str, precision: str) -> str:
+    """The installed versions of what a cell of `backend` and `precision` imports (and no other package)."""
+    return package_versions(*BACKENDS[backend].packages_for(precision))
