@@ -27,6 +27,7 @@ from functools import lru_cache
 from scipy import stats
 
 COVERAGE = 0.95  # the coverage the intervals aim at
+DEFAULT_TOLERANCE = 0.05  # bench.tolerance's default, for a summary written without it
 MAX_PRINTED = 0.5  # a ± wider than this says nothing a range would not say better
 
 
