@@ -138,6 +138,8 @@ def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
     margin max(tolerance, drift) (measure/statistics.py): two cells of one run share its drift, so their
     comparison uses their own repetitions, not the drift floor of the printed ±."""
     keys = ["machine", "model", "device", "image_size", "batch_size"]
+    needed = ("throughput_repetitions", "tolerance_pct", "drift_floor_pct")
+    df = df.with_columns(pl.lit(None, SCHEMA[c]).alias(c) for c in needed if c not in df.columns)
     base = df.filter(
         (pl.col("backend") == BASELINE["backend"])
         & (pl.col("precision") == BASELINE["precision"])
