@@ -805,3 +805,46 @@ def findings(summary: pl.DataFrame, meta: dict) -> list[Finding]:
     out += [int8] if int8 else []
     decided = _comparisons_finding(out)
     return head + ([decided] if decided else []) + out
+
+
+# The report's first screen: per goal, the best variant, its margin over the next and its accuracy cost.
+GOALS = {
+    "max_throughput": ("Throughput", THROUGHPUT),
+    "min_latency_batch1": ("Batch-1 latency", LATENCY),
+    "best_within_tolerance": ("Within the accuracy tolerance", THROUGHPUT),
+    "best_within_memory_cap": ("Within the memory cap", THROUGHPUT),
+}
+
+
+def answers(found: list[Finding]) -> list[dict]:
+    """One entry per goal finding: goal, scope prefix-free best cell, its figure, its margin over the next
+    variant (the comparison's sentence), its accuracy cost, and whether that comparison is decided; a goal
+    without an answer carries the finding's own sentence (`text`)."""
+    out = []
+    for f in found:
+        if f.key not in GOALS:
+            continue
+        goal, metric = GOALS[f.key]
+        row = f.data.get("row")
+        if not f.determined or row is None or (f.key == "best_within_memory_cap" and f.data.get("cap_mib") is None):
+            out.append({"goal": goal, "text": f.text, "decided": f.decided, "determined": f.determined})
+            continue
+        c, rival = f.data.get("comparison"), f.data.get("runner_up")
+        if c is not None:
+            margin_text = c.text("it", f"the next variant, {_config(rival)} ({_figure(rival, metric)})")
+        else:
+            margin_text = "no other variant to compare it with" if rival is None else "no repetitions to compare"
+        drop = row.get("accuracy_drop")
+        cost = f"accuracy cost {num(drop)} points" if drop is not None else "accuracy not measured"
+        out.append(
+            {
+                "goal": goal,
+                "best": _config(row),
+                "figure": _figure(row, metric),
+                "margin": margin_text,
+                "cost": cost,
+                "decided": f.decided,
+                "determined": True,
+            }
+        )
+    return out
