@@ -28,9 +28,9 @@ from infbench.report.frame import (
 )
 
 FACET_COLUMNS = 3
-WIDTH = 380  # three panels fill the page (max-width 1400 px)
+WIDTH = 340  # three panels with their axes fill the page (max-width 1400 px)
 HEIGHT = 240
-WIDE = 1150  # a chart of one panel, at the page's width
+WIDE = 1100  # a chart of one panel, at the page's width
 
 
 @dataclass

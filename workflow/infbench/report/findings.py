@@ -825,6 +825,8 @@ def answers(found: list[Finding]) -> list[dict]:
         if f.key not in GOALS:
             continue
         goal, metric = GOALS[f.key]
+        scope = f.text[: f.text.index("] ") + 2] if f.text.startswith("[") else ""  # '[cuda] ' where several
+        goal = scope + goal
         row = f.data.get("row")
         if not f.determined or row is None or (f.key == "best_within_memory_cap" and f.data.get("cap_mib") is None):
             out.append({"goal": goal, "text": f.text, "decided": f.decided, "determined": f.determined})
