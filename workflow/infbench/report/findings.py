@@ -14,7 +14,7 @@ Each `Finding` carries the sentence a reader sees and, for tests and other tools
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
@@ -68,8 +68,14 @@ def margin(*rows: dict) -> float:
 
 
 def compare(a: dict, b: dict, metric: Metric) -> st.Comparison | None:
-    """Cell a against cell b on `metric`, from their repetitions (None: a side has none recorded)."""
-    return st.compare(a.get(metric.repetitions), b.get(metric.repetitions), margin(a, b), metric.higher_is_better)
+    """Cell a against cell b on `metric`, from their repetitions (None: a side has none recorded). A cell
+    whose figures come from fewer than two quiet repetitions (the rest disturbed by other load) decides
+    nothing: its comparisons stay undecided."""
+    c = st.compare(a.get(metric.repetitions), b.get(metric.repetitions), margin(a, b), metric.higher_is_better)
+    quiet = [r.get("quiet_repetitions") for r in (a, b)]
+    if c is not None and any(q is not None and q < st.MIN_REPETITIONS for q in quiet):
+        return replace(c, verdict=st.UNDECIDED)
+    return c
 
 
 def _scope_prefix(machine: str, device: str, multi_machine: bool, multi_device: bool) -> str:
