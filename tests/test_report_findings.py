@@ -243,8 +243,9 @@ def test_least_energy_per_image_with_its_margin_only_where_the_intervals_part():
     assert f.decided and f.data["row"]["backend"] == "torch_cudagraphs"
     assert f.data["runner_up"]["backend"] == "onnxruntime"  # another variant, not the same one at another batch
     assert f.text.startswith(
-        "[cuda] Least energy per image: torch_cudagraphs fp16 on cuda, 32 px, batch 64: 5.00 mJ/img ± 3.0% (at 5.00 W); "
-        "the best is more frugal than the next variant, onnxruntime fp16 on cuda, 32 px, batch 64 (10.0 mJ/img ± 3.0%): 2.00×"
+        "[cuda] Least energy per image: torch_cudagraphs fp16 on cuda, 32 px, batch 64: 5.00 mJ/img ± 3.0% "
+        "(at 5.00 W); the best is more frugal than the next variant, onnxruntime fp16 on cuda, 32 px, batch 64 "
+        "(10.0 mJ/img ± 3.0%): 2.00×"
     )
     close = table(energy_cell("onnxruntime", "fp16", 10.0, 20.0), energy_cell("torch", "fp16", 11.0, 20.0))
     f = one(findings(close, {}), "min_energy_per_image")
