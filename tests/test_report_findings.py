@@ -446,3 +446,17 @@ def test_several_models_are_never_mixed_and_every_finding_names_its_model():
     best = one(found, "max_throughput")
     assert best.text.startswith("Highest throughput: mobilenet_v3_small torch fp32 on cpu, 32 px, batch 8")
     assert "the next variant, resnet18 torch fp32 on cpu" in best.text
+
+
+def test_a_several_model_summary_table_has_a_model_column():
+    """Issue 35, item 1: summary.md of a several-model run had four identical-looking rows per cell."""
+    from infbench.report.build import summary_markdown
+    from infbench.report.frame import complete
+
+    df = complete(table(cell(model="resnet18"), cell(model="mobilenet_v3_small", tput=300.0)))
+    md = summary_markdown(df, {}, [])
+    header = next(line for line in md.splitlines() if line.startswith("| "))
+    assert header.startswith("| model | backend |")
+    assert any(line.startswith("| mobilenet_v3_small | torch |") for line in md.splitlines())
+    one = summary_markdown(complete(table(cell())), {}, [])
+    assert next(line for line in one.splitlines() if line.startswith("| ")).startswith("| backend |")
