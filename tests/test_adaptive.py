@@ -66,10 +66,12 @@ def test_concurrent_cell_jobs_never_overspend(tmp_path):
 
 
 def test_a_cell_wider_than_the_tolerance_measures_more_from_the_budget(reported_copy):
-    """A tolerance no cell can meet: past its planned repetitions (no extras allowed), each cell draws on
-    the run's budget until it is spent; the summary counts the repetitions each cell took."""
+    """A tolerance no cell can meet, and a grid of one cell (no comparison to decide: its own interval
+    decides, bench/repeat.py `undecided`): past its planned repetitions (no extras allowed), the cell draws
+    on the run's budget until it is spent; the summary counts the repetitions it took."""
     wd = reported_copy
     cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["grid"]["backends"] = {"onnxruntime": ["fp32"]}
     cfg["bench"].update(tolerance=1e-6, max_extra_repetitions=0, extra_budget_s=15)
     write_config(wd, cfg)
     snakemake(wd, "report")  # the cells' jobs only: their repetitions are kept
