@@ -96,6 +96,8 @@ def complete(summary: pl.DataFrame) -> pl.DataFrame:
         elif df.schema[name] != dtype:
             if dtype == pl.Utf8:
                 df = df.with_columns(pl.col(name).cast(pl.Utf8, strict=False))
+            elif isinstance(dtype, pl.List) and df.schema[name] == pl.Utf8:  # summary.csv's "a;b;c"
+                df = df.with_columns(pl.col(name).str.split(";").cast(dtype, strict=False))
             elif dtype == pl.Boolean and df.schema[name] == pl.Utf8:
                 df = df.with_columns(pl.col(name).str.to_lowercase().is_in(["true", "1", "yes"]).alias(name))
             else:
