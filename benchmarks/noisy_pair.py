@@ -183,9 +183,9 @@ def side_by_side_comparisons(made: dict[str, dict]) -> str:
     labels = list(made)
     names = sorted(set().union(*(m.keys() for m in made.values())))
     width = max([len(n) for n in names] + [10])
-    lines = [f"{'comparison':{width}s} | " + " | ".join(f"{label:30s}" for label in labels)]
+    lines = [f"{'comparison':{width}s} | " + " | ".join(f"{label:44s}" for label in labels)]
     for name in names:
-        lines.append(f"{name:{width}s} | " + " | ".join(f"{verdict_text(made[lb].get(name)):30s}" for lb in labels))
+        lines.append(f"{name:{width}s} | " + " | ".join(f"{verdict_text(made[lb].get(name)):44s}" for lb in labels))
     return "\n".join(lines)
 
 
