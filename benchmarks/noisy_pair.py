@@ -1,14 +1,18 @@
-"""The same grid measured twice: quiet, then with an intermittent competing CPU load. Do the answers agree?
+"""The same grid measured three times: quiet, quiet again, and under an intermittent competing CPU load.
+Do the comparisons the findings make agree?
 
 A benchmark (it times things; run it on a machine with nothing else running). In a workflow folder it
-measures the grid (`snakemake report`, every cell's repetitions afresh; training and artifacts kept),
-then measures it again while two busy processes are switched on (8-25 s) and off (10-30 s), starting
-part-way into the run. It prints both tables side by side and the checks of issue 26:
+measures the grid (`snakemake report`, every cell's repetitions afresh; training and artifacts kept) twice
+on a quiet machine, then once more while two busy processes are switched on (8-25 s) and off (10-30 s),
+starting part-way into the run. It prints the three runs' findings side by side, the comparisons, and the
+checks of issue 34 (each over every pair of runs, for the comparisons the findings make: every cell against
+the baseline of its size and batch, each batch against the next of its series, each size against the next,
+each batch-1 cell's latency against the baseline's; report/findings.py `compare`):
 
-* no printed ± above 50% in either run (such a cell shows its range and is unstable);
-* the headline findings (highest throughput, lowest batch-1 latency, best within the accuracy
-  tolerance) name the same variant in both runs, or say in both that the top two do not differ;
-* at least 80% of the cells get the same verdict (ok / unstable) in both runs.
+* no comparison decided in opposite directions (A faster in one run, B faster or "no meaningful
+  difference" in the other);
+* at least 80% of the comparisons decided in both runs;
+* the quiet runs' ratio intervals contain the other run's ratio for at least 90% of the comparisons.
 
   python benchmarks/noisy_pair.py                              # in the workflow folder: the default grid
   python benchmarks/noisy_pair.py --configfile tiny.yaml --cores 2 --load-after 5   # an overlay
@@ -27,12 +31,15 @@ from pathlib import Path
 
 import polars as pl
 
-from infbench.report.findings import findings
-from infbench.report.frame import complete, plus_minus, span_of
+from infbench.measure import statistics as st
+from infbench.report.findings import LATENCY, THROUGHPUT, findings
+from infbench.report.findings import compare as compare_cells
+from infbench.report.frame import complete, measured_cells, plus_minus, span_of
 
-HEADLINES = ("max_throughput", "min_latency_batch1", "best_within_tolerance")
 LOAD_ON_S, LOAD_OFF_S = (8.0, 25.0), (10.0, 30.0)
-SAME_VERDICT = 0.8
+DECIDED_IN_BOTH = 0.8  # share of the comparisons decided in both runs of a pair
+CONTAINED = 0.9  # share of the comparisons whose quiet interval contains the other run's ratio
+RUNS = ("quiet", "quiet again", "noisy")
 
 
 def run_grid(workdir: Path, study: str, snakemake_args: list[str], load_after: float | None, seed: int) -> dict:
@@ -51,7 +58,7 @@ def run_grid(workdir: Path, study: str, snakemake_args: list[str], load_after: f
     cells = [json.loads(path.read_text()) for path in (workdir / study / "bench").rglob("*.json")]
     return {
         "quiet_wait_s": sum(r.get("quiet_wait_s") or 0 for c in cells for r in c.get("repetition_runs", [])),
-        "summary": complete(pl.read_csv(report / "summary.csv")),
+        "summary": complete(pl.read_parquet(report / "summary.parquet")),
         "meta": json.loads((report / "meta.json").read_text()),
         "wall_s": time.monotonic() - start,
         "load_s": load_s,
@@ -95,56 +102,122 @@ def printed(r: dict) -> str:
     return plus_minus(r["throughput_img_s"], r["throughput_uncertainty_pct"], span=span_of(r, "throughput_img_s"))
 
 
-def headline(found: list, key: str) -> str:
-    """What a headline finding names: a variant, 'no significant difference', or what it could not say."""
-    f = next((f for f in found if f.key == key), None)
-    if f is None or not f.determined or not (f.data or {}).get("row"):
-        return "undetermined"
-    if f.data.get("significant") is False:
-        return "no significant difference"
-    row = f.data["row"]
-    return f"{row['backend']} {row['precision']}"
+def comparisons(summary: pl.DataFrame) -> dict[str, st.Comparison]:
+    """The comparisons the findings make, by a name that is the same in every run (module doc)."""
+    rows = measured_cells(summary).to_dicts()
+    by = {(r["model"], r["backend"], r["precision"], r["device"], r["image_size"], r["batch_size"]): r for r in rows}
+    out = {}
+    for (model, backend, precision, device, size, batch), r in by.items():
+        base = by.get((model, "torch", "fp32", device, size, batch))
+        if base is not None and base is not r:
+            out[f"{cell_name(r)} vs torch fp32 (img/s)"] = compare_cells(r, base, THROUGHPUT)
+            if batch == 1:
+                out[f"{cell_name(r)} vs torch fp32 (p50)"] = compare_cells(r, base, LATENCY)
+        series = sorted(
+            b for (m, bk, p, d, s, b) in by if (m, bk, p, d, s) == (model, backend, precision, device, size)
+        )
+        larger = [b for b in series if b > batch]
+        if larger:
+            nxt = by[(model, backend, precision, device, size, larger[0])]
+            out[f"{cell_name(nxt)} vs batch {batch} (img/s)"] = compare_cells(nxt, r, THROUGHPUT)
+        sizes = sorted(
+            s for (m, bk, p, d, s, b) in by if (m, bk, p, d, b) == (model, backend, precision, device, batch)
+        )
+        bigger = [s for s in sizes if s > size]
+        if bigger:
+            nxt = by[(model, backend, precision, device, bigger[0], batch)]
+            out[f"{cell_name(r)} vs {bigger[0]} px (img/s)"] = compare_cells(r, nxt, THROUGHPUT)
+    return {k: c for k, c in out.items() if c is not None}
 
 
-def compare(quiet: dict, noisy: dict) -> list[tuple[str, bool, str]]:
-    """The checks: (what, passed, detail)."""
-    checks = []
-    for label, run in (("quiet", quiet), ("noisy", noisy)):
-        rows = run["summary"].to_dicts()
-        over = [cell_name(r) for r in rows if "±" in printed(r) and (r["throughput_uncertainty_pct"] or 0) > 50]
-        checks.append((f"{label}: no printed ± above 50%", not over, ", ".join(over) or "none"))
-    found = {label: findings(run["summary"], run["meta"]) for label, run in (("quiet", quiet), ("noisy", noisy))}
-    for key in HEADLINES:
-        a, b = headline(found["quiet"], key), headline(found["noisy"], key)
-        checks.append((f"headline {key} the same", a == b, f"quiet: {a}; noisy: {b}"))
-    q = {cell_name(r): r["status"] for r in quiet["summary"].to_dicts()}
-    n = {cell_name(r): r["status"] for r in noisy["summary"].to_dicts()}
-    both = sorted(q.keys() & n.keys())
-    same = sum(q[c] == n[c] for c in both)
-    share = same / len(both) if both else 0.0
-    checks.append(
-        (f"≥{SAME_VERDICT:.0%} of cells with the same verdict", share >= SAME_VERDICT, f"{same} of {len(both)}")
-    )
+def verdict_text(c: st.Comparison | None) -> str:
+    if c is None:
+        return "—"
+    word = {st.BETTER: "faster", st.WORSE: "slower", st.SAME: "same", st.UNDECIDED: "undecided"}[c.verdict]
+    return f"{word} {c.interval_text()}"
+
+
+def opposite(a: st.Comparison, b: st.Comparison) -> bool:
+    """Decided in opposite directions: A faster in one, B faster or no meaningful difference in the other."""
+    decided = {a.verdict, b.verdict} - {st.UNDECIDED}
+    return len(decided) == 2
+
+
+def check_pair(name_a: str, a: dict, name_b: str, b: dict) -> list[tuple[str, bool, str]]:
+    """The three checks of issue 34 between two runs' comparisons."""
+    both = sorted(a.keys() & b.keys())
+    flipped = [k for k in both if opposite(a[k], b[k])]
+    decided = [k for k in both if a[k].decided and b[k].decided]
+    pair = f"{name_a} / {name_b}"
+    checks = [
+        (f"{pair}: no comparison decided in opposite directions", not flipped, ", ".join(flipped) or "none"),
+        (
+            f"{pair}: ≥{DECIDED_IN_BOTH:.0%} of the comparisons decided in both",
+            bool(both) and len(decided) >= DECIDED_IN_BOTH * len(both),
+            f"{len(decided)} of {len(both)} ({len(decided) / max(1, len(both)):.0%})",
+        ),
+    ]
+    if name_a.startswith("quiet"):
+        inside = [k for k in both if a[k].low <= b[k].ratio <= a[k].high]
+        checks.append(
+            (
+                f"{pair}: {name_a}'s intervals contain {name_b}'s ratio for ≥{CONTAINED:.0%}",
+                bool(both) and len(inside) >= CONTAINED * len(both),
+                f"{len(inside)} of {len(both)} ({len(inside) / max(1, len(both)):.0%})",
+            )
+        )
     return checks
 
 
+def check(runs: dict[str, dict]) -> tuple[list[tuple[str, bool, str]], dict[str, dict]]:
+    made = {label: comparisons(run["summary"]) for label, run in runs.items()}
+    checks = []
+    labels = list(runs)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            checks += check_pair(a, made[a], b, made[b])
+    return checks, made
+
+
+def side_by_side_comparisons(made: dict[str, dict]) -> str:
+    labels = list(made)
+    names = sorted(set().union(*(m.keys() for m in made.values())))
+    width = max([len(n) for n in names] + [10])
+    lines = [f"{'comparison':{width}s} | " + " | ".join(f"{label:44s}" for label in labels)]
+    for name in names:
+        lines.append(f"{name:{width}s} | " + " | ".join(f"{verdict_text(made[lb].get(name)):44s}" for lb in labels))
+    return "\n".join(lines)
+
+
 def side_by_side(quiet: dict, noisy: dict) -> str:
+    """The cells of two runs, their printed figures, labels and repetitions, side by side."""
     q = {cell_name(r): r for r in quiet["summary"].to_dicts()}
     n = {cell_name(r): r for r in noisy["summary"].to_dicts()}
-    side = f"{'img/s':28s} {'verdict':8s} {'reps':>4s}"
+    side = f"{'img/s':28s} {'label':8s} {'reps':>4s}"
     head = f"{'cell (quiet | noisy)':34s} | {side} | {side}"
     lines = [head, "-" * len(head)]
     for name in sorted(q.keys() | n.keys()):
         parts = [f"{name:34s}"]
-        for side in (q, n):
-            r = side.get(name)
+        for run in (q, n):
+            r = run.get(name)
             parts.append(
-                f"{printed(r):28s} {r['status']:8s} {r.get('repetitions') or 0:4d}"
-                if r
-                else f"{'—':28s} {'':8s} {'':4s}"
+                f"{printed(r):28s} {r['status']:8s} {r.get('repetitions') or 0:4d}" if r else f"{'—':28s} {'':13s}"
             )
         lines.append(" | ".join(parts))
     return "\n".join(lines)
+
+
+def findings_side_by_side(runs: dict[str, dict]) -> str:
+    """Each run's findings, one block per finding key in reading order."""
+    found = {label: findings(run["summary"], run["meta"]) for label, run in runs.items()}
+    out, seen = [], {}
+    for f in found[RUNS[0]]:
+        k = seen[f.key] = seen.get(f.key, -1) + 1  # the k-th finding of this key in each run
+        out.append(f"- {f.key}")
+        for label in runs:
+            same = [g for g in found[label] if g.key == f.key]
+            out.append(f"    {label:12s} {same[k].text if k < len(same) else '—'}")
+    return "\n".join(out)
 
 
 def main(argv=None) -> int:
@@ -159,38 +232,37 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     smk = ["--cores", str(args.cores)] + (["--configfile", str(args.configfile.resolve())] if args.configfile else [])
-    quiet = run_grid(args.workdir, args.study, smk, None, args.seed)
-    noisy = run_grid(args.workdir, args.study, smk, args.load_after, args.seed)
-    print(side_by_side(quiet, noisy))
-    for label, run in (("quiet", quiet), ("noisy", noisy)):
+    runs = {
+        "quiet": run_grid(args.workdir, args.study, smk, None, args.seed),
+        "quiet again": run_grid(args.workdir, args.study, smk, None, args.seed),
+        "noisy": run_grid(args.workdir, args.study, smk, args.load_after, args.seed),
+    }
+    print(findings_side_by_side(runs))
+    print()
+    print(side_by_side(runs["quiet"], runs["noisy"]))
+    for label, run in runs.items():
         s = run["summary"]
         extra = int(s["adaptive_repetitions"].fill_null(0).sum())
         unstable = s.filter(pl.col("status") == "unstable").height
-        limited = s.filter(pl.col("drift_limited").fill_null(False)).height
         floor = s["drift_floor_pct"].drop_nulls()
-        waited = run.get("quiet_wait_s", 0.0)
         print(
-            f"{label}: {run['wall_s']:.0f} s, {extra} adaptive repetitions, {unstable} unstable of {s.height}"
-            + (f" ({limited} for the drift floor alone)" if limited else "")
+            f"{label}: {run['wall_s']:.0f} s, {extra} adaptive repetitions, {unstable} noisy of {s.height}"
             + (f", drift floor {floor[0]:.1f}%" if len(floor) else "")
-            + f", {waited:.0f} s waiting for a quiet machine"
+            + f", {run.get('quiet_wait_s', 0.0):.0f} s waiting for a quiet machine"
             + (f", load on for {run['load_s']:.0f} s" if run["load_s"] else "")
         )
-    # The cells' own verdicts (their repetitions' interval against the tolerance, before the run's floor):
-    # how often the two runs agree on those, for the record.
-    own = {
-        label: {cell_name(r): r["status"] == "ok" or bool(r["drift_limited"]) for r in run["summary"].to_dicts()}
-        for label, run in (("quiet", quiet), ("noisy", noisy))
-    }
-    both = own["quiet"].keys() & own["noisy"].keys()
-    same_own = sum(own["quiet"][c] == own["noisy"][c] for c in both)
-    print(f"own verdicts (before the drift floor) agree on {same_own} of {len(both)} cells")
-    checks = compare(quiet, noisy)
+    checks, made = check(runs)
+    print()
+    print(side_by_side_comparisons(made))
+    print()
     for what, ok, detail in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {what}: {detail}")
     if args.out:
-        rows = {k: run["summary"].to_dicts() for k, run in (("quiet", quiet), ("noisy", noisy))}
-        args.out.write_text(json.dumps({"summaries": rows, "checks": checks}, indent=1, default=str))
+        rows = {k: run["summary"].to_dicts() for k, run in runs.items()}
+        verdicts = {k: {n: verdict_text(c) for n, c in m.items()} for k, m in made.items()}
+        args.out.write_text(
+            json.dumps({"summaries": rows, "comparisons": verdicts, "checks": checks}, indent=1, default=str)
+        )
     return 0 if all(ok for _, ok, _ in checks) else 1
 
 

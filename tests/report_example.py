@@ -29,6 +29,7 @@ VARIANTS = {
     ("onnxruntime", "fp16", "cuda"): (45.0, 0.1, 22.4),
 }
 SIZES = [32, 64, 128]
+SPREAD = (-1.0, -0.5, 0.0, 0.5, 1.0)  # five repetitions over the cell's ±
 BATCHES = [1, 4, 16, 64]
 GFLOPS_32 = 0.0372  # ResNet-18 (CIFAR stem off) at 32×32, per image
 # (backend, precision, device, size, batch) → (throughput uncertainty %, disturbed repetitions): cells whose
@@ -76,6 +77,8 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
                         "mode": "device",
                         "throughput_img_s": tput,
                         "throughput_uncertainty_pct": u,
+                        "throughput_repetitions": [tput * (1 + u / 100 * s) for s in SPREAD],
+                        "latency_p50_repetitions": [p50 * (1 - u / 100 * s) for s in SPREAD],
                         "time_per_image_ms": 1000.0 / tput,
                         "latency_ms_p50": p50,
                         "latency_ms_p90": p50 * 1.05,
@@ -110,6 +113,9 @@ def example_summary(machine: str = "example-box", speed: float = 1.0, gpu: bool 
                         "power_uncertainty_pct": u if gpu_cell else None,
                         "energy_mj_per_image": (120 + batch * 3.0) / tput * 1000 if gpu_cell else None,
                         "energy_uncertainty_pct": u if gpu_cell else None,
+                        "energy_repetitions": [(120 + batch * 3.0) / tput * 1000 * (1 + u / 100 * s) for s in SPREAD]
+                        if gpu_cell
+                        else None,
                         "energy_window_img_s": tput if gpu_cell else None,
                     }
                 )

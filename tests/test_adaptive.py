@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
+import shutil
 
 import polars as pl
 import pytest
@@ -66,12 +67,17 @@ def test_concurrent_cell_jobs_never_overspend(tmp_path):
 
 
 def test_a_cell_wider_than_the_tolerance_measures_more_from_the_budget(reported_copy):
-    """A tolerance no cell can meet: past its planned repetitions (no extras allowed), each cell draws on
-    the run's budget until it is spent; the summary counts the repetitions each cell took."""
+    """A tolerance no cell can meet, and a grid of one cell (no comparison to decide: its own interval
+    decides, bench/repeat.py `undecided`): past its planned repetitions (no extras allowed), the cell draws
+    on the run's budget until it is spent; the summary counts the repetitions it took."""
     wd = reported_copy
     cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["grid"]["backends"] = {"onnxruntime": ["fp32"]}
     cfg["bench"].update(tolerance=1e-6, max_extra_repetitions=0, extra_budget_s=15)
     write_config(wd, cfg)
+    # the torch cell left the grid: its repetitions on disk would still be compared with (bench/repeat.py
+    # reads the device's repetitions folder, not the grid)
+    shutil.rmtree(wd / "results/digits/resnet18/repetitions/torch")
     snakemake(wd, "report")  # the cells' jobs only: their repetitions are kept
     summary = pl.read_csv(wd / "results/digits/resnet18/report/summary.csv")
     reps = dict(zip(summary["backend"], summary["repetitions"], strict=True))
@@ -85,3 +91,37 @@ def test_a_cell_wider_than_the_tolerance_measures_more_from_the_budget(reported_
     assert drew == {b for b, n in adaptive.items() if n > 0}
     assert set(summary.filter(pl.col("adaptive_repetitions") > 0)["status"]) == {"unstable"}  # never within 1e-6
     assert summary["throughput_uncertainty_pct"].max() is not None
+
+
+def _write_reps(root, backend, precision, shape, values, p50=None):
+    folder = root / backend / precision / "cpu" / shape
+    folder.mkdir(parents=True)
+    for i, v in enumerate(values, 1):
+        rep = {"status": "ok", "throughput": {"img_s": v}, "latency": {"p50_ms": (p50 or 1000.0 / v)}}
+        (folder / f"{i}.json").write_text(json.dumps(rep))
+
+
+def test_extra_repetitions_go_to_undecided_comparisons_not_to_wide_cells(tmp_path):
+    """A cell far behind the leader needs none, however wide its own interval; one within reach of the leader
+    (its interval straddles the margin) needs them first; one clearly behind the leader but undecided
+    against its baseline needs them after the headline ones (bench/repeat.py `undecided`)."""
+    from infbench.bench.repeat import HEADLINE, OTHER, undecided
+    from infbench.core.cell import Cell
+
+    root = tmp_path / "repetitions"
+    spread = [0.97, 0.99, 1.0, 1.01, 1.03]
+    _write_reps(root, "openvino", "int8", "32x8", [5000.0 * s for s in spread])  # the leader
+    _write_reps(root, "torch", "fp32", "32x8", [1000.0 * s for s in spread])  # the baseline
+    args = {"repetitions_root": str(root), "tolerance": 0.05}
+
+    def runs(centre, rel):
+        return [
+            {"throughput": {"img_s": centre * (1 + rel * k)}, "latency": {"p50_ms": 1.0}} for k in (-1, -0.5, 0, 0.5, 1)
+        ]
+
+    wide_far_behind = runs(2500.0, 0.3)  # ±30%: noisy, but 2× behind the leader and 2.5× ahead of the baseline
+    assert undecided(Cell("m", "onnxruntime", "int8", "cpu", 32, 8), wide_far_behind, args) is None
+    close_to_leader = runs(4900.0, 0.04)  # 1.02× behind, interval straddling ±5%
+    assert undecided(Cell("m", "onnxruntime", "int8", "cpu", 32, 8), close_to_leader, args) == HEADLINE
+    near_baseline = runs(1060.0, 0.04)  # far behind the leader, undecided against the baseline
+    assert undecided(Cell("m", "onnxruntime", "fp32", "cpu", 32, 8), near_baseline, args) == OTHER

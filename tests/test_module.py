@@ -75,7 +75,7 @@ def test_infbench_runs_as_a_module_of_another_workflow(trained_workflow, tmp_pat
     # the module's rules, under the outer workflow's prefix; the cell's line all the same
     text = proc.stdout + proc.stderr
     assert "infbench_bench_cell" in text
-    assert re.search(r"^\[1/1\] torch fp32 cpu 32×4 +[\d,.]+ img/s", text, re.MULTILINE), text
+    assert re.search(r"^\[1/1\] resnet18 torch fp32 cpu 32×4 +[\d,.]+ img/s", text, re.MULTILINE), text
     assert f"Report: {(outer / 'results/digits/resnet18/report/index.html').resolve()}" in text
     # reading infbench as a module does no work: no plan printed, no run lock taken (its report target does that)
     assert "Plan:" not in text and not (outer / ".snakemake/infbench-run.lock").exists(), text

@@ -31,7 +31,7 @@ def test_cell_line_has_result_uncertainty_and_speedup_against_the_baseline_on_di
         tmp_path, cell(), status="ok", throughput_img_s=2254.4, throughput_uncertainty_pct=1.3, stability="stable"
     )
     line = progress.cell_line(path)
-    assert line.split() == "onnxruntime int8 cpu 64×32 2,254 img/s ±1.3% 3.1× torch fp32".split(), line
+    assert line.split() == "resnet18 onnxruntime int8 cpu 64×32 2,254 img/s ±1.3% 3.1× torch fp32".split(), line
 
 
 def test_cell_line_without_a_baseline_result_has_no_speedup(tmp_path):
@@ -113,3 +113,16 @@ def test_plan_takes_an_overlays_backends_as_the_whole_map_as_the_workflow_does(t
     assert text[0].startswith("Plan: 168 cells on cuda; 0 done, 168 to measure")
     planned = {line.split()[1] for line in text[1:] if line.startswith("  cuda ")}
     assert planned == {"torch", "torch_cudagraphs", "torchscript", "torch_compile_max_autotune", "onnxruntime"}
+
+
+def test_progress_lines_name_the_model_of_a_several_model_run(tmp_path):
+    """Issue 35, item 1: 'repetition 5 of openvino int8 cpu 32×1: 428 img/s' — of which model? Both the cell's and
+    the repetition's line name it."""
+    cell = {"model": "mobilenet_v3_small", "backend": "openvino", "precision": "int8", "device": "cpu"}
+    cell |= {"image_size": 32, "batch_size": 1}
+    rep = tmp_path / "5.json"
+    rep.write_text(json.dumps({"repetition": 5, "cell": cell, "status": "ok", "throughput": {"img_s": 428.0}}))
+    assert progress.repetition_line(rep) == "repetition 5 of mobilenet_v3_small openvino int8 cpu 32×1: 428 img/s"
+    result = tmp_path / "32x1.json"
+    result.write_text(json.dumps({"cell": cell, "status": "ok", "throughput_img_s": 428.0}))
+    assert progress.cell_line(result).startswith("mobilenet_v3_small openvino int8 cpu 32×1")

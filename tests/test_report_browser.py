@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -158,6 +159,9 @@ COUNT_MARKS = """
 Array.from(document.querySelectorAll("div.chart[data-spec]")).map((el) => ({
   id: el.id,
   svg: el.querySelectorAll("svg").length,
+  width: Math.max(0, ...Array.from(el.querySelectorAll("svg")).map((s) => s.getBoundingClientRect().width)),
+  // every number a chart prints (axes, legends, labels): none with more than 4 significant digits after a point
+  longNumbers: Array.from(el.querySelectorAll("text")).map((t) => t.textContent).filter((t) => /\d\.\d{4,}/.test(t)),
   marks: el.querySelectorAll(
     ["path", "rect", "line", "g", "text"].map((tag) => "g.role-mark > " + tag).join(", ")
   ).length,
@@ -182,6 +186,11 @@ def check_report(index: Path, shot: Path) -> dict:
             "charts": browser.evaluate(COUNT_MARKS),
             "notes": browser.evaluate("document.querySelectorAll('p.note[data-note]').length"),
         }
+        # the first screen: the answer, before the evidence, within the window's first 1000 px
+        state["answer_top"] = browser.evaluate("document.getElementById('answer').getBoundingClientRect().top")
+        state["answers"] = browser.evaluate(
+            "Array.from(document.querySelectorAll('ul.answers li')).map((l) => l.textContent)"
+        )
         state["sorted"] = browser.evaluate(SORT_BY_THROUGHPUT)
         browser.evaluate("window.scrollTo(0, 0)")
         height = browser.evaluate("Math.ceil(document.documentElement.scrollHeight)")
@@ -222,6 +231,12 @@ def test_report_renders_in_headless_chromium(tmp_path, machines, gpu):
     assert state["sorted"], "clicking the img/s header did not sort the summary table"
     for chart in state["charts"]:
         assert chart["svg"] >= 1 and chart["marks"] > 0, f"{chart['id']} drew no marks: {chart}"
+        assert chart["longNumbers"] == [], chart  # e.g. the heatmap legend's "12.4781444904k"
+    # charts at the page's width, not 150 px: the widest reaches most of the 1400 px window
+    assert max(chart["width"] for chart in state["charts"]) > 900, [c["width"] for c in state["charts"]]
+    assert state["answer_top"] < 400 and len(state["answers"]) >= 4, state["answers"]
+    assert re.match(r"(\[[^]]+\] )?Throughput: ", state["answers"][0]), state["answers"][0]
+    assert "accuracy" in state["answers"][0]
     if not gpu:  # the NVML chart is a note, not an empty chart
         assert state["notes"] >= 1
     assert shot.stat().st_size > 10_000

@@ -9,7 +9,7 @@ from conftest import snakemake
 
 # A stable cell's ± or, where its repetitions disagreed by more than a ± says (a busy machine), their range.
 SPREAD = r"(±[\d.]+%|\(range [\d,.]+–[\d,.]+\))"
-CELL_LINE = re.compile(r"^\[[ \d]+/2\] (torch|onnxruntime) fp32 cpu 32×4 +[\d,.]+ img/s " + SPREAD)
+CELL_LINE = re.compile(r"^\[[ \d]+/2\] resnet18 (torch|onnxruntime) fp32 cpu 32×4 +[\d,.]+ img/s " + SPREAD)
 
 
 def test_a_run_prints_one_line_per_job_then_the_findings_and_the_report(reported_run, report_again):
@@ -21,11 +21,11 @@ def test_a_run_prints_one_line_per_job_then_the_findings_and_the_report(reported
     assert "Shell command" not in text and "rule bench_cell" not in text and "infbench bench" not in text
     cells = [line for line in lines if CELL_LINE.match(line)]
     assert len(cells) == 2, text
-    baseline = next(line for line in cells if "] torch" in line)
+    baseline = next(line for line in cells if "] resnet18 torch" in line)
     assert "  baseline" in baseline.split("·")[0]  # (then "unstable" where its repetitions disagreed)
     # jobs of this run: one line each, with the share done
     jobs = int(re.search(r"^(\d+) jobs to run: ", text, re.MULTILINE).group(1))
-    job_line = re.compile(r"^ +\S+ done in |^ +repetition \d+ of (torch|onnxruntime) fp32 cpu 32×4: ")
+    job_line = re.compile(r"^ +\S+ done in |^ +repetition \d+ of resnet18 (torch|onnxruntime) fp32 cpu 32×4: ")
     assert len([line for line in lines if " · " in line and (job_line.match(line) or CELL_LINE.match(line))]) == jobs
     assert lines[-1] == f"Report: {(workdir / 'results/digits/resnet18/report/index.html').resolve()}", text
     assert any(line.startswith("  - Highest throughput: ") for line in lines), text

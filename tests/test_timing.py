@@ -9,16 +9,18 @@ import time
 import numpy as np
 import pytest
 
-from infbench.measure import interference, repetitions, timing
+from infbench.measure import interference, repetitions, statistics, timing
 
 
 def test_median_ci_contains_median_and_narrows_with_n():
     rng = np.random.default_rng(0)
     small, large = rng.normal(10, 1, 20), rng.normal(10, 1, 2000)
-    lo_s, hi_s = timing.median_ci95(small)
-    lo_l, hi_l = timing.median_ci95(large)
-    assert lo_s <= np.median(small) <= hi_s and lo_l <= np.median(large) <= hi_l
-    assert hi_l - lo_l < hi_s - lo_s
+    a, b = statistics.median_interval(small), statistics.median_interval(large)
+    assert a.low <= np.median(small) <= a.high and b.low <= np.median(large) <= b.high
+    assert b.high - b.low < a.high - a.low
+    assert a.coverage >= 0.95 and b.coverage >= 0.95
+    # the range of 5 covers the median 93.75% of the time, not 95%
+    assert statistics.median_interval([1, 2, 3, 4, 5]).coverage == pytest.approx(0.9375)
 
 
 def test_identical_repetitions_are_stable_with_the_within_interval_as_uncertainty():
@@ -30,7 +32,7 @@ def test_identical_repetitions_are_stable_with_the_within_interval_as_uncertaint
 
 def test_interval_of_the_median_from_order_statistics():
     # Coverage 1 - 2·P(Bin(n, ½) < k) reaches 95% with k = 2 first at n = 9 (96.1%), k = 3 at n = 12 (96.1%).
-    assert [repetitions.median_rank(n) for n in (3, 5, 8, 9, 11, 12, 15)] == [1, 1, 1, 2, 2, 3, 4]
+    assert [statistics.median_rank(n) for n in (3, 5, 8, 9, 11, 12, 15)] == [1, 1, 1, 2, 2, 3, 4]
     tp = repetitions.combine([94.0, 100.0, 106.0], [0.001] * 3)
     assert (tp["low"], tp["high"]) == (94.0, 106.0)  # below 9 repetitions: their range
     assert tp["between_rel"] == pytest.approx(0.06) == tp["uncertainty_rel"]
@@ -49,8 +51,8 @@ def test_one_slow_repetition_of_five_no_longer_inflates_the_interval():
 def test_from_nine_repetitions_one_outlier_moves_the_interval_little():
     calm = [100.0, 101.0, 99.0, 100.5, 99.5, 100.2, 99.8, 100.7, 99.3]
     outlier = [*calm[:-1], 40.0]  # one process landed 60% slow
-    assert repetitions.between_rel(calm) == pytest.approx(0.007)  # [99.3, 100.7]: the extremes drop out (k = 2)
-    assert repetitions.between_rel(outlier) == pytest.approx(0.010)  # [99.0, 100.7]: the 40 is not in it
+    assert statistics.half_width_rel(calm) == pytest.approx(0.007)  # [99.3, 100.7]: the extremes drop out (k = 2)
+    assert statistics.half_width_rel(outlier) == pytest.approx(0.010)  # [99.0, 100.7]: the 40 is not in it
     assert repetitions.verdict(repetitions.combine(outlier, [0.01] * 9), 0.05, 3) == "stable"
 
 

@@ -3,6 +3,7 @@ import os
 import re
 import shlex
 import sys
+import zlib
 
 from infbench.study import devices, grid
 from infbench.core import integrity, locks
@@ -223,12 +224,21 @@ def repetition_params(wildcards):
 
 
 # Scheduling order: every job that makes a cell's input first, then the cells' repetitions in rounds
-# (all first repetitions, then all second ones, ...), so that a cell's repetitions lie far apart.
-BUILD_PRIORITY = config["bench"]["repetitions"] + 1
+# (all first repetitions, then all second ones, ...), so that a cell's repetitions lie far apart and a
+# slow minute of the machine lands on every cell of a comparison, not on one. Within a round the order
+# is shuffled, differently each round (a fixed hash of the cell and round: reproducible, no state), as
+# randomised interleaved trials do (Abedi & Brecht, ICPE 2017): no cell is always measured first.
+ROUND = 1000  # priority span of one round; the shuffle takes a value below it
+BUILD_PRIORITY = ROUND * (config["bench"]["repetitions"] + 1)
 
 
 def repetition_priority(wildcards):
-    return BUILD_PRIORITY - int(wildcards.rep)
+    rep = int(wildcards.rep)
+    key = "/".join(str(v) for v in dict(wildcards).values())
+    return (
+        ROUND * (config["bench"]["repetitions"] + 1 - rep)
+        + zlib.crc32(key.encode()) % ROUND
+    )
 
 
 def cell_priority(wildcards):

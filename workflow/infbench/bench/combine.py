@@ -77,5 +77,7 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         "nvml": nvml,
         "energy_uncertainty_pct": _pct(spread["energy_mj_per_image"]),
         "power_uncertainty_pct": _pct(spread["power_w"]),
+        # each repetition's energy per image: a comparison of two cells' energy is decided by them
+        "energy_repetitions": [r["nvml"]["energy_mj_per_image"] for r in energy],
         "memory": dict(memory),
     }

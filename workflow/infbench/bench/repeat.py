@@ -1,6 +1,7 @@
 """The repetition loop of a cell and its checks: each repetition held against the interference signals
-(disturbed ones replaced), more repetitions while the interval is wider than the tolerance and the run's
-adaptive budget grants their time."""
+(disturbed ones replaced), more repetitions while a comparison the findings make with this cell is undecided
+(measure/statistics.py) and the run's adaptive budget grants their time: a cell whose own interval is wide
+but whose comparisons are decided measures no more; undecided headline comparisons draw first."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from infbench.bench.launch import run_repetition
 from infbench.core.cell import Cell
 from infbench.core.integrity import DamagedInput
 from infbench.measure import early_stop, repetitions
+from infbench.measure import statistics as st
 from infbench.measure.budget import Ledger
 from infbench.measure.interference import disturbance, spare_cores, wait_until_quiet
 
@@ -96,10 +98,11 @@ def repeat(
         )
         runs.append(rep)
         good = [r for r in runs if not r["disturbed"]]
-        # a GPU cell whose first two agree well inside the tolerance needs no third (measure/early_stop.py)
+        # a GPU cell whose first two agree well inside the tolerance needs no third (measure/early_stop.py);
+        # otherwise the cell stops once its comparisons are decided (undecided())
         needed = early_stop.repetitions_needed(cell.device, runs, args["tolerance"], policy["repetitions"])
         if not pending and len(good) >= needed:
-            if repetitions.verdict(combined_throughput(good), args["tolerance"], needed) == "stable":
+            if needed < policy["repetitions"] or not undecided(cell, good, args):
                 break
     return runs, None
 
@@ -141,28 +144,53 @@ def _draw(cell: Cell, args: dict, runs: list[dict], ledger: Ledger | None) -> fl
         return None
     cost = statistics.median(r["process_s"] for r in runs)
     good = [r for r in runs if not r["disturbed"]] or runs
-    priority = needed_by_findings(cell, good, args.get("repetitions_root"))
+    priority = undecided(cell, good, args) == HEADLINE
     return cost if ledger.draw(cell.key, cost, priority) else None
 
 
-def needed_by_findings(cell: Cell, runs: list[dict], root: str | None) -> bool:
-    """Whether the findings may need this cell: the baseline (torch fp32), or a candidate for a "best"
-    among the cells of its device whose repetitions are on disk under `root` (its repetitions reach the
-    fastest cell's, or, at batch 1, the lowest latency's). Without others to compare, every cell is."""
-    if (cell.backend, cell.precision) == (BASELINE["backend"], BASELINE["precision"]):
-        return True
-    others = _device_repetitions(Path(root), cell.device) if root else {}
+HEADLINE, OTHER = "headline", "other"
+
+
+def undecided(cell: Cell, runs: list[dict], args: dict) -> str | None:
+    """Whether a comparison the findings make with this cell is still undecided, given the repetitions of
+    the cells of its device on disk under `repetitions_root` (the other cells' planned rounds ran before
+    this job, rules/common.smk `repetition_priority`): HEADLINE where one of the headline comparisons is
+    (this cell against the fastest cell, or at batch 1 the quickest, where it could be either), OTHER where
+    only its comparison with the baseline of its size and batch is, None where all are decided. Without
+    other cells to compare, the cell's own interval decides (wider than the tolerance: HEADLINE)."""
+    own_tput = [r["throughput"]["img_s"] for r in runs]
+    others = _device_repetitions(Path(args["repetitions_root"]), cell.device) if args.get("repetitions_root") else {}
+    others.pop(cell_key(cell), None)
     if not others:
-        return True
+        stable = repetitions.verdict(combined_throughput(runs), args["tolerance"], len(runs)) == "stable"
+        return None if stable else HEADLINE
     tput = {k: [r["throughput"]["img_s"] for r in reps] for k, reps in others.items()}
-    fastest = max(tput.values(), key=statistics.median)
-    if max(r["throughput"]["img_s"] for r in runs) >= min(fastest):
-        return True
-    if cell.batch_size != 1:
-        return False
-    p50 = {k: [r["latency"]["p50_ms"] for r in reps] for k, reps in others.items() if k.endswith("x1")}
-    quickest = min(p50.values(), key=statistics.median) if p50 else []
-    return not quickest or min(r["latency"]["p50_ms"] for r in runs) <= max(quickest)
+    # the margin the report will use: the tolerance, or the drift of the run's cells where wider (CPU)
+    drift = st.drift_floor([*tput.values(), own_tput]) if cell.device == "cpu" else None
+    m = st.margin_of(args["tolerance"], drift)
+    if _open(own_tput, max(tput.values(), key=statistics.median), m, True):
+        return HEADLINE
+    if cell.batch_size == 1:
+        p50 = {k: [r["latency"]["p50_ms"] for r in reps] for k, reps in others.items() if k.endswith("x1")}
+        own_p50 = [r["latency"]["p50_ms"] for r in runs]
+        if p50 and _open(own_p50, min(p50.values(), key=statistics.median), m, False):
+            return HEADLINE
+    base = f"{BASELINE['backend']}/{BASELINE['precision']}/{cell.device}/{cell.image_size}x{cell.batch_size}"
+    if base in tput and _open(own_tput, tput[base], m, True):
+        return OTHER
+    return None
+
+
+def _open(own: list[float], leader: list[float], margin: float, higher_is_better: bool) -> bool:
+    """Whether the comparison of `own` with the leader's repetitions is undecided (a cell clearly behind the
+    leader, or clearly ahead of it, has nothing to gain from more repetitions)."""
+    c = st.compare(own, leader, margin, higher_is_better)
+    return c is not None and c.verdict == st.UNDECIDED
+
+
+def cell_key(cell: Cell) -> str:
+    """The cell's folder under the repetitions root: backend/precision/device/<size>x<batch>."""
+    return f"{cell.backend}/{cell.precision}/{cell.device}/{cell.image_size}x{cell.batch_size}"
 
 
 def _device_repetitions(root: Path, device: str) -> dict[str, list[dict]]:

@@ -61,8 +61,9 @@ def throughput(value: float) -> str:
 
 
 def cell_label(cell: dict) -> str:
-    """'onnxruntime int8 cpu 64×32': backend, precision, device, image size × batch size."""
-    parts = [cell.get(k) for k in ("backend", "precision", "device")]
+    """'resnet18 onnxruntime int8 cpu 64×32': model, backend, precision, device, image size × batch size. The
+    model always: a run of several models (config/models.yaml) interleaves their cells' lines."""
+    parts = [cell.get(k) for k in ("model", "backend", "precision", "device")]
     shape = f"{cell.get('image_size', '?')}×{cell.get('batch_size', '?')}"
     return " ".join(str(p) for p in parts if p) + " " + shape
 
@@ -126,11 +127,12 @@ def cell_line(path: str | Path, color: bool = False) -> str:
     cell = result.get("cell") or {}
     base_path = baseline_path(path) if len(Path(path).parents) > 4 else None
     baseline = _read(base_path) if base_path and base_path != Path(path) else None
-    return f"{cell_label(cell):<32} {cell_result(result, baseline, color)}"
+    return f"{cell_label(cell):<44} {cell_result(result, baseline, color)}"
 
 
 def repetition_line(path: str | Path) -> str:
-    """'repetition 2 of torch fp32 cpu 32×8: 1,640 img/s', from one repetition's JSON (rule bench_repetition)."""
+    """'repetition 2 of resnet18 torch fp32 cpu 32×8: 1,640 img/s', from one repetition's JSON
+    (rule bench_repetition)."""
     rep = _read(path)
     if rep is None:
         return f"{path}: no readable repetition"

@@ -1,14 +1,16 @@
 """The run's budget for adaptive repetitions (`bench.extra_budget_s`), shared by its cell jobs.
 
-After its planned repetitions, a cell whose interval is still wider than the tolerance may measure
-more, each drawing its process time from one budget per run. The ledger is a small JSON file
+After its planned repetitions, a cell in a comparison that is still undecided (bench/repeat.py
+`undecided`: against the fastest cell, at batch 1 the quickest, or its baseline) may measure more, each
+drawing its process time from one budget per run; a cell whose own interval is wide but whose
+comparisons are decided measures no more. The ledger is a small JSON file
 under results/, read and written under an exclusive `flock` of a file beside it, so concurrent cell
 jobs see one balance. It belongs to the Snakemake run that holds the folder's run lock
 (infbench/core/locks.py): a ledger written by an earlier run is started afresh. Run by hand, without a
 workflow run, a cell has a budget of its own.
 
-The cells the findings need come first: they may spend all of it, any other cell only the part above
-RESERVED (so the baseline and the candidates for a "best", which may come last, still find some).
+Undecided headline comparisons come first: their cells may spend all of it, a cell undecided only
+against its baseline the part above RESERVED (so headline cells, which may come last, still find some).
 A draw is the cell's own median repetition time, so a cheap cell pays little for each repetition.
 
 The ledger also remembers when the run last waited in vain for a quiet machine (`busy_recently`).

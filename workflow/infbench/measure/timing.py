@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from infbench.measure.statistics import median_interval
+
 # A backend whose host spends at least this fraction of a batch's latency issuing its work is
 # launch-bound: the device waits on the host for much of the batch. (On the H100, eager fp16 at
 # 224×64 issues for 74% of its 2.8 ms and loses 9% to its CUDA-graph replay; at 224×256 for about
@@ -40,16 +42,6 @@ class TimingPolicy:
     latency_s: float
     latency_iterations: int
     warmup_tolerance: float = 0.05  # successive warm-up windows must agree this closely
-
-
-def median_ci95(samples) -> tuple[float, float]:
-    """Distribution-free 95% confidence interval of the median (order statistics)."""
-    s = np.sort(np.asarray(samples, dtype=np.float64))
-    n = len(s)
-    half = 1.96 * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half) - 1)
-    hi = min(n - 1, math.ceil(n / 2 + half))
-    return float(s[lo]), float(s[hi])
 
 
 def _span(step: Callable[[], None], synchronize: Callable[[], None], iterations: int) -> tuple[float, float]:
@@ -102,12 +94,13 @@ def throughput_windows(step, synchronize, policy: TimingPolicy, per_batch_s: flo
         spans.append(_span(step, synchronize, iterations))
     rates = [batch_size * iterations / (end - start) for start, end in spans]
     median = float(np.median(rates))
-    lo, hi = median_ci95(rates)
+    between = median_interval(rates)  # the windows' order-statistic interval (measure/statistics.py)
     return {
         "img_s": median,
         "windows_img_s": rates,
         "iterations_per_window": iterations,
-        "ci95_rel": (hi - lo) / 2 / median,
+        "ci95_rel": (between.high - between.low) / 2 / median,
+        "ci_coverage": between.coverage,  # the interval's real coverage (the range of 5 windows: 93.75%)
         "span_start": spans[0][0],
         "span_end": spans[-1][1],
         "images": batch_size * iterations * len(spans),

@@ -11,9 +11,12 @@ interval of the run's typical CPU cell (the lower median of their intervals: `dr
 measure/repetitions.py `drift_floor`), which one noisy cell does not move. A GPU-bound cell
 barely sees the host, so GPU cells keep their own (their spreads differ by cell: 0.1% to 30%).
 
-The verdict is judged again with the floor: a cell is `stable` only where the ± the report prints is
-within `bench.tolerance` (a "± 5.3%, stable" at a 5% tolerance said two things at once), and one whose
-± would pass 50% is `unstable` (the report shows its range). On a machine whose drift is wider than
+The cell's label is judged again with the floor: a cell is `stable` only where the ± the report prints
+is within `bench.tolerance` (a "± 5.3%, stable" at a 5% tolerance said two things at once), and one whose
+± would pass 50% is `unstable` (the report shows its range). The label informs; it never gates a
+finding: comparisons of two cells of the run (speedups here, every finding in findings.py) are decided
+by the cells' own repetitions with the margin max(tolerance, drift) (measure/statistics.py), since both
+share the run's drift. On a machine whose drift is wider than
 the tolerance no CPU cell is stable, whatever its own repetitions did: measured on a 2-core VM, the
 run's floor was 5.3–6.3% in five quiet runs, and judged by their own intervals alone (4–8% for most
 cells, around the 5% tolerance) two runs agreed on 10–17 of 20 cells; with the floor they agree on
@@ -34,6 +37,7 @@ import polars as pl
 from infbench.backends.registry import BASELINE, BASELINE_TEXT
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, read_json, write_json
+from infbench.measure import statistics
 from infbench.measure.probe import peaks_rows
 from infbench.measure.repetitions import MAX_PRINTED, drift_floor
 from infbench.report import compare as compared
@@ -129,9 +133,13 @@ def with_graph_check(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
-    """Throughput over the baseline's, with its interval (the two uncertainties combined as
-    independent) and whether both cells are stable (only then may a finding use it)."""
+    """Throughput over the baseline's (same machine, model, device, size and batch): the ratio of their
+    medians, the Hodges–Lehmann interval of their repetitions' pairwise ratios and its verdict with the
+    margin max(tolerance, drift) (measure/statistics.py): two cells of one run share its drift, so their
+    comparison uses their own repetitions, not the drift floor of the printed ±."""
     keys = ["machine", "model", "device", "image_size", "batch_size"]
+    needed = ("throughput_repetitions", "tolerance_pct", "drift_floor_pct")
+    df = df.with_columns(pl.lit(None, SCHEMA[c]).alias(c) for c in needed if c not in df.columns)
     base = df.filter(
         (pl.col("backend") == BASELINE["backend"])
         & (pl.col("precision") == BASELINE["precision"])
@@ -139,24 +147,31 @@ def with_speedup(df: pl.DataFrame) -> pl.DataFrame:
     ).select(
         *keys,
         pl.col("throughput_img_s").alias("_base"),
-        pl.col("throughput_uncertainty_pct").alias("_base_u"),
-        pl.col("status").alias("_base_status"),
+        pl.col("throughput_repetitions").alias("_base_reps"),
     )
-    measured = pl.col("status").is_in(MEASURED) & pl.col("_base").is_not_null()
-    u = (pl.col("throughput_uncertainty_pct").fill_null(0) ** 2 + pl.col("_base_u").fill_null(0) ** 2).sqrt() / 100
-    speedup = pl.col("throughput_img_s") / pl.col("_base")
-    return (
-        df.join(base, on=keys, how="left", nulls_equal=True)
-        .with_columns(
-            pl.when(measured).then(speedup).alias("speedup_vs_baseline"),
-            pl.when(measured).then(speedup * (1 - u)).alias("speedup_low"),
-            pl.when(measured).then(speedup * (1 + u)).alias("speedup_high"),
-            pl.when(measured)
-            .then((pl.col("status") == "ok") & (pl.col("_base_status") == "ok"))
-            .alias("speedup_stable"),
-            pl.when(measured).then(pl.lit(f"{BASELINE['backend']} {BASELINE['precision']}")).alias("baseline"),
+    joined = df.join(base, on=keys, how="left", nulls_equal=True)
+    columns = {"speedup_vs_baseline": [], "speedup_low": [], "speedup_high": [], "speedup_verdict": []}
+    for row in joined.iter_rows(named=True):
+        measured = row["status"] in MEASURED and row["_base"] is not None and row["throughput_img_s"] is not None
+        m = statistics.margin_of(
+            (row["tolerance_pct"] or 100 * statistics.DEFAULT_TOLERANCE) / 100, (row["drift_floor_pct"] or 0) / 100
         )
-        .drop("_base", "_base_u", "_base_status")
+        c = statistics.compare(row["throughput_repetitions"], row["_base_reps"], m) if measured else None
+        columns["speedup_vs_baseline"].append(row["throughput_img_s"] / row["_base"] if measured else None)
+        columns["speedup_low"].append(c.low if c else None)
+        columns["speedup_high"].append(c.high if c else None)
+        columns["speedup_verdict"].append(c.verdict if c else (statistics.UNDECIDED if measured else None))
+    return (
+        joined.with_columns(pl.Series(name, values, SCHEMA[name]) for name, values in columns.items())
+        .with_columns(
+            pl.col("speedup_verdict")
+            .is_in([statistics.BETTER, statistics.WORSE, statistics.SAME])
+            .alias("speedup_decided"),
+            pl.when(pl.col("speedup_vs_baseline").is_not_null())
+            .then(pl.lit(f"{BASELINE['backend']} {BASELINE['precision']}"))
+            .alias("baseline"),
+        )
+        .drop("_base", "_base_reps")
     )
 
 
@@ -223,8 +238,9 @@ def aggregate(
     df = summary_table(results, accuracy)
     with atomic_path(out_dir / "summary.parquet") as tmp:
         df.write_parquet(tmp)
-    with atomic_path(out_dir / "summary.csv") as tmp:
-        df.write_csv(tmp)
+    with atomic_path(out_dir / "summary.csv") as tmp:  # CSV has no lists: the repetitions as "a;b;c"
+        lists = [name for name, dtype in df.schema.items() if isinstance(dtype, pl.List)]
+        df.with_columns(pl.col(c).cast(pl.List(pl.Utf8)).list.join(";") for c in lists).write_csv(tmp)
     meta = {
         **meta_in,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -22,7 +22,7 @@ from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, read_json
 from infbench.report import serving
 from infbench.report.charts import Chart, build_charts
-from infbench.report.findings import Finding, findings
+from infbench.report.findings import Finding, answers, findings
 from infbench.report.frame import (
     SCHEMA,
     accuracy_rows,
@@ -32,6 +32,7 @@ from infbench.report.frame import (
     pct,
     plus_minus,
     several_machines,
+    several_models,
     span_of,
     speedup_text,
 )
@@ -180,8 +181,8 @@ def _cell(row: dict, column: str) -> str:
         if column in UNCERTAINTY:
             text = plus_minus(value, row.get(UNCERTAINTY[column]), span=span_of(row, column))
         elif column == "speedup_vs_baseline":
-            text = speedup_text(row)
-            klass += "" if row.get("speedup_stable") else " shaky"
+            text = _speedup(row)
+            klass += "" if row.get("speedup_decided") else " shaky"
         else:
             text = _number(value, column)
         if column == "disturbed_repetitions" and value:
@@ -258,9 +259,23 @@ MD_COLUMNS = {
 }
 
 
+VERDICT_WORDS = {"better": "faster", "worse": "slower", "same": "no meaningful difference", "undecided": "undecided"}
+
+
+def _speedup(row: dict) -> str:
+    """'2.97× (2.59–3.36) faster': the speedup, its interval and its verdict against the baseline."""
+    verdict = VERDICT_WORDS.get(row.get("speedup_verdict"))
+    return speedup_text(row) + (f" {verdict}" if verdict else "")
+
+
 def _status(row: dict) -> str:
     """'unstable', or 'unstable (drift)' where only the machine's drift floor passes the tolerance."""
     return "unstable (drift)" if row.get("drift_limited") else "unstable"
+
+
+def with_model_column(columns: dict[str, str], df: pl.DataFrame) -> dict[str, str]:
+    """A study of several models: the model is the first column of every table of cells."""
+    return {"model": "model", **columns} if several_models(df) else columns
 
 
 def _md(row: dict, column: str) -> str:
@@ -274,9 +289,7 @@ def _md(row: dict, column: str) -> str:
     if column in UNCERTAINTY:
         return plus_minus(value, row.get(UNCERTAINTY[column]))
     if column == "speedup_vs_baseline":
-        if row.get("speedup_stable"):
-            return speedup_text(row)
-        return speedup_text(row) + (" (unstable)" if row.get("status") == "unstable" else " (baseline unstable)")
+        return _speedup(row)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -285,18 +298,18 @@ def _md(row: dict, column: str) -> str:
 
 
 def cells_line(df: pl.DataFrame, meta: dict) -> str:
-    """'18 cells: 10 ok, 8 unstable, 0 failed; 5 repetitions disturbed and re-measured.' (plain text)."""
+    """'18 cells: 18 measured (8 noisy), 0 failed; 5 repetitions disturbed and re-measured.' (plain text)."""
     unstable = df.filter(pl.col("status") == "unstable").height
     failed = failed_cells(df).height
     disturbed = _disturbed(df, meta)
     return (
-        f"{df.height} cells: {df.height - unstable - failed} ok, {unstable} unstable, {failed} failed; "
+        f"{df.height} cells: {df.height - failed} measured ({unstable} noisy), {failed} failed; "
         f"{disturbed} repetitions disturbed by other load and re-measured."
     )
 
 
 def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
-    columns = ({"machine": "machine"} if several_machines(df) else {}) | MD_COLUMNS
+    columns = ({"machine": "machine"} if several_machines(df) else {}) | with_model_column(MD_COLUMNS, df)
     # not applicable to any cell here: launch-bound (CPU, synchronous runtimes), energy (no GPU)
     for column in ("launch_bound", "energy_mj_per_image"):
         if df.get_column(column).is_null().all():
@@ -351,14 +364,16 @@ def summary_markdown(df: pl.DataFrame, meta: dict, found: list[Finding]) -> str:
 READING = (
     "Throughput (img/s): batches back to back, images per second over a window. Latency (p50/p90/p99): one batch "
     "at a time, synchronised after each. Each cell is the median of several repetitions in fresh processes; "
-    "± is its 95% uncertainty: a rerun lands within it. Unstable: the ± is wider than the tolerance even after "
-    "re-measuring (on the CPU the ± is at least the machine's drift over the run); the numbers are shown, "
-    "marked, and a finding uses one only where even its "
-    "slowest repetition beats every other cell. Disturbed: repetitions run "
-    "while something else loaded the machine, measured again. Launch-bound: the host's launches, not the device, "
-    "set the pace. Speedups compare throughput with the baseline's, their interval in brackets."
+    "± is the interval of that median from the repetitions (for 5 repetitions their range, which covers the median "
+    "93.75% of the time; on the CPU at least the run's drift, so a rerun lands within it). Unstable (noisy): the ± "
+    "is wider than the tolerance; the cell still counts. Every finding compares two cells by the ratio of their "
+    "medians, with the interval of their repetitions' pairwise ratios and a margin m (the larger of the tolerance "
+    "and the run's drift): faster where the whole interval lies beyond 1 + m, no meaningful difference where it "
+    "lies within ±m, undecided otherwise. Disturbed: repetitions run while something else loaded the machine, "
+    "measured again. Launch-bound: the host's launches, not the device, set the pace. Speedups compare throughput "
+    "with the baseline's, their interval in brackets and their verdict after it."
 )
-READING_MD = READING.replace("Unstable:", "**Unstable**:")
+READING_MD = READING.replace("Unstable (noisy):", "**Unstable** (noisy):")
 
 
 # --- HTML ---------------------------------------------------------------------------------------------------------
@@ -372,7 +387,10 @@ h3 { margin: 24px 0 4px; } .muted { color: #666; } nav a { margin-right: 12px; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 12px 0; }
 dl.meta dt { font-weight: 600; } dl.meta ul { margin: 0; padding-left: 18px; }
 ul.findings li { margin: 4px 0; } ul.findings li.undetermined { color: #8a5a00; }
-.chart { min-height: 40px; overflow-x: auto; }
+ul.findings li.undecided, ul.answers li.undecided { opacity: 0.6; }
+ul.answers { font-size: 16px; padding-left: 20px; } ul.answers li { margin: 6px 0; }
+ul.answers li.undetermined { color: #8a5a00; }
+.chart { min-height: 40px; overflow-x: auto; width: 100%; }
 .note { background: #fff7e0; border-left: 4px solid #e0b000; padding: 8px 12px; }
 .table-wrap { overflow-x: auto; max-height: 640px; overflow-y: auto; border: 1px solid #ddd; }
 table { border-collapse: collapse; font-size: 12px; }
@@ -458,13 +476,13 @@ def _cells_html(df: pl.DataFrame) -> str:
     """'12 cells ran; 2 failed; 1 unstable (…)', with links to the tables that show them."""
     failed = failed_cells(df).height
     unstable = df.filter(pl.col("status") == "unstable").height
-    cells = f"{df.height} cells ran; "
+    cells = f"{df.height - failed} of {df.height} cells measured; "
     cells += f'<a href="#failures">{failed} failed</a>' if failed else "none failed"
     if not unstable:
-        return cells + "; none unstable"
+        return cells + "; none noisy"
     return cells + (
-        f'; <a href="#summary">{unstable} unstable</a> (± wider than the tolerance even after re-measuring: '
-        "shown marked; a finding uses one only where even its slowest repetition beats every other cell)"
+        f'; <a href="#summary">{unstable} noisy</a> (± wider than the tolerance: shown with their spread, and '
+        "counted: a comparison is decided by the cells' repetitions)"
     )
 
 
@@ -560,6 +578,7 @@ def _accuracy_html(df: pl.DataFrame, meta: dict) -> str:
 
 NO_ACCURACY = '<p class="note">No accuracy figures: the accuracy jobs did not run.</p>'
 NAV = (
+    ("answer", "The answer"),
     ("findings", "Findings"),
     ("charts", "Charts"),
     ("summary", "Summary table"),
@@ -570,6 +589,23 @@ NAV = (
 )
 
 
+def _answer_html(found: list[Finding]) -> str:
+    """The first screen: per goal the best variant, its margin over the next with the interval, and its
+    accuracy cost; an undecided margin is faded and says so."""
+    e = html.escape
+    items = []
+    for a in answers(found):
+        klass = "answer" + ("" if a["decided"] else " undecided") + ("" if a["determined"] else " undetermined")
+        if "best" not in a:
+            items.append(f'<li class="{klass}"><b>{e(a["goal"])}</b>: {e(a["text"])}</li>')
+            continue
+        items.append(
+            f'<li class="{klass}"><b>{e(a["goal"])}</b>: <strong>{e(a["best"])}</strong> — {e(a["figure"])}; '
+            f"{e(a['margin'])}; {e(a['cost'])}</li>"
+        )
+    return '<ul class="answers">' + "".join(items) + "</ul>" if items else ""
+
+
 def render_html(
     df: pl.DataFrame, meta: dict, charts: list[Chart], found: list[Finding], bundle: str, serving: str = ""
 ) -> str:
@@ -577,13 +613,16 @@ def render_html(
     specs: list[str] = []
     sections = "\n".join(_chart_section(c, specs) for c in charts)
     items = "\n".join(
-        f'<li class="{"" if f.determined else "undetermined"}" data-key="{e(f.key)}">{e(f.text)}</li>' for f in found
+        f'<li class="{"undetermined" if not f.determined else "" if f.decided else "undecided"}" '
+        f'data-key="{e(f.key)}">{e(f.text)}</li>'
+        for f in found
     )
     every_cell_ran = '<p class="muted">Every cell ran (ok or unstable).</p>'
     failures_html = _table_or(failed_cells(df).to_dicts(), FAILURE_COLUMNS, "failures-table", every_cell_ran)
     none_dropped = '<p class="muted">No combination was dropped at expansion.</p>'
     dropped_html = _table_or(meta.get("dropped") or [], DROPPED_COLUMNS, "dropped-table", none_dropped)
     summary_cols = {c: t for c, t in SUMMARY_COLUMNS.items() if c != "machine" or several_machines(df)}
+    summary_cols = with_model_column(summary_cols, df)
     title = f"infbench: {meta.get('model', 'model')} on {meta.get('dataset', 'dataset')}"
     nav = " ".join(f'<a href="#{a}">{t}</a>' for a, t in NAV)
     return f"""<!DOCTYPE html>
@@ -602,18 +641,21 @@ def render_html(
 <p class="muted">Which way of running this image classifier is fastest on this machine,
 at what cost in accuracy and memory.</p>
 <nav>{nav}</nav>
+<h2 id="answer">The answer</h2>
+{_answer_html(found)}
 {_header(df, meta)}
 <h2 id="findings">Findings</h2>
 <ul class="findings">
 {items}
 </ul>
 <h2 id="charts">Charts</h2>
-<p class="muted">Hover a mark for its exact values. Bars and whiskers are the 95% intervals (a rerun lands within
-them); hollow points and faded bars are unstable cells, drawn but never used by a finding.</p>
+<p class="muted">Hover a mark for its exact values. Whiskers are the cells' intervals (a rerun lands within them);
+faded bars are undecided comparisons (more repetitions or a quieter machine would decide them).</p>
 {sections}
 <h2 id="summary">Summary table</h2>
 <p class="muted reading">{e(READING)}</p>
-<p class="muted">Every cell; unstable rows are shaded and tagged. Click a column header to sort; hover a header for
+<p class="muted">Every cell; noisy (unstable) rows are shaded and tagged. Click a column header to sort; hover a
+header for
 what it means.</p>
 {html_table(df.to_dicts(), summary_cols, "summary-table")}
 <h2 id="accuracy">Accuracy per variant</h2>

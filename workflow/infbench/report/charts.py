@@ -4,8 +4,9 @@ saying why it is absent: never an empty or broken chart.
 Series are `backend precision device` (plus `@ machine` when several machines or runs are compared), so runs from
 different machines are coloured apart in every chart.
 
-Charts draw every measured cell (ok and unstable) with its 95% interval (value × (1 ± u)): whiskers on points, rules
-on bars. Unstable cells are drawn hollow or faded: shown, as in the tables, but never used by a finding.
+Charts draw every measured cell (ok and noisy alike) with its interval (value × (1 ± u)): whiskers on points, rules
+on bars. A noisy cell is drawn like any other (its whisker shows its spread): only what is undecided is faded (a
+speedup whose comparison with the baseline is undecided). Charts span the page's width.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from infbench.report.frame import (
     with_series,
 )
 
-FACET_COLUMNS = 4
-WIDTH = 220
-HEIGHT = 170
+FACET_COLUMNS = 3
+WIDTH = 340  # three panels with their axes fill the page (max-width 1400 px)
+HEIGHT = 240
+WIDE = 1100  # a chart of one panel, at the page's width
 
 
 @dataclass
@@ -52,7 +54,7 @@ CELL_TIPS = [
     alt.Tooltip("status:N", title="status"),
 ]
 TIP_COLUMNS = ["series", "variant", "cell", "image_size", "batch_size", "machine", "status"]
-STABLE = "datum.status == 'ok'"
+SOLID = "true"  # every measured cell is drawn solid: a cell's own spread shows in its whisker, never as a fade
 NOTHING = "No cell was measured (none ran ok or unstable), so there is nothing to draw (see the failures table)."
 
 
@@ -73,11 +75,11 @@ def with_intervals(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _points(base: alt.Chart, **encodings) -> alt.Chart:
-    """A point per cell, in the series colour: filled when stable, hollow (a white centre) when unstable. One
-    layer with conditional fill opacity, so that no layer is ever empty and the legend keeps filled symbols."""
+    """A point per cell, in the series colour, filled. One layer with a fill opacity, so that no layer is ever
+    empty and the legend keeps filled symbols."""
     return base.mark_point(filled=True, size=40, opacity=1, strokeWidth=1.5).encode(
         stroke=alt.Stroke("variant:N", legend=None),
-        fillOpacity=alt.condition(STABLE, alt.value(1.0), alt.value(0.0)),
+        fillOpacity=alt.condition(SOLID, alt.value(1.0), alt.value(0.0)),
         **encodings,
     )
 
@@ -125,7 +127,7 @@ BATCH_X = alt.X("batch_size:Q", title="batch size", scale=alt.Scale(type="log", 
 def _line_facet(
     data, x, y, tips, facet: str, facet_title: str, d: pl.DataFrame, band: tuple[str, str] | None = None
 ) -> alt.FacetChart:
-    """Lines per series (dashed per machine when several) with a hoverable point per cell (hollow when unstable),
+    """Lines per series (dashed per machine when several) with a hoverable point per cell ,
     whiskers from band[0] to band[1] (the 95% interval), one panel per value of `facet`."""
     base = alt.Chart(width=WIDTH, height=HEIGHT).encode(x=x, y=y, color=_color())
     lines = base.mark_line().encode(detail="series:N", **_machine(d, "strokeDash"))
@@ -222,19 +224,21 @@ def speedup(cells, meta):
         "speedup",
         "Speedup vs baseline",
         f"Throughput relative to the baseline ({baseline}); the whisker is the speedup's 95% interval, the dashed "
-        "line marks 1×. Faded bars: the cell or its baseline is unstable, so no finding states that speedup.",
+        "line marks 1×. Faded bars: undecided (the interval reaches into the margin around 1×: more repetitions or a "
+        "quieter machine would decide it).",
         note=note,
     )
     if not note:
-        d = d.with_columns(pl.col("speedup_stable").fill_null(False))
+        d = d.with_columns(pl.col("speedup_decided").fill_null(False))
         tips = CELL_TIPS + [
             _tip("speedup_vs_baseline", "speedup (×)", ".3f"),
             _tip("speedup_low", "interval low (×)", ".3f"),
             _tip("speedup_high", "interval high (×)", ".3f"),
-            alt.Tooltip("speedup_stable:N", title="cell and baseline stable"),
+            alt.Tooltip("speedup_verdict:N", title="against the baseline"),
             _tip("throughput_img_s", "img/s"),
         ]
-        columns = ["speedup_vs_baseline", "speedup_low", "speedup_high", "speedup_stable", "throughput_img_s"]
+        columns = ["speedup_vs_baseline", "speedup_low", "speedup_high", "speedup_decided", "speedup_verdict"]
+        columns.append("throughput_img_s")
         data = _values(d, TIP_COLUMNS + columns)
         base = alt.Chart(width=WIDTH, height=HEIGHT).encode(
             x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
@@ -244,7 +248,7 @@ def speedup(cells, meta):
         bars = base.mark_bar().encode(
             y=alt.Y("speedup_vs_baseline:Q", title="speedup (×)"),
             color=_color(),
-            fillOpacity=alt.condition("datum.speedup_stable", alt.value(1.0), alt.value(0.3)),
+            fillOpacity=alt.condition("datum.speedup_decided", alt.value(1.0), alt.value(0.3)),
             **_machine(d, "opacity"),
         )
         whiskers = base.mark_rule(color="#222", strokeWidth=1.2).encode(y="speedup_low:Q", y2="speedup_high:Q")
@@ -275,14 +279,14 @@ def latency(cells):
         "latency",
         "Latency p50 / p99 per cell",
         "Batch latency per cell, one batch at a time, synchronised after each: the dot is the p50 with its 95% "
-        "interval (the thick segment), the thin bar reaches the p99. Hollow dots: unstable cells.",
+        "interval (the thick segment), the thin bar reaches the p99. '(noisy)': a ± wider than the tolerance.",
         note=note,
     )
     if not note:
         d = d.with_columns(
             pl.coalesce("latency_ms_p99", "latency_ms_p50").alias("_p99"),
             pl.when(pl.col("status") == "unstable")
-            .then(pl.concat_str([pl.col("cell"), pl.lit(" (unstable)")]))
+            .then(pl.concat_str([pl.col("cell"), pl.lit(" (noisy)")]))
             .otherwise(pl.col("cell"))
             .alias("cell"),
         )
@@ -297,7 +301,7 @@ def latency(cells):
         data = _values(d, TIP_COLUMNS + columns + ["latency_ms_p99", "repetitions", "_p99"])
         y = alt.Y("cell:N", title=None, sort=None, axis=alt.Axis(labelLimit=360))
         x_scale = alt.Scale(type="log")
-        base = alt.Chart(data, width=520).encode(y=y, color=_color(), tooltip=tips)
+        base = alt.Chart(data, width=WIDE).encode(y=y, color=_color(), tooltip=tips)
         rule = base.mark_rule(strokeWidth=2, opacity=0.45).encode(
             x=alt.X("latency_ms_p50:Q", title="latency (ms, log scale)", scale=x_scale), x2="_p99:Q"
         )
@@ -313,8 +317,8 @@ def heatmaps(cells):
     c = Chart(
         "heatmap",
         "Throughput heatmaps",
-        "Images per second over image size × batch size, one panel per backend, precision and device; faded: unstable "
-        "cells (hover for the ± uncertainty).",
+        "Images per second over image size × batch size, one panel per backend, precision and device (hover for the "
+        "± uncertainty).",
         note=note,
     )
     if not note:
@@ -323,17 +327,16 @@ def heatmaps(cells):
         d = d.with_columns(pl.col("throughput_img_s").round_sig_figs(3).alias("_label"))
         data = _values(d, TIP_COLUMNS + TPUT_COLUMNS + ["_label"])
         scale = alt.Scale(type="log", scheme="blues") if lo and lo > 0 else alt.Scale(scheme="blues")
-        base = alt.Chart(width=alt.Step(34), height=alt.Step(26)).encode(
+        base = alt.Chart(width=alt.Step(48), height=alt.Step(30)).encode(
             x=alt.X("batch_size:O", title="batch size", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("image_size:O", title="image size (px)", sort="descending"),
             tooltip=TPUT_TIPS,
         )
         rect = base.mark_rect().encode(
-            color=alt.Color("throughput_img_s:Q", title="img/s", scale=scale, legend=alt.Legend(format="~s")),
-            opacity=alt.condition(STABLE, alt.value(1.0), alt.value(0.35)),
+            color=alt.Color("throughput_img_s:Q", title="img/s", scale=scale, legend=alt.Legend(format=".3~s")),
         )
         text = base.mark_text(fontSize=9).encode(
-            text=alt.Text("_label:Q", format="~s"),
+            text=alt.Text("_label:Q", format=".3~s"),
             color=alt.condition(alt.datum.throughput_img_s > middle, alt.value("white"), alt.value("black")),
         )
         c.chart = alt.layer(rect, text, data=data).facet(facet=alt.Facet("series:N", title=None), columns=3)
@@ -368,7 +371,7 @@ def accuracy_vs_throughput(cells, meta):
         return c
     best = fastest_variants(d, tol)
     if best.height == 0:
-        c.note = "No accuracy point: every cell of the variants with accuracy figures is unstable."
+        c.note = "No accuracy point: no measured cell of the variants with accuracy figures."
         return c
     c.chart = alt.layer(*_accuracy_layers(best, meta), data=_values(best, TIP_COLUMNS + ACCURACY_POINT_COLUMNS))
     return c
@@ -387,9 +390,9 @@ SHAPE_KEYS = ["machine", "device", "image_size", "batch_size"]
 
 
 def pareto_by_shape(d: pl.DataFrame) -> pl.DataFrame:
-    """Every stable cell with accuracy, marked `pareto` where no cell of the same machine, device, image size
-    and batch size (any model, backend, precision) is both faster and more accurate."""
-    ok = d.filter((pl.col("status") == "ok") & pl.col("accuracy_top1").is_not_null())
+    """Every measured cell with accuracy (noisy ones too), marked `pareto` where no cell of the same machine,
+    device, image size and batch size (any model, backend, precision) is both faster and more accurate."""
+    ok = measured_cells(d).filter(pl.col("accuracy_top1").is_not_null())
     ok = ok.with_columns((pl.col("accuracy_top1") * 100).alias("accuracy_pct"))
     parts = []
     for _, group in ok.group_by(SHAPE_KEYS, maintain_order=True):
@@ -400,12 +403,12 @@ def pareto_by_shape(d: pl.DataFrame) -> pl.DataFrame:
 
 
 def models_accuracy_vs_throughput(cells, meta):
-    """Several models: accuracy against throughput of every stable cell, one panel per device, image size
+    """Several models: accuracy against throughput of every measured cell, one panel per device, image size
     and batch size, the Pareto front of each panel joined and ringed."""
     c = Chart(
         "models_accuracy_vs_throughput",
         "Accuracy vs throughput across models",
-        "Every stable cell of every model: top-1 accuracy of its variant on the test split against its throughput, "
+        "Every measured cell of every model: top-1 accuracy of its variant on the test split against its throughput, "
         "one panel per device, image size and batch size. Colour: model; shape: backend and precision. The dashed "
         "line joins each panel's Pareto front (no other cell of that panel is both faster and more accurate), the "
         "rings mark it.",
@@ -419,7 +422,7 @@ def models_accuracy_vs_throughput(cells, meta):
         shape_label(pl.col("device")).alias("panel"),
     )
     if points.height == 0:
-        c.note = "No accuracy point: every cell with accuracy figures is unstable."
+        c.note = "No accuracy point: no measured cell with accuracy figures."
         return c
     x = alt.X("throughput_img_s:Q", title="throughput (img/s, log scale)", scale=alt.Scale(type="log"))
     y = alt.Y("accuracy_pct:Q", title="top-1 accuracy (%)", scale=alt.Scale(zero=False))
@@ -429,7 +432,7 @@ def models_accuracy_vs_throughput(cells, meta):
         _tip("throughput_img_s", "img/s"),
         alt.Tooltip("pareto:N", title="on the Pareto front"),
     ]
-    base = alt.Chart(width=260, height=200)
+    base = alt.Chart(width=WIDTH, height=HEIGHT)
     line = base.mark_line(strokeDash=[6, 4], color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
     rings = base.mark_point(size=260, color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
     dots = base.mark_point(size=90, filled=True).encode(
@@ -447,10 +450,10 @@ def models_accuracy_vs_throughput(cells, meta):
 
 
 def fastest_variants(d: pl.DataFrame, tol) -> pl.DataFrame:
-    """Each variant's fastest ok cell, with its accuracy in %, its tolerance verdict and whether it is on the
-    Pareto front of throughput and accuracy."""
+    """Each variant's fastest measured cell (noisy ones too), with its accuracy in %, its tolerance verdict and
+    whether it is on the Pareto front of throughput and accuracy."""
     best = (
-        d.filter(pl.col("status") == "ok")
+        measured_cells(d)
         .sort("throughput_img_s", descending=True)
         .unique(["machine", "model", "backend", "precision", "device"], keep="first")
     )
@@ -483,7 +486,7 @@ def _accuracy_layers(best: pl.DataFrame, meta: dict) -> list:
         "throughput_img_s:Q", title="throughput at the fastest cell (img/s, log scale)", scale=alt.Scale(type="log")
     )
     y = alt.Y("accuracy_pct:Q", title="top-1 accuracy (%)", scale=alt.Scale(zero=False))
-    base = alt.Chart(width=520, height=300)
+    base = alt.Chart(width=WIDE, height=360)
     front_line = base.mark_line(strokeDash=[6, 4], color="#555").encode(x=x, y=y).transform_filter(alt.datum.pareto)
     shapes = alt.Scale(
         domain=["within tolerance", "over tolerance", "not checked"], range=["circle", "cross", "square"]
@@ -651,7 +654,7 @@ def roofline(cells, meta):
     dots = _points(alt.Chart(data), x=x, y=y, color=_color(), tooltip=tips, **_machine(d, "shape"))
     c.chart = (
         alt.layer(*_roofs(d, peaks, several_machines(cells)), dots)
-        .properties(width=520, height=320)
+        .properties(width=WIDE, height=360)
         .resolve_scale(strokeDash="independent", stroke="independent")
     )
     return c
@@ -676,7 +679,7 @@ NO_GPU = "No GPU cells: NVML figures (power, energy) absent."
 
 
 def build_charts(summary: pl.DataFrame, meta: dict) -> list[Chart]:
-    """Every chart of the report, in page order: measured cells (ok and unstable, the latter marked)."""
+    """Every chart of the report, in page order: every measured cell (ok and noisy alike)."""
     df = complete(summary)
     cells = with_intervals(with_series(measured_cells(df), several_machines(df)))
     return [

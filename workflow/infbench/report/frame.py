@@ -18,13 +18,17 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     **{key: (pl.Int64 if key in ("image_size", "batch_size") else pl.Utf8, ("cell", key)) for key in CELL},
     "machine": (pl.Utf8, ("environment", "machine")),
     "gpu_uuid": (pl.Utf8, ("gpu", "uuid")),  # the GPU the cell held (gpu_slots), null on the CPU
-    # ok, unstable (numbers kept, marked; no finding rests on it), error, oom, timeout, unavailable
+    # ok, unstable (numbers kept, marked noisy: their ± is wider than the tolerance), error, oom, timeout, unavailable
     "status": (pl.Utf8, ("status",)),
     "stability": (pl.Utf8, ("stability",)),  # stable / unstable
     "error": (pl.Utf8, ("error",)),
     "mode": (pl.Utf8, ("mode",)),
     # the window metric: batches back to back, median over repetitions
     "throughput_img_s": (pl.Float64, ("throughput_img_s",)),
+    # the undisturbed repetitions' figures: every comparison of two cells is decided by them (findings.py)
+    "throughput_repetitions": (pl.List(pl.Float64), ("throughput", "repetitions")),
+    "latency_p50_repetitions": (pl.List(pl.Float64), ("latency", "p50", "repetitions")),
+    "energy_repetitions": (pl.List(pl.Float64), ("energy_repetitions",)),
     "throughput_uncertainty_pct": (pl.Float64, ("throughput_uncertainty_pct",)),  # 95%: a rerun lands within ± this
     # the repetitions' range, shown instead of a ± above MAX_PRINTED_PCT
     "throughput_min_img_s": (pl.Float64, ("throughput_min_img_s",)),
@@ -53,7 +57,8 @@ COLUMNS: dict[str, tuple[pl.DataType, tuple[str, ...] | None]] = {
     "speedup_vs_baseline": (pl.Float64, None),
     "speedup_low": (pl.Float64, None),
     "speedup_high": (pl.Float64, None),
-    "speedup_stable": (pl.Boolean, None),
+    "speedup_verdict": (pl.Utf8, None),  # better / worse / same / undecided (measure/statistics.py)
+    "speedup_decided": (pl.Boolean, None),
     "baseline": (pl.Utf8, None),
     "accuracy_top1": (pl.Float64, None),
     "accuracy_drop": (pl.Float64, None),
@@ -94,6 +99,8 @@ def complete(summary: pl.DataFrame) -> pl.DataFrame:
         elif df.schema[name] != dtype:
             if dtype == pl.Utf8:
                 df = df.with_columns(pl.col(name).cast(pl.Utf8, strict=False))
+            elif isinstance(dtype, pl.List) and df.schema[name] == pl.Utf8:  # summary.csv's "a;b;c"
+                df = df.with_columns(pl.col(name).str.split(";").cast(dtype, strict=False))
             elif dtype == pl.Boolean and df.schema[name] == pl.Utf8:
                 df = df.with_columns(pl.col(name).str.to_lowercase().is_in(["true", "1", "yes"]).alias(name))
             else:
@@ -112,7 +119,7 @@ MEASURED = ("ok", "unstable")  # statuses whose cells have numbers (unstable one
 
 
 def ok_cells(df: pl.DataFrame) -> pl.DataFrame:
-    """Stable cells only: the only ones a finding may rest on."""
+    """Stable cells only (a ± within the tolerance)."""
     return df.filter(pl.col("status") == "ok")
 
 
@@ -240,7 +247,8 @@ def span_of(row: dict, column: str) -> tuple | None:
 
 
 def speedup_text(row: dict) -> str:
-    """'2.97× (2.59–3.36)': the speedup with its interval, from a summary row."""
+    """'2.97× (2.59–3.36)': the speedup with its interval (the Hodges–Lehmann interval of the repetitions'
+    ratios, report/aggregate.py), from a summary row."""
     s, lo, hi = row.get("speedup_vs_baseline"), row.get("speedup_low"), row.get("speedup_high")
     if s is None:
         return "n/a"
