@@ -10,8 +10,6 @@ machine's drift, so two that agree by chance say little about the next.
 
 from __future__ import annotations
 
-from infbench.measure.repetitions import between_rel
-
 EARLY_DEVICES = frozenset({"cuda"})
 EARLY_REPETITIONS = 2
 # "Well inside": the interval of two repetitions is half their range, so at a 5% tolerance they agree
@@ -29,7 +27,9 @@ def repetitions_needed(device: str, runs: list[dict], tolerance: float, planned:
     disturbed, none after them) agree within AGREE_SHARE of `tolerance`, else `planned`."""
     if device not in EARLY_DEVICES or len(runs) != EARLY_REPETITIONS or any(r["disturbed"] for r in runs):
         return planned
-    between = between_rel([r["throughput"]["img_s"] for r in runs])
+    from infbench.measure.statistics import half_width_rel  # scipy: not at parse time (grid imports this)
+
+    between = half_width_rel([r["throughput"]["img_s"] for r in runs])
     # each repetition's own windows, not their median: one noisy process is reason enough for a third
     within = [r["throughput"]["ci95_rel"] for r in runs]
     spreads = [between, *within]
