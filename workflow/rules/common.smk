@@ -111,6 +111,16 @@ def train_args(wildcards):
     return ""
 
 
+def train_norm_args(wildcards):
+    """--mean/--std where the config gives the model's input normalisation (else the model's own)."""
+    m = model_config(wildcards)["model"]
+    return " ".join(
+        f"--{key} {' '.join(str(float(v)) for v in m[key])}"
+        for key in ("mean", "std")
+        if m.get(key)
+    )
+
+
 # Everything a model makes lives in its own folder, beside other studies' (STUDY: the rules' pattern,
 # the model a wildcard); the report in REPORT_DIR (the model's folder, or several models' common one).
 STUDY = grid.study_dir(config["dataset"], "{model}")

@@ -19,9 +19,12 @@ rule train:
         start=train_args,
         hp=lambda wc: model_config(wc)["train"],
         stem=lambda wc: model_config(wc)["model"]["stem"],
+        norm=train_norm_args,
+        dataset_name=config["dataset"],
         code=grid.stage_code_hash("stages.train"),
     shell:
         "infbench train --dataset {input.dataset:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
         " --model {params.model:q} --stem {params.stem} {params.start} --epochs {params.hp[epochs]}"
         " --batch-size {params.hp[batch_size]} --optimizer {params.hp[optimizer]} --lr {params.hp[lr]} --weight-decay {params.hp[weight_decay]}"
-        " --seed {params.hp[seed]} --image-size {params.hp[image_size]} --threads {threads} > {log} 2>&1"
+        " --seed {params.hp[seed]} --image-size {params.hp[image_size]} --threads {threads} {params.norm}"
+        " --dataset-name {params.dataset_name} > {log} 2>&1"

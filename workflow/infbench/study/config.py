@@ -210,6 +210,15 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"train.epochs: 0 ({m['name']}) means evaluate only, which needs model.weights or model.checkpoint; "
             "give one, or train (epochs ≥ 1)"
         )
+    trained = _trained_size(m, workdir)
+    if trained and trained != train["image_size"]:
+        problems.append(
+            f"train.image_size: {train['image_size']}, but {m['name']} is built for the size of its "
+            f"{'weights' if m.get('weights') else 'model.checkpoint'} ({trained}×{trained}, its position "
+            f"embedding); set train.image_size: {trained}"
+        )
+        return problems
+    problems += _normalisation_problems(m)
     refused = grid.size_problems(config, [train["image_size"]])
     if refused:
         problems.append(f"train.image_size: {refused[train['image_size']]}; choose a size {m['name']} takes")
@@ -222,6 +231,32 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
         )
     elif refused and not model_lib.fixed_size_family(m["name"]):  # a fixed-size model's others are dropped
         problems.append(f"grid.image_sizes: {'; '.join(refused.values())}; remove these sizes or raise them")
+    return problems
+
+
+def _trained_size(m: dict, workdir) -> int | None:
+    """The one input size a fixed-size model's weights or checkpoint were trained at (None: any)."""
+    if m.get("weights"):
+        return model_lib.pretrained_facts(m["name"], m["weights"]).get("build_size")
+    if m.get("checkpoint") and Path(workdir, m["checkpoint"]).is_file():
+        try:
+            return model_lib.checkpoint_size(m["name"], Path(workdir, m["checkpoint"]), m.get("trust_checkpoint"))
+        except model_lib.ModelError:
+            return None  # the train job names what is wrong with the file
+    return None
+
+
+def _normalisation_problems(m: dict) -> list[str]:
+    """model.mean / model.std: one value per colour channel (or one for all), a std above 0."""
+    problems = []
+    for key in ("mean", "std"):
+        values = m.get(key)
+        if values and len(values) not in (1, 3):
+            problems.append(
+                f"model.{key}: {values} has {len(values)} values; the images are RGB: give 3 (or 1 for all)"
+            )
+    if m.get("std") and min(m["std"]) <= 0:
+        problems.append(f"model.std: {m['std']} holds a value ≤ 0; the input is divided by it: give values above 0")
     return problems
 
 

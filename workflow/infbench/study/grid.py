@@ -37,7 +37,14 @@ def model_id(config: dict) -> str:
 
 # A `models:` entry's settings it does not give (the schema's defaults of `model:`); never the
 # `model:` section's own, which belong to that one model (its checkpoint is no other model's).
-MODEL_DEFAULTS = {"stem": "imagenet", "weights": None, "checkpoint": None, "trust_checkpoint": False}
+MODEL_DEFAULTS = {
+    "stem": "imagenet",
+    "weights": None,
+    "checkpoint": None,
+    "trust_checkpoint": False,
+    "mean": None,
+    "std": None,
+}
 
 
 def model_configs(config: dict) -> dict[str, dict]:
@@ -45,14 +52,26 @@ def model_configs(config: dict) -> dict[str, dict]:
     (a name, or a mapping like `model:` with an optional `train:` of its own merged over `train:`)."""
     entries = config.get("models") or []
     if not entries:
-        return {model_id(config): config}
+        return {model_id(config): with_recipe(config)}
     out = {}
     for entry in entries:
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         train = {**config["train"], **entry.pop("train", {})}
         one = {**config, "model": {**MODEL_DEFAULTS, **entry}, "train": train, "models": []}
-        out[model_id(one)] = one
+        out[model_id(one)] = with_recipe(one)
     return out
+
+
+def with_recipe(config: dict) -> dict:
+    """`config` with its train: optimizer, lr and weight_decay resolved for its model (`train.recipe`):
+    what the train job is given and hashed by."""
+    from infbench.stages.train import recipe
+
+    train = config["train"]
+    optimizer, lr, weight_decay = recipe(
+        config["model"]["name"], train.get("optimizer"), train.get("lr"), train.get("weight_decay")
+    )
+    return {**config, "train": {**train, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay}}
 
 
 def several_models(config: dict) -> bool:
