@@ -169,7 +169,7 @@ def test_a_last_batch_of_one_image_trains(tmp_path):
     data.prepare("digits", tmp_path, dataset, calib=200, test=1532, seed=0)
     assert len(data.load_split(dataset, "train")[1]) == 65
     result = train.train(
-        dataset, tmp_path / "m.pt", tmp_path / "m.json", "resnet18", "imagenet", 1, 64, None, None, 0, 1, 32
+        dataset, tmp_path / "m.pt", tmp_path / "m.json", "resnet18", "imagenet", 1, 64, 0.05, 0.0005, 0, 1, 32
     )
     assert result["trained_epochs"] == 1
     assert [s.stop - s.start for s in train.batches(65, 64)] == [65]
