@@ -25,4 +25,5 @@ rule prepare_data:
     shell:
         "infbench prepare-data --dataset {params.dataset} --data-dir {params.data_dir:q} --out {output:q}"
         " --calib {params.split[calibration]} --test {params.split[test]} --seed {params.split[seed]}"
+        " --validation {params.split[validation]}"
         " --cifar-md5 {params.md5} {params.image_size} > {log} 2>&1"

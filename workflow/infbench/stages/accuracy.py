@@ -223,5 +223,5 @@ def missed(r: dict) -> str:
         return ""
     return (
         f"; its accuracy-controlled build missed the {info['max_drop_points']}-point tolerance by "
-        f"{info['missed_by_points']:.2f} points on the calibration split"
+        f"{info['missed_by_points']:.2f} points on the validation split"
     )

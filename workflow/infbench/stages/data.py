@@ -132,12 +132,24 @@ def _square(img, size: int) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def split(images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: int) -> dict[str, np.ndarray]:
-    """Fixed seeded split: the first `test` of a permutation are test, the next `calib` calibration."""
-    if calib + test >= len(images):
-        raise ValueError(f"calibration ({calib}) + test ({test}) leave no training images of {len(images)}")
+def split(
+    images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: int, validation: int = 0
+) -> dict[str, np.ndarray]:
+    """Fixed seeded split: the first `test` of a permutation are test, the next `calib` calibration, the
+    next `validation` validation (NNCF's accuracy control: images neither calibrated on nor tested)."""
+    if calib + test + validation >= len(images):
+        raise ValueError(
+            f"calibration ({calib}) + test ({test}) + validation ({validation}) leave no training images of "
+            f"{len(images)}"
+        )
     order = np.random.default_rng(seed).permutation(len(images))
-    parts = {"test": order[:test], "calib": order[test : test + calib], "train": order[test + calib :]}
+    held = test + calib + validation
+    parts = {
+        "test": order[:test],
+        "calib": order[test : test + calib],
+        "val": order[test + calib : held],
+        "train": order[held:],
+    }
     out = {}
     for name, idx in parts.items():
         out[f"{name}_x"], out[f"{name}_y"] = images[idx], labels[idx]
@@ -156,6 +168,7 @@ def prepare(
     seed: int,  # of the split's shuffle
     cifar_md5: str | None = None,
     image_size: int = 64,
+    validation: int = 0,  # images in the validation split
 ):
     if dataset == "digits":
         (images, labels), classes = load_digits_images(), [str(d) for d in range(10)]
@@ -166,7 +179,7 @@ def prepare(
         images, labels, classes = read_image_folder(Path(data_dir), image_size)
     else:
         raise ValueError(f"unknown dataset '{dataset}' (choose {', '.join(DATASETS)})")
-    arrays = {**split(images, labels, calib, test, seed), "classes": np.asarray(classes)}
+    arrays = {**split(images, labels, calib, test, seed, validation), "classes": np.asarray(classes)}
 
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
@@ -217,6 +230,7 @@ def add_parser(sub) -> None:
     s.add_argument("--calib", type=int, default=schema_default("split.calibration"))
     s.add_argument("--test", type=int, default=schema_default("split.test"))
     s.add_argument("--seed", type=int, default=schema_default("split.seed"))
+    s.add_argument("--validation", type=int, default=schema_default("split.validation"))
     s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: CIFAR10_MD5")
     s.add_argument(
         "--image-size",
@@ -228,5 +242,5 @@ def add_parser(sub) -> None:
 
 
 def _command(a) -> None:
-    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5, a.image_size)
+    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5, a.image_size, a.validation)
     print("wrote", a.out, {k: list(v) for k, v in shapes.items()})

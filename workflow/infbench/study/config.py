@@ -281,10 +281,12 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
     problems += model_issues
     split = config["split"]
     total = DATASET_IMAGES.get(config["dataset"])
-    if total is not None and split["calibration"] + split["test"] >= total:
+    held = split["calibration"] + split["test"] + split.get("validation", 0)
+    if total is not None and held >= total:
         problems.append(
-            f"split: calibration ({split['calibration']}) + test ({split['test']}) leave no training images of "
-            f"the {total} of {config['dataset']}; their sum must be below {total}"
+            f"split: calibration ({split['calibration']}) + test ({split['test']}) + validation "
+            f"({split.get('validation', 0)}) leave no training images of the {total} of {config['dataset']}; "
+            f"their sum must be below {total}"
         )
     bench = config["bench"]
     budgets = repetition_seconds(bench)
