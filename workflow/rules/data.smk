@@ -1,3 +1,6 @@
+from infbench.stages.data import folder_listing
+
+
 rule prepare_data:
     output:
         DATASET,
@@ -18,6 +21,12 @@ rule prepare_data:
         # the stored side of an image folder's images (the other datasets have theirs)
         image_size=(
             f"--image-size {config['data_image_size']}"
+            if config["dataset"] == "imagefolder"
+            else ""
+        ),
+        # an image folder's file list (names, sizes, mtimes): a changed image rebuilds the dataset
+        listing=(
+            folder_listing(config["data_dir"])
             if config["dataset"] == "imagefolder"
             else ""
         ),

@@ -24,7 +24,8 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the config's default (cifar10_md5) is the same
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# torchvision's ImageFolder's (torchvision.datasets.folder.IMG_EXTENSIONS), without importing torchvision at parse time
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DATASETS = ("digits", "cifar10", "imagefolder")
 # ImageNet statistics: the input normalisation of a model that does not say otherwise (model.Facts).
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -100,12 +101,18 @@ def read_image_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, li
         raise FileNotFoundError(
             f"data_dir: image folder {root} does not exist; give a folder with one subfolder per class"
         )
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = {c: sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
-    classes = [c for c in classes if files[c]]
+    files = image_files(root)
+    classes = list(files)
+    empty = [c for c in classes if not files[c]]
+    if empty:  # dropping it would renumber every later class's label
+        raise ValueError(
+            f"data_dir: class folder {root / empty[0]} holds no image ({', '.join(IMAGE_SUFFIXES)})"
+            + (f", nor do {', '.join(empty[1:])}" if len(empty) > 1 else "")
+            + "; put its images there or remove the folder"
+        )
     if len(classes) < 2:
         raise ValueError(
-            f"data_dir: image folder {root} has {len(classes)} class subfolder(s) with images (.jpg/.jpeg/.png); "
+            f"data_dir: image folder {root} has {len(classes)} class subfolder(s) with images; "
             "a classifier needs at least 2: put each class's images in a subfolder of its own"
         )
     images, labels = [], []
@@ -118,6 +125,31 @@ def read_image_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, li
                 raise ValueError(f"data_dir: cannot read image {f} ({exc}); delete or replace it") from None
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64), classes
+
+
+def image_files(root: Path) -> dict[str, list[Path]]:
+    """{class: its image files, sorted} of an image folder, the classes sorted as ImageFolder numbers them."""
+    classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    return {
+        c: sorted(f for f in (Path(root) / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        for c in classes
+    }
+
+
+def folder_listing(root: Path) -> str:
+    """A digest of an image folder's file list (names, sizes, modification times): a param of prepare_data,
+    so adding, removing or replacing an image rebuilds the dataset. Empty where the folder does not exist."""
+    import hashlib
+
+    root = Path(root)
+    if not root.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for files in image_files(root).values():
+        for f in files:
+            st = f.stat()
+            digest.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def _square(img, size: int) -> np.ndarray:

@@ -275,6 +275,16 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
                 f"data_dir: '{config['data_dir']}' does not exist (dataset is {config['dataset']}); create it and "
                 f"{what}, or set data_dir to the folder that holds them"
             )
+    if config["dataset"] == "imagefolder":
+        used = max(
+            [*config["grid"]["image_sizes"], *(m["train"]["image_size"] for m in grid.model_configs(config).values())]
+        )
+        if config["data_image_size"] < used:
+            problems.append(
+                f"data_image_size: {config['data_image_size']} is below the largest size the study uses ({used}, "
+                f"grid.image_sizes / train.image_size): images would be upscaled from {config['data_image_size']} px; "
+                f"set data_image_size: {used} (or more)"
+            )
     model_issues = [p for one in grid.model_configs(config).values() for p in model_problems(one, workdir)]
     if len(grid.model_configs(config)) < len(config.get("models") or []):
         model_issues.append("models: a model is listed twice; list each once")
