@@ -14,6 +14,7 @@ from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
 from test_model_recipes import parse_time_error
 
 from infbench.stages import data
+from infbench.study import grid
 
 
 def write_images(root, classes=("cat", "dog"), per_class=6, suffixes=(".png", ".jpg")):
@@ -71,9 +72,19 @@ def test_adding_an_image_rebuilds_the_dataset(tmp_path):
     config["split"] = {"calibration": 2, "test": 2, "seed": 0, "validation": 2}
     work = copy_workflow(tmp_path / "study", config)
     write_images(work / "images")
-    snakemake(work, "results/imagefolder/data.npz")
-    assert planned_jobs(work, "results/imagefolder/data.npz") == {}
+    target = f"results/{grid.results_name({**config, 'data_dir': str(work / 'images')})}/data.npz"
+    snakemake(work, target)
+    assert planned_jobs(work, target) == {}
     time.sleep(0.01)
     write_images(work / "extra", classes=("dog",), per_class=1)
     (work / "extra" / "dog" / "0.png").rename(work / "images" / "dog" / "added.png")
-    assert planned_jobs(work, "results/imagefolder/data.npz").get("prepare_data") == 1
+    assert planned_jobs(work, target).get("prepare_data") == 1
+
+
+def test_two_image_folders_never_share_results(tmp_path):
+    one = {"dataset": "imagefolder", "data_dir": str(tmp_path / "a" / "photos"), "model": {"name": "resnet18"}}
+    two = {**one, "data_dir": str(tmp_path / "b" / "photos")}
+    assert grid.results_name(one) != grid.results_name(two)
+    assert grid.results_name(one).startswith("imagefolder-photos-")
+    assert grid.report_dir(one) != grid.report_dir(two)
+    assert grid.results_name({"dataset": "digits", "data_dir": "data"}) == "digits"

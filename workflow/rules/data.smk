@@ -5,7 +5,7 @@ rule prepare_data:
     output:
         DATASET,
     log:
-        f"results/{config['dataset']}/logs/prepare_data.log",
+        f"results/{RESULTS}/logs/prepare_data.log",
     priority: BUILD_PRIORITY
     conda:
         CORE_ENV

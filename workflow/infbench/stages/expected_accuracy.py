@@ -26,7 +26,7 @@ import numpy as np
 from infbench.backends.tensorrt.modelopt import modelopt_logits, qdq_logits
 from infbench.core.arguments import schema_default
 from infbench.stages import accuracy
-from infbench.study.grid import model_configs, study_dir
+from infbench.study.grid import model_configs, results_name, study_dir
 
 BACKENDS = ("onnxruntime_trt", "torch_tensorrt")
 VARIANT = {
@@ -42,7 +42,7 @@ def expected_path(dataset: str, model: str, backend: str) -> str:
 def planned(config: dict) -> list[str]:
     """The expected-accuracy results the config asks for (accuracy.expected_tensorrt)."""
     backends = config.get("accuracy", {}).get("expected_tensorrt", [])
-    return [expected_path(config["dataset"], m, b) for m in model_configs(config) for b in backends]
+    return [expected_path(results_name(config), m, b) for m in model_configs(config) for b in backends]
 
 
 def evaluate_expected(

@@ -81,8 +81,8 @@ def several_models(config: dict) -> bool:
 def report_dir(config: dict) -> str:
     """Where the study's report goes: its model's folder, or for several models their common one."""
     if several_models(config):
-        return f"results/{config['dataset']}/models/report"
-    return f"{study_dir(config['dataset'], config['model']['name'])}/report"
+        return f"results/{results_name(config)}/models/report"
+    return f"{study_dir(results_name(config), config['model']['name'])}/report"
 
 
 def size_problems(config: dict, sizes) -> dict[int, str]:
@@ -133,6 +133,15 @@ def expand_model(config: dict) -> tuple[list[Cell], list[Dropped]]:
             for size, batch in itertools.product(sizes, grid["batch_sizes"]):
                 cells.append(Cell(model, backend, precision, device, int(size), int(batch)))
     return cells, dropped
+
+
+def results_name(config: dict) -> str:
+    """The dataset's folder under results/: its name; an image folder's also says which folder (its name and
+    a digest of its absolute path), so that two folders never share results/<dataset>/<model>."""
+    if config["dataset"] != "imagefolder":
+        return config["dataset"]
+    folder = Path(config["data_dir"]).resolve()
+    return f"imagefolder-{model_lib.slug(folder.name)}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
 
 def study_dir(dataset: str, model: str) -> str:
