@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
-from test_model_recipes import parse_time_error
+from test_bad_config import parse_time_error
 
 from infbench.stages import data
 from infbench.study import grid

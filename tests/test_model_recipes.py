@@ -16,6 +16,7 @@ import pytest
 import torch
 import torchvision
 from conftest import TINY_CONFIG
+from test_bad_config import parse_time_error
 
 from infbench.stages import data, train
 from infbench.stages import model as zoo
@@ -34,21 +35,6 @@ def cache_weights(hub: Path, name: str, weights: str, **kwargs) -> torch.nn.Modu
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), target)
     return model
-
-
-def parse_time_error(config: dict, workdir: Path) -> str | None:
-    from snakemake.utils import validate
-
-    from infbench.study.config import ConfigError, check_config, check_schema
-
-    config = copy.deepcopy(config)
-    try:
-        check_schema(config, SCHEMA)
-        validate(config, str(SCHEMA), set_default=True)
-        check_config(config, workdir)
-    except ConfigError as exc:
-        return str(exc)
-    return None
 
 
 # --------------------------------------------------------------------------------- 3. named weights
