@@ -186,7 +186,7 @@ def run_study(workdir: Path, config: dict) -> tuple[Path, dict, dict]:
     train_metrics.json)."""
     write_config(workdir, config)
     snakemake(workdir, "report")
-    return read_study(workdir, config["dataset"], config["model"]["name"])
+    return read_study(workdir, grid.results_name(config), config["model"]["name"])
 
 
 def read_study(workdir: Path, dataset: str, name: str) -> tuple[Path, dict, dict]:
@@ -257,7 +257,7 @@ def test_a_users_checkpoint_on_their_own_images_evaluated_only(reported_copy, tm
         data_dir=str(folder),
         data_image_size=48,
         model={"name": "resnet18", "checkpoint": str(tmp_path / "mine.pt")},
-        split={"calibration": 20, "test": 30, "seed": 0},
+        split={"calibration": 20, "test": 30, "seed": 0, "validation": 10},
         train={"epochs": 0},
     )
     study, meta, trained = run_study(reported_copy, config)

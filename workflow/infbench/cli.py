@@ -29,6 +29,7 @@ STAGES = {
     "convert-fp16": "infbench.stages.quantize",
     "quantize-nncf": "infbench.backends.openvino_nncf",
     "compile-aoti": "infbench.backends.aotinductor",
+    "quantize-pt2e": "infbench.backends.torch_pt2e",
     "compile-torch-tensorrt": "infbench.backends.tensorrt.torch_tensorrt",
     "reference": "infbench.stages.reference",
     "flops": "infbench.measure.flops",

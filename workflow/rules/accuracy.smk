@@ -7,7 +7,7 @@
 from infbench.stages import expected_accuracy, model_onnx
 from infbench.stages.accuracy import eval_artifact, eval_cell, planned
 
-ACCURACY = planned(CELLS, config["dataset"]) + expected_accuracy.planned(config)
+ACCURACY = planned(CELLS, RESULTS) + expected_accuracy.planned(config)
 # report_meta() plus the tolerance the report marks variants against
 ACCURACY_REPORT_META = json.dumps(
     {
@@ -60,7 +60,7 @@ rule expected_accuracy_tensorrt:
     input:
         # onnxruntime_trt: the Q/DQ ONNX its int8 cells read; torch_tensorrt quantises the checkpoint
         artifact=lambda wc: (
-            f"{grid.study_dir(config['dataset'], wc.model)}/onnx/int8_trt.onnx"
+            f"{grid.study_dir(RESULTS, wc.model)}/onnx/int8_trt.onnx"
             if wc.backend == "onnxruntime_trt"
             else []
         ),

@@ -125,10 +125,22 @@ def train_args(wildcards):
     return ""
 
 
+def train_norm_args(wildcards):
+    """--mean/--std where the config gives the model's input normalisation (else the model's own)."""
+    m = model_config(wildcards)["model"]
+    return " ".join(
+        f"--{key} {' '.join(str(float(v)) for v in m[key])}"
+        for key in ("mean", "std")
+        if m.get(key)
+    )
+
+
 # Everything a model makes lives in its own folder, beside other studies' (STUDY: the rules' pattern,
 # the model a wildcard); the report in REPORT_DIR (the model's folder, or several models' common one).
-STUDY = grid.study_dir(config["dataset"], "{model}")
-DATASET = f"results/{config['dataset']}/data.npz"
+# results/<dataset>: an image folder's names which folder (grid.results_name)
+RESULTS = grid.results_name(config)
+STUDY = grid.study_dir(RESULTS, "{model}")
+DATASET = f"results/{RESULTS}/data.npz"
 CHECKPOINT = f"{STUDY}/{CHECKPOINT_PATH}"
 TRAIN_METRICS = f"{STUDY}/train_metrics.json"
 ONNX_FP32 = f"{STUDY}/{ONNX_PATH.format(variant='fp32')}"
@@ -168,7 +180,7 @@ def device_env(wildcards):
 
 
 def cell_artifact(wildcards):
-    return grid.artifact_path(grid.cell_from_wildcards(wildcards), config["dataset"])
+    return grid.artifact_path(grid.cell_from_wildcards(wildcards), RESULTS)
 
 
 def all_cores(wildcards=None):
@@ -249,9 +261,7 @@ def cell_priority(wildcards):
 
 def cell_repetitions(wildcards):
     cell = grid.cell_from_wildcards(wildcards)
-    return grid.repetition_paths(
-        cell, config["dataset"], config["bench"]["repetitions"]
-    )
+    return grid.repetition_paths(cell, RESULTS, config["bench"]["repetitions"])
 
 
 def cell_gpus(wildcards):
@@ -289,15 +299,11 @@ def planned_files():
     }
     for cell in CELLS:
         files |= {
-            grid.bench_result_path(cell, config["dataset"]),
-            grid.artifact_path(cell, config["dataset"]),
-            *grid.repetition_paths(
-                cell, config["dataset"], config["bench"]["repetitions"]
-            ),
+            grid.bench_result_path(cell, RESULTS),
+            grid.artifact_path(cell, RESULTS),
+            *grid.repetition_paths(cell, RESULTS, config["bench"]["repetitions"]),
         }
-        files.add(
-            f"{grid.study_dir(config['dataset'], cell.model)}/flops/{cell.image_size}.json"
-        )
+        files.add(f"{grid.study_dir(RESULTS, cell.model)}/flops/{cell.image_size}.json")
     for c in {(c.model, c.backend, c.precision, c.device) for c in CELLS}:
         files.add(eval_artifact(*c, MODEL_CONFIGS[c[0]]))
     # every ONNX variant is made from the fp32 one

@@ -1,8 +1,11 @@
+from infbench.stages.data import folder_listing
+
+
 rule prepare_data:
     output:
         DATASET,
     log:
-        f"results/{config['dataset']}/logs/prepare_data.log",
+        f"results/{RESULTS}/logs/prepare_data.log",
     priority: BUILD_PRIORITY
     conda:
         CORE_ENV
@@ -21,8 +24,15 @@ rule prepare_data:
             if config["dataset"] == "imagefolder"
             else ""
         ),
+        # an image folder's file list (names, sizes, mtimes): a changed image rebuilds the dataset
+        listing=(
+            folder_listing(config["data_dir"])
+            if config["dataset"] == "imagefolder"
+            else ""
+        ),
         code=grid.stage_code_hash("stages.data"),
     shell:
         "infbench prepare-data --dataset {params.dataset:q} --data-dir {params.data_dir:q} --out {output:q}"
         " --calib {params.split[calibration]:q} --test {params.split[test]:q} --seed {params.split[seed]:q}"
+        " --validation {params.split[validation]:q}"
         " --cifar-md5 {params.md5} {params.image_size} > {log} 2>&1"

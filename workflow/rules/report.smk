@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        cells=[grid.bench_result_path(c, config["dataset"]) for c in CELLS],
+        cells=[grid.bench_result_path(c, RESULTS) for c in CELLS],
         metrics=expand(TRAIN_METRICS, model=MODELS),
         accuracy=ACCURACY,
         probes=expand("results/probe/{device}.json", device=PROBED_DEVICES),

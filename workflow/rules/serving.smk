@@ -7,7 +7,7 @@ from infbench.serving import command as serve_command
 
 SERVING_CELLS = grid.serving_cells(config)
 SERVING_RESULTS = [
-    grid.serving_result_path(cell, scenario, config["dataset"])
+    grid.serving_result_path(cell, scenario, RESULTS)
     for cell, scenario in SERVING_CELLS
 ]
 SERVE_PATH = "{backend}/{precision}/{device}/{size}/{scenario}"

@@ -21,9 +21,12 @@ rule train:
         start=train_args,
         hp=lambda wc: model_config(wc)["train"],
         stem=lambda wc: model_config(wc)["model"]["stem"],
+        norm=train_norm_args,
+        dataset_name=config["dataset"],
         code=grid.stage_code_hash("stages.train"),
     shell:
         "infbench train --dataset {input.dataset:q} --checkpoint {output.checkpoint:q} --metrics {output.metrics:q}"
         " --model {params.model:q} --stem {params.stem:q} {params.start} --epochs {params.hp[epochs]:q}"
         " --batch-size {params.hp[batch_size]:q} --optimizer {params.hp[optimizer]:q} --lr {params.hp[lr]:q} --weight-decay {params.hp[weight_decay]:q}"
-        " --seed {params.hp[seed]:q} --image-size {params.hp[image_size]:q} > {log} 2>&1"
+        " --seed {params.hp[seed]:q} --image-size {params.hp[image_size]:q} {params.norm}"
+        " --dataset-name {params.dataset_name:q} > {log} 2>&1"

@@ -141,7 +141,7 @@ class OpenVINO(Backend):
             )
         info = self.artifact_info() or {}
         if info.get("tolerance_met") is False:
-            print(f"openvino: NNCF missed the tolerance by {info['missed_by_points']} points (calibration split)")
+            print(f"openvino: NNCF missed the tolerance by {info['missed_by_points']} points (validation split)")
         self.request = self.compiled.create_infer_request()
         self._bound = None
 

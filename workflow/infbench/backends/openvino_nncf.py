@@ -3,7 +3,8 @@
 - `openvino/int8_nncf.xml`: `nncf.quantize`, post-training quantisation of the fp32 ONNX (read by OpenVINO)
   with activation statistics from the calibration split, for the CPU.
 - `openvino/int8_nncf_ac.xml`: `nncf.quantize_with_accuracy_control`: the same, then the quantised layers
-  that cost the most top-1 on the calibration split are put back into float, one group at a time, until
+  that cost the most top-1 on the validation split (images neither calibrated on nor tested) are put back
+  into float, one group at a time, until
   the drop is within `--max-drop-points` (config accuracy.tolerance_points) or nothing is left to revert.
   NNCF returns its best model either way; the `.json` beside it says whether the tolerance was met and,
   where not, by how many points it was missed (the test split's figure is the accuracy job's).
@@ -18,6 +19,7 @@ once they are installed (their versions are in the rule's params).
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,7 +44,18 @@ def cli_args(variant: str, config: dict, dataset: str) -> str:
     )
     if variant == ACCURACY_CONTROLLED:
         args += f" --max-drop-points {config['accuracy']['tolerance_points']}"
+    excluded = [*config["quantize"].get("exclude_op_types", []), *config["quantize"].get("exclude_nodes", [])]
+    if excluded:  # recorded as not applied (NOT_APPLIED), so the model's record says so
+        args += " --unapplied-exclusions " + shlex.quote(", ".join(excluded))
     return args
+
+
+# quantize.exclude_op_types / exclude_nodes name ONNX op types and ONNX node names (ONNX Runtime's INT8);
+# NNCF quantises OpenVINO's graph, whose op types (Convolution, Multiply) and node names are others.
+NOT_APPLIED = (
+    "quantize.exclude_op_types/exclude_nodes ({}) do not apply to NNCF's models: they name ONNX op types and "
+    "nodes (ONNX Runtime's INT8); NNCF quantised OpenVINO's graph without them"
+)
 
 
 def top1(compiled, items) -> float:
@@ -80,7 +93,13 @@ def _write_unavailable(out: Path, error: str) -> dict:
 
 
 def quantize_nncf(
-    fp32: Path, out: Path, dataset: Path, image_size: int, samples: int = 200, max_drop_points: float | None = None
+    fp32: Path,
+    out: Path,
+    dataset: Path,
+    image_size: int,
+    samples: int = 200,
+    max_drop_points: float | None = None,
+    unapplied_exclusions: str | None = None,
 ) -> dict:
     """NNCF INT8 of `fp32` → `out` (.xml, .bin and .json); accuracy-controlled where `max_drop_points` is given.
     Returns the record written to the .json."""
@@ -89,8 +108,11 @@ def quantize_nncf(
         nncf = import_or_unavailable("nncf", INSTALL, "NNCF")
     except BackendUnavailable as exc:
         return _write_unavailable(out, str(exc))
-    images = quantize.calibration_images(dataset, image_size, samples, quantize.onnx_norm(fp32))
-    labels = data.load_split(dataset, "calib")[1][: len(images)]
+    norm = quantize.onnx_norm(fp32)
+    images = quantize.calibration_images(dataset, image_size, samples, norm)
+    # accuracy control checks the drop on the validation split: images neither calibrated on nor tested
+    val_images, val_labels = data.load_split(dataset, "val")
+    val_x = data.to_input(val_images, image_size, norm)
     core = ov.Core()
     try:
         model = core.read_model(str(fp32))
@@ -106,7 +128,10 @@ def quantize_nncf(
         "calibration_samples": len(images),
         "calibration_image_size": image_size,
     }
-    validation = [(images[i : i + 1], labels[i : i + 1]) for i in range(len(images))]
+    if unapplied_exclusions:
+        info["not_applied"] = NOT_APPLIED.format(unapplied_exclusions)
+        print(f"note: {info['not_applied']}", flush=True)
+    validation = [(val_x[i : i + 1], val_labels[i : i + 1]) for i in range(len(val_x))]
     if max_drop_points is None:
         quantized = nncf.quantize(model, calibration, **common)
     else:
@@ -119,14 +144,15 @@ def quantize_nncf(
             drop_type=nncf.DropType.ABSOLUTE,
             **common,
         )
-    # The calibration split's top-1 before and after, as the CPU runs them (NNCF's own check, recorded).
+    # The validation split's top-1 before and after, as the CPU runs them (NNCF's own check, recorded).
     reference = top1(_compile(core, model), validation)
     achieved = top1(_compile(core, quantized), validation)
     drop = round((reference - achieved) * 100, 4)
     info.update(
-        calibration_top1_fp32=reference,
-        calibration_top1=achieved,
-        calibration_drop_points=drop,
+        validation_images=len(validation),
+        validation_top1_fp32=reference,
+        validation_top1=achieved,
+        validation_drop_points=drop,
         fake_quantize_nodes=sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops()),
     )
     if max_drop_points is not None:
@@ -142,8 +168,8 @@ def line(info: dict) -> str:
     """One line on how an NNCF model came out."""
     text = (
         f"{info['mode']}, {info['fake_quantize_nodes']} quantisers, calibrated on {info['calibration_samples']} "
-        f"images; calibration-split top-1 {info['calibration_top1']:.4f} (fp32 {info['calibration_top1_fp32']:.4f}, "
-        f"drop {info['calibration_drop_points']:.2f} points)"
+        f"images; validation-split top-1 {info['validation_top1']:.4f} (fp32 {info['validation_top1_fp32']:.4f}, "
+        f"drop {info['validation_drop_points']:.2f} points, {info['validation_images']} images)"
     )
     if "tolerance_met" in info:
         text += (
@@ -165,4 +191,9 @@ def add_parser(sub) -> None:
         "--samples", type=int, default=schema_default("quantize.calibration_samples"), help="calibration images"
     )
     s.add_argument("--max-drop-points", type=float, default=None, help="accuracy control: allowed top-1 drop")
-    s.set_defaults(func=lambda a: quantize_nncf(a.onnx, a.out, a.dataset, a.image_size, a.samples, a.max_drop_points))
+    s.add_argument("--unapplied-exclusions", default=None, help="quantize.exclude_*, recorded as not applied")
+    s.set_defaults(
+        func=lambda a: quantize_nncf(
+            a.onnx, a.out, a.dataset, a.image_size, a.samples, a.max_drop_points, a.unapplied_exclusions
+        )
+    )

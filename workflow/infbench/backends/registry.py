@@ -39,6 +39,7 @@ ONNX_PATH = "onnx/{variant}.onnx"
 AOTI_PATH = "aoti/{device}/{precision}/{size}x{batch}.pt2"
 TORCH_TENSORRT_PATH = "torch_tensorrt/{precision}/{size}x{batch}.ep"
 OPENVINO_NNCF_STEM = "openvino/{nncf}"  # .xml (the graph), .bin (the weights), .json (how it was made)
+PT2E_PATH = "pt2e/int8.pt2"  # PyTorch's x86 INT8 program (torchao's PT2E), with a .json beside it
 
 
 def _shape(cell: Cell) -> dict:
@@ -91,6 +92,11 @@ def openvino_artifact(cell: Cell) -> Artifact:
     if cell.precision == "bf16":  # an inference precision of the fp32 model
         return onnx_artifact(Cell(**{**vars(cell), "precision": "fp32"}))
     return onnx_artifact(cell)
+
+
+def pt2e_artifact(cell: Cell) -> Artifact:
+    """The PT2E INT8 program, one per model (dynamic batch; rule quantize_pt2e); each cell compiles its shape."""
+    return Artifact(PT2E_PATH, "quantize_pt2e")
 
 
 @dataclass(frozen=True)
@@ -343,6 +349,16 @@ BACKENDS: dict[str, BackendSpec] = {
             precision_packages={p: ("nncf",) for p in OPENVINO_NNCF},
             artifact=openvino_artifact,
             options=OPENVINO_OPTIONS,
+        ),
+        # PyTorch's own x86 INT8: PT2E (torchao's X86InductorQuantizer) compiled by Inductor, CPU only
+        _torch(
+            "torch_pt2e",
+            "torch_pt2e",
+            "TorchPT2E",
+            {"cpu": ("int8",)},
+            (*TORCH, "torchao"),
+            options=(),  # the program is quantised for the CPU; freezing is always on
+            artifact=pt2e_artifact,
         ),
         _torch(
             "torch_tensorrt",

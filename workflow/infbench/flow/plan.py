@@ -45,10 +45,10 @@ def plan(config: dict, root: Path = Path(".")) -> list[dict]:
         groups[(cell.device, cell.backend)].append(cell)
     rows = []
     for (device, backend), members in groups.items():
-        done = [c for c in members if (root / grid.bench_result_path(c, config["dataset"])).exists()]
+        done = [c for c in members if (root / grid.bench_result_path(c, grid.results_name(config))).exists()]
         # every result of this backend and device on disk, this grid's or an earlier one's
         models = grid.model_configs(config)
-        bench_dirs = [root / grid.study_dir(config["dataset"], m) / "bench" / backend for m in models]
+        bench_dirs = [root / grid.study_dir(grid.results_name(config), m) / "bench" / backend for m in models]
         found = sorted(p for d in bench_dirs for p in d.glob(f"*/{device}/*.json"))
         walls = [w for p in found if (w := _wall_s(p)) is not None]
         each = sum(walls) / len(walls) if walls else default_cell_s(config, device)

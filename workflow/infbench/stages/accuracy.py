@@ -28,7 +28,7 @@ from infbench.core.io import size_mib, write_json
 from infbench.stages import data, model, model_onnx
 from infbench.stages.model import input_norm
 from infbench.stages.reference import agreement
-from infbench.study.grid import artifact_path, study_dir
+from infbench.study.grid import artifact_path, results_name, study_dir
 
 NUMBERS = (
     "accuracy_top1",
@@ -61,7 +61,7 @@ def eval_cell(model: str, backend: str, precision: str, device: str, config: dic
 
 def eval_artifact(model: str, backend: str, precision: str, device: str, config: dict) -> str:
     """The file an accuracy job loads (the one that backend's cells load, at the eval cell's shape)."""
-    return artifact_path(eval_cell(model, backend, precision, device, config), config["dataset"])
+    return artifact_path(eval_cell(model, backend, precision, device, config), results_name(config))
 
 
 def variant_name(cell: Cell) -> str:
@@ -223,5 +223,5 @@ def missed(r: dict) -> str:
         return ""
     return (
         f"; its accuracy-controlled build missed the {info['max_drop_points']}-point tolerance by "
-        f"{info['missed_by_points']:.2f} points on the calibration split"
+        f"{info['missed_by_points']:.2f} points on the validation split"
     )

@@ -24,7 +24,8 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # the config's default (cifar10_md5) is the same
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# torchvision's ImageFolder's (torchvision.datasets.folder.IMG_EXTENSIONS), without importing torchvision at parse time
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DATASETS = ("digits", "cifar10", "imagefolder")
 # ImageNet statistics: the input normalisation of a model that does not say otherwise (model.Facts).
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -120,12 +121,18 @@ def read_image_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, li
         raise FileNotFoundError(
             f"data_dir: image folder {root} does not exist; give a folder with one subfolder per class"
         )
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = {c: sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
-    classes = [c for c in classes if files[c]]
+    files = image_files(root)
+    classes = list(files)
+    empty = [c for c in classes if not files[c]]
+    if empty:  # dropping it would renumber every later class's label
+        raise ValueError(
+            f"data_dir: class folder {root / empty[0]} holds no image ({', '.join(IMAGE_SUFFIXES)})"
+            + (f", nor do {', '.join(empty[1:])}" if len(empty) > 1 else "")
+            + "; put its images there or remove the folder"
+        )
     if len(classes) < 2:
         raise ValueError(
-            f"data_dir: image folder {root} has {len(classes)} class subfolder(s) with images (.jpg/.jpeg/.png); "
+            f"data_dir: image folder {root} has {len(classes)} class subfolder(s) with images; "
             "a classifier needs at least 2: put each class's images in a subfolder of its own"
         )
     images, labels = [], []
@@ -140,6 +147,31 @@ def read_image_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, li
     return np.stack(images), np.asarray(labels, dtype=np.int64), classes
 
 
+def image_files(root: Path) -> dict[str, list[Path]]:
+    """{class: its image files, sorted} of an image folder, the classes sorted as ImageFolder numbers them."""
+    classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    return {
+        c: sorted(f for f in (Path(root) / c).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        for c in classes
+    }
+
+
+def folder_listing(root: Path) -> str:
+    """A digest of an image folder's file list (names, sizes, modification times): a param of prepare_data,
+    so adding, removing or replacing an image rebuilds the dataset. Empty where the folder does not exist."""
+    import hashlib
+
+    root = Path(root)
+    if not root.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for files in image_files(root).values():
+        for f in files:
+            st = f.stat()
+            digest.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def _square(img, size: int) -> np.ndarray:
     """Shorter side to `size` (bilinear), then the centre `size`×`size` crop, as uint8 HWC."""
     from PIL import Image
@@ -152,12 +184,24 @@ def _square(img, size: int) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def split(images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: int) -> dict[str, np.ndarray]:
-    """Fixed seeded split: the first `test` of a permutation are test, the next `calib` calibration."""
-    if calib + test >= len(images):
-        raise ValueError(f"calibration ({calib}) + test ({test}) leave no training images of {len(images)}")
+def split(
+    images: np.ndarray, labels: np.ndarray, calib: int, test: int, seed: int, validation: int = 0
+) -> dict[str, np.ndarray]:
+    """Fixed seeded split: the first `test` of a permutation are test, the next `calib` calibration, the
+    next `validation` validation (NNCF's accuracy control: images neither calibrated on nor tested)."""
+    if calib + test + validation >= len(images):
+        raise ValueError(
+            f"calibration ({calib}) + test ({test}) + validation ({validation}) leave no training images of "
+            f"{len(images)}"
+        )
     order = np.random.default_rng(seed).permutation(len(images))
-    parts = {"test": order[:test], "calib": order[test : test + calib], "train": order[test + calib :]}
+    held = test + calib + validation
+    parts = {
+        "test": order[:test],
+        "calib": order[test : test + calib],
+        "val": order[test + calib : held],
+        "train": order[held:],
+    }
     out = {}
     for name, idx in parts.items():
         out[f"{name}_x"], out[f"{name}_y"] = images[idx], labels[idx]
@@ -176,6 +220,7 @@ def prepare(
     seed: int,  # of the split's shuffle
     cifar_md5: str | None = None,
     image_size: int = 64,
+    validation: int = 0,  # images in the validation split
 ):
     if dataset == "digits":
         (images, labels), classes = load_digits_images(), [str(d) for d in range(10)]
@@ -186,7 +231,7 @@ def prepare(
         images, labels, classes = read_image_folder(Path(data_dir), image_size)
     else:
         raise ValueError(f"unknown dataset '{dataset}' (choose {', '.join(DATASETS)})")
-    arrays = {**split(images, labels, calib, test, seed), "classes": np.asarray(classes)}
+    arrays = {**split(images, labels, calib, test, seed, validation), "classes": np.asarray(classes)}
 
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
@@ -237,6 +282,7 @@ def add_parser(sub) -> None:
     s.add_argument("--calib", type=int, default=schema_default("split.calibration"))
     s.add_argument("--test", type=int, default=schema_default("split.test"))
     s.add_argument("--seed", type=int, default=schema_default("split.seed"))
+    s.add_argument("--validation", type=int, default=schema_default("split.validation"))
     s.add_argument("--cifar-md5", default=None, help="expected md5 of the archive; default: CIFAR10_MD5")
     s.add_argument(
         "--image-size",
@@ -248,5 +294,5 @@ def add_parser(sub) -> None:
 
 
 def _command(a) -> None:
-    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5, a.image_size)
+    shapes = prepare(a.dataset, a.data_dir, a.out, a.calib, a.test, a.seed, a.cifar_md5, a.image_size, a.validation)
     print("wrote", a.out, {k: list(v) for k, v in shapes.items()})

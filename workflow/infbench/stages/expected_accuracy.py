@@ -26,7 +26,7 @@ import numpy as np
 from infbench.backends.tensorrt.modelopt import modelopt_logits, qdq_logits
 from infbench.core.arguments import schema_default
 from infbench.stages import accuracy
-from infbench.study.grid import model_configs, study_dir
+from infbench.study.grid import model_configs, results_name, study_dir
 
 BACKENDS = ("onnxruntime_trt", "torch_tensorrt")
 VARIANT = {
@@ -43,7 +43,7 @@ def planned(config: dict) -> list[str]:
     """The expected-accuracy results the config asks for (accuracy.expected_tensorrt)."""
     backends = config.get("accuracy", {}).get("expected_tensorrt", [])
     return [
-        expected_path(config["dataset"], m, b)
+        expected_path(results_name(config), m, b)
         for m, one in model_configs(config).items()
         for b in backends
         if not (b == "torch_tensorrt" and one["model"].get("onnx"))  # it quantises the PyTorch model

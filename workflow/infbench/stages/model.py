@@ -31,7 +31,7 @@ TIMM_INSTALL = "pip install timm (or pip install -e '.[timm]')"
 
 # Small-image stem adaptations, per family (name prefixes): keep a 32-px input from shrinking to
 # nothing before the network has seen it. ResNets: 3×3 stride-1 first convolution, no max-pool
-# (the CIFAR ResNet). MobileNet/EfficientNet: the first convolution's stride 2 → 1.
+# (the CIFAR ResNet). MobileNet/EfficientNet/MNASNet: the first convolution's stride 2 → 1.
 CIFAR_STEM_FAMILIES = {
     "resnet": ("resnet", "resnext", "wide_resnet"),
     "first-stride": ("mobilenet_v2", "mobilenet_v3", "efficientnet", "mnasnet"),
@@ -49,6 +49,7 @@ class Facts:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     build_size: int | None = None  # the size passed to constructors of fixed-size models (ViT)
+    transform_input: bool = False  # Inception/GoogLeNet with torchvision's weights: their builder's input remap
 
 
 # ---------------------------------------------------------------------------------------------- names
@@ -139,7 +140,9 @@ def fixed_size_family(name: str) -> bool:
     return name.startswith("vit_")
 
 
-def build(name: str, num_classes: int, stem: str = "imagenet", build_size: int | None = None):
+def build(
+    name: str, num_classes: int, stem: str = "imagenet", build_size: int | None = None, transform_input: bool = False
+):
     """The untrained architecture with a `num_classes` head (and the small-image stem if asked)."""
     check_name(name)
     check_stem(name, stem)
@@ -151,12 +154,51 @@ def build(name: str, num_classes: int, stem: str = "imagenet", build_size: int |
     else:
         import torchvision
 
-        if name.startswith(("googlenet", "inception")):
-            kwargs.update(aux_logits=False, init_weights=True)  # no auxiliary heads at inference
+        if has_aux_heads(name):  # no auxiliary heads at inference
+            kwargs.update(aux_logits=False, init_weights=True, transform_input=transform_input)
         model = torchvision.models.get_model(name, weights=None, **kwargs)
     if stem == "cifar":
         _cifar_stem(model, stem_family(name))
     return model
+
+
+def has_aux_heads(name: str) -> bool:
+    """torchvision's Inception-v3 and GoogLeNet: auxiliary heads in training, `transform_input` with weights."""
+    return not is_timm(name) and name.startswith(("googlenet", "inception"))
+
+
+def build_pretrained(facts: Facts, weights: str):
+    """The architecture with torchvision's named `weights`, made by torchvision's own builder from the
+    cached file (so that what the builder sets with the weights holds: Inception's `transform_input`,
+    the 384-px ViT of SWAG E2E), then the stem and the head adapted. The builder finds the file in the
+    hub cache and never downloads it (`cached_weights_file` checks it is there first)."""
+    import torchvision
+
+    cached_weights_file(facts.name, weights)
+    model = torchvision.models.get_model(facts.name, weights=torchvision_weights(facts.name, weights))
+    if has_aux_heads(facts.name):  # loaded with them (the weights hold them), dropped as their builders do
+        model.aux_logits = False
+        for aux in ("AuxLogits", "aux1", "aux2"):
+            if hasattr(model, aux):
+                setattr(model, aux, None)
+    if facts.stem == "cifar":
+        _cifar_stem(model, stem_family(facts.name))
+    head_replaced = head_classes(model) != facts.num_classes
+    if head_replaced:
+        replace_head(model, facts.num_classes)
+    return model, head_replaced
+
+
+def pretrained_facts(name: str, weights: str | None) -> dict:
+    """The Facts fields torchvision's builder sets with named `weights`: the size a fixed-size model is
+    built for (the weights' own) and Inception/GoogLeNet's `transform_input`."""
+    if not weights or is_timm(name):
+        return {}
+    member = torchvision_weights(name, weights)
+    return {
+        "build_size": member.meta["min_size"][0] if fixed_size_family(name) else None,
+        "transform_input": has_aux_heads(name),
+    }
 
 
 def _cifar_stem(model, family: str) -> None:
@@ -166,8 +208,8 @@ def _cifar_stem(model, family: str) -> None:
         out = model.conv1.out_channels
         model.conv1 = nn.Conv2d(3, out, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
-    else:  # first-stride: the first convolution of `features`
-        first = next(m for m in model.features.modules() if isinstance(m, nn.Conv2d))
+    else:  # first-stride: the first convolution (`features` of MobileNet/EfficientNet, `layers` of MNASNet)
+        first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
         first.stride = (1, 1)
 
 
@@ -240,22 +282,30 @@ def _probe_size(name: str, stem: str, size: int, build_size: int | None) -> str 
 def build_size_for(name: str, image_size: int, weights: str | None) -> int | None:
     """The size a fixed-size architecture is built for: the training size from scratch (its
     positional embeddings learn that one); with pretrained weights, the weights' own."""
-    if not fixed_size_family(name) or weights or model_hf.is_hf(name):
+    if not fixed_size_family(name) or model_hf.is_hf(name):
         return None
+    if weights:
+        return pretrained_facts(name, weights).get("build_size")
     return image_size
 
 
 # ------------------------------------------------------------------------------------------- weights
 
 
-def normalisation(name: str, weights: str | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) of the model's input: the weights' own where they say, else ImageNet's."""
+def normalisation(name: str, weights: str | None, mean=None, std=None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the model's input: the config's (`model.mean`/`model.std`) where given, else the
+    weights' own where they say (a Hugging Face processor's; timm: the tagged weights' config, `name.tag`),
+    else ImageNet's."""
+    own_mean, own_std = _model_normalisation(name, weights)
+    return tuple(mean or own_mean), tuple(std or own_std)
+
+
+def _model_normalisation(name: str, weights: str | None):
     if model_hf.is_hf(name):
         facts = model_hf.processor_facts(name)
         return (facts["mean"], facts["std"]) if facts["mean"] else (IMAGENET_MEAN, IMAGENET_STD)
     if is_timm(name):
-        arch = name.removeprefix(TIMM_PREFIX).split(".")[0]
-        cfg = _timm().models.get_pretrained_cfg(arch)
+        cfg = _timm().models.get_pretrained_cfg(name.removeprefix(TIMM_PREFIX))  # the tag's, or the default tag's
         if cfg is not None and getattr(cfg, "mean", None):
             return tuple(cfg.mean), tuple(cfg.std)
         return IMAGENET_MEAN, IMAGENET_STD
@@ -361,6 +411,37 @@ def fit_state_dict(model, state: dict, where: str) -> bool:
     return head_replaced
 
 
+def checkpoint_size(name: str, checkpoint: Path, trust: bool = False) -> int | None:
+    """The input side a fixed-size model (ViT) in the user's `checkpoint` was trained at, read from its
+    position embedding's token count and the architecture's patch size; None for other models or a
+    checkpoint without one. Kept on disk (core/parse_cache.py) per file version: asked at parse time."""
+    if not fixed_size_family(name):
+        return None
+    path = Path(checkpoint)
+    stat = path.stat()
+    key = f"checkpoint_size:{name}:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return cached(__file__, key, lambda: _checkpoint_size(name, path, trust))
+
+
+def _checkpoint_size(name: str, path: Path, trust: bool) -> int | None:
+    import math
+
+    import torch
+
+    state = read_state_dict(path, trust)
+    keys = [k for k in state if "pos_emb" in k and state[k].dim() == 3]
+    probe_size = 224
+    with torch.device("meta"):
+        model = build(name, 10, "imagenet", probe_size)
+    own = model.state_dict()
+    if len(keys) != 1 or keys[0] not in own:
+        return None
+    patch = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).kernel_size[0]
+    extra = own[keys[0]].shape[1] - (probe_size // patch) ** 2  # class / distillation tokens
+    side = math.isqrt(max(0, state[keys[0]].shape[1] - extra))
+    return side * patch if side * side == state[keys[0]].shape[1] - extra else None
+
+
 def _few(keys: list[str], n: int = 4) -> str:
     if not keys:
         return "none"
@@ -375,20 +456,21 @@ def initial(facts: Facts, weights: str | None, checkpoint: Path | None, trust: b
     if model_hf.is_hf(facts.name) and not checkpoint:  # the folder holds its weights
         model, head_replaced = model_hf.pretrained(facts.name, facts.num_classes)
         return model, f"from {model_hf.folder(facts.name)}", head_replaced
-    if checkpoint:
-        state, where = read_state_dict(checkpoint, trust), f"model.checkpoint {checkpoint}"
-    elif weights:
-        import torch
-
-        path = cached_weights_file(facts.name, weights)
-        state, where = torch.load(path, map_location="cpu", weights_only=True), f"weights {path}"
-    else:
-        return build(facts.name, facts.num_classes, facts.stem, facts.build_size), "from scratch", False
-    model = build(facts.name, facts.num_classes, facts.stem, facts.build_size)
+    if weights and not checkpoint:
+        model, head_replaced = build_pretrained(facts, weights)
+        return model, f"from weights {cached_weights_file(facts.name, weights)}", head_replaced
+    if not checkpoint:
+        return _build(facts), "from scratch", False
+    state, where = read_state_dict(checkpoint, trust), f"model.checkpoint {checkpoint}"
+    model = _build(facts)
     head_replaced = fit_state_dict(model, state, where)
     if head_replaced:
         replace_head(model, facts.num_classes)
     return model, f"from {where}", head_replaced
+
+
+def _build(facts: Facts):
+    return build(facts.name, facts.num_classes, facts.stem, facts.build_size, facts.transform_input)
 
 
 # ---------------------------------------------------------------------------------------- checkpoint
@@ -433,7 +515,7 @@ def load_checkpoint(path: Path):
 
         return model_onnx.OrtModule(model_onnx.onnx_of(path))
     try:
-        model = build(facts.name, facts.num_classes, facts.stem, facts.build_size)
+        model = _build(facts)
         model.load_state_dict(ckpt["state_dict"])
     except ModelError:
         raise

@@ -228,6 +228,15 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
             f"train.epochs: 0 ({m['name']}) means evaluate only, which needs model.weights or model.checkpoint; "
             "give one, or train (epochs ≥ 1)"
         )
+    trained = _trained_size(m, workdir)
+    if trained and trained != train["image_size"]:
+        problems.append(
+            f"train.image_size: {train['image_size']}, but {m['name']} is built for the size of its "
+            f"{'weights' if m.get('weights') else 'model.checkpoint'} ({trained}×{trained}, its position "
+            f"embedding); set train.image_size: {trained}"
+        )
+        return problems
+    problems += _normalisation_problems(m)
     refused = grid.size_problems(config, [train["image_size"]])
     if refused:
         hint = model_hf.size_hint(m["name"]) if model_hf.is_hf(m["name"]) else ""
@@ -241,6 +250,32 @@ def model_problems(config: dict, workdir: str | Path = ".") -> list[str]:
         )
     elif refused and not model_lib.fixed_size_family(m["name"]):  # a fixed-size model's others are dropped
         problems.append(f"grid.image_sizes: {'; '.join(refused.values())}; remove these sizes or raise them")
+    return problems
+
+
+def _trained_size(m: dict, workdir) -> int | None:
+    """The one input size a fixed-size model's weights or checkpoint were trained at (None: any)."""
+    if m.get("weights"):
+        return model_lib.pretrained_facts(m["name"], m["weights"]).get("build_size")
+    if m.get("checkpoint") and Path(workdir, m["checkpoint"]).is_file():
+        try:
+            return model_lib.checkpoint_size(m["name"], Path(workdir, m["checkpoint"]), m.get("trust_checkpoint"))
+        except model_lib.ModelError:
+            return None  # the train job names what is wrong with the file
+    return None
+
+
+def _normalisation_problems(m: dict) -> list[str]:
+    """model.mean / model.std: one value per colour channel (or one for all), a std above 0."""
+    problems = []
+    for key in ("mean", "std"):
+        values = m.get(key)
+        if values and len(values) not in (1, 3):
+            problems.append(
+                f"model.{key}: {values} has {len(values)} values; the images are RGB: give 3 (or 1 for all)"
+            )
+    if m.get("std") and min(m["std"]) <= 0:
+        problems.append(f"model.std: {m['std']} holds a value ≤ 0; the input is divided by it: give values above 0")
     return problems
 
 
@@ -259,16 +294,28 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
                 f"data_dir: '{config['data_dir']}' does not exist (dataset is {config['dataset']}); create it and "
                 f"{what}, or set data_dir to the folder that holds them"
             )
+    if config["dataset"] == "imagefolder":
+        used = max(
+            [*config["grid"]["image_sizes"], *(m["train"]["image_size"] for m in grid.model_configs(config).values())]
+        )
+        if config["data_image_size"] < used:
+            problems.append(
+                f"data_image_size: {config['data_image_size']} is below the largest size the study uses ({used}, "
+                f"grid.image_sizes / train.image_size): images would be upscaled from {config['data_image_size']} px; "
+                f"set data_image_size: {used} (or more)"
+            )
     model_issues = [p for one in grid.model_configs(config).values() for p in model_problems(one, workdir)]
     if len(grid.model_configs(config)) < len(config.get("models") or []):
         model_issues.append("models: a model is listed twice; list each once")
     problems += model_issues
     split = config["split"]
     total = DATASET_IMAGES.get(config["dataset"])
-    if total is not None and split["calibration"] + split["test"] >= total:
+    held = split["calibration"] + split["test"] + split.get("validation", 0)
+    if total is not None and held >= total:
         problems.append(
-            f"split: calibration ({split['calibration']}) + test ({split['test']}) leave no training images of "
-            f"the {total} of {config['dataset']}; their sum must be below {total}"
+            f"split: calibration ({split['calibration']}) + test ({split['test']}) + validation "
+            f"({split.get('validation', 0)}) leave no training images of the {total} of {config['dataset']}; "
+            f"their sum must be below {total}"
         )
     bench = config["bench"]
     budgets = repetition_seconds(bench)

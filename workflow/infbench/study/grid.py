@@ -63,14 +63,26 @@ def model_configs(config: dict) -> dict[str, dict]:
     entries = config.get("models") or []
     if not entries:
         one = _facts(config)
-        return {model_id(one): one}
+        return {model_id(one): with_recipe(one)}
     out = {}
     for entry in entries:
         entry = {"name": entry} if isinstance(entry, str) else dict(entry)
         train = {**config["train"], **entry.pop("train", {})}
         one = _facts({**config, "model": {**MODEL_DEFAULTS, **entry}, "train": train, "models": []})
-        out[model_id(one)] = one
+        out[model_id(one)] = with_recipe(one)
     return out
+
+
+def with_recipe(config: dict) -> dict:
+    """`config` with its train: optimizer, lr and weight_decay resolved for its model (`train.recipe`):
+    what the train job is given and hashed by."""
+    from infbench.stages.train import recipe
+
+    train = config["train"]
+    optimizer, lr, weight_decay = recipe(
+        config["model"]["name"], train.get("optimizer"), train.get("lr"), train.get("weight_decay")
+    )
+    return {**config, "train": {**train, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay}}
 
 
 def several_models(config: dict) -> bool:
@@ -80,8 +92,8 @@ def several_models(config: dict) -> bool:
 def report_dir(config: dict) -> str:
     """Where the study's report goes: its model's folder, or for several models their common one."""
     if several_models(config):
-        return f"results/{config['dataset']}/models/report"
-    return f"{study_dir(config['dataset'], config['model']['name'])}/report"
+        return f"results/{results_name(config)}/models/report"
+    return f"{study_dir(results_name(config), config['model']['name'])}/report"
 
 
 def size_problems(config: dict, sizes) -> dict[int, str]:
@@ -168,13 +180,22 @@ def serving_artifact_path(wc, config: dict) -> str:
     """What a serving cell loads (rule serve's wildcards): its backend's artifact at serving.max_batch (a
     shape-pinned one is built for that batch)."""
     size, batch = int(wc.size), config["serving"]["max_batch"]
-    return artifact_path(Cell(wc.model, wc.backend, wc.precision, wc.device, size, batch), config["dataset"])
+    return artifact_path(Cell(wc.model, wc.backend, wc.precision, wc.device, size, batch), results_name(config))
 
 
 def serving_result_path(cell: Cell, scenario: str, dataset: str) -> str:
     """A serving cell's result; its LoadGen logs lie beside it, in <scenario>.loadgen/."""
     where = f"{cell.backend}/{cell.precision}/{cell.device}/{cell.image_size}"
     return f"{study_dir(dataset, cell.model)}/serving/{where}/{scenario}.json"
+
+
+def results_name(config: dict) -> str:
+    """The dataset's folder under results/: its name; an image folder's also says which folder (its name and
+    a digest of its absolute path), so that two folders never share results/<dataset>/<model>."""
+    if config["dataset"] != "imagefolder":
+        return config["dataset"]
+    folder = Path(config["data_dir"]).resolve()
+    return f"imagefolder-{model_lib.slug(folder.name)}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
 
 
 def study_dir(dataset: str, model: str) -> str:
