@@ -41,7 +41,8 @@ rule serve:
         code=lambda wc: grid.stage_code_hash(
             "serving.command", "serving.repetition", grid.backend_module(wc.backend)
         ),
-        versions=lambda wc: grid.backend_versions(wc.backend)
+        effective_options=cell_effective_options,
+        versions=lambda wc: grid.backend_versions(wc.backend, wc.precision)
         + ","
         + grid.package_versions("mlcommons-loadgen"),
     shell:

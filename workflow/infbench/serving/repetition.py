@@ -15,7 +15,6 @@ slow variant's search would otherwise spend minutes on ever lower rates, each ne
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,20 +22,17 @@ import numpy as np
 
 from infbench.backends.base import BackendUnavailable
 from infbench.backends.registry import spec
+from infbench.core import cpus
 from infbench.core.cell import Cell
 from infbench.core.io import atomic_path
 from infbench.serving import loadgen
 from infbench.serving.batching import SampleQueue
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
-
-
 def serve(a, log_dir: Path) -> dict:
     cell = Cell(a.model, a.backend, a.precision, a.device, a.size, a.max_batch)
     backend = spec(a.backend).instance(
-        cell, a.artifact, a.threads or cores(), spec(a.backend).parse_options(a.option, a.device)
+        cell, a.artifact, cpus.threads(a.threads), spec(a.backend).parse_options(a.option, a.device)
     )
     backend.check_available()
     images = np.load(a.reference)["images"]
