@@ -14,6 +14,7 @@ from pathlib import Path
 import altair as alt
 
 from infbench.core.io import read_json
+from infbench.measure import statistics as st
 from infbench.report.charts import Chart
 from infbench.report.frame import num, plus_minus
 
@@ -34,8 +35,9 @@ ABOUT = (
     "several requests in flight. Offline queues every sample at once (throughput); Server sends Poisson arrivals "
     "at a target rate and the figure is the highest rate whose p99 latency stays within the bound (a bisection "
     "over short LoadGen runs; latencies in ms at that rate); SingleStream sends one query at a time (p90 latency). "
-    "Short runs, not MLPerf-compliant ones; each figure is the median of fresh-process repetitions ± its 95% "
-    "interval. LoadGen's summary and detail logs lie beside each result (serving/…/<scenario>.loadgen/)."
+    "Short runs, not MLPerf-compliant ones; each figure is the median of fresh-process repetitions ± the "
+    "order-statistic interval of that median (for 3 repetitions their range, a 75% interval). "
+    "LoadGen's summary and detail logs lie beside each result (serving/…/<scenario>.loadgen/)."
 )
 
 
@@ -138,32 +140,30 @@ def ranked(results: list[dict], scenario: str, higher_better: bool) -> list[dict
     return sorted(ok, key=lambda r: r["figure"]["value"], reverse=higher_better)
 
 
-def findings(results: list[dict]) -> list[tuple[str, bool]]:
-    """(sentence, determined): the best variant of each scenario and its ratio to the next; determined where their
-    intervals (the repetitions' order-statistic ends) do not overlap."""
+def findings(results: list[dict], tolerance: float = st.DEFAULT_TOLERANCE) -> list[tuple[str, bool]]:
+    """(sentence, decided): the best variant of each scenario against the next, decided like every finding
+    (measure/statistics.compare: the ratio of their medians with the interval of the repetitions' pairwise
+    ratios, and a verdict against the margin)."""
     out = []
     bound = next((r["settings"]["bound_ms"] for r in results if r["scenario"] == "Server"), None)
     what = {
-        "Server": (f"Most requests per second with p99 ≤ {num(bound)} ms", True, "req/s"),
-        "Offline": ("Most samples per second, everything queued (Offline)", True, "samples/s"),
-        "SingleStream": ("Lowest p90 latency, one query at a time (SingleStream)", False, "ms"),
+        "Server": (f"Most requests per second with p99 ≤ {num(bound)} ms", True, "req/s", "serves more"),
+        "Offline": ("Most samples per second, everything queued (Offline)", True, "samples/s", "faster"),
+        "SingleStream": ("Lowest p90 latency, one query at a time (SingleStream)", False, "ms", "quicker"),
     }
-    for scenario, (lead, higher, unit) in what.items():
+    for scenario, (lead, higher, unit, better) in what.items():
         order = ranked(results, scenario, higher)
         if not order:
             continue
         best = order[0]
         text = f"{lead}: {variant(best)}, {in_flight(best['runner'])} in flight: {figure_text(best, unit=unit)}"
-        determined = True
+        decided = True
         if len(order) > 1:
             second = order[1]
-            a, b = best["figure"], second["figure"]
-            ratio = a["value"] / b["value"] if higher else b["value"] / a["value"]
-            text += f", {ratio:.2f}× {variant(second)}" + (" (faster)" if not higher else "")
-            determined = a["low"] > b["high"] if higher else a["high"] < b["low"]
-            if not determined:
-                text += "; their intervals overlap, so the order is not settled"
-        out.append((text, determined))
+            c = st.compare(best["figure"]["repetitions"], second["figure"]["repetitions"], tolerance, higher)
+            text += "; " + c.text(variant(best), variant(second), better)
+            decided = c.decided
+        out.append((text, decided))
     unmet = [variant(r) for r in results if r["scenario"] == "Server" and r["status"] == "unmet"]
     if unmet:
         out.append((f"No rate tried kept p99 within {num(bound)} ms for: {', '.join(unmet)}", True))
