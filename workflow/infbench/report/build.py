@@ -16,7 +16,7 @@ import altair as alt
 import polars as pl
 import vl_convert
 
-from infbench.backends.registry import BASELINE_TEXT
+from infbench.backends.registry import BASELINE, BASELINE_TEXT
 from infbench.core import integrity
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, read_json
@@ -246,8 +246,8 @@ MD_COLUMNS = {
     "image_size": "size",
     "batch_size": "batch",
     "status": "status",
-    "throughput_img_s": "img/s ± 95%",
-    "latency_ms_p50": "p50 ms ± 95%",
+    "throughput_img_s": "img/s ±",
+    "latency_ms_p50": "p50 ms ±",
     "latency_ms_p99": "p99 ms",
     "speedup_vs_baseline": "speedup (interval)",
     "disturbed_repetitions": "disturbed",
@@ -255,7 +255,7 @@ MD_COLUMNS = {
     "top1_agreement": "top-1 agreement",
     "accuracy_drop": "accuracy drop",
     "accuracy_image_size": "accuracy at (px)",
-    "energy_mj_per_image": "mJ/img ± 95%",
+    "energy_mj_per_image": "mJ/img ±",
 }
 
 
@@ -264,6 +264,11 @@ VERDICT_WORDS = {"better": "faster", "worse": "slower", "same": "no meaningful d
 
 def _speedup(row: dict) -> str:
     """'2.97× (2.59–3.36) faster': the speedup, its interval and its verdict against the baseline."""
+    if row.get("speedup_vs_baseline") is not None and (row.get("backend"), row.get("precision")) == (
+        BASELINE["backend"],
+        BASELINE["precision"],
+    ):
+        return "baseline"  # its ratio to itself says nothing
     verdict = VERDICT_WORDS.get(row.get("speedup_verdict"))
     return speedup_text(row) + (f" {verdict}" if verdict else "")
 
