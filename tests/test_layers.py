@@ -20,13 +20,24 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workflow" / "infbench"
 # Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS = [
     ("core",),  # the cell, precisions, files written atomically, damaged inputs, the run's lock
-    # the dataset, the classifier (the zoo, a user's ONNX file, a Hugging Face folder), its ONNX variants
-    ("stages.data", "stages.model", "stages.model_error", "stages.model_onnx", "stages.model_hf", "stages.quantize"),
+    # the dataset, the classifier (the zoo, a user's ONNX file, a Hugging Face folder), its training recipe,
+    # its ONNX variants
+    (
+        "stages.data",
+        "stages.model",
+        "stages.model_error",
+        "stages.model_onnx",
+        "stages.model_hf",
+        "stages.recipe",
+        "stages.quantize",
+    ),
     ("measure",),  # what is measured: timing, repetitions' statistics, memory, NVML, FLOPs, the probe
+    ("serving.batching", "serving.runners"),  # the serving queue and runners a backend serves through
     ("backends",),  # one module per runtime, with its artifact builder and options; the registry
     ("study",),  # the config, its cells (paths, code hashes), the devices
     ("stages",),  # the other stages: train, export, reference, accuracy, expected accuracy
     ("bench",),  # one benchmark cell: measuring processes, repetitions, the result
+    ("serving",),  # one serving cell: LoadGen's scenarios over a backend's runner, the result
     ("report",),  # aggregate, findings, charts, the report, compare
     ("flow",),  # a run's machinery: the plan, the progress lines
     ("cli",),  # `infbench <stage>`: the entry the rules call

@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, TINY_CONFIG, copy_workflow, planned_jobs, snakemake
 
 from infbench.report import serving as serving_report
+from infbench.report.build import _chart_section, html_table
 from infbench.serving.batching import SampleQueue
 from infbench.serving.runners import Sample
 
@@ -134,7 +135,7 @@ def test_a_bound_the_variant_cannot_meet_says_so_instead_of_a_rate(tiny):
     assert "one query at a time already takes p99" in result["note"] and "0.001 ms bound" in result["note"]
     for rep in result["repetitions"]:
         assert rep["runs"] == [] and rep["best"] is None and rep["alone"]["p99_ms"] > 0.001
-    html = serving_report.section([_write(tiny / "unmet.json", result)])[1]
+    html = serving_report.section([_write(tiny / "unmet.json", result)], _chart_section, html_table)[1]
     assert "bound not met" in html and "No rate tried kept p99 within" in html
 
 

@@ -687,7 +687,7 @@ def build_report(summary: pl.DataFrame, meta: dict, out_dir: Path, serving_resul
     df = complete(summary)
     charts = build_charts(df, meta)
     found = findings(df, meta)
-    serving_charts, serving_html = serving.section(serving_results)
+    serving_charts, serving_html = serving.section(serving_results, _chart_section, html_table)
     export_plots([*charts, *serving_charts], out_dir / "plots")
     page = render_html(df, meta, charts, found, javascript_bundle(), serving_html)
     for name, text in (("index.html", page), ("summary.md", summary_markdown(df, meta, found))):

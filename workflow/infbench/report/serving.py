@@ -170,16 +170,15 @@ def findings(results: list[dict], tolerance: float = st.DEFAULT_TOLERANCE) -> li
     return out
 
 
-def section(paths: list[Path]) -> tuple[list[Chart], str]:
-    """The Serving section: its chart (exported with the others) and its HTML; nothing without results."""
+def section(paths: list[Path], chart_section, html_table) -> tuple[list[Chart], str]:
+    """The Serving section: its chart (exported with the others) and its HTML; nothing without results.
+    `chart_section` and `html_table` are report/build.py's, which calls this (passed in: no import circle)."""
     if not paths:
         return [], ""
-    from infbench.report.build import _chart_section, html_table  # build imports this module
-
     results = [read_json(p) for p in paths]
     c = chart(results)
     specs: list[str] = []
-    chart_html = _chart_section(c, specs)
+    chart_html = chart_section(c, specs)
     found = "\n".join(
         f'<li class="{"" if ok else "undetermined"}">{html.escape(text)}</li>' for text, ok in findings(results)
     )

@@ -13,6 +13,7 @@ from infbench.core.arguments import paths, schema_default
 from infbench.core.io import write_json
 from infbench.stages import data
 from infbench.stages import model as model_lib
+from infbench.stages.recipe import recipe
 
 # A test accuracy below this multiple of chance (1 / classes) means the model did not learn.
 NEAR_CHANCE = 1.5
@@ -20,14 +21,6 @@ NEAR_CHANCE = 1.5
 # 0.9725 on the digits, docs/h100/README.md). A model that ends below halfway from chance to it was not
 # trained by the recipe, whatever its size: its INT8 "costs" compare an untrained model.
 TRAINED_ACCURACY = {"digits": 0.97}
-
-# The default optimizer per family (`train.optimizer: auto`) and each optimizer's default lr and weight
-# decay: SGD with Nesterov momentum for the ResNets, AdamW for the others (MobileNet, EfficientNet,
-# RegNet, ConvNeXt, ViT learn far better with it from scratch); ViTs a lower peak lr.
-SGD_FAMILIES = ("resnet", "resnext", "wide_resnet")
-RECIPES = {"sgd": {"lr": 0.05, "weight_decay": 0.0005}, "adamw": {"lr": 0.002, "weight_decay": 0.05}}
-VIT_ADAMW_LR = 0.001
-
 
 UNDERTRAINED = "its INT8 and precision costs compare an undertrained model (set train: optimizer, lr, epochs for it)"
 
@@ -41,20 +34,6 @@ def far_below_trained(test_accuracy: float, chance: float, dataset_name: str | N
     return (
         f"test accuracy {test_accuracy:.3f} is far below the {trained:.2f} a trained model reaches on the "
         f"{dataset_name} with the default recipe"
-    )
-
-
-def recipe(model: str, optimizer: str = "auto", lr: float | None = None, weight_decay: float | None = None):
-    """(optimizer, lr, weight_decay) of `model`: those given, the family's default for the rest."""
-    if optimizer in (None, "auto"):
-        optimizer = "sgd" if model.startswith(SGD_FAMILIES) else "adamw"
-    defaults = dict(RECIPES[optimizer])
-    if optimizer == "adamw" and model_lib.fixed_size_family(model):
-        defaults["lr"] = VIT_ADAMW_LR
-    return (
-        optimizer,
-        defaults["lr"] if lr is None else lr,
-        defaults["weight_decay"] if weight_decay is None else weight_decay,
     )
 
 

@@ -19,6 +19,7 @@ from infbench.core.packages import installed_version
 from infbench.measure import early_stop
 from infbench.stages import model as model_lib
 from infbench.stages import model_onnx
+from infbench.stages.recipe import recipe
 from infbench.study import devices
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -74,10 +75,8 @@ def model_configs(config: dict) -> dict[str, dict]:
 
 
 def with_recipe(config: dict) -> dict:
-    """`config` with its train: optimizer, lr and weight_decay resolved for its model (`train.recipe`):
+    """`config` with its train: optimizer, lr and weight_decay resolved for its model (stages/recipe.py):
     what the train job is given and hashed by."""
-    from infbench.stages.train import recipe
-
     train = config["train"]
     optimizer, lr, weight_decay = recipe(
         config["model"]["name"], train.get("optimizer"), train.get("lr"), train.get("weight_decay")
