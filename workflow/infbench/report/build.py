@@ -233,6 +233,8 @@ RAN_COLUMNS = {c: c for c in ("backend", "precision", "device", "runtime", "opti
 def what_ran(df: pl.DataFrame) -> list[dict]:
     """Each backend, precision and device once, with its runtime's versions and its options (issue 35)."""
     keys = ["backend", "precision", "device"]
+    if not {"runtime", "options"} <= set(df.columns):  # a summary written before cells said what ran
+        return []
     ran = df.filter(pl.col("runtime").is_not_null() | pl.col("options").is_not_null())
     return ran.select([*keys, "runtime", "options"]).unique().sort(keys).to_dicts()
 
