@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY_CONFIG = {
     "dataset": "digits",
-    "split": {"calibration": 64, "test": 128, "seed": 0},
+    "split": {"calibration": 64, "test": 128, "validation": 16, "seed": 0},
     "train": {"epochs": 1, "batch_size": 64, "image_size": 32},
     "export": {"parity_images": 16},
     "grid": {

@@ -264,7 +264,7 @@ def statuses(workdir: Path) -> dict[str, str]:
 def onnx_run_config(folder: Path, entries: list, batches: list, backends: dict) -> dict:
     config = copy.deepcopy(TINY_CONFIG)
     config.update(dataset="imagefolder", data_dir=str(folder), data_image_size=48, models=entries)
-    config["split"] = {"calibration": 20, "test": 30, "seed": 0}
+    config["split"] = {"calibration": 20, "test": 30, "validation": 10, "seed": 0}
     config["accuracy"] = {"expected_tensorrt": []}
     config["grid"].update(batch_sizes=batches, backends=backends)
     return config

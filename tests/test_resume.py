@@ -74,7 +74,7 @@ def test_kill_9_mid_grid_then_resume_keeps_finished_repetitions(reported_copy):
     # The killed run's lock was cleared (its process is gone): no `snakemake --unlock` needed.
     assert "removed the lock of an earlier Snakemake run that is gone" in log, log
     # Only the repetitions that had not finished ran again, and the finished ones were not rewritten.
-    again = re.findall(r"^ +repetition \d+ of torch fp32 cpu ", log, re.MULTILINE)
+    again = re.findall(r"^ +repetition \d+ of resnet18 torch fp32 cpu ", log, re.MULTILINE)
     assert len(again) == len(BATCHES) * REPS - len(finished), log
     after = measured_files(wd)
     assert {p: after[p] for p in finished} == finished
