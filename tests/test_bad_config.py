@@ -166,7 +166,7 @@ CASES: dict[str, tuple[dict, list[str]]] = {
         ],
     ),
     "split leaves nothing to train on": (
-        {"split.test": 1700, "split.calibration": 200},
+        {"split.test": 1700, "split.calibration": 200, "split.validation": 200},
         ["split: calibration (200) + test (1700) + validation (200) leave no training images of the 1797 of digits"],
     ),
     "compared folder missing": (
