@@ -296,6 +296,7 @@ def test_an_onnx_file_with_a_fixed_batch_of_one_and_nhwc_input(tmp_path):
     backends = {"torch": ["fp32"], "onnxruntime": ["fp32", "int8"], "openvino": ["fp32", "int8"]}
     config = onnx_run_config(folder, [{"onnx": str(path), **IMAGENET}], [1, 4], backends)
     config["grid"]["image_sizes"] = [32, 64]
+    config["data_image_size"] = 64  # the folder's images must cover the largest grid size (issue 35 item 6)
     workdir, meta, seconds = run(tmp_path, config)
     print(f"\nONNX file, batch 1, NHWC: snakemake report took {seconds:.0f} s (under load)")
     cells = statuses(workdir)
