@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_CONFIG, copy_workflow, planned_jobs, snakemake
+from test_bad_config import parse_time_error
 from test_models import write_image_folder
 
 from infbench.stages import model as zoo
@@ -357,3 +358,42 @@ def test_a_hugging_face_vit_trained_on_digits(tmp_path):
     accuracy = {(a["backend"], a["precision"]): a for a in meta["accuracy"]}
     assert accuracy[("onnxruntime", "int8")]["status"] == "ok"
     assert accuracy[("torch", "fp32")]["accuracy_top1"] > 0.2  # learnt something in 2 epochs (chance: 0.1)
+
+
+def unlabelled_folder(root: Path) -> Path:
+    """A folder of images without class subfolders (the images of write_image_folder, moved up)."""
+    write_image_folder(root / "sorted")
+    for i, f in enumerate(sorted((root / "sorted").rglob("*.*"))):
+        f.rename(root / f"{i}{f.suffix}")
+    for d in sorted((root / "sorted").iterdir()):
+        d.rmdir()
+    (root / "sorted").rmdir()
+    return root
+
+
+def test_unlabelled_images_serve_only_a_model_not_trained_here(tmp_path):
+    folder = unlabelled_folder(tmp_path / "images")
+    config = onnx_run_config(folder, [{"name": "resnet18"}], [1], {"torch": ["fp32"]})
+    error = parse_time_error(config, tmp_path)
+    assert error and "holds images without class subfolders (unlabelled)" in error
+    assert "not resnet18, which is trained here" in error and "subfolder of its own" in error
+
+
+def test_unlabelled_images_score_each_variant_by_its_agreement_with_the_file(tmp_path):
+    folder = unlabelled_folder(tmp_path / "images")
+    path = export(resnet(7), tmp_path / "mine.onnx", (2, 3, 32, 32))  # 7 classes: no dataset to check them against
+    backends = {"onnxruntime": ["fp32", "int8"], "openvino": ["fp32", "int8_nncf_ac"]}
+    config = onnx_run_config(folder, [{"onnx": str(path), **IMAGENET}], [4], backends)
+    workdir, meta, seconds = run(tmp_path, config)
+    print(f"\nONNX file on unlabelled images: snakemake report took {seconds:.0f} s")
+    accuracy = {(a["backend"], a["precision"]): a for a in meta["accuracy"]}
+    assert set(accuracy) == {(b, p) for b, ps in backends.items() for p in ps}
+    for a in accuracy.values():
+        assert a["status"] == "ok" and a["labels"] == "fp32 agreement (no labelled images)", a
+        assert a["reference_top1"] == 1.0 and a["accuracy_top1"] == pytest.approx(a["top1_agreement"])
+    assert accuracy[("onnxruntime", "fp32")]["accuracy_top1"] == 1.0
+    nncf = json.loads(next((workdir / "results").glob("*/onnx-mine-*/openvino/int8_nncf_ac.json")).read_text())
+    assert nncf["labels"] == "fp32 agreement (no labelled images)" and nncf["validation_top1_fp32"] == 1.0
+    page = (workdir / grid.report_dir(config) / "index.html").read_text()
+    assert "the images have no labels, so top-1 is the agreement with the fp32 model" in page
+    assert "no labelled images: accuracy is the agreement with this fp32 model" in page

@@ -99,6 +99,15 @@ def test_disturbance_from_the_canary_or_foreign_cpu_time():
     assert interference.spare_cores("cuda", os.cpu_count()) == max(0, os.cpu_count() - 2)
 
 
+def test_on_the_cpu_a_slow_canary_alone_is_the_machines_slow_phase_not_a_disturbance():
+    limits = {"max_slowdown": 1.3, "max_foreign_cores": 0.25}
+    assert interference.disturbance(5.0, 9.0, 5.0, 0.0, **limits, device="cpu") is None  # kept
+    assert interference.canary_slowdowns(5.0, 9.0, 5.0, 1.3) == ["canary at the end 1.8× its quiet time"]
+    busy = interference.disturbance(5.0, 9.0, 5.0, 0.9, **limits, device="cpu")
+    assert busy == "other processes used 0.90 cores"  # what other processes do still is one
+    assert "canary at the end 1.8×" in interference.disturbance(5.0, 9.0, 5.0, 0.0, **limits, device="cuda")
+
+
 def test_cpu_busy_time_grows_with_work():
     before = interference.cpu_busy_s()
     end = time.process_time() + 0.3

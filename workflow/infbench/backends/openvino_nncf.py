@@ -24,6 +24,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from infbench.backends.base import BackendUnavailable, import_or_unavailable
 from infbench.backends.openvino import INSTALL
 from infbench.backends.unavailable import write_unavailable
@@ -131,6 +133,10 @@ def quantize_nncf(
     if unapplied_exclusions:
         info["not_applied"] = NOT_APPLIED.format(unapplied_exclusions)
         print(f"note: {info['not_applied']}", flush=True)
+    info["labels"] = data.labels_basis(val_labels)
+    if data.unlabelled(val_labels):  # no labels: NNCF controls the agreement with the fp32 model instead
+        fp32_model = _compile(core, model)
+        val_labels = data.scoring_labels(val_labels, np.concatenate([fp32_model(x[None])[0] for x in val_x]))
     validation = [(val_x[i : i + 1], val_labels[i : i + 1]) for i in range(len(val_x))]
     if max_drop_points is None:
         quantized = nncf.quantize(model, calibration, **common)

@@ -19,7 +19,7 @@ from infbench.core.integrity import DamagedInput
 from infbench.measure import early_stop, repetitions
 from infbench.measure import statistics as st
 from infbench.measure.budget import Ledger
-from infbench.measure.interference import disturbance, spare_cores, wait_until_quiet
+from infbench.measure.interference import canary_slowdowns, disturbance, spare_cores, wait_until_quiet
 
 
 def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
@@ -87,15 +87,13 @@ def repeat(
             break
         if rep["status"] != "ok":
             return runs, rep
+        canary = rep["canary_before_ms"], rep["canary_after_ms"], _quiet_canary_ms(probe, rep)
+        limits = args["interference"]["canary_slowdown"], args["interference"]["foreign_cores"]
         rep["disturbed"] = disturbance(
-            rep["canary_before_ms"],
-            rep["canary_after_ms"],
-            _quiet_canary_ms(probe, rep),
-            rep.get("foreign_cores"),
-            args["interference"]["canary_slowdown"],
-            args["interference"]["foreign_cores"],
-            rep.get("spare_cores") or 0,
+            *canary, rep.get("foreign_cores"), *limits, rep.get("spare_cores") or 0, cell.device
         )
+        if cell.device == "cpu":  # the machine's own slow phase: kept, said (measure/interference.py)
+            rep["slowed"] = "; ".join(canary_slowdowns(*canary, limits[0])) or None
         runs.append(rep)
         good = [r for r in runs if not r["disturbed"]]
         # a GPU cell whose first two agree well inside the tolerance needs no third (measure/early_stop.py);

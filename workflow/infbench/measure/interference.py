@@ -1,6 +1,6 @@
 """Was something else using the machine while a repetition ran?
 
-Two independent signals, either one marks the repetition disturbed (bench.py re-measures it):
+Two independent signals mark the repetition disturbed (bench.py re-measures it):
 
 * the canary: a fixed small workload timed at the start and the end of the repetition, held against
   the same workload timed by the hardware probe on a quiet machine. On the CPU it is a matrix
@@ -12,6 +12,15 @@ Two independent signals, either one marks the repetition disturbed (bench.py re-
   every core (any load competes with it), a GPU cell's host issues work from one thread (load on
   the other cores, such as the next repetitions importing torch, does not slow it; the canary,
   on that same host path, shows when something does).
+
+On a CPU only other processes' CPU time marks a repetition disturbed. A slow canary there with no
+other process seen on the job's CPUs is the machine itself running slower (a cloud VM's host, a
+neighbour on the same physical cores, the clock): measured on an idle 2-core VM, a single-threaded
+matmul ran 1.7× slower for tens of seconds at a time, and repetitions measured again at once fell in
+the same slow phase (the default study took 35 minutes instead of 10, replacing them). Such a
+repetition is kept and labelled `slowed`: the slow phase is part of what the user's machine does, the
+cell's ± shows it, and the interleaved order spreads it over both sides of a comparison. On a GPU a
+slow canary (a busy host path or a shared GPU, which no CPU count sees) still marks it disturbed.
 """
 
 from __future__ import annotations
@@ -134,15 +143,28 @@ def disturbance(
     max_slowdown: float,
     max_foreign_cores: float,
     spare: float = 0,
+    device: str = "cuda",
 ) -> str | None:
     """Why a repetition counts as disturbed (config bench.canary_slowdown, bench.foreign_cores), or None.
-    `spare`: cores the cell leaves idle; only foreign load beyond them counts."""
-    reasons = []
-    if quiet_canary_ms:
-        for when, value in (("start", canary_before_ms), ("end", canary_after_ms)):
-            if value is not None and value > max_slowdown * quiet_canary_ms:
-                reasons.append(f"canary at the {when} {value / quiet_canary_ms:.1f}× its quiet time")
+    `spare`: cores the cell leaves idle; only foreign load beyond them counts. On the CPU a slow canary
+    alone is the machine's own slow phase (`slowed`), not a disturbance (see the module doc)."""
+    reasons = (
+        [] if device == "cpu" else canary_slowdowns(canary_before_ms, canary_after_ms, quiet_canary_ms, max_slowdown)
+    )
     if foreign_cores is not None and foreign_cores - spare > max_foreign_cores:
         beyond = f", {foreign_cores - spare:.2f} beyond the {spare:g} the cell leaves idle" if spare else ""
         reasons.append(f"other processes used {foreign_cores:.2f} cores{beyond}")
     return "; ".join(reasons) or None
+
+
+def canary_slowdowns(
+    canary_before_ms: float | None, canary_after_ms: float | None, quiet_canary_ms: float | None, max_slowdown: float
+) -> list[str]:
+    """The canary readings beyond `max_slowdown` times the quiet one (on the CPU: `slowed`, kept)."""
+    if not quiet_canary_ms:
+        return []
+    return [
+        f"canary at the {when} {value / quiet_canary_ms:.1f}× its quiet time"
+        for when, value in (("start", canary_before_ms), ("end", canary_after_ms))
+        if value is not None and value > max_slowdown * quiet_canary_ms
+    ]

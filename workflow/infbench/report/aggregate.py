@@ -265,6 +265,7 @@ def trained_meta(metrics: list[dict]) -> dict:
             "test_accuracy": m["test_accuracy"],
             "warnings": m.get("warnings", []),
             "origin": m.get("origin"),
+            "labels": m.get("labels", "labels"),
         }
         for m in metrics
     ]

@@ -513,6 +513,12 @@ def _machines_html(meta: dict) -> str:
     return "<ul>" + "".join(items) + "</ul>" if items else "not recorded"
 
 
+def _accuracy_of(t: dict) -> str:
+    if t.get("labels", "labels") != "labels":
+        return "no labelled images: accuracy is the agreement with this fp32 model"
+    return f"test accuracy {pct(t['test_accuracy'])}" if t.get("test_accuracy") is not None else "accuracy not recorded"
+
+
 def _model_row(meta: dict, accuracy) -> tuple[str, str]:
     """The header's model line: the model, its fp32 test accuracy and where it came from; one line per
     model in a study of several."""
@@ -520,15 +526,15 @@ def _model_row(meta: dict, accuracy) -> tuple[str, str]:
     trained = meta.get("trained") or []
     if len(trained) > 1:
         lines = [
-            f"{e(str(t['model']))} — test accuracy {pct(t['test_accuracy'])}"
-            + (f" ({e(t['origin'])})" if t.get("origin") else "")
+            f"{e(str(t['model']))} — " + _accuracy_of(t) + (f" ({e(t['origin'])})" if t.get("origin") else "")
             for t in trained
         ]
         return "Models", "<br>".join(lines)
     return (
         "Model",
         e(str(meta.get("model", "n/a")))
-        + (f" — test accuracy {pct(accuracy)}" if accuracy is not None else " — accuracy not recorded")
+        + " — "
+        + _accuracy_of(trained[0] if trained else {"test_accuracy": accuracy})
         + (f" ({e(meta['model_origin'])})" if meta.get("model_origin") else ""),
     )
 
@@ -580,7 +586,19 @@ def _table_or(rows: list[dict], columns: dict[str, str], table_id: str, empty: s
 def _accuracy_html(df: pl.DataFrame, meta: dict) -> str:
     acc = accuracy_rows(df, meta)
     columns = ACCURACY_COLUMNS if any(a.get("variant") for a in acc) else dict(list(ACCURACY_COLUMNS.items())[1:])
-    return _table_or(acc, columns, "accuracy-table", NO_ACCURACY)
+    return unlabelled_note(meta) + _table_or(acc, columns, "accuracy-table", NO_ACCURACY)
+
+
+def unlabelled_note(meta: dict) -> str:
+    """What accuracy means for a model whose images have no labels (said wherever its accuracy is shown)."""
+    models = [str(t["model"]) for t in meta.get("trained") or [] if t.get("labels", "labels") != "labels"]
+    if not models:
+        return ""
+    return (
+        f'<p class="note">{html.escape(", ".join(models))}: the images have no labels, so top-1 is the agreement '
+        "with the fp32 model's top-1 on them (the fp32 model scores 100%), and a drop is the share of images whose "
+        "top-1 a variant changed.</p>"
+    )
 
 
 NO_ACCURACY = '<p class="note">No accuracy figures: the accuracy jobs did not run.</p>'

@@ -77,7 +77,9 @@ def reference_logits(checkpoint: Path, images: np.ndarray, batch: int = 64) -> n
 
 
 def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray, tolerance_points: float) -> dict:
-    """Top-1 of `logits`, its drop against the reference in points, agreement and max |Δ logits|."""
+    """Top-1 of `logits`, its drop against the reference in points, agreement and max |Δ logits|. Unlabelled
+    images are scored against the reference's top-1: top-1 is then the agreement (`labels` says so)."""
+    basis, labels = data.labels_basis(labels), data.scoring_labels(labels, reference)
     top1 = float((logits.argmax(1) == labels).mean())
     reference_top1 = float((reference.argmax(1) == labels).mean())
     drop = round((reference_top1 - top1) * 100, 6)
@@ -87,6 +89,7 @@ def compare(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray, toler
         **agreement(logits, reference),
         "over_tolerance": bool(drop > tolerance_points),
         "reference_top1": reference_top1,
+        "labels": basis,
     }
 
 
@@ -208,6 +211,8 @@ def line(r: dict) -> str:
     if r["status"] != "ok":
         return f"{name}: {r['status']}: {r['error']}"
     flag = "OVER TOLERANCE" if r["over_tolerance"] else "within tolerance"
+    if r.get("labels", "labels") != "labels":
+        flag += f"; scored against {r['labels']}"
     size = f", {r['model_size_mib']:.2f} MiB" if r.get("model_size_mib") is not None else ""
     return (
         f"{name}: ok, top-1 {r['accuracy_top1']:.4f} on {r['images']} test images (fp32 reference "

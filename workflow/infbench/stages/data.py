@@ -3,8 +3,10 @@
 `digits`: scikit-learn's bundled handwritten digits (8×8 grey), upscaled to 32×32 RGB: real images
 that work offline. `cifar10`: the standard python archive `cifar-10-python.tar.gz`, md5-checked.
 `imagefolder`: the user's own images, one subfolder per class (torchvision's ImageFolder layout,
-JPEG/PNG), each resized (shorter side) and centre-cropped to `image_size`. All get a fixed, seeded
-split into train / calibration / test; the class names are stored beside the images.
+JPEG/PNG), each resized (shorter side) and centre-cropped to `image_size`; or, for a model that is
+not trained here (an ONNX file), a folder of images without class subfolders: unlabelled (label
+`UNLABELLED`, no class names), their accuracy is the agreement with the fp32 model. All get a fixed,
+seeded split into train / calibration / test; the class names are stored beside the images.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 DATASETS = ("digits", "cifar10", "imagefolder")
 # ImageNet statistics: the input normalisation of a model that does not say otherwise (model.Facts).
 IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+UNLABELLED = -1  # the label of an image of a folder without class subfolders
 
 
 def load_digits_images(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -112,16 +115,17 @@ def read_cifar10(archive: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_image_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Every image of `root/<class>/*.{jpg,jpeg,png}` as uint8 RGB `size`×`size` (shorter side resized,
-    centre crop), its label and the class names (sorted, as torchvision's ImageFolder numbers them)."""
-    from PIL import Image, UnidentifiedImageError
-
+    """Every image of `root/<class>/*.{jpg,jpeg,png,…}` as uint8 RGB `size`×`size` (shorter side resized,
+    centre crop), its label and the class names (sorted, as torchvision's ImageFolder numbers them). A folder
+    of images without class subfolders: the images, every label UNLABELLED, no class names."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
             f"data_dir: image folder {root} does not exist; give a folder with one subfolder per class"
         )
     files = image_files(root)
+    if not files and (loose := unlabelled_files(root)):
+        return _read(loose, size), np.full(len(loose), UNLABELLED, dtype=np.int64), []
     classes = list(files)
     empty = [c for c in classes if not files[c]]
     if empty:  # dropping it would renumber every later class's label
@@ -135,16 +139,21 @@ def read_image_folder(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, li
             f"data_dir: image folder {root} has {len(classes)} class subfolder(s) with images; "
             "a classifier needs at least 2: put each class's images in a subfolder of its own"
         )
-    images, labels = [], []
-    for label, name in enumerate(classes):
-        for f in files[name]:
-            try:
-                with Image.open(f) as img:
-                    images.append(_square(img.convert("RGB"), size))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise ValueError(f"data_dir: cannot read image {f} ({exc}); delete or replace it") from None
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64), classes
+    labels = [label for label, name in enumerate(classes) for _ in files[name]]
+    return _read([f for name in classes for f in files[name]], size), np.asarray(labels, dtype=np.int64), classes
+
+
+def _read(files: list[Path], size: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                images.append(_square(img.convert("RGB"), size))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"data_dir: cannot read image {f} ({exc}); delete or replace it") from None
+    return np.stack(images)
 
 
 def image_files(root: Path) -> dict[str, list[Path]]:
@@ -156,6 +165,17 @@ def image_files(root: Path) -> dict[str, list[Path]]:
     }
 
 
+def unlabelled_files(root: Path) -> list[Path]:
+    """The images lying in `root` itself (a folder without class subfolders: unlabelled images)."""
+    return sorted(f for f in Path(root).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+
+
+def is_unlabelled_folder(root: Path) -> bool:
+    """A folder of images without class subfolders (known before its images are read)."""
+    root = Path(root)
+    return root.is_dir() and not image_files(root) and bool(unlabelled_files(root))
+
+
 def folder_listing(root: Path) -> str:
     """A digest of an image folder's file list (names, sizes, modification times): a param of prepare_data,
     so adding, removing or replacing an image rebuilds the dataset. Empty where the folder does not exist."""
@@ -165,7 +185,7 @@ def folder_listing(root: Path) -> str:
     if not root.is_dir():
         return ""
     digest = hashlib.sha256()
-    for files in image_files(root).values():
+    for files in [*image_files(root).values(), unlabelled_files(root)]:
         for f in files:
             st = f.stat()
             digest.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
@@ -231,7 +251,7 @@ def prepare(
         images, labels, classes = read_image_folder(Path(data_dir), image_size)
     else:
         raise ValueError(f"unknown dataset '{dataset}' (choose {', '.join(DATASETS)})")
-    arrays = {**split(images, labels, calib, test, seed, validation), "classes": np.asarray(classes)}
+    arrays = {**split(images, labels, calib, test, seed, validation), "classes": np.asarray(classes, dtype=str)}
 
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
@@ -255,9 +275,24 @@ def load_split(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def class_names(path: Path) -> list[str]:
-    """The dataset's class names (label i is the i-th)."""
+    """The dataset's class names (label i is the i-th); none for unlabelled images."""
     with np.load(path) as f:
         return [str(c) for c in f["classes"]]
+
+
+def scoring_labels(labels: np.ndarray, reference_logits: np.ndarray) -> np.ndarray:
+    """The labels a variant's top-1 is scored against: the images' own, or where they have none (UNLABELLED)
+    the fp32 model's top-1, so that accuracy is the agreement with it (`labels_basis` says which)."""
+    return reference_logits.argmax(1) if unlabelled(labels) else labels
+
+
+def unlabelled(labels: np.ndarray) -> bool:
+    return bool(len(labels)) and bool((np.asarray(labels) == UNLABELLED).all())
+
+
+def labels_basis(labels: np.ndarray) -> str:
+    """What a top-1 figure is measured against (recorded beside it; the report says it)."""
+    return "fp32 agreement (no labelled images)" if unlabelled(labels) else "labels"
 
 
 def to_input(images: np.ndarray, size: int, norm=IMAGENET_NORM) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, write_json
+from infbench.stages import data
 from infbench.stages.model_error import ModelError
 
 ONNX_PREFIX = "onnx:"
@@ -215,7 +216,7 @@ def dataset_classes(config: dict, workdir: str | Path = ".") -> int | None:
     if config["dataset"] in ("digits", "cifar10"):
         return 10
     root = Path(workdir, config["data_dir"])
-    if not root.is_dir():
+    if not root.is_dir() or data.is_unlabelled_folder(root):
         return None
     return sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -339,8 +340,6 @@ def import_onnx(
     import onnx
     import torch
 
-    from infbench.stages import data
-
     inp = image_input(source, layout)
     model = wrap(_load(source, with_data=True), inp)
     big = model.ByteSize() > 1_800_000_000  # protobuf's 2 GiB: the weights go beside the graph
@@ -351,11 +350,11 @@ def import_onnx(
     images, labels = data.load_split(dataset, "test")
     x = data.to_input(images, inp.size or size, (mean, std))
     logits = OrtModule(out).logits(x)
-    classes = len(data.class_names(dataset))
+    classes = len(data.class_names(dataset)) or logits.shape[1]  # unlabelled images: the file's own
     if logits.shape[1] != classes:
         out.unlink()
         raise ModelError(mismatch(source, logits.shape[1], classes, Path(dataset).parent.name))
-    top1 = float((logits.argmax(1) == labels).mean())
+    top1 = None if data.unlabelled(labels) else float((logits.argmax(1) == labels).mean())
     # model.Facts' fields (its others keep their defaults when read); no weights: the graph holds them
     facts = {"name": model_name(source), "num_classes": classes, "image_size": x.shape[-1], "mean": mean, "std": std}
     with atomic_path(checkpoint) as tmp:
@@ -364,7 +363,8 @@ def import_onnx(
         "model": facts["name"],
         "origin": f"the ONNX file {source} (sha256 {content_hash(source)[:16]}…), not trained here",
         "input": asdict(inp),
-        "test_accuracy": top1,
+        "test_accuracy": top1,  # None: unlabelled images (accuracy is the agreement with this file)
+        "labels": data.labels_basis(labels),
         "epochs": 0,
         "warnings": [],
     }
@@ -502,4 +502,6 @@ def add_parser(sub) -> None:
 def _command(a) -> None:
     norm = tuple(a.mean), tuple(a.std)
     info = import_onnx(a.source, a.out, a.checkpoint, a.metrics, a.dataset, *norm, a.layout, a.image_size)
-    print(f"imported {a.source} → {a.out}: input {info['input']}, top-1 {info['test_accuracy']:.4f}")
+    top1 = info["test_accuracy"]
+    scored = f"top-1 {top1:.4f}" if top1 is not None else "unlabelled images: accuracy is the agreement with this file"
+    print(f"imported {a.source} → {a.out}: input {info['input']}, {scored}")

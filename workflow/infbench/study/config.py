@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from infbench.backends.registry import BACKENDS
+from infbench.stages import data, model_hf, model_onnx
 from infbench.stages import model as model_lib
-from infbench.stages import model_hf, model_onnx
 from infbench.study import grid
 
 # Images in each dataset (the split must leave some for training).
@@ -293,6 +293,14 @@ def check_config(config: dict, workdir: str | Path = ".") -> None:
             problems.append(
                 f"data_dir: '{config['data_dir']}' does not exist (dataset is {config['dataset']}); create it and "
                 f"{what}, or set data_dir to the folder that holds them"
+            )
+    if config["dataset"] == "imagefolder" and data.is_unlabelled_folder(Path(workdir, config["data_dir"])):
+        trained = [name for name, one in grid.model_configs(config).items() if not one["model"].get("onnx")]
+        if trained:
+            problems.append(
+                f"data_dir: '{config['data_dir']}' holds images without class subfolders (unlabelled): they can "
+                f"score only an ONNX file (model.onnx), not {', '.join(trained)}, which is trained here: put each "
+                "class's images in a subfolder of its own"
             )
     if config["dataset"] == "imagefolder":
         used = max(
