@@ -14,6 +14,10 @@
 #             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
 #   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})
 #   family [SECONDS]  one cell of MobileNet-V3 on each CUDA backend (benchmarks/gpu_family.yaml)
+#   serving [SECONDS]  the serving cells on CUDA (benchmarks/gpu_serving.yaml: torch and ONNX Runtime fp32/fp16,
+#             Offline, Server, SingleStream at 224 px, two requests in flight on CUDA streams of their own)
+#   onnxfile [SECONDS]  a user's ONNX file on CUDA (benchmarks/gpu_onnx_file.yaml): resnet18 exported here from
+#             torchvision with a dynamic batch, its ONNX Runtime CUDA and TensorRT cells, PyTorch's dropped
 #   gputests  the GPU tests of the suite (skipped on the CPU-only CI), on this GPU
 #   fidelity  benchmarks/harness_fidelity.py (torch fp16 b256, fp32 b64, fp16 b64, CUDA graphs b64)
 #   e2e       one cell in end_to_end mode beside its device-mode twin
@@ -35,6 +39,8 @@ DIGITS=(--configfile config/cifar10.yaml benchmarks/h100_digits.yaml)
 [ -n "${GRID:-}" ] && printf 'grid: %s\n' "$GRID" > /tmp/seeds-grid.yaml
 SEEDS=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml ${GRID:+/tmp/seeds-grid.yaml} --config dataset=digits)
 FAMILY=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/gpu_family.yaml)
+SERVING=(--configfile config/cifar10.yaml benchmarks/gpu_serving.yaml)
+ONNXFILE=(--configfile config/cifar10.yaml benchmarks/gpu_onnx_file.yaml)
 PEAK=(--configfile config/cifar10.yaml benchmarks/h100_seeds.yaml benchmarks/h100_peak.yaml ${GRID:+/tmp/seeds-grid.yaml}
   --config dataset=digits)
 
@@ -119,6 +125,29 @@ study)
   snake "${1:-540}" "${DIGITS[@]}"
   pack
   ;;
+serving)  # [SECONDS]
+  snake "${1:-540}" "${SERVING[@]}"
+  ls $STUDY/serving/*/*/cuda/*/*.json 2>/dev/null | wc -l
+  for f in $STUDY/serving/*/*/cuda/*/*.json; do
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); f=d.get('figure') or {}; print(sys.argv[1].split('serving/')[1], d['status'], f.get('value'), f.get('unit'), (d.get('error') or d.get('note') or '')[:160])" "$f"
+  done
+  pack
+  ;;
+onnxfile)  # [SECONDS]
+  mkdir -p mine
+  [ -f mine/resnet18.onnx ] || python3 - <<'PY'
+import torch, torchvision
+torch.manual_seed(0)
+net = torchvision.models.resnet18(num_classes=10).eval()  # digits' 10 classes; random weights
+torch.onnx.export(net, (torch.zeros(2, 3, 224, 224),), "mine/resnet18.onnx", input_names=["pixels"],
+                  output_names=["logits"], dynamic_axes={"pixels": {0: "n"}, "logits": {0: "n"}}, dynamo=False)
+PY
+  snake "${1:-400}" "${ONNXFILE[@]}"
+  for f in results/digits/onnx-resnet18-*/bench/*/*/cuda/*.json results/digits/onnx-resnet18-*/accuracy/*/*/cuda.json; do
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].split('/',2)[2], d['status'], d.get('throughput_img_s') or d.get('accuracy_top1'), (d.get('error') or '')[:200])" "$f"
+  done
+  pack
+  ;;
 gputests)
   # [PYTEST ARGS], e.g. -n 4 (pytest-xdist is in the device image; the tests time nothing)
   python3 -m pytest -q -rs -p no:cacheprovider "$@" tests/test_gpu_backends.py tests/test_timing.py 2>&1 | tee "$OUT/gputests.log" | tail -25
@@ -175,7 +204,7 @@ e2e)
   cp results/e2e/*.json "$OUT/" 2>/dev/null
   ;;
 *)
-  echo "unknown step '$step' (setup aoticheck seeds family warmcache peak study gputests fidelity save restore aoti e2e)"
+  echo "unknown step '$step' (setup aoticheck seeds family warmcache peak study serving onnxfile gputests fidelity save restore aoti e2e)"
   exit 2
   ;;
 esac

@@ -8,7 +8,8 @@
 # machine only measures: the report is aggregated where Snakemake and the report's libraries already are
 # (benchmarks/gpu_report.sh, from the results it sends back), so polars, altair and vl-convert (~75 MiB)
 # stay here. WHEELS is snakemake 9.27.1's dependency closure minus what the image holds (read off
-# importlib.metadata of this project's environment) and torchao 0.18.0 (issue 36's float8 attempt).
+# importlib.metadata of this project's environment), torchao 0.18.0 (issue 36's float8 attempt) and
+# mlcommons-loadgen 6.0.17 (the serving cells, issue 37).
 # onnxruntime-gpu 1.31.1 (PyPI's build is for CUDA 13: it runs with torch cu130's libraries) travels as
 # its unpacked files in one xz tarball: 186 MiB for its CUDA provider where the wheel's zip takes 244 MiB
 # in all, a chunk (one device call) fewer; `h100_study.sh setup` unpacks it into /tmp/site.
@@ -31,7 +32,7 @@ WHEELS=(
   platformdirs==4.14.8 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
   referencing==0.37.0 rpds-py==2026.9.1 smart-open==7.7.1 smmap==5.0.3 sqlalchemy==2.0.58 sqlmodel==0.0.37
   tenacity==9.2.1 throttler==1.2.3 traitlets==5.16.1 yte==1.9.4 typing-extensions==4.16.0
-  torchao==0.18.0
+  torchao==0.18.0 mlcommons-loadgen==6.0.17
 )
 ORT=onnxruntime-gpu==1.31.1
 SDIST_ONLY=(connection-pool==0.0.3)

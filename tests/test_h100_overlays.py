@@ -97,3 +97,13 @@ def test_the_family_overlay_is_mobilenet_v3_on_each_cuda_backend():
     }
     assert {(c.device, c.image_size, c.batch_size) for c in cells} == {("cuda", 224, 32)}
     assert config["dataset"] == "digits" and config["bench"]["repetitions"] == 3
+
+
+def test_the_gpu_serving_overlay_is_four_variants_in_three_scenarios_on_cuda():
+    config = study_config(["config/cifar10.yaml", "benchmarks/gpu_serving.yaml"], {"dataset": "digits"})
+    serving = grid.serving_cells(config)
+    assert {(c.backend, c.precision, c.device, c.image_size, c.batch_size) for c, _ in serving} == {
+        (b, p, "cuda", 224, 8) for b in ("torch", "onnxruntime") for p in ("fp32", "fp16")
+    }
+    assert sorted({s for _, s in serving}) == ["Offline", "Server", "SingleStream"] and len(serving) == 12
+    assert config["serving"]["requests_in_flight"] == 2

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except integrity.DamagedInput as exc:  # never a result made of a damaged input: fail, rebuild it next run
         integrity.remove(exc.path)
         print(
-            f"infbench {args.stage}: error: {exc}; removed it, the next `snakemake --cores 1 report` rebuilds it",
+            f"infbench {args.stage}: error: {exc}; removed it, the next `snakemake --cores all report` rebuilds it",
             file=sys.stderr,
         )
         return 1

@@ -34,6 +34,8 @@ CELL_PARAMS = {
     "versions": lambda wc: grid.backend_versions(wc.backend, wc.precision),
     # every option acting on the cell's device, defaults included: a changed default reruns its cells
     "effective_options": cell_effective_options,
+    # the threads Snakemake gives the job (--cores): with bench.cpu_threads 0 a CPU cell runs that many
+    "job_threads": cell_threads,
 }
 
 

@@ -42,6 +42,7 @@ rule serve:
             "serving.command", "serving.repetition", grid.backend_module(wc.backend)
         ),
         effective_options=cell_effective_options,
+        job_threads=cell_threads,
         versions=lambda wc: grid.backend_versions(wc.backend, wc.precision)
         + ","
         + grid.package_versions("mlcommons-loadgen"),
