@@ -54,14 +54,26 @@ def run_grid(workdir: Path, study: str, snakemake_args: list[str], load_after: f
         load_s = 0.0 if load_after is None else intermittent_load(run, load_after, random.Random(seed))
         if run.wait() != 0:
             raise SystemExit(f"snakemake failed ({run.returncode}): see {workdir / 'noisy_pair.log'}")
+    return {
+        **measured(workdir, study, "noisy" if load_after is not None else "quiet"),
+        "wall_s": time.monotonic() - start,
+        "load_s": load_s,
+    }
+
+
+def measured(workdir: Path, study: str, label: str) -> dict:
+    """What a run of the grid left in the study: its summary, meta, and the time waited for a quiet machine.
+    Its repetitions are kept beside the study (the next run removes the study's): order_effect.py reads them."""
     report = workdir / study / "report"
     cells = [json.loads(path.read_text()) for path in (workdir / study / "bench").rglob("*.json")]
+    kept = workdir / "noisy_pair_runs" / f"{label}-{int(time.time())}"
+    shutil.copytree(workdir / study / "repetitions", kept, dirs_exist_ok=True)
     return {
         "quiet_wait_s": sum(r.get("quiet_wait_s") or 0 for c in cells for r in c.get("repetition_runs", [])),
         "summary": complete(pl.read_parquet(report / "summary.parquet")),
         "meta": json.loads((report / "meta.json").read_text()),
-        "wall_s": time.monotonic() - start,
-        "load_s": load_s,
+        "wall_s": None,
+        "load_s": 0.0,
     }
 
 
@@ -229,11 +241,18 @@ def main(argv=None) -> int:
     p.add_argument("--load-after", type=float, default=60.0, help="seconds into the second run the load starts")
     p.add_argument("--seed", type=int, default=0, help="of the load's on/off times")
     p.add_argument("--out", type=Path, help="write both summaries and the checks as JSON here")
+    p.add_argument(
+        "--first-run-done",
+        action="store_true",
+        help="the study as it stands is the first quiet run (e.g. README command 1, just run on a fresh clone)",
+    )
     args = p.parse_args(argv)
 
     smk = ["--cores", str(args.cores)] + (["--configfile", str(args.configfile.resolve())] if args.configfile else [])
     runs = {
-        "quiet": run_grid(args.workdir, args.study, smk, None, args.seed),
+        "quiet": measured(args.workdir, args.study, "quiet")
+        if args.first_run_done
+        else run_grid(args.workdir, args.study, smk, None, args.seed),
         "quiet again": run_grid(args.workdir, args.study, smk, None, args.seed),
         "noisy": run_grid(args.workdir, args.study, smk, args.load_after, args.seed),
     }
@@ -245,8 +264,9 @@ def main(argv=None) -> int:
         extra = int(s["adaptive_repetitions"].fill_null(0).sum())
         unstable = s.filter(pl.col("status") == "unstable").height
         floor = s["drift_floor_pct"].drop_nulls()
+        wall = "measured before (--first-run-done)" if run["wall_s"] is None else f"{run['wall_s']:.0f} s"
         print(
-            f"{label}: {run['wall_s']:.0f} s, {extra} adaptive repetitions, {unstable} noisy of {s.height}"
+            f"{label}: {wall}, {extra} adaptive repetitions, {unstable} noisy of {s.height}"
             + (f", drift floor {floor[0]:.1f}%" if len(floor) else "")
             + f", {run.get('quiet_wait_s', 0.0):.0f} s waiting for a quiet machine"
             + (f", load on for {run['load_s']:.0f} s" if run["load_s"] else "")

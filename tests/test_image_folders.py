@@ -57,6 +57,27 @@ def test_the_file_list_changes_with_the_images(tmp_path):
     assert data.folder_listing(folder) != before
 
 
+def test_a_folder_without_class_subfolders_is_unlabelled_images(tmp_path):
+    write_images(tmp_path / "sorted", per_class=10)
+    folder = tmp_path / "loose"
+    folder.mkdir()
+    for i, f in enumerate(sorted((tmp_path / "sorted").rglob("*.*"))):
+        f.rename(folder / f"{i}{f.suffix}")
+    assert data.is_unlabelled_folder(folder) and not data.is_unlabelled_folder(tmp_path / "sorted")
+    x, y, classes = data.read_image_folder(folder, 32)
+    assert x.shape == (20, 32, 32, 3) and classes == [] and set(y) == {data.UNLABELLED}
+    out = tmp_path / "data.npz"
+    data.prepare("imagefolder", folder, out, calib=4, test=6, seed=0, image_size=32)
+    _, test_y = data.load_split(out, "test")
+    assert data.class_names(out) == [] and data.unlabelled(test_y)
+    assert data.labels_basis(test_y) == "fp32 agreement (no labelled images)"
+    reference = np.eye(3)[[0, 2, 1, 2, 0, 1]]  # the fp32 model's logits: its top-1 becomes the label
+    assert list(data.scoring_labels(test_y, reference)) == [0, 2, 1, 2, 0, 1]
+    before = data.folder_listing(folder)
+    (folder / "0.png").rename(folder / "renamed.png")  # a loose image is in the file list too
+    assert data.folder_listing(folder) != before
+
+
 def test_data_image_size_is_checked_against_the_sizes_used(tmp_path):
     write_images(tmp_path / "images")
     config = copy.deepcopy(TINY_CONFIG)

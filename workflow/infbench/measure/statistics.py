@@ -24,7 +24,14 @@ import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 
-from scipy import stats
+
+def _scipy_stats():
+    """scipy.stats, imported when first needed: it takes a second to import, and every repetition job's
+    process imports this module (bench/cell.py) without computing anything from it."""
+    from scipy import stats
+
+    return stats
+
 
 COVERAGE = 0.95  # the coverage the intervals aim at
 DEFAULT_TOLERANCE = 0.05  # bench.tolerance's default, for a summary written without it
@@ -43,14 +50,14 @@ def median_rank(n: int, coverage: float = COVERAGE) -> int:
     """k of the interval [x(k), x(n+1-k)] of the median of n values: the largest k whose coverage reaches
     `coverage`, at least 1 (the range) where none does."""
     k = 1
-    while k + 1 <= (n + 1) // 2 and 1 - 2 * stats.binom.cdf(k, n, 0.5) >= coverage:
+    while k + 1 <= (n + 1) // 2 and 1 - 2 * _scipy_stats().binom.cdf(k, n, 0.5) >= coverage:
         k += 1
     return k
 
 
 def median_coverage(n: int, k: int) -> float:
     """P(x(k) ≤ median ≤ x(n+1-k)) for n values of any continuous distribution."""
-    return float(1 - 2 * stats.binom.cdf(k - 1, n, 0.5))
+    return float(1 - 2 * _scipy_stats().binom.cdf(k - 1, n, 0.5))
 
 
 def median_interval(values) -> Interval:
@@ -82,7 +89,7 @@ def _u_cdf(u: int, n: int, m: int) -> float:
         left -= counts[-1]
     x = [c - 0.5 + 1e-3 * i for i, c in enumerate(counts)]  # x_i beats exactly c_i of the y's, no ties
     method = "exact" if n * m <= 400 else "asymptotic"
-    return float(stats.mannwhitneyu(x, list(range(m)), method=method, alternative="less").pvalue)
+    return float(_scipy_stats().mannwhitneyu(x, list(range(m)), method=method, alternative="less").pvalue)
 
 
 @lru_cache(maxsize=256)
