@@ -11,7 +11,7 @@ For each repetition, its deviation from its cell's median in that run (log ratio
 by (1) what ran just before it (the predecessor's backend, and whether it was a heavy cell: batch > 1),
 (2) its place in the round (first, middle or last third), and (3) when in the run it ran (first or second
 half: the run's drift). Each grouping is tested with scipy.stats.kruskal (do the groups' deviations differ?)
-and its groups' median deviations printed: the bias a fixed order would give the cells placed there.
+and its groups' mean deviations printed: the bias a fixed order would give the cells placed there.
 
   python benchmarks/order_effect.py noisy_pair_runs/seed0-quiet-*      # one folder of repetitions per run
 """
@@ -76,7 +76,7 @@ def grouped(devs: list[dict], key: str) -> str:
         if d[key] != "start":
             groups.setdefault(d[key], []).append(d["dev"])
     groups = {k: v for k, v in groups.items() if len(v) >= 3}
-    parts = [f"{k}: {100 * (math.exp(statistics.median(v)) - 1):+.1f}% (n={len(v)})" for k, v in sorted(groups.items())]
+    parts = [f"{k}: {100 * (math.exp(statistics.mean(v)) - 1):+.1f}% (n={len(v)})" for k, v in sorted(groups.items())]
     p = stats.kruskal(*groups.values()).pvalue if len(groups) >= 2 else float("nan")
     return f"  by {key:12s} Kruskal–Wallis p = {p:.3f};  " + ";  ".join(parts)
 

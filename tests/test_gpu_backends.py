@@ -357,7 +357,8 @@ def test_a_cuda_cell_through_the_protocol(tmp_path, checkpoint, backend):
     assert result["status"] in ("ok", "unstable"), result["error"]
     assert result["repetitions"] == 2 and len(result["repetition_runs"]) == 2
     assert result["throughput_img_s"] > 0 and result["throughput_uncertainty_pct"] >= 0
-    assert 0 < result["latency_ms_p50"] <= result["latency_ms_p99"]
+    # batch 8 times latency_s (0.1 s): its p99 only where that came to 100 batches (measure/timing.py)
+    assert 0 < result["latency_ms_p50"] <= (result["latency_ms_p99"] or result["latency_ms_p50"])
     assert isinstance(result["launch_bound"], bool) and 0 < result["host_issue_fraction"] <= 1.5
     assert result["memory"]["device_peak_mib"] > 0 and result["memory"]["device_method"] == "nvml device used delta"
     assert result["memory"]["allocator_peak_mib"] > 0

@@ -132,6 +132,18 @@ def test_a_repetition_counts_windows_and_latency_batches():
     assert rep["latency"]["p50_ms"] <= rep["latency"]["p90_ms"] <= rep["latency"]["p99_ms"]
 
 
+def test_a_larger_batch_times_latency_s_and_keeps_only_the_percentiles_it_has_batches_for():
+    policy = timing.TimingPolicy(
+        warmup_s=0.01, window_s=0.01, window_iterations=1, windows=3, latency_s=0.05, latency_iterations=100
+    )
+    slow = lambda: time.sleep(0.004)  # noqa: E731  (about 12 batches in latency_s)
+    one = timing.latencies(slow, lambda: None, policy, batch_size=1)
+    assert one["iterations"] >= 100 and one["p99_ms"] is not None  # a request's p99: its 100 batches
+    many = timing.latencies(slow, lambda: None, policy, batch_size=32)
+    assert 10 <= many["iterations"] < 100  # latency_s, and at least the 10 batches a p90 needs
+    assert many["p50_ms"] > 0 and many["p90_ms"] is not None and many["p99_ms"] is None
+
+
 def test_windows_that_come_in_short_are_followed_by_more_until_they_last_their_time():
     """A device that speeds up after the warm-up (10 ms a batch there, 2 ms after): windows sized from
     the warm-up's pace are a fifth of `window_s`; more of them run until they last windows × window_s

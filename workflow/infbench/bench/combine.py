@@ -28,8 +28,11 @@ def cell_figures(cell: Cell, runs: list[dict], tolerance: float, min_repetitions
         stability = "unstable"  # too few quiet repetitions to vouch for the figure
     if (tp["uncertainty_rel"] or 0) > repetitions.MAX_PRINTED:
         stability = "unstable"  # shown as its range, never as a ± wider than the number's half
+    # a percentile a repetition had too few batches for (measure/timing.py MIN_SAMPLES) is None in all of them
     latency = {
-        q: repetitions.combine([r["latency"][f"{q}_ms"] for r in good], [None] * len(good))
+        q: repetitions.combine(values, [None] * len(values))
+        if (values := [r["latency"][f"{q}_ms"] for r in good if r["latency"][f"{q}_ms"] is not None])
+        else {"value": None}
         for q in ("p50", "p90", "p99")
     }
     # Launch-bound only has a meaning where work is queued asynchronously on a device.

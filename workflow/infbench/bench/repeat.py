@@ -39,7 +39,7 @@ def load_repetitions(cell: Cell, paths: list[Path]) -> list[dict]:
 def repetition_summary(rep: dict) -> dict:
     """What the result keeps of each repetition (the full detail stays in the cell's log)."""
     keep = ("status", "error", "disturbed", "canary_before_ms", "canary_after_ms", "foreign_cores", "spare_cores")
-    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache", "adaptive", "quiet_wait_s", "reshaped_from")
+    keep += ("load_s", "read_s", "gpu_wait_s", "compile_cache", "adaptive", "quiet_wait_s", "reshaped_from", "slowed")
     # where a repetition's time went (benchmarks/wall_time.py): start → load → first batch, warm-up → measured
     keep += ("load_started_at", "first_batch_s", "measure_started_at", "warmup_wall_s", "measure_ended_at")
     out = {k: rep.get(k) for k in (*keep, "started", "ended", "process_s", "repetition")}
