@@ -93,7 +93,7 @@ def test_a_deleted_result_or_artifact_is_rebuilt_with_what_depends_on_it(reporte
 
     before = finished(wd)
     (wd / TORCH_CELL).unlink()
-    snakemake(wd, "--cores", "1", "report")
+    snakemake(wd, "report")  # the cores of the first run: another --cores reruns every CPU cell
     assert status(wd, TORCH_CELL) in MEASURED
     kept(before, finished(wd), {TORCH_CELL, *(p for p in before if "/report/" in p)})
     summary = pl.read_parquet(wd / STUDY / "report/summary.parquet")
@@ -153,7 +153,7 @@ def test_a_damaged_artifact_is_removed_and_rebuilt_and_no_ok_result_becomes_an_e
     wd = reported_copy
     before = finished(wd)
     truncate_keeping_mtime(wd / ONNX)  # size changed, mtime kept: Snakemake alone sees nothing
-    run = snakemake(wd, "--cores", "1", "report")
+    run = snakemake(wd, "report")
     notes = [line for line in run.stderr.splitlines() if line.startswith("infbench:")]
     assert len(notes) == 1 and f"{ONNX} is damaged" in notes[0] and "infbench export-onnx" in notes[0], notes
     assert "export_onnx" in run.stdout + run.stderr  # the job ran (one line per job)

@@ -55,6 +55,13 @@ def test_nothing_changed_nothing_runs(reported_copy):
     assert planned_jobs(reported_copy, "report") == {}
 
 
+def test_another_cores_reruns_the_cpu_cells_whose_threads_it_changes(reported_copy):
+    """A CPU cell runs as many threads as Snakemake gives its job: the suite's runs give 2 (--cores 2), and
+    --cores 1 would measure one thread, so it reruns every CPU cell, not training."""
+    jobs = planned_jobs(reported_copy, "--cores", "1", "report")
+    assert jobs["bench_cell"] == CELLS and "train" not in jobs and "export_onnx" not in jobs, jobs
+
+
 def test_a_batch_size_added_runs_only_its_cells_then_the_report(reported_copy):
     wd = reported_copy
     cells_before = {
