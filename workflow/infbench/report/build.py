@@ -36,6 +36,7 @@ from infbench.report.frame import (
     span_of,
     speedup_text,
 )
+from infbench.stages.data import scored_by_agreement
 from infbench.study.devices import note as devices_note
 
 # --- vl-convert ---------------------------------------------------------------------------------------------------
@@ -514,7 +515,7 @@ def _machines_html(meta: dict) -> str:
 
 
 def _accuracy_of(t: dict) -> str:
-    if t.get("labels", "labels") != "labels":
+    if scored_by_agreement(t):
         return "no labelled images: accuracy is the agreement with this fp32 model"
     return f"test accuracy {pct(t['test_accuracy'])}" if t.get("test_accuracy") is not None else "accuracy not recorded"
 
@@ -591,7 +592,7 @@ def _accuracy_html(df: pl.DataFrame, meta: dict) -> str:
 
 def unlabelled_note(meta: dict) -> str:
     """What accuracy means for a model whose images have no labels (said wherever its accuracy is shown)."""
-    models = [str(t["model"]) for t in meta.get("trained") or [] if t.get("labels", "labels") != "labels"]
+    models = [str(t["model"]) for t in meta.get("trained") or [] if scored_by_agreement(t)]
     if not models:
         return ""
     return (

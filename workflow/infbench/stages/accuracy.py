@@ -211,7 +211,7 @@ def line(r: dict) -> str:
     if r["status"] != "ok":
         return f"{name}: {r['status']}: {r['error']}"
     flag = "OVER TOLERANCE" if r["over_tolerance"] else "within tolerance"
-    if r.get("labels", "labels") != "labels":
+    if data.scored_by_agreement(r):
         flag += f"; scored against {r['labels']}"
     size = f", {r['model_size_mib']:.2f} MiB" if r.get("model_size_mib") is not None else ""
     return (

@@ -290,9 +290,17 @@ def unlabelled(labels: np.ndarray) -> bool:
     return bool(len(labels)) and bool((np.asarray(labels) == UNLABELLED).all())
 
 
+LABELLED = "labels"  # the labels basis of images with labels (a record without one was written before it existed)
+
+
 def labels_basis(labels: np.ndarray) -> str:
     """What a top-1 figure is measured against (recorded beside it; the report says it)."""
-    return "fp32 agreement (no labelled images)" if unlabelled(labels) else "labels"
+    return "fp32 agreement (no labelled images)" if unlabelled(labels) else LABELLED
+
+
+def scored_by_agreement(record: dict) -> bool:
+    """Whether a record's top-1 (an accuracy record, a model's training metrics) is its agreement with fp32."""
+    return record.get("labels", LABELLED) != LABELLED
 
 
 def to_input(images: np.ndarray, size: int, norm=IMAGENET_NORM) -> np.ndarray:
