@@ -1,14 +1,16 @@
 """Serving check: infbench's serving figures beside the vendors' own, side by side in one run.
 
-A benchmark (it times things). For each OpenVINO precision, interleaved round by round:
-  (1) Offline: `infbench serve --scenario Offline` (LoadGen, OpenVINO's AsyncInferQueue, the throughput hint,
-      `--streams` streams) against `benchmark_app -hint throughput -nstreams N -api async` on the same file, shape,
-      streams, threads and f32 inference precision (its -load_config: what the serving runner compiles with);
-  (2) SingleStream: `infbench serve --scenario SingleStream` with one request (one stream, every thread) against
-      the one-at-a-time benchmark cell's latency (`infbench bench`, batch 1: the study's own result where it has
-      one, else measured here the way the cell's rule measures it).
-It prints infbench's figures with the ± infbench prints, the others' medians over the rounds, the difference and
-whether it lies within infbench's ±.
+A benchmark (it times things). For each OpenVINO precision, round by round, each round in this order:
+  (1) Offline: `benchmark_app -hint throughput -nstreams N -api async` on the file, shape, streams, threads and f32
+      inference precision that infbench's serving runner compiles with (its -load_config), then one repetition of
+      `infbench serve --scenario Offline` (LoadGen, OpenVINO's AsyncInferQueue, `--streams` streams);
+  (2) SingleStream: one repetition of `infbench serve --scenario SingleStream` (one query at a time, answered in
+      LoadGen's issue thread by the batch-1 cell's own backend);
+and, in the middle round, the one-at-a-time benchmark cell at batch 1 (`infbench bench`, measured here the way
+the cell's rule measures it: its p90 is what SingleStream's p90 is compared with).
+infbench's figure over the rounds is combined by infbench's own rule (serving/command.py `interval`: the median,
+the printed ±); the others' figures are their medians over the rounds. It prints the difference and whether it
+lies within infbench's ±.
 
   PYTHONPATH=workflow python benchmarks/serving_check.py --study results/digits/resnet18 --size 32 --streams 2
 The study folder needs onnx/fp32.onnx and onnx/int8_static.onnx and reference/<size>.npz (a run of the
@@ -29,27 +31,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from openvino_fidelity import benchmark_app, infbench_cell  # noqa: E402  (benchmarks/ is no package)
 
+from infbench.serving.command import interval  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 ASYNC_THROUGHPUT = ("-hint", "throughput", "-api", "async")
 
 
-def serve(study: Path, precision: str, size: int, scenario: str, requests: int, a, tmp: Path) -> dict:
+def serve(study: Path, precision: str, size: int, scenario: str, requests: int, a, tmp: Path, rep: int) -> float:
+    """One repetition of `infbench serve` (a process of its own): its figure."""
     from infbench.backends.registry import spec
     from infbench.core.cell import Cell
 
     artifact = study / spec("openvino").artifact(Cell("m", "openvino", precision, "cpu", size, 1)).path
-    out = tmp / f"{precision}-{scenario}-{requests}.json"
+    out = tmp / f"{precision}-{scenario}-{requests}-{rep}.json"
     cmd = [sys.executable, "-m", "infbench.cli", "serve", "--model", study.name, "--backend", "openvino"]
     cmd += ["--precision", precision, "--device", "cpu", "--size", str(size), "--scenario", scenario]
     cmd += ["--artifact", str(artifact), "--reference", str(study / "reference" / f"{size}.npz")]
-    cmd += ["--requests", str(requests), "--repetitions", str(a.rounds), "--duration", str(a.seconds)]
+    cmd += ["--requests", str(requests), "--repetitions", "1", "--duration", str(a.seconds)]
     cmd += ["--threads", str(a.threads), "--logs", str(out.with_suffix(".loadgen")), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
     subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     result = json.loads(out.read_text())
     if result["status"] != "ok":
         raise RuntimeError(f"infbench serve {precision} {scenario}: {result['status']}: {result.get('error')}")
-    return result
+    return result["figure"]["value"]
 
 
 def throughput_config(threads: int, streams: int) -> dict:
@@ -64,13 +69,14 @@ def throughput_config(threads: int, streams: int) -> dict:
     }
 
 
-def one_at_a_time(study: Path, precision: str, size: int, threads: int, tmp: Path) -> tuple[dict, str]:
-    """The batch-1 benchmark cell: the study's own result, else measured here."""
-    own = study / "bench" / "openvino" / precision / "cpu" / f"{size}x1.json"
-    if own.exists():
-        return json.loads(own.read_text()), str(own)
+def one_at_a_time(study: Path, precision: str, size: int, threads: int, tmp: Path) -> dict:
+    """The batch-1 benchmark cell, measured here."""
     reference = study / "reference" / f"{size}.npz"
-    return infbench_cell(study, precision, size, 1, threads, reference, tmp / f"cell-{precision}.json"), "measured here"
+    return infbench_cell(study, precision, size, 1, threads, reference, tmp / f"cell-{precision}.json")
+
+
+def runs(values: list[float], digits: int = 0) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
 
 
 def pct(figure: dict) -> float:
@@ -90,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--streams", type=int, default=2, help="OpenVINO streams (= infbench's requests in flight)")
-    p.add_argument("--rounds", type=int, default=3, help="infbench's repetitions and benchmark_app's runs")
+    p.add_argument("--rounds", type=int, default=5, help="rounds: infbench's repetitions and benchmark_app's runs")
     p.add_argument("--seconds", type=float, default=3, help="each run's duration")
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     a = p.parse_args(argv)
@@ -102,35 +108,35 @@ def main(argv=None) -> int:
     for precision in a.precisions:
         model = a.study / spec("openvino").artifact(Cell("m", "openvino", precision, "cpu", a.size, 1)).path
         config = throughput_config(a.threads, a.streams)
-        theirs = []
-        ours = None
-        for r in range(a.rounds):  # benchmark_app's runs around infbench's (its repetitions run inside serve)
+        theirs, offline, single = [], [], []
+        for r in range(a.rounds):
             theirs.append(benchmark_app(model, a.size, 1, config, a.seconds, tmp, ASYNC_THROUGHPUT)["throughput_img_s"])
+            offline.append(serve(a.study, precision, a.size, "Offline", a.streams, a, tmp, r))
+            single.append(serve(a.study, precision, a.size, "SingleStream", 1, a, tmp, r))
             if r == a.rounds // 2:
-                ours = serve(a.study, precision, a.size, "Offline", a.streams, a, tmp)
-        streams = ours["runner"]["streams"]
+                cell = one_at_a_time(a.study, precision, a.size, a.threads, tmp)
+        ours = interval(offline)
         rows.append(
             line(
-                f"{precision} Offline ({streams} streams)",
-                ours["figure"]["value"],
-                pct(ours["figure"]),
+                f"{precision} Offline ({a.streams} streams)",
+                ours["value"],
+                pct(ours),
                 statistics.median(theirs),
                 "samples/s vs benchmark_app -hint throughput",
             )
         )
-        print(rows[-1], f"(benchmark_app runs: {', '.join(f'{t:.0f}' for t in theirs)})", flush=True)
-        single = serve(a.study, precision, a.size, "SingleStream", 1, a, tmp)
-        cell, where = one_at_a_time(a.study, precision, a.size, a.threads, tmp)
+        print(rows[-1], f"(infbench: {runs(offline)}; benchmark_app: {runs(theirs)})", flush=True)
+        ours = interval(single)
         rows.append(
             line(
                 f"{precision} SingleStream p90 (1 stream)",
-                single["figure"]["value"],
-                pct(single["figure"]),
+                ours["value"],
+                pct(ours),
                 cell["latency_ms_p90"],
-                f"ms vs the batch-1 cell's p90 ({where})",
+                "ms vs the batch-1 cell's p90, measured in round " + str(a.rounds // 2 + 1),
             )
         )
-        print(rows[-1], flush=True)
+        print(rows[-1], f"(infbench: {runs(single, 3)})", flush=True)
     head = f"{'':34s} {'infbench':>12s} {'±%':>6s} {'other':>14s} {'diff %':>7s}  within ±"
     print(f"\nopenvino on the CPU, {a.size} px, batch 1, {a.threads} threads; {a.rounds} rounds of {a.seconds:g} s")
     print("\n".join([head, *rows]))

@@ -17,6 +17,7 @@ from conftest import REPO, TINY_CONFIG, copy_workflow, planned_jobs, snakemake
 
 from infbench.report import serving as serving_report
 from infbench.report.build import _chart_section, html_table
+from infbench.serving import loadgen
 from infbench.serving.batching import SampleQueue
 from infbench.serving.runners import Sample
 
@@ -102,14 +103,28 @@ def test_offline_and_single_stream_record_loadgens_own_figures(tiny, backend):
         cores = len(os.sched_getaffinity(0))  # requests_in_flight 0: one session per core, a thread each
         assert offline["runner"] == {"requests_in_flight": cores, "how": "threads", "threads_per_request": 1}
 
-    single = serve(tiny, backend, "SingleStream")
+    single = serve(tiny, backend, "SingleStream", "--max-batch", "4", "--requests", "3")
     assert single["status"] == "ok" and single["metric"] == "p90_ms"
+    # one query of one sample at a time, answered where LoadGen issues it, by the batch-1 cell's backend
+    assert single["runner"]["how"] == "one query at a time, answered in LoadGen's issue thread"
+    assert (single["settings"]["max_batch"], single["settings"]["requests"]) == (1, 1)
     for rep in single["repetitions"]:
         run = rep["best"]
         assert 0 < run["p50_ms"] <= run["p90_ms"] <= run["p99_ms"]
         assert run["queries"] >= 100
         assert run["p90_ms"] * 1e6 == pytest.approx(summary_figure(Path(run["logs"]), "90.00 percentile latency (ns)"))
     assert single["figure"]["value"] == pytest.approx(np.median([r["best"]["p90_ms"] for r in single["repetitions"]]))
+
+
+def test_openvino_offline_serves_batches_of_several_samples_through_its_own_loop(tiny):
+    pytest.importorskip("openvino")
+    result = serve(tiny, "openvino", "Offline", "--max-batch", "3", "--requests", "2")
+    assert result["status"] == "ok" and result["settings"]["max_batch"] == 3
+    for rep in result["repetitions"]:  # every sample LoadGen issued was answered, in batches of up to 3
+        logs = Path(rep["best"]["logs"])
+        detail = loadgen.read_detail(logs / "mlperf_log_detail.txt")
+        assert detail["result_validity"] in ("VALID", "INVALID") and rep["best"]["samples_per_s"] > 0
+        assert summary_figure(logs, "Samples per second") == pytest.approx(rep["best"]["samples_per_s"], rel=1e-3)
 
 
 def test_server_finds_a_rate_within_the_bound_and_records_its_latencies(tiny):

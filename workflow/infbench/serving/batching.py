@@ -55,5 +55,7 @@ def stack(images, indices: list[int], max_batch: int):
     batch, as shape-pinned artifacts need: the padding is computed and its outputs dropped)."""
     import numpy as np
 
+    if max_batch == 1:  # a view, no copy
+        return images[indices[0] : indices[0] + 1]
     rows = list(indices) + [indices[0]] * (max_batch - len(indices))
     return np.ascontiguousarray(images[rows])

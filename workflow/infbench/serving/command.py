@@ -111,6 +111,8 @@ def cell_argv(a) -> list[str]:
 
 def measure(a) -> dict:
     """Every repetition in a process of its own, then the cell's figures."""
+    if a.scenario == "SingleStream":  # one query of one sample at a time: the batch-1 cell's variant, no waiting
+        a.max_batch, a.requests, a.batch_timeout_ms = 1, 1, 0.0
     if a.logs.exists():
         shutil.rmtree(a.logs)  # the logs of this cell's last measurement
     a.logs.mkdir(parents=True)

@@ -59,7 +59,7 @@ def run(runner, test: Test, samples: int, log_dir: Path) -> dict:
         lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0) for s in batch])
 
     runner.on_done = respond
-    sut = lg.ConstructSUT(runner.samples.put, lambda: None)
+    sut = lg.ConstructSUT(runner.issuer(test.scenario), lambda: None)
     qsl = lg.ConstructQSL(samples, samples, lambda indices: None, lambda indices: None)  # images stay in memory
     log = lg.LogSettings()
     log.log_output.outdir = str(log_dir)

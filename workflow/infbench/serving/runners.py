@@ -46,6 +46,11 @@ class Runner:
     def join(self) -> None:
         raise NotImplementedError
 
+    def issuer(self, scenario: str) -> Callable[[list], None]:
+        """What LoadGen's issue_queries calls in `scenario`: by default the samples join the queue, where the
+        runner's takers find them."""
+        return self.samples.put
+
     def stop(self) -> None:
         self.samples.close(self.takers)
         self.join()
@@ -139,6 +144,57 @@ class ThreadRunner(Runner):
             loaded.abort()
             while (samples := self.samples.take()) is not None:  # keep answering, so LoadGen's test ends
                 self.on_done(samples)
+
+
+class DirectRunner(Runner):
+    """One query at a time, answered in LoadGen's own issue thread (SingleStream): the cell's backend, loaded as
+    its one-at-a-time cell loads it, runs each query's batch and reports it done before issue_queries returns.
+    No queue and no thread hands the query on, so its latency is the backend's plus LoadGen's own bookkeeping
+    (through a taker thread, each query paid two thread switches: +0.3-0.4 ms a query on a 2-core VM)."""
+
+    takers = 0
+
+    def __init__(self, samples, images, backend):
+        super().__init__(samples, images)
+        self.backend = backend
+
+    def describe(self) -> dict:
+        return {
+            "requests_in_flight": 1,
+            "how": "one query at a time, answered in LoadGen's issue thread",
+            "threads_per_request": self.backend.threads,
+        }
+
+    def start(self) -> None:
+        self.backend.load()
+
+    def join(self) -> None:
+        pass
+
+    def _answer(self, samples: list) -> None:
+        b = self.backend
+        try:
+            if self.failure is None:
+                b.to_numpy(b.run(b.prepare(self.batch(samples))))  # on the host: done
+        except Exception as exc:  # noqa: BLE001 (reported by the main thread: LoadGen's thread must not die)
+            self.failure = exc
+        self.on_done(samples)
+
+    def issuer(self, scenario: str) -> Callable[[list], None]:
+        return self._answer
+
+    def warm_up(self, seconds: float) -> float:
+        start = time.perf_counter()
+        half_at = half_done = None
+        done = 0
+        while True:
+            self._answer([Sample(done % len(self.images))])
+            done += 1
+            now = time.perf_counter()
+            if half_at is None and now - start >= seconds / 2:
+                half_at, half_done = now, done
+            if now - start >= seconds and half_at is not None and now > half_at:
+                return (done - half_done) / (now - half_at)
 
 
 def device_stream(device: str):

@@ -177,8 +177,9 @@ def serving_cells(config: dict) -> list[tuple[Cell, str]]:
 
 def serving_artifact_path(wc, config: dict) -> str:
     """What a serving cell loads (rule serve's wildcards): its backend's artifact at serving.max_batch (a
-    shape-pinned one is built for that batch)."""
-    size, batch = int(wc.size), config["serving"]["max_batch"]
+    shape-pinned one is built for that batch); SingleStream's at batch 1 (serving/command.py `measure`)."""
+    size = int(wc.size)
+    batch = 1 if wc.scenario == "SingleStream" else config["serving"]["max_batch"]
     return artifact_path(Cell(wc.model, wc.backend, wc.precision, wc.device, size, batch), results_name(config))
 
 
