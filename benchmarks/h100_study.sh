@@ -14,7 +14,7 @@
 #             settings) in /tmp/peak, a copy of this folder with the seeds' inputs (resumes there)
 #   study [SECONDS]  the older every-backend overlay (benchmarks/h100_digits.yaml: 224 × {1, 64})
 #   family [SECONDS]  one cell of MobileNet-V3 on each CUDA backend (benchmarks/gpu_family.yaml)
-#   serving [SECONDS]  the serving cells on CUDA (benchmarks/gpu_serving.yaml: torch and ONNX Runtime fp32/fp16,
+#   serving [SECONDS [CONFIG...]]  the serving cells on CUDA (benchmarks/gpu_serving.yaml: torch and ONNX Runtime fp32/fp16,
 #             Offline, Server, SingleStream at 224 px, two requests in flight on CUDA streams of their own)
 #   onnxfile [SECONDS]  a user's ONNX file on CUDA (benchmarks/gpu_onnx_file.yaml): resnet18 exported here from
 #             torchvision with a dynamic batch, its ONNX Runtime CUDA and TensorRT cells, PyTorch's dropped
@@ -125,8 +125,8 @@ study)
   snake "${1:-540}" "${DIGITS[@]}"
   pack
   ;;
-serving)  # [SECONDS]
-  snake "${1:-540}" "${SERVING[@]}"
+serving)  # [SECONDS [CONFIG FILES...]], e.g. a file narrowing serving.scenarios
+  snake "${1:-540}" "${SERVING[@]}" "${@:2}"
   ls $STUDY/serving/*/*/cuda/*/*.json 2>/dev/null | wc -l
   for f in $STUDY/serving/*/*/cuda/*/*.json; do
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); f=d.get('figure') or {}; print(sys.argv[1].split('serving/')[1], d['status'], f.get('value'), f.get('unit'), (d.get('error') or d.get('note') or '')[:160])" "$f"
