@@ -108,6 +108,7 @@ def test_offline_and_single_stream_record_loadgens_own_figures(tiny, backend):
     # one query of one sample at a time, answered where LoadGen issues it, by the batch-1 cell's backend
     assert single["runner"]["how"] == "one query at a time, answered in LoadGen's issue thread"
     assert (single["settings"]["max_batch"], single["settings"]["requests"]) == (1, 1)
+    assert serving_report.in_flight(single["runner"]).startswith("1 (one at a time, ")
     for rep in single["repetitions"]:
         run = rep["best"]
         assert 0 < run["p50_ms"] <= run["p90_ms"] <= run["p99_ms"]
