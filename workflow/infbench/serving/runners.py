@@ -68,8 +68,9 @@ class Runner:
         return stack(self.images, [s.index for s in samples], self.samples.max_batch)
 
     def warm_up(self, seconds: float) -> float:
-        """Full batches through every request for about `seconds`; the samples per second of the second half
-        (an estimate that sets LoadGen's expected rates and the Server search's first rate)."""
+        """Full batches through every request for about `seconds`, the way the runner serves Offline; the samples
+        per second of the second half (an estimate that sets LoadGen's expected rates, so that its runs last their
+        minimum duration, and the Server search's first rate)."""
         done = [0]
         lock = threading.Lock()
         finished = threading.Condition(lock)
@@ -80,13 +81,14 @@ class Runner:
                 finished.notify()
 
         self.on_done = count
-        per_round = self.requests * self.samples.max_batch * 2
+        issue = self.issuer("Offline")
+        per_round = self.requests * self.samples.max_batch * 16  # long enough that draining it is a small part
         start = time.perf_counter()
         half_at = half_done = None
         while True:
             with finished:
                 target = done[0] + per_round
-            self.samples.put([Sample(i % len(self.images)) for i in range(per_round)])
+            issue([Sample(i % len(self.images)) for i in range(per_round)])
             with finished:
                 while done[0] < target:
                     if not finished.wait(timeout=1.0):
