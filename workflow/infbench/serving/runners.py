@@ -174,29 +174,18 @@ class DirectRunner(Runner):
         pass
 
     def _answer(self, samples: list) -> None:
-        b = self.backend
-        try:
-            if self.failure is None:
-                b.to_numpy(b.run(b.prepare(self.batch(samples))))  # on the host: done
-        except Exception as exc:  # noqa: BLE001 (reported by the main thread: LoadGen's thread must not die)
-            self.failure = exc
-        self.on_done(samples)
+        """Each batch of `samples` (a query's one sample; the warm-up's several) run and reported done in turn."""
+        b, size = self.backend, self.samples.max_batch
+        for batch in (samples[at : at + size] for at in range(0, len(samples), size)):
+            try:
+                if self.failure is None:
+                    b.to_numpy(b.run(b.prepare(self.batch(batch))))  # on the host: done
+            except Exception as exc:  # noqa: BLE001 (reported by the main thread: LoadGen's thread must not die)
+                self.failure = exc
+            self.on_done(batch)
 
     def issuer(self, scenario: str) -> Callable[[list], None]:
         return self._answer
-
-    def warm_up(self, seconds: float) -> float:
-        start = time.perf_counter()
-        half_at = half_done = None
-        done = 0
-        while True:
-            self._answer([Sample(done % len(self.images))])
-            done += 1
-            now = time.perf_counter()
-            if half_at is None and now - start >= seconds / 2:
-                half_at, half_done = now, done
-            if now - start >= seconds and half_at is not None and now > half_at:
-                return (done - half_done) / (now - half_at)
 
 
 def device_stream(device: str):
