@@ -33,6 +33,7 @@ from infbench.backends.base import Backend, BackendUnavailable, import_or_unavai
 from infbench.backends.unavailable import read_unavailable
 from infbench.core.integrity import DamagedInput
 from infbench.core.io import check_artifact
+from infbench.serving.batching import batches
 from infbench.serving.runners import Runner
 
 INSTALL = "pip install openvino nncf (or pip install -e '.[openvino]')"
@@ -192,10 +193,9 @@ class AsyncQueueRunner(Runner):
         self.streams = int(compiled.get_property("NUM_STREAMS"))
         self.requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.threads_total = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-        self.compiled = compiled
         self.queue = ov.AsyncInferQueue(compiled, self.requests)
         self.queue.set_callback(self._done)
-        self.plain = None  # Offline's requests, made on first use
+        self.plain = ov.AsyncInferQueue(compiled, self.requests)  # Offline's (and the warm-up's): no callback
         self.taker = None
 
     def describe(self) -> dict:
@@ -215,11 +215,8 @@ class AsyncQueueRunner(Runner):
     def _offline(self, samples: list) -> None:
         import openvino as ov
 
-        if self.plain is None:  # requests of their own, without the Python callback (the class doc)
-            self.plain = ov.AsyncInferQueue(self.compiled, self.requests)
         running: list = [None] * len(self.plain)  # each request's batch (and the tensor it reads), till reused
-        size = self.samples.max_batch
-        for batch in (samples[at : at + size] for at in range(0, len(samples), size)):
+        for batch in batches(samples, self.samples.max_batch):
             if self.failure is not None:  # keep answering, so LoadGen's test ends
                 self.on_done(batch)
                 continue

@@ -50,6 +50,11 @@ class SampleQueue:
         return batch
 
 
+def batches(samples: list, size: int):
+    """`samples` in batches of at most `size`, in order (an Offline issue, the warm-up's rounds)."""
+    return (samples[at : at + size] for at in range(0, len(samples), size))
+
+
 def stack(images, indices: list[int], max_batch: int):
     """The batch of the images at `indices`, padded to `max_batch` with its own first image (one shape for every
     batch, as shape-pinned artifacts need: the padding is computed and its outputs dropped)."""

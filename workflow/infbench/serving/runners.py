@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from infbench.serving.batching import SampleQueue, stack
+from infbench.serving.batching import SampleQueue, batches, stack
 
 
 class Sample:
@@ -175,8 +175,8 @@ class DirectRunner(Runner):
 
     def _answer(self, samples: list) -> None:
         """Each batch of `samples` (a query's one sample; the warm-up's several) run and reported done in turn."""
-        b, size = self.backend, self.samples.max_batch
-        for batch in (samples[at : at + size] for at in range(0, len(samples), size)):
+        b = self.backend
+        for batch in batches(samples, self.samples.max_batch):
             try:
                 if self.failure is None:
                     b.to_numpy(b.run(b.prepare(self.batch(batch))))  # on the host: done
