@@ -14,6 +14,12 @@ import time
 CLOSED = object()  # put once per taker when the test is over
 
 
+def max_batch(scenario: str, configured: int) -> int:
+    """The batch a scenario's requests take at most: SingleStream's one sample a query at batch 1 (the batch-1
+    cell's variant, its latency), `serving.max_batch` for the others."""
+    return 1 if scenario == "SingleStream" else configured
+
+
 class SampleQueue:
     def __init__(self, max_batch: int, timeout_s: float):
         if max_batch < 1:

@@ -21,7 +21,7 @@ from infbench.core.arguments import schema_default
 from infbench.core.io import atomic_path
 from infbench.core.packages import installed_version
 from infbench.measure import repetitions
-from infbench.serving import loadgen
+from infbench.serving import batching
 from infbench.serving.loadgen import SCENARIOS
 
 # What each scenario's figure is (the key of a repetition's best run) and its unit.
@@ -113,7 +113,7 @@ def cell_argv(a) -> list[str]:
 def measure(a) -> dict:
     """Every repetition in a process of its own, then the cell's figures."""
     if a.scenario == "SingleStream":  # one query of one sample at a time: the batch-1 cell's variant, no waiting
-        a.max_batch, a.requests, a.batch_timeout_ms = loadgen.max_batch(a.scenario, a.max_batch), 1, 0.0
+        a.max_batch, a.requests, a.batch_timeout_ms = batching.max_batch(a.scenario, a.max_batch), 1, 0.0
     if a.logs.exists():
         shutil.rmtree(a.logs)  # the logs of this cell's last measurement
     a.logs.mkdir(parents=True)

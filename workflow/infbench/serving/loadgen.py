@@ -21,12 +21,6 @@ NS_PER_MS = 1e6
 OFFLINE_HEADROOM = 1.5
 
 
-def max_batch(scenario: str, configured: int) -> int:
-    """The batch a scenario's requests take at most: SingleStream's one sample a query at batch 1 (the batch-1
-    cell's variant, its latency), `serving.max_batch` for the others."""
-    return 1 if scenario == "SingleStream" else configured
-
-
 @dataclass(frozen=True)
 class Test:
     scenario: str

@@ -17,7 +17,7 @@ from infbench.backends.registry import BACKENDS, spec
 from infbench.core.cell import Cell
 from infbench.core.packages import installed_version
 from infbench.measure import early_stop
-from infbench.serving import loadgen
+from infbench.serving import batching
 from infbench.stages import model as model_lib
 from infbench.stages import model_onnx
 from infbench.stages.recipe import recipe
@@ -178,8 +178,8 @@ def serving_cells(config: dict) -> list[tuple[Cell, str]]:
 
 def serving_artifact_path(wc, config: dict) -> str:
     """What a serving cell loads (rule serve's wildcards): its backend's artifact at serving.max_batch (a
-    shape-pinned one is built for that batch); SingleStream's at batch 1 (serving/loadgen.py `max_batch`)."""
-    size, batch = int(wc.size), loadgen.max_batch(wc.scenario, config["serving"]["max_batch"])
+    shape-pinned one is built for that batch); SingleStream's at batch 1 (serving/batching.py `max_batch`)."""
+    size, batch = int(wc.size), batching.max_batch(wc.scenario, config["serving"]["max_batch"])
     return artifact_path(Cell(wc.model, wc.backend, wc.precision, wc.device, size, batch), results_name(config))
 
 
