@@ -59,10 +59,10 @@ def tiny(tmp_path_factory) -> Path:
     return folder
 
 
-def serve(tiny: Path, backend: str, scenario: str, *extra: str) -> dict:
+def serve(tiny: Path, backend: str, scenario: str, *extra: str, python: tuple[str, ...] = ("-m",)) -> dict:
     """`infbench serve` as the rule runs it (a real process; its repetitions fresh processes of their own)."""
     out = tiny / f"{backend}-{scenario}-{len(extra)}.json"
-    cmd = [sys.executable, "-m", "infbench.cli", "serve", "--model", "tiny", "--backend", backend]
+    cmd = [sys.executable, *python, "infbench.cli", "serve", "--model", "tiny", "--backend", backend]
     cmd += ["--precision", "fp32", "--device", "cpu", "--size", "16", "--scenario", scenario]
     cmd += ["--artifact", str(tiny / "tiny.onnx"), "--reference", str(tiny / "ref.npz"), *SHORT, *extra]
     cmd += ["--logs", str(out.with_suffix(".loadgen")), "--out", str(out)]
@@ -158,6 +158,16 @@ def test_a_bound_the_variant_cannot_meet_says_so_instead_of_a_rate(tiny):
 def _write(path: Path, result: dict) -> Path:
     path.write_text(json.dumps(result))
     return path
+
+
+def test_without_loadgen_a_serving_cell_is_unavailable_with_the_install_command(tiny):
+    # the interpreter's own way of a package that is not there: an import of it raises, find_spec finds nothing
+    hide = "import runpy, sys; sys.modules['mlperf_loadgen'] = None; sys.argv[0] = 'infbench'; "
+    hide += "runpy.run_module(sys.argv.pop(1), run_name='__main__')"
+    result = serve(tiny, "onnxruntime", "Offline", python=("-c", hide))
+    assert result["status"] == "unavailable"
+    assert "pip install -e '.[serving]'" in result["error"]
+    assert result["repetitions"] == []
 
 
 def test_a_free_request_takes_what_waits_up_to_max_batch():

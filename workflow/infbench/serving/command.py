@@ -10,6 +10,7 @@ rate within it: the note names the lowest rate tried and its p99).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import statistics
@@ -110,8 +111,15 @@ def cell_argv(a) -> list[str]:
     return argv
 
 
+LOADGEN_MISSING = (
+    "MLPerf LoadGen is not installed: pip install -e '.[serving]' (the mlcommons-loadgen wheel), then rerun the report"
+)
+
+
 def measure(a) -> dict:
     """Every repetition in a process of its own, then the cell's figures."""
+    if importlib.util.find_spec("mlperf_loadgen") is None:  # the serving extra is not installed
+        return {**header(a), "status": "unavailable", "error": LOADGEN_MISSING, "repetitions": []}
     if a.scenario == "SingleStream":  # one query of one sample at a time: the batch-1 cell's variant, no waiting
         a.max_batch, a.requests, a.batch_timeout_ms = batching.max_batch(a.scenario, a.max_batch), 1, 0.0
     if a.logs.exists():
