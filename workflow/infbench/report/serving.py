@@ -150,7 +150,7 @@ def findings(results: list[dict], tolerance: float = st.DEFAULT_TOLERANCE) -> li
     out = []
     bound = next((r["settings"]["bound_ms"] for r in results if r["scenario"] == "Server"), None)
     what = {
-        "Server": (f"Most requests per second with p99 ≤ {num(bound)} ms", True, "req/s", "serves more"),
+        "Server": (f"Most requests per second with p99 ≤ {num(bound)} ms", True, "req/s", "faster"),
         "Offline": ("Most samples per second, everything queued (Offline)", True, "samples/s", "faster"),
         "SingleStream": ("Lowest p90 latency, one query at a time (SingleStream)", False, "ms", "quicker"),
     }
