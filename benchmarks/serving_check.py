@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 ASYNC_THROUGHPUT = ("-hint", "throughput", "-api", "async")
 # benchmark_app fills each request's inputs once and then only restarts it (its inference-only mode, the default
 # for a static shape); its full mode sets a request's inputs before every start, as a server feeding new images
-# must and as infbench's Offline runner does. Measured here, OpenVINO int8 at 32 px, 2 streams: the inputs set
-# each time cost 7-14% of the inference-only rate. The verdict compares like with like: the full mode.
+# must and as infbench's Offline runner does (OpenVINO int8, 32 px, 2 streams, 2-core VM: 1-7% below the
+# inference-only mode, README "Serving"). The verdict compares like with like: the full mode.
 FULL_MODE = (*ASYNC_THROUGHPUT, "-inference_only", "false")
 
 
