@@ -257,3 +257,36 @@ def test_the_serving_section_renders_in_headless_chromium(tiny, tmp_path):
     assert (out / "plots" / "serving-p99.svg").is_file()
     if os.environ.get("INFBENCH_SCREENSHOT"):
         (tmp_path / "report.png").replace(os.environ["INFBENCH_SCREENSHOT"])
+
+
+def test_serving_findings_take_the_scenarios_drift_as_their_margin():
+    """Two tight cells 1.2× apart among cells whose typical interval is ±25%: within that margin, no meaningful
+    difference (with the 5% tolerance alone the same repetitions would call it faster)."""
+    from infbench.serving import command
+
+    findings = serving_report.findings
+
+    def cell(name: str, reps: list[float]) -> dict:
+        return {
+            "backend": name,
+            "precision": "fp32",
+            "device": "cpu",
+            "image_size": 32,
+            "scenario": "Offline",
+            "status": "ok",
+            "runner": {"requests_in_flight": 2, "how": "threads", "threads_per_request": 1},
+            "figure": {**command.interval(reps), "repetitions": reps},
+        }
+
+    results = [
+        cell("a", [120.0, 121.0, 122.0]),
+        cell("b", [100.0, 101.0, 102.0]),
+        cell("c", [30.0, 40.0, 50.0]),
+        cell("d", [20.0, 30.0, 40.0]),
+        cell("e", [10.0, 14.0, 18.0]),
+    ]
+    (text, decided), *_ = findings(results, tolerance=0.05)
+    assert decided and "no meaningful difference between a fp32 cpu 32px and b fp32 cpu 32px (within ±25%" in text
+    tight = [r for r in results if r["backend"] in ("a", "b")]
+    (text, decided), *_ = findings(tight, tolerance=0.05)
+    assert decided and "a fp32 cpu 32px is faster than b fp32 cpu 32px" in text

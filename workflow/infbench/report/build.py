@@ -20,6 +20,7 @@ from infbench.backends.registry import BASELINE, BASELINE_TEXT
 from infbench.core import integrity
 from infbench.core.arguments import paths
 from infbench.core.io import atomic_path, read_json
+from infbench.measure import statistics as st
 from infbench.report import serving
 from infbench.report.charts import Chart, build_charts
 from infbench.report.findings import Finding, answers, findings
@@ -708,7 +709,9 @@ def build_report(summary: pl.DataFrame, meta: dict, out_dir: Path, serving_resul
     df = complete(summary)
     charts = build_charts(df, meta)
     found = findings(df, meta)
-    serving_charts, serving_html = serving.section(serving_results, _chart_section, html_table)
+    tolerance = df.get_column("tolerance_pct").drop_nulls()  # bench.tolerance, as the run had it
+    tolerance = tolerance.max() / 100 if tolerance.len() else st.DEFAULT_TOLERANCE
+    serving_charts, serving_html = serving.section(serving_results, _chart_section, html_table, tolerance)
     export_plots([*charts, *serving_charts], out_dir / "plots")
     page = render_html(df, meta, charts, found, javascript_bundle(), serving_html)
     for name, text in (("index.html", page), ("summary.md", summary_markdown(df, meta, found))):

@@ -146,7 +146,8 @@ def ranked(results: list[dict], scenario: str, higher_better: bool) -> list[dict
 def findings(results: list[dict], tolerance: float = st.DEFAULT_TOLERANCE) -> list[tuple[str, bool]]:
     """(sentence, decided): the best variant of each scenario against the next, decided like every finding
     (measure/statistics.compare: the ratio of their medians with the interval of the repetitions' pairwise
-    ratios, and a verdict against the margin)."""
+    ratios, and a verdict against the margin: the larger of `bench.tolerance` and the scenario's drift, the
+    typical interval of its cells, as the benchmark cells' findings take the run's)."""
     out = []
     bound = next((r["settings"]["bound_ms"] for r in results if r["scenario"] == "Server"), None)
     what = {
@@ -158,12 +159,13 @@ def findings(results: list[dict], tolerance: float = st.DEFAULT_TOLERANCE) -> li
         order = ranked(results, scenario, higher)
         if not order:
             continue
+        margin = st.margin_of(tolerance, st.drift_floor([r["figure"]["repetitions"] for r in order]))
         best = order[0]
         text = f"{lead}: {variant(best)}, {in_flight(best['runner'])} in flight: {figure_text(best, unit=unit)}"
         decided = True
         if len(order) > 1:
             second = order[1]
-            c = st.compare(best["figure"]["repetitions"], second["figure"]["repetitions"], tolerance, higher)
+            c = st.compare(best["figure"]["repetitions"], second["figure"]["repetitions"], margin, higher)
             text += "; " + c.text(variant(best), variant(second), better)
             decided = c.decided
         out.append((text, decided))
@@ -173,7 +175,9 @@ def findings(results: list[dict], tolerance: float = st.DEFAULT_TOLERANCE) -> li
     return out
 
 
-def section(paths: list[Path], chart_section, html_table) -> tuple[list[Chart], str]:
+def section(
+    paths: list[Path], chart_section, html_table, tolerance: float = st.DEFAULT_TOLERANCE
+) -> tuple[list[Chart], str]:
     """The Serving section: its chart (exported with the others) and its HTML; nothing without results.
     `chart_section` and `html_table` are report/build.py's, which calls this (passed in: no import circle)."""
     if not paths:
@@ -183,7 +187,8 @@ def section(paths: list[Path], chart_section, html_table) -> tuple[list[Chart], 
     specs: list[str] = []
     chart_html = chart_section(c, specs)
     found = "\n".join(
-        f'<li class="{"" if ok else "undetermined"}">{html.escape(text)}</li>' for text, ok in findings(results)
+        f'<li class="{"" if ok else "undetermined"}">{html.escape(text)}</li>'
+        for text, ok in findings(results, tolerance)
     )
     return (
         [c],
