@@ -59,7 +59,7 @@ def in_flight(runner: dict) -> str:
     """'4 (2 streams)' for OpenVINO's queue, '1 (one at a time, 2 CPU threads)' for SingleStream's,
     '2 (threads, 1 thread each)' for the rest."""
     if "streams" in runner:
-        return f"{runner['requests_in_flight']} ({runner['streams']} streams)"
+        return f"{runner['requests_in_flight']} ({runner['streams']} stream{'' if runner['streams'] == 1 else 's'})"
     each = runner.get("threads_per_request")
     if runner.get("how", "").startswith("one query at a time"):
         return f"1 (one at a time, {each} CPU thread{'' if each == 1 else 's'})"
