@@ -95,8 +95,7 @@ def pct(figure: dict) -> float:
 def line(what: str, ours: float, plus_minus: float, theirs: float, unit: str, judged: bool = True) -> str:
     diff = (ours - theirs) / theirs * 100
     # a ± above 50% is no interval (the report prints the repetitions' range instead): no verdict from it
-    within = "spread" if plus_minus > 50 else "yes" if abs(diff) <= plus_minus else "NO"
-    within = within if judged else "(bound)"
+    within = "(bound)" if not judged else "spread" if plus_minus > 50 else "yes" if abs(diff) <= plus_minus else "NO"
     return f"{what:34s} {ours:12.3f} {plus_minus:6.1f} {theirs:14.3f} {diff:7.1f}  {within:8s} {unit}"
 
 

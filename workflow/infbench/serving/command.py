@@ -120,8 +120,9 @@ def measure(a) -> dict:
     """Every repetition in a process of its own, then the cell's figures."""
     if importlib.util.find_spec("mlperf_loadgen") is None:  # the serving extra is not installed
         return {**header(a), "status": "unavailable", "error": LOADGEN_MISSING, "repetitions": []}
+    a.max_batch = batching.max_batch(a.scenario, a.max_batch)
     if a.scenario == "SingleStream":  # one query of one sample at a time: the batch-1 cell's variant, no waiting
-        a.max_batch, a.requests, a.batch_timeout_ms = batching.max_batch(a.scenario, a.max_batch), 1, 0.0
+        a.requests, a.batch_timeout_ms = 1, 0.0
     if a.logs.exists():
         shutil.rmtree(a.logs)  # the logs of this cell's last measurement
     a.logs.mkdir(parents=True)
